@@ -1,0 +1,24 @@
+# Autarky worker image: `autarky worker` by default; `autarky up` for the process that syncs schedules
+# and starts the autopilot. Temporal is reached through TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    AUTARKY_LOG_FORMAT=json \
+    AUTARKY_DATA_DIR=/data \
+    AUTARKY_METRICS_HOST=0.0.0.0
+
+# /data is created and owned here so that a fresh named volume mounted on it is writable by the user.
+RUN useradd --create-home --uid 10001 autarky \
+    && mkdir /data \
+    && chown autarky:autarky /data
+
+WORKDIR /app
+COPY . .
+RUN pip install --no-cache-dir .
+
+USER autarky
+# Prometheus: the Temporal SDK's metrics (AUTARKY_SDK_METRICS_PORT) and Autarky's (AUTARKY_METRICS_PORT).
+EXPOSE 9464 9465
+CMD ["autarky", "worker"]

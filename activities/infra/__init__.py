@@ -1,0 +1,1 @@
+"""Activities that observe the host and the network it runs on."""

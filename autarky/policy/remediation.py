@@ -1,0 +1,43 @@
+"""Plan stage, first half: which candidate actions could help with each finding (pure code)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from autarky.actions import CLEAR_CACHE, NOTIFY, RESTART_WORKER_POOL
+from autarky.policy.decision import PRIORITY_RANK
+from autarky.types import CandidateAction, Finding, Priority, Severity
+
+# finding kind -> (action type, priority, expected improvement, risk)
+PLAYBOOK: dict[str, list[tuple[str, Priority, float, float]]] = {
+    "cpu_high": [(RESTART_WORKER_POOL, Priority.MEDIUM, 0.3, 0.4), (NOTIFY, Priority.LOW, 0.1, 0.0)],
+    "memory_high": [(RESTART_WORKER_POOL, Priority.HIGH, 0.4, 0.6), (NOTIFY, Priority.MEDIUM, 0.1, 0.0)],
+    "disk_high": [(CLEAR_CACHE, Priority.HIGH, 0.3, 0.1), (NOTIFY, Priority.MEDIUM, 0.1, 0.0)],
+    "network_latency_high": [(NOTIFY, Priority.MEDIUM, 0.1, 0.0)],
+    "network_loss_high": [(NOTIFY, Priority.HIGH, 0.1, 0.0)],
+}
+
+
+def candidates_for(findings: Iterable[Finding]) -> list[CandidateAction]:
+    """One candidate per action type: the most urgent finding that calls for it wins."""
+    best: dict[str, CandidateAction] = {}
+    for finding in findings:
+        for action_type, priority, improvement, risk in PLAYBOOK.get(finding.kind, []):
+            if finding.severity == Severity.CRITICAL and action_type != NOTIFY:
+                priority = Priority.CRITICAL
+            candidate = CandidateAction(
+                action_type=action_type,
+                priority=priority,
+                expected_improvement=improvement,
+                risk=risk,
+                reason=finding.message,
+                finding_kind=finding.kind,
+            )
+            current = best.get(action_type)
+            if current is None or _urgency(candidate) < _urgency(current):
+                best[action_type] = candidate
+    return list(best.values())
+
+
+def _urgency(candidate: CandidateAction) -> tuple[int, float]:
+    return (PRIORITY_RANK[candidate.priority], -candidate.expected_improvement)

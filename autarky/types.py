@@ -1,0 +1,325 @@
+"""Typed payloads shared by workflows, activities, the CLI and the client helper.
+
+Every workflow and activity takes exactly one of these models as input, so fields can be added later
+without breaking recorded histories (give new fields defaults).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from autarky.config import AutopilotSettings
+
+# ---------------------------------------------------------------------------------------------- probes
+
+
+class CpuStats(BaseModel):
+    percent: float
+    per_core_percent: list[float]
+    load_1m: float
+    load_5m: float
+    load_15m: float
+    core_count: int
+
+
+class MemoryStats(BaseModel):
+    total_bytes: int
+    available_bytes: int
+    used_percent: float
+    swap_total_bytes: int
+    swap_used_percent: float
+
+
+class DiskStats(BaseModel):
+    path: str
+    total_bytes: int
+    used_bytes: int
+    used_percent: float
+    read_bytes: int | None = None
+    write_bytes: int | None = None
+    read_count: int | None = None
+    write_count: int | None = None
+
+
+class NetworkIOStats(BaseModel):
+    bytes_sent: int
+    bytes_recv: int
+    packets_sent: int
+    packets_recv: int
+    errors_in: int
+    errors_out: int
+    drops_in: int
+    drops_out: int
+
+
+class Temperature(BaseModel):
+    sensor: str
+    label: str
+    current_celsius: float
+    high_celsius: float | None = None
+    critical_celsius: float | None = None
+
+
+class ProcessInfo(BaseModel):
+    pid: int
+    name: str
+    rss_bytes: int
+    cpu_percent: float | None = None
+
+
+class HostSample(BaseModel):
+    taken_at: datetime
+    hostname: str
+    cpu: CpuStats
+    memory: MemoryStats
+    disk: DiskStats
+    network: NetworkIOStats
+    temperatures: list[Temperature] = Field(default_factory=list)
+    # Why temperatures are empty, e.g. "not available on this platform"; None when there are readings.
+    temperatures_note: str | None = None
+    top_processes: list[ProcessInfo] = Field(default_factory=list)
+
+
+class HostProbeInput(BaseModel):
+    disk_path: str = "/"
+    top_processes: int = Field(5, ge=0, le=100)
+
+
+class TargetProbeResult(BaseModel):
+    target: str
+    attempts: int
+    successes: int
+    loss_ratio: float
+    latency_ms_avg: float | None = None
+    latency_ms_min: float | None = None
+    latency_ms_max: float | None = None
+    error: str | None = None
+
+
+class NetworkProbeInput(BaseModel):
+    targets: list[str]
+    attempts: int = Field(3, ge=1, le=50)
+    timeout_seconds: float = Field(1.0, gt=0, le=30)
+
+
+class NetworkSample(BaseModel):
+    taken_at: datetime
+    targets: list[TargetProbeResult]
+
+
+class MetricPoint(BaseModel):
+    """The compact form of one Monitor round that the autopilot keeps in its window."""
+
+    at: datetime
+    cpu_percent: float
+    memory_percent: float
+    disk_percent: float
+    network_latency_ms: float | None = None
+    network_loss_ratio: float | None = None
+
+
+# ---------------------------------------------------------------------------------------- analysis
+
+
+class Severity(StrEnum):
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class Finding(BaseModel):
+    """Something the Analyze stage noticed, with the evidence for it."""
+
+    kind: str  # e.g. "cpu_high"; the planner maps kinds to candidate actions
+    metric: str
+    value: float
+    threshold: float
+    severity: Severity = Severity.WARNING
+    message: str
+    observed_at: datetime
+
+
+# ---------------------------------------------------------------------------------------- actions
+
+
+class Priority(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class CandidateAction(BaseModel):
+    action_type: str
+    priority: Priority
+    expected_improvement: float = Field(ge=0, le=1)
+    risk: float = Field(ge=0, le=1)
+    reason: str
+    finding_kind: str | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class Decision(BaseModel):
+    candidate: CandidateAction
+    success_probability: float
+    expected_value: float
+    score: float
+    execute: bool
+    needs_approval: bool
+    why: str
+
+
+class ActionRequest(BaseModel):
+    """The one input every action (activity or child workflow) takes."""
+
+    action_id: str
+    action_type: str
+    params: dict[str, str] = Field(default_factory=dict)
+    reason: str = ""
+
+
+class ActionResult(BaseModel):
+    """What an action reports; `improvement` is measured, in [0, 1]."""
+
+    success: bool
+    improvement: float = Field(0.0, ge=0, le=1)
+    detail: str = ""
+
+
+class ActionStatus(StrEnum):
+    QUEUED = "queued"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    SIMULATED = "simulated"
+
+
+class ActionRecord(BaseModel):
+    action_id: str
+    decision: Decision
+    status: ActionStatus
+    planned_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    improvement: float | None = None
+    duration_seconds: float | None = None
+    detail: str = ""
+    error: str | None = None
+    approval_id: str | None = None
+
+
+class ActionTypeStats(BaseModel):
+    """Knowledge: outcomes seen per action type."""
+
+    attempts: int = 0
+    successes: int = 0
+    total_improvement: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------- approvals
+
+
+class ApprovalState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class ApprovalRequest(BaseModel):
+    approval_id: str
+    subject: str  # what is waiting, e.g. "restart_worker_pool (risk 0.60)"
+    why: str  # why it needs a person
+    risk: float = 0.0
+    requested_at: datetime
+    expires_at: datetime
+    state: ApprovalState = ApprovalState.PENDING
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    decision_reason: str | None = None
+
+
+class ApprovalDecision(BaseModel):
+    """The update argument for approve/reject."""
+
+    approval_id: str
+    approver: str
+    reason: str = ""
+
+
+class ApprovalSignal(BaseModel):
+    """The signal form, for the UI's signal button and `temporal workflow signal`."""
+
+    approval_id: str
+    approve: bool
+    approver: str
+    reason: str = ""
+
+
+# ---------------------------------------------------------------------------------------- autopilot
+
+
+class Goal(BaseModel):
+    metric: str
+    target: float
+    direction: str  # "below" or "above"
+    current: float | None
+    achieved: bool
+    progress: float
+
+
+class AutopilotState(BaseModel):
+    """Compact state carried across continue-as-new."""
+
+    started_at: datetime | None = None
+    runs: int = 0  # how many continue-as-new generations came before this one
+    iterations: int = 0
+    knowledge: dict[str, ActionTypeStats] = Field(default_factory=dict)
+    window: list[MetricPoint] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    queued: list[ActionRecord] = Field(default_factory=list)
+    recent_actions: list[ActionRecord] = Field(default_factory=list)
+    approvals: list[ApprovalRequest] = Field(default_factory=list)
+    totals: dict[str, int] = Field(default_factory=dict)
+    sequence: int = 0
+
+
+class AutopilotInput(BaseModel):
+    settings: AutopilotSettings = Field(default_factory=AutopilotSettings)
+    state: AutopilotState | None = None
+    # Actions that manage the local worker pool run only where the pool lives (the `autarky up` process).
+    control_task_queue: str = "autarky-control"
+
+
+class AutopilotStatus(BaseModel):
+    state: str  # "running", "simulating", "waiting for approval"
+    simulation: bool
+    started_at: datetime | None
+    uptime_seconds: float
+    iterations: int
+    runs: int
+    pending_approvals: int
+    queued_actions: int
+    active_actions: int
+    completed_actions: int
+    totals: dict[str, int]
+    success_probabilities: dict[str, float]
+    findings: list[Finding]
+    last_sample: MetricPoint | None
+
+
+class RecentActionsQuery(BaseModel):
+    count: int = Field(20, ge=1, le=1000)
+
+
+class HousekeepingInput(BaseModel):
+    max_age: timedelta = timedelta(days=7)
+
+
+class PruneCacheInput(BaseModel):
+    max_age: timedelta
+    reason: str = ""

@@ -1,0 +1,64 @@
+"""Running workers until asked to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.infra.worker_pool import LocalWorkerPool
+from autarky.config import AutarkySettings
+from workers.registry import WORKFLOWS, control_activities, main_activities
+
+log = structlog.get_logger(__name__)
+GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+
+
+def build_workers(
+    client: Client, settings: AutarkySettings, *, workflows: bool = True, pool: LocalWorkerPool | None = None
+) -> list[Worker]:
+    """The main worker (workflows unless activities-only, plus activities) and, when this process owns
+    the local pool, the control worker for pool activities."""
+    workers = [
+        Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=WORKFLOWS if workflows else [],
+            activities=main_activities(settings),
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            max_concurrent_activities=20,
+        )
+    ]
+    if pool is not None:
+        workers.append(
+            Worker(
+                client,
+                task_queue=settings.control_task_queue,
+                activities=control_activities(pool),
+                graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            )
+        )
+    return workers
+
+
+def stop_event_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, so the caller can shut down in order."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_until(stop: asyncio.Event, workers: list[Worker]) -> None:
+    async with AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        log.info("workers running", task_queues=[w.task_queue for w in workers])
+        await stop.wait()
+        log.info("stopping workers (in-flight activities get %s to finish)", GRACEFUL_SHUTDOWN)

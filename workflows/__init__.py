@@ -1,0 +1,1 @@
+"""Temporal workflows: the long-running processes of Autarky."""
