@@ -71,6 +71,9 @@ class AutopilotSettings(BaseModel):
     optimization_interval: Duration = timedelta(minutes=5)
     executor_interval: Duration = timedelta(seconds=10)
     max_concurrent_actions: int = Field(3, ge=1, le=50)
+    # An action type that finished this recently is not planned again (a lasting finding would
+    # otherwise repeat the same remedy every plan round).
+    action_cooldown: Duration = timedelta(minutes=10)
     approval_timeout: Duration = timedelta(hours=1)
     simulation: bool = False
     network_targets: list[str] = Field(

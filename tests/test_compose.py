@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import tomllib
@@ -120,6 +121,17 @@ def container_ports(service: dict[str, Any]) -> set[int]:
     return {int(str(entry).split(":")[-1].split("/")[0]) for entry in service.get("ports", [])}
 
 
+def names_a_setting(env_name: str) -> bool:
+    """Whether an ``AUTARKY_…`` variable names a settings field (misspelt ones are silently ignored)."""
+    model: Any = AutarkySettings
+    for part in env_name.removeprefix("AUTARKY_").lower().split("__"):
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return False
+        model = fields[part].annotation
+    return True
+
+
 def scripts() -> dict[str, str]:
     with (ROOT / "pyproject.toml").open("rb") as file:
         return tomllib.load(file)["project"]["scripts"]
@@ -206,15 +218,14 @@ def test_worker_replicas_and_up_waits_for_search_attributes(services):
 @pytest.mark.parametrize("name", sorted(AUTARKY_SERVICES))
 def test_autarky_environment_is_valid_settings(services, dockerfile, name, monkeypatch, tmp_path):
     """The image's ENV overlaid with the service's environment loads as AutarkySettings."""
-    import os
-
     for key in list(os.environ):
         if key.startswith("AUTARKY_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("AUTARKY_CONFIG", str(tmp_path / "absent.toml"))
     env = dockerfile_env(dockerfile) | environment(services[name])
     for key, value in env.items():
-        if key.startswith("AUTARKY_"):
+        if key.startswith("AUTARKY_") and key != "AUTARKY_CONFIG":
+            assert names_a_setting(key), f"{name}: {key} is no Autarky setting"
             monkeypatch.setenv(key, value)
 
     settings = AutarkySettings()

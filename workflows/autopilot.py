@@ -160,6 +160,12 @@ class AutopilotWorkflow(ApprovalGate):
     def _plan(self) -> None:
         in_flight = {r.decision.candidate.action_type for r in self._state.queued}
         in_flight |= {r.decision.candidate.action_type for r in self._running.values()}
+        cooling = workflow.now() - self._settings.action_cooldown
+        in_flight |= {
+            r.decision.candidate.action_type
+            for r in self._state.recent_actions
+            if r.finished_at and r.finished_at > cooling
+        }
         candidates = [
             c
             for c in candidates_for(self._state.findings)
@@ -178,6 +184,7 @@ class AutopilotWorkflow(ApprovalGate):
             )
             if self._settings.simulation:
                 record.status = ActionStatus.SIMULATED
+                record.finished_at = workflow.now()  # so the cooldown applies to simulated actions too
                 record.detail = (
                     "simulation: would "
                     + ("ask for approval, then " if decision.needs_approval else "")

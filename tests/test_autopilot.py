@@ -1,0 +1,364 @@
+"""AutopilotWorkflow against a real Temporal server: the loop, approvals, learning, continue-as-new."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.worker import Worker
+
+from activities.infra.remediation import RemediationActivities
+from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
+from autarky import search_attributes as sa
+from autarky.config import AutopilotSettings
+from autarky.policy.decision import success_probability
+from autarky.types import (
+    ActionRecord,
+    ActionStatus,
+    ApprovalDecision,
+    ApprovalRequest,
+    ApprovalSignal,
+    ApprovalState,
+    AutopilotInput,
+    AutopilotStatus,
+    Goal,
+    RecentActionsQuery,
+)
+from tests.fakes import FakeHost, SlowActions
+from workflows.autopilot import AutopilotWorkflow
+
+FAST = dict(
+    action_cooldown=timedelta(0),
+    monitor_interval=timedelta(milliseconds=200),
+    analysis_interval=timedelta(milliseconds=200),
+    optimization_interval=timedelta(milliseconds=300),
+    executor_interval=timedelta(milliseconds=100),
+)
+
+
+def fast_settings(**overrides: Any) -> AutopilotSettings:
+    rules = {"window": 1}
+    return AutopilotSettings.model_validate({**FAST, "rules": rules, **overrides})
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+    """Poll `check` until it returns something truthy (the loop runs on timers of a fraction of a second)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s; last value: {result!r}")
+        await asyncio.sleep(0.1)
+
+
+class Harness:
+    def __init__(
+        self, client: Client, data_dir: Path, host: FakeHost, slow: SlowActions | None = None
+    ) -> None:
+        self.client = client
+        self.data_dir = data_dir
+        self.host = host
+        self.slow = slow
+        suffix = uuid.uuid4().hex[:8]
+        self.task_queue = f"autopilot-test-{suffix}"
+        self.control_queue = f"autopilot-control-{suffix}"
+        self.workflow_id = f"autopilot-test-{suffix}"
+
+    def workers(self) -> list[Worker]:
+        remediation = RemediationActivities(self.data_dir)
+        actions = (
+            [self.slow.notify, self.slow.clear_cache]
+            if self.slow
+            else [remediation.notify, remediation.clear_cache]
+        )
+        pool = WorkerPoolActivities(LocalWorkerPool(self.data_dir))
+        return [
+            Worker(
+                self.client,
+                task_queue=self.task_queue,
+                workflows=[AutopilotWorkflow],
+                activities=[self.host.probe_host, self.host.probe_network, *actions],
+            ),
+            Worker(self.client, task_queue=self.control_queue, activities=[pool.restart_worker_pool]),
+        ]
+
+    async def start(self, settings: AutopilotSettings) -> WorkflowHandle:
+        return await self.client.start_workflow(
+            AutopilotWorkflow.run,
+            AutopilotInput(settings=settings, control_task_queue=self.control_queue),
+            id=self.workflow_id,
+            task_queue=self.task_queue,
+        )
+
+    @asynccontextmanager
+    async def running(self, settings: AutopilotSettings) -> AsyncIterator[WorkflowHandle]:
+        workers = self.workers()
+        async with workers[0], workers[1]:
+            handle = await self.start(settings)
+            try:
+                yield handle
+            finally:
+                await handle.terminate("test finished")
+
+
+async def status(handle: WorkflowHandle) -> AutopilotStatus:
+    return await handle.query(AutopilotWorkflow.status)
+
+
+async def actions(handle: WorkflowHandle, count: int = 50) -> list[ActionRecord]:
+    return await handle.query(AutopilotWorkflow.recent_actions, RecentActionsQuery(count=count))
+
+
+async def pending(handle: WorkflowHandle) -> list[ApprovalRequest]:
+    return await handle.query("pending_approvals", result_type=list[ApprovalRequest])
+
+
+def of_type(records: list[ActionRecord], action_type: str, state: ActionStatus) -> list[ActionRecord]:
+    return [r for r in records if r.decision.candidate.action_type == action_type and r.status == state]
+
+
+@pytest.fixture
+def host() -> FakeHost:
+    return FakeHost()
+
+
+async def test_finding_is_planned_executed_and_learned_from(
+    client: Client, tmp_path: Path, host: FakeHost
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "stale.bin").write_bytes(b"x" * 4096)
+    host.disk = 90.0  # over the 85 % rule: disk_high → clear_cache (and notify)
+    harness = Harness(client, tmp_path, host)
+    async with harness.running(fast_settings()) as handle:
+        done = await eventually(
+            lambda: _first(actions(handle), lambda rs: of_type(rs, "clear_cache", ActionStatus.SUCCEEDED))
+        )
+        s = await status(handle)
+    assert not (cache / "stale.bin").exists()
+    assert "deleted 1 files, freed 4096 bytes" in done[0].detail
+    assert any(f.kind == "disk_high" and f.value == 90.0 for f in s.findings)
+    # Learning: one success moves clear_cache's probability up from its prior of 0.9.
+    assert s.success_probabilities["clear_cache"] > 0.9
+    assert s.totals["succeeded"] >= 1
+
+
+async def _first(records: Awaitable[list[ActionRecord]], pick: Callable[[list[ActionRecord]], Any]) -> Any:
+    return pick(await records)
+
+
+async def test_risky_action_waits_for_approval_then_runs(
+    client: Client, tmp_path: Path, host: FakeHost
+) -> None:
+    host.memory = 90.0  # memory_high → restart_worker_pool, risk 0.6 > 0.5: needs a person
+    harness = Harness(client, tmp_path, host)
+    async with harness.running(fast_settings()) as handle:
+        waiting = await eventually(lambda: pending(handle))
+        assert waiting[0].subject.startswith("restart_worker_pool")
+        description = await handle.describe()
+        assert description.typed_search_attributes.get(sa.APPROVAL) == "pending"
+        assert description.typed_search_attributes.get(sa.RISK) == pytest.approx(0.6)
+        assert not of_type(await actions(handle), "restart_worker_pool", ActionStatus.SUCCEEDED)
+
+        decided = await handle.execute_update(
+            "approve",
+            ApprovalDecision(approval_id=waiting[0].approval_id, approver="ops-alice", reason="ok"),
+            result_type=ApprovalRequest,
+        )
+        assert decided.state == ApprovalState.APPROVED and decided.decided_by == "ops-alice"
+
+        ran = await eventually(
+            lambda: _first(
+                actions(handle), lambda rs: of_type(rs, "restart_worker_pool", ActionStatus.SUCCEEDED)
+            )
+        )
+        assert ran[0].approval_id == waiting[0].approval_id
+        assert "the local worker pool has no members" in ran[0].detail
+        assert (await handle.describe()).typed_search_attributes.get(sa.APPROVAL) == "none"
+
+
+async def test_rejected_and_expired_approvals_do_not_run(
+    client: Client, tmp_path: Path, host: FakeHost
+) -> None:
+    host.memory = 90.0
+    harness = Harness(client, tmp_path, host)
+    settings = fast_settings(approval_timeout=timedelta(seconds=2))
+    async with harness.running(settings) as handle:
+        first = (await eventually(lambda: pending(handle)))[0]
+        await handle.signal(
+            "decide_approval",
+            ApprovalSignal(
+                approval_id=first.approval_id, approve=False, approver="ops-bob", reason="not now"
+            ),
+        )
+        rejected = await eventually(
+            lambda: _first(
+                actions(handle), lambda rs: of_type(rs, "restart_worker_pool", ActionStatus.REJECTED)
+            )
+        )
+        assert "rejected by ops-bob: not now" in rejected[0].detail
+
+        # The next plan asks again; nobody answers; it expires to the safe default.
+        second = await eventually(
+            lambda: _first(pending(handle), lambda ps: [p for p in ps if p.approval_id != first.approval_id])
+        )
+        expired = await eventually(
+            lambda: _first(
+                handle.query("approvals", result_type=list[ApprovalRequest]),
+                lambda all_: [
+                    a
+                    for a in all_
+                    if a.approval_id == second[0].approval_id and a.state == ApprovalState.EXPIRED
+                ],
+            )
+        )
+        assert expired[0].decided_by == "autarky:timeout"
+        s = await status(handle)
+        assert not of_type(await actions(handle), "restart_worker_pool", ActionStatus.SUCCEEDED)
+    assert s.totals.get("expired", 0) >= 1 and s.totals.get("rejected", 0) >= 1
+    assert s.success_probabilities["restart_worker_pool"] == pytest.approx(0.8)  # never ran: prior unchanged
+
+
+async def test_bad_approvals_are_refused_and_change_nothing(
+    client: Client, tmp_path: Path, host: FakeHost
+) -> None:
+    host.memory = 90.0
+    harness = Harness(client, tmp_path, host)
+    async with harness.running(fast_settings()) as handle:
+        request = (await eventually(lambda: pending(handle)))[0]
+        bad = [
+            (ApprovalDecision(approval_id="apr-does-not-exist", approver="ops-alice"), "no approval with id"),
+            (ApprovalDecision(approval_id=request.approval_id, approver="  "), "approver must name"),
+        ]
+        for decision, message in bad:
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update("approve", decision, result_type=ApprovalRequest)
+            assert message in str(refused.value.cause)
+        still = await pending(handle)
+        assert [p.approval_id for p in still][:1] == [request.approval_id]
+        assert still[0].state == ApprovalState.PENDING
+
+        await handle.execute_update(
+            "reject",
+            ApprovalDecision(approval_id=request.approval_id, approver="carol"),
+            result_type=ApprovalRequest,
+        )
+        with pytest.raises(WorkflowUpdateFailedError) as twice:
+            await handle.execute_update(
+                "approve",
+                ApprovalDecision(approval_id=request.approval_id, approver="dave"),
+                result_type=ApprovalRequest,
+            )
+        assert "already rejected by carol" in str(twice.value.cause)
+        # An invalid signal is ignored, not applied.
+        await handle.signal(
+            "decide_approval",
+            ApprovalSignal(approval_id=request.approval_id, approve=True, approver="mallory"),
+        )
+        approvals = await handle.query("approvals", result_type=list[ApprovalRequest])
+        decided = next(a for a in approvals if a.approval_id == request.approval_id)
+        assert decided.state == ApprovalState.REJECTED and decided.decided_by == "carol"
+
+
+async def test_simulation_plans_and_records_but_executes_nothing(
+    client: Client, tmp_path: Path, host: FakeHost
+) -> None:
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "keep.bin").write_bytes(b"x")
+    host.disk = 90.0
+    host.memory = 90.0
+    harness = Harness(client, tmp_path, host)
+    async with harness.running(fast_settings(simulation=True)) as handle:
+        simulated = await eventually(
+            lambda: _first(
+                actions(handle),
+                lambda rs: (
+                    {r.decision.candidate.action_type for r in rs if r.status == ActionStatus.SIMULATED}
+                    >= {"clear_cache", "notify", "restart_worker_pool"}
+                ),
+            )
+        )
+        assert simulated
+        s = await status(handle)
+        assert s.state == "simulating" and s.pending_approvals == 0
+    assert (tmp_path / "cache" / "keep.bin").exists()
+    assert not (tmp_path / "notifications.jsonl").exists()
+    assert s.totals.get("succeeded", 0) == 0 and s.totals.get("failed", 0) == 0
+
+
+async def test_max_concurrency_holds(client: Client, tmp_path: Path, host: FakeHost) -> None:
+    host.disk = 90.0  # clear_cache and notify are both executable without approval
+    slow = SlowActions(seconds=0.8)
+    harness = Harness(client, tmp_path, host, slow)
+    async with harness.running(fast_settings(max_concurrent_actions=1)) as handle:
+        await eventually(lambda: asyncio.sleep(0, result={"clear_cache", "notify"} <= set(slow.ran)))
+        s = await status(handle)
+    assert slow.max_running == 1
+    assert s.active_actions <= 1
+
+
+async def test_continue_as_new_keeps_learned_state(client: Client, tmp_path: Path, host: FakeHost) -> None:
+    host.disk = 90.0
+    harness = Harness(client, tmp_path, host)
+    async with harness.running(fast_settings(iterations_per_run=8)) as handle:
+        first_run = (await handle.describe()).run_id
+        s = await eventually(lambda: _first(status(handle), lambda st: st if st.runs >= 2 else None))
+        assert (await client.get_workflow_handle(harness.workflow_id).describe()).run_id != first_run
+        attempts = s.totals["succeeded"] + s.totals.get("failed", 0)
+        assert attempts >= 2
+        # The probability reflects every outcome, across runs: more than one run's worth of evidence.
+        expected = success_probability(_stats(s.totals["succeeded"] // 2), 0.9)
+        assert s.success_probabilities["clear_cache"] >= expected
+        assert s.iterations > 8
+
+
+def _stats(successes: int) -> Any:
+    from autarky.types import ActionTypeStats
+
+    return ActionTypeStats(attempts=successes, successes=successes)
+
+
+async def test_loop_survives_a_worker_restart(client: Client, tmp_path: Path, host: FakeHost) -> None:
+    harness = Harness(client, tmp_path, host)
+    workers = harness.workers()
+    async with workers[0], workers[1]:
+        handle = await harness.start(fast_settings())
+        before = await eventually(
+            lambda: _first(status(handle), lambda st: st if st.iterations >= 3 else None)
+        )
+    probes_when_stopped = host.probes
+    await asyncio.sleep(1.0)  # no worker: the workflow waits, nothing runs
+    assert host.probes == probes_when_stopped
+    fresh = harness.workers()
+    async with fresh[0], fresh[1]:
+        after = await eventually(
+            lambda: _first(status(handle), lambda st: st if st.iterations >= before.iterations + 3 else None)
+        )
+        assert after.started_at == before.started_at and after.runs == before.runs
+        assert host.probes > probes_when_stopped
+        await handle.terminate("test finished")
+
+
+async def test_goals_report_progress(client: Client, tmp_path: Path, host: FakeHost) -> None:
+    host.cpu = 170.0 / 2  # 85 %: exactly at the 85 % target is achieved
+    host.memory = 95.0
+    harness = Harness(client, tmp_path, host)
+    async with harness.running(fast_settings(simulation=True)) as handle:
+        goals = await eventually(
+            lambda: _first(
+                handle.query(AutopilotWorkflow.goals), lambda gs: gs if gs[0].current is not None else None
+            )
+        )
+    by_metric: dict[str, Goal] = {g.metric: g for g in goals}
+    assert by_metric["cpu_percent"].achieved and by_metric["cpu_percent"].progress == 1.0
+    assert not by_metric["memory_percent"].achieved
+    assert by_metric["memory_percent"].progress == pytest.approx(85 / 95, abs=1e-3)
