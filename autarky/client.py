@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from autarky import search_attributes as sa
@@ -64,7 +64,7 @@ class AutarkyClient:
             task_queue=self.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=TypedSearchAttributes(
-                [sa.KIND.value_set("autopilot"), sa.APPROVAL.value_set("none")]
+                [SearchAttributePair(sa.KIND, "autopilot"), SearchAttributePair(sa.APPROVAL, "none")]
             ),
             memo={"description": "Autarky autopilot: monitor → analyze → plan → execute"},
             static_summary="Autarky autopilot (MAPE-K loop)",

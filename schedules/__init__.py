@@ -18,7 +18,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from autarky import search_attributes as sa
 from autarky.config import AutarkySettings
@@ -39,7 +39,7 @@ def _housekeeping(settings: AutarkySettings) -> Schedule:
             HousekeepingInput(max_age=settings.cache_max_age),
             id="autarky-housekeeping",
             task_queue=settings.task_queue,
-            typed_search_attributes=TypedSearchAttributes([sa.KIND.value_set("housekeeping")]),
+            typed_search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, "housekeeping")]),
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),

@@ -1,0 +1,103 @@
+"""The decision engine's formula and ordering, as properties (hypothesis) and worked examples."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autarky.config import DecisionThresholds
+from autarky.policy.decision import PRIORITY_RANK, evaluate, plan, record_outcome, success_probability
+from autarky.types import ActionTypeStats, CandidateAction, Priority
+
+THRESHOLDS = DecisionThresholds()
+unit = st.floats(min_value=0, max_value=1, allow_nan=False)
+priorities = st.sampled_from(list(Priority))
+stats = st.builds(
+    lambda attempts, share: ActionTypeStats(attempts=attempts, successes=int(attempts * share)),
+    st.integers(min_value=0, max_value=500),
+    unit,
+)
+candidates = st.builds(
+    CandidateAction,
+    action_type=st.sampled_from(["a", "b", "c"]),
+    priority=priorities,
+    expected_improvement=unit,
+    risk=unit,
+    reason=st.just("test"),
+)
+
+
+@given(candidates, stats, unit)
+def test_formula(candidate: CandidateAction, seen: ActionTypeStats, prior: float) -> None:
+    d = evaluate(candidate, seen, THRESHOLDS, prior)
+    p = success_probability(seen, prior, THRESHOLDS.prior_strength)
+    assert d.success_probability == pytest.approx(p)
+    assert d.expected_value == pytest.approx(candidate.expected_improvement * p)
+    assert d.score == pytest.approx(d.expected_value - 0.5 * candidate.risk)
+    should = d.expected_value >= 0.05 and candidate.risk <= 0.7 and d.score > 0
+    assert d.execute == should
+    wants_person = candidate.priority == Priority.CRITICAL or candidate.risk > 0.5
+    assert d.needs_approval == (should and wants_person)
+
+
+@given(stats, unit)
+def test_success_probability_is_a_probability_between_prior_and_evidence(
+    seen: ActionTypeStats, prior: float
+) -> None:
+    p = success_probability(seen, prior)
+    assert 0.0 <= p <= 1.0
+    if seen.attempts:
+        observed = seen.successes / seen.attempts
+        assert min(prior, observed) - 1e-9 <= p <= max(prior, observed) + 1e-9
+
+
+@given(stats, unit, st.booleans())
+def test_an_outcome_moves_the_probability_its_way(seen: ActionTypeStats, prior: float, success: bool) -> None:
+    before = success_probability(seen, prior)
+    after = success_probability(record_outcome(seen, success, 0.1), prior)
+    assert (after >= before - 1e-12) if success else (after <= before + 1e-12)
+
+
+@given(st.lists(candidates, max_size=12))
+def test_ordering(cands: list[CandidateAction]) -> None:
+    decisions = plan(cands, {}, THRESHOLDS, {"a": 0.9, "b": 0.5, "c": 0.2})
+    assert len(decisions) == len(cands)
+    for first, second in zip(decisions, decisions[1:], strict=False):
+        a, b = first.candidate, second.candidate
+        key_a = (PRIORITY_RANK[a.priority], -a.expected_improvement, a.risk, -first.success_probability)
+        key_b = (PRIORITY_RANK[b.priority], -b.expected_improvement, b.risk, -second.success_probability)
+        assert key_a <= key_b
+
+
+def test_worked_example() -> None:
+    # p = (0.8·2 + 3) / (2 + 4) = 4.6 / 6; EV = 0.5 · p; score = EV − 0.5 · 0.2
+    seen = ActionTypeStats(attempts=4, successes=3)
+    candidate = CandidateAction(
+        action_type="a", priority=Priority.HIGH, expected_improvement=0.5, risk=0.2, reason="x"
+    )
+    d = evaluate(candidate, seen, THRESHOLDS, prior=0.8)
+    assert d.success_probability == pytest.approx(4.6 / 6)
+    assert d.expected_value == pytest.approx(0.5 * 4.6 / 6)
+    assert d.score == pytest.approx(0.5 * 4.6 / 6 - 0.1)
+    assert d.execute and not d.needs_approval
+
+
+def test_refusals_name_the_reason() -> None:
+    risky = CandidateAction(
+        action_type="a", priority=Priority.LOW, expected_improvement=1.0, risk=0.9, reason="x"
+    )
+    d = evaluate(risky, None, THRESHOLDS, prior=0.9)
+    assert not d.execute and "risk 0.90 > 0.7" in d.why
+    tiny = CandidateAction(
+        action_type="a", priority=Priority.LOW, expected_improvement=0.04, risk=0.0, reason="x"
+    )
+    assert "expected value" in evaluate(tiny, None, THRESHOLDS, prior=1.0).why
+
+
+def test_critical_needs_approval_even_at_no_risk() -> None:
+    c = CandidateAction(
+        action_type="a", priority=Priority.CRITICAL, expected_improvement=0.5, risk=0.0, reason="x"
+    )
+    d = evaluate(c, None, THRESHOLDS, prior=0.9)
+    assert d.execute and d.needs_approval and "critical" in d.why
