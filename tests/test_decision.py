@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -63,7 +65,7 @@ def test_an_outcome_moves_the_probability_its_way(seen: ActionTypeStats, prior: 
 def test_ordering(cands: list[CandidateAction]) -> None:
     decisions = plan(cands, {}, THRESHOLDS, {"a": 0.9, "b": 0.5, "c": 0.2})
     assert len(decisions) == len(cands)
-    for first, second in zip(decisions, decisions[1:], strict=False):
+    for first, second in itertools.pairwise(decisions):
         a, b = first.candidate, second.candidate
         key_a = (PRIORITY_RANK[a.priority], -a.expected_improvement, a.risk, -first.success_probability)
         key_b = (PRIORITY_RANK[b.priority], -b.expected_improvement, b.risk, -second.success_probability)

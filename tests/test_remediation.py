@@ -1,0 +1,109 @@
+"""The built-in remediations and the local worker pool, on real files and real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psutil
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.infra.remediation import RemediationActivities
+from activities.infra.worker_pool import MEMBER_FLAG, LocalWorkerPool, WorkerPoolActivities
+from autarky.types import ActionRequest, PruneCacheInput
+
+
+def request(action_type: str, action_id: str = "act-1") -> ActionRequest:
+    return ActionRequest(action_id=action_id, action_type=action_type, reason="test")
+
+
+async def test_notify_writes_once_per_action_even_when_retried(tmp_path: Path) -> None:
+    activities = RemediationActivities(tmp_path)
+    env = ActivityEnvironment()
+    for _ in range(2):  # a retry of the same action
+        result = await env.run(activities.notify, request("notify", "act-7"))
+        assert result.success
+    await env.run(activities.notify, request("notify", "act-8"))
+    lines = [json.loads(line) for line in (tmp_path / "notifications.jsonl").read_text().splitlines()]
+    assert [line["action_id"] for line in lines] == ["act-7", "act-8"]
+
+
+async def test_clear_cache_deletes_only_the_cache(tmp_path: Path) -> None:
+    (tmp_path / "cache" / "models").mkdir(parents=True)
+    (tmp_path / "cache" / "models" / "a.bin").write_bytes(b"a" * 1000)
+    (tmp_path / "cache" / "b.bin").write_bytes(b"b" * 24)
+    (tmp_path / "keep.db").write_bytes(b"k")
+    result = await ActivityEnvironment().run(
+        RemediationActivities(tmp_path).clear_cache, request("clear_cache")
+    )
+    assert result.success and "deleted 2 files, freed 1024 bytes" in result.detail
+    assert 0 < result.improvement < 1
+    assert (tmp_path / "keep.db").exists() and not any((tmp_path / "cache").rglob("*"))
+    again = await ActivityEnvironment().run(
+        RemediationActivities(tmp_path).clear_cache, request("clear_cache")
+    )
+    assert again.success and "deleted 0 files" in again.detail and again.improvement == 0
+
+
+async def test_prune_cache_keeps_recent_files(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old, new = cache / "old.bin", cache / "new.bin"
+    old.write_bytes(b"o" * 10)
+    new.write_bytes(b"n" * 10)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    result = await ActivityEnvironment().run(
+        RemediationActivities(tmp_path).prune_cache, PruneCacheInput(max_age=timedelta(days=1))
+    )
+    assert "pruned 1 files" in result.detail
+    assert new.exists() and not old.exists()
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)", MEMBER_FLAG]
+
+
+@pytest.fixture
+def pool(tmp_path: Path):  # type: ignore[no-untyped-def]
+    pool = LocalWorkerPool(tmp_path, command=SLEEPER)
+    yield pool
+    pool.stop_all()
+
+
+def test_pool_ensure_starts_and_stops_real_processes(pool: LocalWorkerPool) -> None:
+    members = pool.ensure(2)
+    assert [m.slot for m in members] == [0, 1]
+    assert all(m.process.is_running() and MEMBER_FLAG in m.process.cmdline() for m in members)
+    assert len(pool.members()) == 2
+    pool.ensure(1)
+    assert [m.slot for m in pool.members()] == [0]
+    assert not members[1].process.is_running() or members[1].process.status() == psutil.STATUS_ZOMBIE
+
+
+def test_pool_ignores_a_pid_file_pointing_at_someone_else(pool: LocalWorkerPool, tmp_path: Path) -> None:
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "pool" / "member-0.pid").write_text(str(os.getpid()))  # this test process: not a member
+    assert pool.members() == []
+    assert not (tmp_path / "pool" / "member-0.pid").exists()
+
+
+async def test_restart_worker_pool_replaces_every_member(pool: LocalWorkerPool) -> None:
+    before = {m.process.pid for m in pool.ensure(2)}
+    result = await ActivityEnvironment().run(
+        WorkerPoolActivities(pool).restart_worker_pool, request("restart_worker_pool")
+    )
+    after = {m.process.pid for m in pool.members()}
+    assert result.success and "restarted 2 members" in result.detail
+    assert len(after) == 2 and not (before & after)
+
+
+async def test_restart_with_an_empty_pool_says_so(pool: LocalWorkerPool) -> None:
+    result = await ActivityEnvironment().run(
+        WorkerPoolActivities(pool).restart_worker_pool, request("restart_worker_pool")
+    )
+    assert result.success and "no members" in result.detail
