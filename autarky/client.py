@@ -70,6 +70,10 @@ class AutarkyClient:
             static_summary="Autarky autopilot (MAPE-K loop)",
         )
 
+    async def reconfigure(self, workflow_id: str = AUTOPILOT_WORKFLOW_ID) -> None:
+        """Send this process's autopilot settings to the running autopilot."""
+        await self.autopilot(workflow_id).execute_update("reconfigure", self.settings.autopilot)
+
     async def status(self, workflow_id: str = AUTOPILOT_WORKFLOW_ID) -> AutopilotStatus:
         return await self.autopilot(workflow_id).query("status", result_type=AutopilotStatus)
 

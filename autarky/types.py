@@ -308,6 +308,7 @@ class AutopilotStatus(BaseModel):
     completed_actions: int
     totals: dict[str, int]
     success_probabilities: dict[str, float]
+    knowledge: dict[str, ActionTypeStats] = Field(default_factory=dict)
     findings: list[Finding]
     last_sample: MetricPoint | None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -55,10 +56,15 @@ def stop_event_on_signals() -> asyncio.Event:
     return stop
 
 
-async def run_until(stop: asyncio.Event, workers: list[Worker]) -> None:
+async def run_until(
+    stop: asyncio.Event, workers: list[Worker], on_started: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Run the workers until `stop` is set; `on_started` runs once they poll (e.g. to start workflows)."""
     async with AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
         log.info("workers running", task_queues=[w.task_queue for w in workers])
+        if on_started is not None:
+            await on_started()
         await stop.wait()
         log.info("stopping workers (in-flight activities get %s to finish)", GRACEFUL_SHUTDOWN)

@@ -37,10 +37,15 @@ async def up(settings: AutarkySettings) -> None:
         workers = build_workers(client, settings, pool=pool)
         pool.ensure(settings.worker_pool_size)
         autarky = AutarkyClient(client, settings)
-        # USE_EXISTING: when the autopilot already runs (a second `make run`), this just returns its handle.
-        handle = await autarky.start_autopilot()
-        _print_banner(settings, server is not None, profile.address if profile else None, handle.id)
-        await run_until(stop, workers)
+
+        async def start_autopilot() -> None:
+            # USE_EXISTING: when the autopilot already runs (a second `make run`), this returns its handle;
+            # it then takes today's settings (an update, so the worker must already be polling).
+            handle = await autarky.start_autopilot()
+            await autarky.reconfigure(handle.id)
+            _print_banner(settings, server is not None, profile.address if profile else None, handle.id)
+
+        await run_until(stop, workers, on_started=start_autopilot)
     finally:
         pool.stop_all()
         if server:

@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError
 with workflow.unsafe.imports_passed_through():
     from autarky import search_attributes as sa
     from autarky.actions import ACTIONS, PRIORS, QueueRole, Runner
+    from autarky.config import AutopilotSettings
     from autarky.policy import decision as engine
     from autarky.policy.goals import evaluate_goals
     from autarky.policy.remediation import candidates_for
@@ -59,18 +60,20 @@ class AutopilotWorkflow(ApprovalGate):
         self._state = input.state or AutopilotState()
         self._running: dict[str, ActionRecord] = {}
         self._wake = False
+        self._reconfigured = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._init_approval_gate(self._state.approvals)
 
     @workflow.run
     async def run(self, input: AutopilotInput) -> None:
-        settings, state = self._settings, self._state
+        state = self._state
+        self._run_started_at_iteration = state.iterations
         if state.started_at is None:
             state.started_at = workflow.now()
         workflow.upsert_memo(
             {
                 "description": "Autarky autopilot: monitor → analyze → plan → execute",
-                "simulation": settings.simulation,
+                "simulation": self._settings.simulation,
             }
         )
         workflow.upsert_search_attributes([sa.KIND.value_set("autopilot")])
@@ -79,15 +82,12 @@ class AutopilotWorkflow(ApprovalGate):
             if record.status == ActionStatus.AWAITING_APPROVAL and record.approval_id:
                 self._spawn(self._await_approval(record))
 
-        intervals = {
-            "monitor": settings.monitor_interval,
-            "analyze": settings.analysis_interval,
-            "plan": settings.optimization_interval,
-            "execute": settings.executor_interval,
-        }
         due = dict.fromkeys(STAGES, workflow.now())
-        for _ in range(settings.iterations_per_run):
+        while state.iterations < self._run_started_at_iteration + self._settings.iterations_per_run:
             now = workflow.now()
+            if self._reconfigured:  # shorter intervals apply now, not after the old ones run out
+                self._reconfigured = False
+                due = {stage: min(due[stage], now + self._intervals()[stage]) for stage in STAGES}
             if now >= due["monitor"]:
                 await self._monitor()
             if now >= due["analyze"]:
@@ -96,6 +96,7 @@ class AutopilotWorkflow(ApprovalGate):
                 self._plan()
             if now >= due["execute"] or self._wake:
                 self._execute()
+            intervals = self._intervals()  # read each time: `reconfigure` may have changed them
             for stage in STAGES:
                 if now >= due[stage]:
                     due[stage] = now + intervals[stage]
@@ -115,8 +116,27 @@ class AutopilotWorkflow(ApprovalGate):
         state.runs += 1
         state.approvals = self._approvals
         workflow.continue_as_new(
-            AutopilotInput(settings=settings, state=state, control_task_queue=self._control_queue)
+            AutopilotInput(settings=self._settings, state=state, control_task_queue=self._control_queue)
         )
+
+    def _intervals(self) -> dict[str, timedelta]:
+        s = self._settings
+        return {
+            "monitor": s.monitor_interval,
+            "analyze": s.analysis_interval,
+            "plan": s.optimization_interval,
+            "execute": s.executor_interval,
+        }
+
+    @workflow.update
+    def reconfigure(self, settings: AutopilotSettings) -> AutopilotSettings:
+        """New settings for the running loop (`autarky up` sends the current configuration)."""
+        changed = settings != self._settings
+        self._settings = settings
+        if changed:
+            workflow.upsert_memo({"simulation": settings.simulation})
+            self._reconfigured = self._wake = True
+        return self._settings
 
     # ------------------------------------------------------------------------------ Monitor
 
@@ -316,6 +336,7 @@ class AutopilotWorkflow(ApprovalGate):
                 )
                 for t, p in PRIORS.items()
             },
+            knowledge=dict(state.knowledge),
             findings=state.findings,
             last_sample=state.window[-1] if state.window else None,
         )
