@@ -323,7 +323,7 @@ async def test_continue_as_new_keeps_learned_state(client: Client, tmp_path: Pat
     assert after.success_probabilities["clear_cache"] == pytest.approx(
         success_probability(learned, 0.9), abs=1e-4
     )
-    assert after.iterations > 16 and after.started_at == before.started_at
+    assert after.iterations >= 16 and after.started_at == before.started_at
 
 
 async def test_loop_survives_a_worker_restart(client: Client, tmp_path: Path, host: FakeHost) -> None:
