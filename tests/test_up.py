@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -53,9 +55,17 @@ async def start_stack(environ: dict[str, str]) -> asyncio.subprocess.Process:
     )
 
 
-async def stop_stack(process: asyncio.subprocess.Process) -> str:
+async def stop_stack(process: asyncio.subprocess.Process, data_dir: Path) -> str:
+    """Ctrl-C, as a person would; if that fails, kill what the stack left so no test leaks processes."""
     process.send_signal(signal.SIGINT)
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        for pid_file in [data_dir / "temporal.pid", *(data_dir / "pool").glob("member-*.pid")]:
+            with contextlib.suppress(OSError, ValueError, psutil.Error):
+                psutil.Process(int(pid_file.read_text())).kill()
     assert process.returncode == 0, out.decode()[-3000:]
     return out.decode()
 
@@ -99,7 +109,7 @@ async def test_up_brings_the_stack_and_a_second_up_resumes_it(stack_env: dict[st
         assert len(pool_pids) == 1
         run_id = description.run_id
     finally:
-        first_log = await stop_stack(process)
+        first_log = await stop_stack(process, data_dir)
     assert "Autarky is up" in first_log
     assert not list((data_dir / "pool").glob("member-*.pid")), "pool members were not stopped"
     assert (data_dir / "temporal.db").exists()
@@ -115,5 +125,5 @@ async def test_up_brings_the_stack_and_a_second_up_resumes_it(stack_env: dict[st
         running = [w.id async for w in client.list_workflows('ExecutionStatus = "Running"')]
         assert running.count(AUTOPILOT_WORKFLOW_ID) == 1
     finally:
-        second_log = await stop_stack(process)
+        second_log = await stop_stack(process, data_dir)
     assert "schedules synced" in second_log and "updated" in second_log
