@@ -123,7 +123,13 @@ class AutarkyClient:
                 p.workflow_id for p in await self.pending_approvals() if p.request.approval_id == approval_id
             ]
             if not owners:
-                raise ApprovalNotFound(f"no pending approval {approval_id!r} (see `autarky approvals`)")
+                try:  # not pending anywhere: let the autopilot's gate say why (decided, expired, unknown)
+                    await self.autopilot().describe()
+                except RPCError:
+                    raise ApprovalNotFound(
+                        f"no pending approval {approval_id!r} (see `autarky approvals`)"
+                    ) from None
+                owners = [AUTOPILOT_WORKFLOW_ID]
             if len(owners) > 1:
                 raise ApprovalNotFound(
                     f"approval {approval_id!r} is pending in several workflows "

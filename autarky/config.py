@@ -74,7 +74,7 @@ class AutopilotSettings(BaseModel):
     # An action type that finished this recently is not planned again (a lasting finding would
     # otherwise repeat the same remedy every plan round).
     action_cooldown: Duration = timedelta(minutes=10)
-    approval_timeout: Duration = timedelta(hours=1)
+    approval_timeout: Duration = Field(timedelta(hours=1), gt=timedelta(0))
     simulation: bool = False
     network_targets: list[str] = Field(
         default_factory=lambda: ["127.0.0.1:7233"],
@@ -97,8 +97,9 @@ class AutopilotSettings(BaseModel):
     def _host_port(cls, targets: list[str]) -> list[str]:
         for target in targets:
             host, sep, port = target.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"{target!r} is not host:port")
+            bare_ipv6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
+            if not sep or not host or bare_ipv6 or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{target!r} is not host:port (write IPv6 as [::1]:7233)")
         return targets
 
 

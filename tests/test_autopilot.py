@@ -382,3 +382,48 @@ async def test_reconfigure_switches_a_running_loop_to_simulation(
             "notify",
         }
         assert (await status(handle)).state == "simulating"
+
+
+async def test_a_pending_approval_survives_continue_as_new(
+    client: Client, tmp_path: Path, host: FakeHost
+) -> None:
+    host.memory = 90.0
+    harness = Harness(client, tmp_path, host)
+    async with harness.running(fast_settings(iterations_per_run=5)) as handle:
+        request = (await eventually(lambda: pending(handle)))[0]
+        first_run = (await handle.describe()).run_id
+        await eventually(lambda: _first(status(handle), lambda st: st.runs >= 1))
+        assert (await handle.describe()).run_id != first_run
+        assert request.approval_id in [p.approval_id for p in await pending(handle)]  # still waiting
+        await handle.execute_update(
+            "approve",
+            ApprovalDecision(approval_id=request.approval_id, approver="frank"),
+            result_type=ApprovalRequest,
+        )
+        ran = await eventually(
+            lambda: _first(
+                actions(handle),
+                lambda rs: [
+                    r
+                    for r in of_type(rs, "restart_worker_pool", ActionStatus.SUCCEEDED)
+                    if r.approval_id == request.approval_id
+                ],
+            )
+        )
+        assert ran[0].decision.needs_approval
+
+
+async def test_an_expired_approval_cannot_be_granted(client: Client, tmp_path: Path, host: FakeHost) -> None:
+    host.memory = 90.0
+    harness = Harness(client, tmp_path, host)
+    async with harness.running(fast_settings(approval_timeout=timedelta(milliseconds=500))) as handle:
+        request = (await eventually(lambda: pending(handle)))[0]
+        await asyncio.sleep(1.0)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(
+                "approve",
+                ApprovalDecision(approval_id=request.approval_id, approver="late-larry"),
+                result_type=ApprovalRequest,
+            )
+        assert "expired" in str(refused.value.cause)
+        assert not of_type(await actions(handle), "restart_worker_pool", ActionStatus.SUCCEEDED)

@@ -42,7 +42,7 @@ async def test_status_approvals_and_approve(env: WorkflowEnvironment, client: Cl
         assert code == 0 and request.approval_id in out and AUTOPILOT_WORKFLOW_ID in out, out
 
         code, out = await cli(env, "approve", "apr-nope", "--reason", "typo")
-        assert code == 1 and "no pending approval 'apr-nope'" in out, out
+        assert code == 1 and "no approval with id 'apr-nope'" in out, out
 
         code, out = await cli(
             env, "approve", request.approval_id, "--reason", "looks safe", "--approver", "erin"
@@ -51,6 +51,9 @@ async def test_status_approvals_and_approve(env: WorkflowEnvironment, client: Cl
         approvals = await handle.query("approvals", result_type=list[ApprovalRequest])
         decided = next(a for a in approvals if a.approval_id == request.approval_id)
         assert decided.state == ApprovalState.APPROVED and decided.decision_reason == "looks safe"
+
+        code, out = await cli(env, "reject", request.approval_id, "--approver", "frank")
+        assert code == 1 and "already approved by erin" in out, out
 
         code, out = await cli(env, "actions", "--count", "5")
         assert code == 0 and "restart_worker_pool" in out, out

@@ -6,6 +6,10 @@ schedules synced → singleton autopilot started if not running. Running it agai
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
+
 import structlog
 from rich.console import Console
 from rich.panel import Panel
@@ -13,16 +17,33 @@ from rich.panel import Panel
 from activities.infra.worker_pool import LocalWorkerPool
 from autarky import metrics
 from autarky.client import AutarkyClient
-from autarky.config import AutarkySettings
+from autarky.config import AutarkySettings, ConfigError
 from autarky.temporal import AUTOPILOT_WORKFLOW_ID, connect, external_profile, metrics_runtime
 from schedules import sync_schedules
 from workers.dev_server import EmbeddedServer
 from workers.main import build_workers, run_until, stop_event_on_signals
 
 log = structlog.get_logger(__name__)
+RECONFIGURE_TIMEOUT_SECONDS = 30.0
+
+
+def _lock_data_dir(settings: AutarkySettings) -> int:
+    """One `autarky up` per data dir: a second one would take over the first one's server and pool."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.data_dir / "up.lock", os.O_CREAT | os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"another `autarky up` is already running on {settings.data_dir}/; stop it first, "
+            "or set AUTARKY_DATA_DIR for a second stack"
+        ) from None
+    return fd  # held until this process exits
 
 
 async def up(settings: AutarkySettings) -> None:
+    _lock_data_dir(settings)
     stop = stop_event_on_signals()
     profile = external_profile()
     server = None if profile else EmbeddedServer(settings)
@@ -42,7 +63,13 @@ async def up(settings: AutarkySettings) -> None:
             # USE_EXISTING: when the autopilot already runs (a second `make run`), this returns its handle;
             # it then takes today's settings (an update, so the worker must already be polling).
             handle = await autarky.start_autopilot()
-            await autarky.reconfigure(handle.id)
+            try:
+                await asyncio.wait_for(autarky.reconfigure(handle.id), RECONFIGURE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                log.warning(
+                    "the running autopilot did not take the new settings in time; it keeps its own",
+                    workflow_id=handle.id,
+                )
             _print_banner(settings, server is not None, profile.address if profile else None, handle.id)
 
         await run_until(stop, workers, on_started=start_autopilot)

@@ -127,6 +127,10 @@ class ApprovalGate:
         if not approver.strip():
             raise ValueError("approver must name the person deciding (it is recorded)")
         request = self._find_approval(approval_id)
+        if request.state == ApprovalState.PENDING and workflow.now() >= request.expires_at:
+            raise ValueError(
+                f"approval {approval_id!r} expired at {request.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
         if request.state != ApprovalState.PENDING:
             raise ValueError(
                 f"approval {approval_id!r} was already {request.state.value} by {request.decided_by} "

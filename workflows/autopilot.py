@@ -141,34 +141,38 @@ class AutopilotWorkflow(ApprovalGate):
     # ------------------------------------------------------------------------------ Monitor
 
     async def _monitor(self) -> None:
-        try:
-            host, network = await asyncio.gather(
-                workflow.execute_activity(
-                    "probe_host",
-                    HostProbeInput(),
-                    result_type=HostSample,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=PROBE_RETRY,
-                    summary="probe host CPU, memory, disk, network",
-                ),
-                workflow.execute_activity(
-                    "probe_network",
-                    NetworkProbeInput(targets=self._settings.network_targets),
-                    result_type=NetworkSample,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=PROBE_RETRY,
-                    summary="probe TCP latency to " + ", ".join(self._settings.network_targets)
-                    if self._settings.network_targets
-                    else "no targets",
-                ),
+        targets = self._settings.network_targets
+        host, network = await asyncio.gather(
+            workflow.execute_activity(
+                "probe_host",
+                HostProbeInput(),
+                result_type=HostSample,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PROBE_RETRY,
+                summary="probe host CPU, memory, disk, network",
+            ),
+            workflow.execute_activity(
+                "probe_network",
+                NetworkProbeInput(targets=targets),
+                result_type=NetworkSample,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=PROBE_RETRY,
+                summary="probe TCP latency to " + (", ".join(targets) or "no targets"),
+            ),
+            return_exceptions=True,  # one failed probe must not throw the other's sample away
+        )
+        for name, outcome in (("host", host), ("network", network)):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, ActivityError):
+                    raise outcome
+                # A missed sample is not worth stopping the loop for; the next round tries again.
+                workflow.logger.warning("%s probe failed: %s", name, outcome.cause or outcome)
+                self._bump(f"{name}_probe_failures")
+        if isinstance(host, HostSample):
+            self._state.window.append(
+                to_metric_point(host, network if isinstance(network, NetworkSample) else None)
             )
-        except ActivityError as error:
-            # A missed sample is not worth stopping the loop for; the next round tries again.
-            workflow.logger.warning("monitor round failed: %s", error.cause or error)
-            self._bump("monitor_failures")
-            return
-        self._state.window.append(to_metric_point(host, network))
-        del self._state.window[:-WINDOW_KEPT]
+            del self._state.window[:-WINDOW_KEPT]
 
     # ------------------------------------------------------------------------------ Analyze
 
@@ -230,7 +234,14 @@ class AutopilotWorkflow(ApprovalGate):
 
     async def _await_approval(self, record: ActionRecord) -> None:
         assert record.approval_id is not None
-        approval = await self.wait_for_decision(record.approval_id)
+        try:
+            approval = await self.wait_for_decision(record.approval_id)
+        except ValueError:  # the request is gone (should not happen): the safe default is not to run
+            self._state.queued.remove(record)
+            record.status, record.finished_at = ActionStatus.REJECTED, workflow.now()
+            record.detail = f"approval {record.approval_id} was lost; not run"
+            self._remember(record)
+            return
         if approval.state == ApprovalState.APPROVED:
             record.status = ActionStatus.QUEUED
             record.detail = f"approved by {approval.decided_by}: {approval.decision_reason}"
@@ -247,6 +258,14 @@ class AutopilotWorkflow(ApprovalGate):
 
     def _execute(self) -> None:
         ready = [r for r in self._state.queued if r.status == ActionStatus.QUEUED]
+        if self._settings.simulation:  # switched to simulation while these waited: record, do not run
+            for record in ready:
+                self._state.queued.remove(record)
+                record.status, record.finished_at = ActionStatus.SIMULATED, workflow.now()
+                record.detail = f"simulation: would run {record.decision.candidate.action_type}"
+                self._bump("simulated")
+                self._remember(record)
+            return
         free = self._settings.max_concurrent_actions - len(self._running)
         for record in ready[: max(free, 0)]:
             self._state.queued.remove(record)
@@ -257,41 +276,21 @@ class AutopilotWorkflow(ApprovalGate):
 
     async def _run_action(self, record: ActionRecord) -> None:
         candidate = record.decision.candidate
-        spec = ACTIONS[candidate.action_type]
-        request = ActionRequest(
-            action_id=record.action_id,
-            action_type=candidate.action_type,
-            params=candidate.params,
-            reason=candidate.reason,
-        )
-        task_queue = self._control_queue if spec.queue == QueueRole.CONTROL else workflow.info().task_queue
         try:
-            if spec.runner == Runner.ACTIVITY:
-                result = await workflow.execute_activity(
-                    spec.name,
-                    request,
-                    result_type=ActionResult,
-                    task_queue=task_queue,
-                    start_to_close_timeout=spec.timeout,
-                    retry_policy=ACTION_RETRY,
-                    summary=f"{record.action_id} {candidate.action_type}: {candidate.reason}"[:200],
-                )
-            else:
-                result = await workflow.execute_child_workflow(
-                    spec.name,
-                    request,
-                    result_type=ActionResult,
-                    task_queue=task_queue,
-                    id=f"{workflow.info().workflow_id}-{record.action_id}",
-                    execution_timeout=spec.timeout,
-                )
-            record.status = ActionStatus.SUCCEEDED if result.success else ActionStatus.FAILED
-            record.improvement = result.improvement
-            record.detail = result.detail
+            record.status, record.improvement, record.detail = await self._carry_out(record)
         except (ActivityError, ChildWorkflowError) as error:
-            record.status = ActionStatus.FAILED
-            record.improvement = 0.0
-            record.error = str(error.cause or error)
+            record.status, record.improvement, record.error = (
+                ActionStatus.FAILED,
+                0.0,
+                str(error.cause or error),
+            )
+        except Exception as error:  # a bug in one action must not stall the loop
+            workflow.logger.exception("action %s failed unexpectedly", record.action_id)
+            record.status, record.improvement = ActionStatus.FAILED, 0.0
+            record.error = f"{type(error).__name__}: {error}"
+        finally:
+            self._running.pop(record.action_id, None)
+            self._wake = True
         record.finished_at = workflow.now()
         assert record.started_at is not None
         record.duration_seconds = (record.finished_at - record.started_at).total_seconds()
@@ -300,9 +299,44 @@ class AutopilotWorkflow(ApprovalGate):
             self._state.knowledge.get(candidate.action_type), success, record.improvement or 0.0
         )
         self._bump("succeeded" if success else "failed")
-        del self._running[record.action_id]
         self._remember(record)
-        self._wake = True
+
+    async def _carry_out(self, record: ActionRecord) -> tuple[ActionStatus, float, str]:
+        candidate = record.decision.candidate
+        spec = ACTIONS[candidate.action_type]
+        request = ActionRequest(
+            action_id=record.action_id,
+            action_type=candidate.action_type,
+            params=candidate.params,
+            reason=candidate.reason,
+        )
+        task_queue = self._control_queue if spec.queue == QueueRole.CONTROL else workflow.info().task_queue
+        if spec.runner == Runner.ACTIVITY:
+            result = await workflow.execute_activity(
+                spec.name,
+                request,
+                result_type=ActionResult,
+                task_queue=task_queue,
+                start_to_close_timeout=spec.timeout,
+                # Bounded overall, so an action whose queue nobody serves cannot hold the loop forever.
+                schedule_to_close_timeout=spec.timeout * (ACTION_RETRY.maximum_attempts + 1),
+                retry_policy=ACTION_RETRY,
+                summary=f"{record.action_id} {candidate.action_type}: {candidate.reason}"[:200],
+            )
+        else:
+            result = await workflow.execute_child_workflow(
+                spec.name,
+                request,
+                result_type=ActionResult,
+                task_queue=task_queue,
+                id=f"{workflow.info().workflow_id}-{record.action_id}",
+                execution_timeout=spec.timeout,
+            )
+        return (
+            (ActionStatus.SUCCEEDED if result.success else ActionStatus.FAILED),
+            result.improvement,
+            result.detail,
+        )
 
     # ------------------------------------------------------------------------------ queries
 
@@ -381,15 +415,16 @@ class AutopilotWorkflow(ApprovalGate):
         workflow.set_current_details(render_details(self))
 
 
-def to_metric_point(host: HostSample, network: NetworkSample) -> MetricPoint:
-    latencies = [t.latency_ms_avg for t in network.targets if t.latency_ms_avg is not None]
+def to_metric_point(host: HostSample, network: NetworkSample | None) -> MetricPoint:
+    targets = network.targets if network else []
+    latencies = [t.latency_ms_avg for t in targets if t.latency_ms_avg is not None]
     return MetricPoint(
         at=host.taken_at,
         cpu_percent=host.cpu.percent,
         memory_percent=host.memory.used_percent,
         disk_percent=host.disk.used_percent,
         network_latency_ms=sum(latencies) / len(latencies) if latencies else None,
-        network_loss_ratio=max((t.loss_ratio for t in network.targets), default=None),
+        network_loss_ratio=max((t.loss_ratio for t in targets), default=None),
     )
 
 
