@@ -61,7 +61,18 @@ def test_an_outcome_moves_the_probability_its_way(seen: ActionTypeStats, prior: 
     assert (after >= before - 1e-12) if success else (after <= before + 1e-12)
 
 
-@given(st.lists(candidates, max_size=12))
+# Few distinct values, so ties on priority and improvement happen and the later tie-breaks are exercised.
+coarse_candidates = st.builds(
+    CandidateAction,
+    action_type=st.sampled_from(["a", "b", "c"]),
+    priority=priorities,
+    expected_improvement=st.sampled_from([0.1, 0.3]),
+    risk=st.sampled_from([0.0, 0.2]),
+    reason=st.just("t"),
+)
+
+
+@given(st.lists(st.one_of(candidates, coarse_candidates), max_size=12))
 def test_ordering(cands: list[CandidateAction]) -> None:
     decisions = plan(cands, {}, THRESHOLDS, {"a": 0.9, "b": 0.5, "c": 0.2})
     assert len(decisions) == len(cands)
@@ -103,3 +114,13 @@ def test_critical_needs_approval_even_at_no_risk() -> None:
     )
     d = evaluate(c, None, THRESHOLDS, prior=0.9)
     assert d.execute and d.needs_approval and "critical" in d.why
+
+
+def test_tie_breaks_risk_then_success_rate() -> None:
+    def c(action_type: str, risk: float) -> CandidateAction:
+        return CandidateAction(
+            action_type=action_type, priority=Priority.HIGH, expected_improvement=0.5, risk=risk, reason="x"
+        )
+
+    order = plan([c("a", 0.2), c("b", 0.1), c("c", 0.1)], {}, THRESHOLDS, {"a": 0.99, "b": 0.6, "c": 0.9})
+    assert [d.candidate.action_type for d in order] == ["c", "b", "a"]

@@ -257,7 +257,11 @@ class AutopilotWorkflow(ApprovalGate):
     # ------------------------------------------------------------------------------ Execute
 
     def _execute(self) -> None:
-        ready = [r for r in self._state.queued if r.status == ActionStatus.QUEUED]
+        # Engine order across plan rounds too: an approved critical action does not wait behind a low one.
+        ready = sorted(
+            (r for r in self._state.queued if r.status == ActionStatus.QUEUED),
+            key=lambda r: engine.order_key(r.decision),
+        )
         if self._settings.simulation:  # switched to simulation while these waited: record, do not run
             for record in ready:
                 self._state.queued.remove(record)
