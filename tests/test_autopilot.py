@@ -110,6 +110,11 @@ class Harness:
                 await handle.terminate("test finished")
 
 
+async def decide(handle: WorkflowHandle, update: str, decision: ApprovalDecision) -> ApprovalRequest:
+    """Approve or reject through the gate's update, as the CLI and client do."""
+    return await handle.execute_update(update, decision, result_type=ApprovalRequest)
+
+
 async def status(handle: WorkflowHandle) -> AutopilotStatus:
     return await handle.query(AutopilotWorkflow.status)
 
@@ -169,10 +174,10 @@ async def test_risky_action_waits_for_approval_then_runs(
         assert description.typed_search_attributes.get(sa.RISK) == pytest.approx(0.6)
         assert not of_type(await actions(handle), "restart_worker_pool", ActionStatus.SUCCEEDED)
 
-        decided = await handle.execute_update(
+        decided = await decide(
+            handle,
             "approve",
             ApprovalDecision(approval_id=waiting[0].approval_id, approver="ops-alice", reason="ok"),
-            result_type=ApprovalRequest,
         )
         assert decided.state == ApprovalState.APPROVED and decided.decided_by == "ops-alice"
 
@@ -247,16 +252,10 @@ async def test_bad_approvals_are_refused_and_change_nothing(
         assert [p.approval_id for p in still][:1] == [request.approval_id]
         assert still[0].state == ApprovalState.PENDING
 
-        await handle.execute_update(
-            "reject",
-            ApprovalDecision(approval_id=request.approval_id, approver="carol"),
-            result_type=ApprovalRequest,
-        )
+        await decide(handle, "reject", ApprovalDecision(approval_id=request.approval_id, approver="carol"))
         with pytest.raises(WorkflowUpdateFailedError) as twice:
-            await handle.execute_update(
-                "approve",
-                ApprovalDecision(approval_id=request.approval_id, approver="dave"),
-                result_type=ApprovalRequest,
+            await decide(
+                handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="dave")
             )
         assert "already rejected by carol" in str(twice.value.cause)
         # An invalid signal is ignored, not applied.
@@ -395,11 +394,7 @@ async def test_a_pending_approval_survives_continue_as_new(
         await eventually(lambda: _first(status(handle), lambda st: st.runs >= 1))
         assert (await handle.describe()).run_id != first_run
         assert request.approval_id in [p.approval_id for p in await pending(handle)]  # still waiting
-        await handle.execute_update(
-            "approve",
-            ApprovalDecision(approval_id=request.approval_id, approver="frank"),
-            result_type=ApprovalRequest,
-        )
+        await decide(handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="frank"))
         ran = await eventually(
             lambda: _first(
                 actions(handle),
@@ -420,10 +415,8 @@ async def test_an_expired_approval_cannot_be_granted(client: Client, tmp_path: P
         request = (await eventually(lambda: pending(handle)))[0]
         await asyncio.sleep(1.0)
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update(
-                "approve",
-                ApprovalDecision(approval_id=request.approval_id, approver="late-larry"),
-                result_type=ApprovalRequest,
+            await decide(
+                handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="late-larry")
             )
         assert "expired" in str(refused.value.cause)
         assert not of_type(await actions(handle), "restart_worker_pool", ActionStatus.SUCCEEDED)

@@ -152,16 +152,7 @@ def _memory() -> MemoryStats:
 def _network_io() -> NetworkIOStats:
     counters = psutil.net_io_counters()
     if counters is None:  # no network interfaces at all: report zeros rather than fail the sample
-        return NetworkIOStats(
-            bytes_sent=0,
-            bytes_recv=0,
-            packets_sent=0,
-            packets_recv=0,
-            errors_in=0,
-            errors_out=0,
-            drops_in=0,
-            drops_out=0,
-        )
+        return NetworkIOStats(**dict.fromkeys(NetworkIOStats.model_fields, 0))
     return NetworkIOStats(
         bytes_sent=counters.bytes_sent,
         bytes_recv=counters.bytes_recv,
