@@ -161,6 +161,38 @@ def goals() -> None:
 
 
 @app.command()
+def findings() -> None:
+    """What the Analyze stage currently sees: threshold rules, anomalies, leaks and early warnings."""
+
+    async def run(settings: AutarkySettings) -> Any:
+        return await (await _client(settings)).findings()
+
+    found = _run(run)
+    if not found:
+        console.print("No findings: everything looks normal.")
+        return
+    table = Table("kind", "metric", "value", "expected", "score", "severity", "evidence")
+    for f in found:
+        expected = (
+            f"{f.expected_low:.4g} – {f.expected_high:.4g}"
+            if f.expected_low is not None and f.expected_high is not None
+            else f"≤ {f.threshold:g}"
+            if f.score is None
+            else ""
+        )
+        table.add_row(
+            f.kind,
+            f.metric + (f" ({f.subject})" if f.subject else ""),
+            f"{f.value:.4g}",
+            expected,
+            "" if f.score is None else f"{f.score:.2f}",
+            f.severity.value,
+            f.message,
+        )
+    console.print(table)
+
+
+@app.command()
 def approvals() -> None:
     """Pending approvals in every workflow (found by AutarkyApproval="pending")."""
 

@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from autarky.detectors.anomaly import AnomalyConfig
+
 CONFIG_FILE_ENV = "AUTARKY_CONFIG"
 DEFAULT_CONFIG_FILE = "autarky.toml"
 
@@ -55,6 +57,29 @@ class ThresholdRules(BaseModel):
     window: int = Field(5, ge=1, le=500, description="samples the rules look at")
 
 
+class AnalysisSettings(BaseModel):
+    """Analyze stage, statistical part: anomaly scores, leak detection and early warnings."""
+
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    # A metric whose anomaly score reaches this becomes a finding (NAB's best threshold is printed
+    # by `make bench-nab`; this default is a little stricter because an alert costs a person's time).
+    anomaly_threshold: float = Field(0.75, gt=0, le=1)
+    anomaly_metrics: list[str] = Field(
+        default_factory=lambda: ["cpu_percent", "memory_percent", "disk_percent", "network_latency_ms"]
+    )
+    # An anomaly is a moment; its finding stays active this long so that a plan round sees it.
+    anomaly_hold: Duration = Field(timedelta(minutes=10), gt=timedelta(0))
+    # Trend series (leaks, disk, temperature): at most one point per spacing, the newest `trend_points`.
+    trend_spacing: Duration = timedelta(minutes=1)
+    trend_points: int = Field(120, ge=10, le=1000)
+    leak_p_value: float = Field(0.01, gt=0, lt=1)
+    # The memory a process may grow to before it is in trouble; default: the host's total memory.
+    process_memory_limit_bytes: int | None = Field(None, gt=0)
+    disk_limit_percent: float = Field(95.0, gt=0, le=100)
+    early_warning_horizon: Duration = Field(timedelta(hours=6), gt=timedelta(0))
+    overload_points: int = Field(20, ge=5, le=500, description="recent samples the overload test uses")
+
+
 class DecisionThresholds(BaseModel):
     """The risk-aware decision engine's knobs (see autarky.policy.decision)."""
 
@@ -83,6 +108,7 @@ class AutopilotSettings(BaseModel):
     # Continue-as-new after this many loop iterations (or earlier when the server suggests it).
     iterations_per_run: int = Field(500, ge=1)
     rules: ThresholdRules = Field(default_factory=ThresholdRules)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     decision: DecisionThresholds = Field(default_factory=DecisionThresholds)
 
     @field_validator("monitor_interval", "analysis_interval", "optimization_interval", "executor_interval")

@@ -68,6 +68,7 @@ class ProcessInfo(BaseModel):
     name: str
     rss_bytes: int
     cpu_percent: float | None = None
+    role: str | None = None  # for Autarky's own processes: "pool member" or "autarky"
 
 
 class HostSample(BaseModel):
@@ -81,11 +82,14 @@ class HostSample(BaseModel):
     # Why temperatures are empty, e.g. "not available on this platform"; None when there are readings.
     temperatures_note: str | None = None
     top_processes: list[ProcessInfo] = Field(default_factory=list)
+    # Autarky's own processes, whatever their size: the leak detector watches these.
+    own_processes: list[ProcessInfo] = Field(default_factory=list)
 
 
 class HostProbeInput(BaseModel):
     disk_path: str = "/"
     top_processes: int = Field(5, ge=0, le=100)
+    own_processes: bool = True
 
 
 class TargetProbeResult(BaseModel):
@@ -119,6 +123,12 @@ class MetricPoint(BaseModel):
     disk_percent: float
     network_latency_ms: float | None = None
     network_loss_ratio: float | None = None
+    memory_total_bytes: int | None = None
+    # The hottest sensor relative to its critical temperature, when the platform has sensors.
+    temperature_celsius: float | None = None
+    temperature_critical_celsius: float | None = None
+    # RSS of Autarky's own processes, keyed "role pid" (e.g. "pool member 4242").
+    process_rss_bytes: dict[str, int] = Field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------- analysis
@@ -135,10 +145,17 @@ class Finding(BaseModel):
     kind: str  # e.g. "cpu_high"; the planner maps kinds to candidate actions
     metric: str
     value: float
-    threshold: float
+    threshold: float  # for anomalies the score threshold; for early warnings the limit
     severity: Severity = Severity.WARNING
     message: str
     observed_at: datetime
+    # Evidence from the detectors (None for plain threshold rules).
+    score: float | None = None  # anomaly score in [0, 1]
+    expected_low: float | None = None  # the range the detector expected the value in
+    expected_high: float | None = None
+    subject: str | None = None  # e.g. the leaking process, "pool member 4242"
+    slope_per_hour: float | None = None  # trend findings: growth per hour in the metric's unit
+    time_to_limit_seconds: float | None = None
 
 
 # ---------------------------------------------------------------------------------------- actions

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         NetworkProbeInput,
         NetworkSample,
         RecentActionsQuery,
+        Temperature,
     )
     from workflows.approval import ApprovalGate
 
@@ -49,6 +50,7 @@ RECENT_ACTIONS_KEPT = 50
 PROBE_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 ACTION_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2))
 STAGES = ("monitor", "analyze", "plan", "execute")
+DEFAULT_CRITICAL_CELSIUS = 100.0  # for sensors that do not report their critical temperature
 
 
 @workflow.defn(name="AutopilotWorkflow")
@@ -422,6 +424,11 @@ class AutopilotWorkflow(ApprovalGate):
 def to_metric_point(host: HostSample, network: NetworkSample | None) -> MetricPoint:
     targets = network.targets if network else []
     latencies = [t.latency_ms_avg for t in targets if t.latency_ms_avg is not None]
+
+    def critical(t: Temperature) -> float:
+        return t.critical_celsius or DEFAULT_CRITICAL_CELSIUS
+
+    hottest = max(host.temperatures, key=lambda t: t.current_celsius / critical(t), default=None)
     return MetricPoint(
         at=host.taken_at,
         cpu_percent=host.cpu.percent,
@@ -429,6 +436,10 @@ def to_metric_point(host: HostSample, network: NetworkSample | None) -> MetricPo
         disk_percent=host.disk.used_percent,
         network_latency_ms=sum(latencies) / len(latencies) if latencies else None,
         network_loss_ratio=max((t.loss_ratio for t in targets), default=None),
+        memory_total_bytes=host.memory.total_bytes,
+        temperature_celsius=hottest.current_celsius if hottest else None,
+        temperature_critical_celsius=critical(hottest) if hottest else None,
+        process_rss_bytes={f"{p.role} {p.pid}": p.rss_bytes for p in host.own_processes},
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 import time
@@ -17,6 +18,7 @@ import psutil
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.infra.worker_pool import MEMBER_FLAG
 from autarky.types import (
     CpuStats,
     DiskStats,
@@ -64,6 +66,7 @@ def _sample_host(request: HostProbeInput) -> HostSample:
         temperatures=temperatures,
         temperatures_note=None if temperatures else TEMPERATURES_UNAVAILABLE,
         top_processes=top_processes,
+        own_processes=_own_processes() if request.own_processes else [],
     )
 
 
@@ -135,6 +138,23 @@ def _largest_processes(top_n: int) -> list[tuple[psutil.Process, int]]:
             sized.append((proc, memory.rss))
     sized.sort(key=lambda item: item[1], reverse=True)
     return sized[:top_n]
+
+
+def _own_processes() -> list[ProcessInfo]:
+    """Autarky's own processes (the leak detector watches them): pool members and `autarky` itself."""
+    own = []
+    for proc in psutil.process_iter(["name", "cmdline", "memory_info"]):
+        cmdline, memory = proc.info["cmdline"] or [], proc.info["memory_info"]
+        if memory is None or not _is_autarky(cmdline):
+            continue
+        role = "pool member" if MEMBER_FLAG in cmdline else "autarky"
+        own.append(ProcessInfo(pid=proc.pid, name=proc.info["name"] or "", rss_bytes=memory.rss, role=role))
+    return own
+
+
+def _is_autarky(cmdline: list[str]) -> bool:
+    # `.venv/bin/autarky …` or `python -m autarky.cli …`
+    return any(arg == "autarky.cli" or os.path.basename(arg) == "autarky" for arg in cmdline[:3])
 
 
 def _memory() -> MemoryStats:

@@ -1,0 +1,369 @@
+"""Score streaming anomaly detectors on NAB-format data, as the NAB paper does.
+
+    .venv/bin/python bench/nab.py [--data DIR] [--windows FILE] [--detectors autarky,gaussian,random]
+                                  [--by-category]
+
+DIR holds CSVs (`timestamp,value`, searched recursively); FILE maps each CSV's path relative to DIR to its
+anomaly windows `[[start, end], ...]`. Every CSV must have an entry and every entry a CSV. Each detector
+sees each file's rows in order; its best threshold per profile over the whole corpus is found exactly
+(bench/nab_scoring.py) and the normalised scores are printed next to NAB's published scoreboard.
+
+From Python (e.g. a tuning script):
+
+    files = load_corpus(DEFAULT_DATA, DEFAULT_WINDOWS)
+    result = evaluate(MyDetector, files)
+    result.profiles["standard"].score
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+if __package__ in (None, ""):  # run as a script: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.nab_scoring import (
+    PROFILES,
+    STANDARD,
+    FileScore,
+    Labels,
+    Profile,
+    best_threshold,
+    label_rows,
+    normalised,
+    score_file,
+    window_rows,
+)
+from bench.reference_detectors import RandomDetector, WindowedGaussian
+
+# The development set lives beside the project (../shared/data/nab); --data/--windows point elsewhere.
+NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
+DEFAULT_DATA = NAB_DIR / "data"
+DEFAULT_WINDOWS = NAB_DIR / "combined_windows.json"
+
+PUBLISHED = [  # name, standard, reward_low_fp, reward_low_fn (None: not quoted in our README)
+    ("ARTime", 74.9, 65.1, 80.4),
+    ("Numenta HTM", 70.5, None, None),
+    ("CAD OSE", 69.9, 67.0, 73.2),
+    ("earthgecko Skyline", 58.2, None, None),
+    ("KNN CAD", 58.0, None, None),
+    ("Relative Entropy", 54.6, None, None),
+    ("Random Cut Forest", 51.7, None, None),
+    ("Twitter ADVec", 47.1, 33.6, 53.5),
+    ("Windowed Gaussian", 39.6, 20.9, 47.4),
+    ("Etsy Skyline", 35.7, None, None),
+    ("Bayesian changepoint", 17.7, None, None),
+    ("random", 11.0, None, None),
+    ("null", 0.0, 0.0, 0.0),
+]
+
+
+class Detector(Protocol):
+    def update(self, value: float, at: datetime | None = None) -> float: ...
+
+
+Factory = Callable[[], Detector]
+
+
+class DataError(Exception):
+    """Bad or inconsistent input data; the message names the file (and line)."""
+
+
+# ------------------------------------------------------------------------------------------ loading
+@dataclass(frozen=True)
+class NabFile:
+    key: str  # path relative to the data directory, as in the windows file
+    timestamps: list[datetime]
+    values: list[float]
+    labels: Labels
+
+    @property
+    def category(self) -> str:
+        return self.key.rsplit("/", 1)[0] if "/" in self.key else "."
+
+
+def read_csv(path: Path) -> tuple[list[datetime], list[float]]:
+    """Rows of a `timestamp,value` CSV; timestamps must not go backwards (windows are found by bisection)."""
+    timestamps: list[datetime] = []
+    values: list[float] = []
+    try:
+        with path.open(newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header] != ["timestamp", "value"]:
+                raise DataError(f"{path}:1: expected header 'timestamp,value', got {header!r}")
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue
+                if len(row) != 2:
+                    raise DataError(f"{path}:{line}: expected 2 fields, got {len(row)}: {row!r}")
+                try:
+                    at = datetime.fromisoformat(row[0].strip())
+                    value = float(row[1])
+                except ValueError as e:
+                    raise DataError(f"{path}:{line}: {e}") from None
+                if not math.isfinite(value):
+                    raise DataError(f"{path}:{line}: value {row[1]!r} is not a finite number")
+                if timestamps and at < timestamps[-1]:
+                    raise DataError(f"{path}:{line}: timestamp {row[0]} is earlier than the previous row's")
+                timestamps.append(at)
+                values.append(value)
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: {e}") from None
+    return timestamps, values
+
+
+def read_windows(path: Path) -> dict[str, list[tuple[datetime, datetime]]]:
+    """The windows file: {relative path: [[start, end], ...]} with ISO timestamps."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: {e}") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: expected a JSON object mapping file paths to window lists")
+    windows: dict[str, list[tuple[datetime, datetime]]] = {}
+    for key, pairs in raw.items():
+        try:
+            windows[key] = [(datetime.fromisoformat(s), datetime.fromisoformat(e)) for s, e in pairs]
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{path}: bad windows for {key!r}: {e}") from None
+    return windows
+
+
+def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
+    """Every CSV under data_dir with its windows, sorted by key; DataError if the two disagree."""
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: not a directory")
+    windows = read_windows(windows_file)
+    csvs = {p.relative_to(data_dir).as_posix(): p for p in sorted(data_dir.rglob("*.csv"))}
+    problems = [f"{data_dir / key}: no entry in {windows_file}" for key in csvs if key not in windows]
+    problems += [
+        f"{data_dir / key}: listed in {windows_file} but missing" for key in windows if key not in csvs
+    ]
+    if problems:
+        raise DataError("\n".join(problems))
+    files = []
+    for key, path in csvs.items():
+        timestamps, values = read_csv(path)
+        try:
+            labels = label_rows(len(values), window_rows(timestamps, windows[key]))
+        except ValueError as e:
+            raise DataError(f"{path}: {e}") from None
+        files.append(NabFile(key, timestamps, values, labels))
+    return files
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+@dataclass(frozen=True)
+class ProfileResult:
+    threshold: float  # detections are scores >= threshold; inf: detecting nothing was best
+    raw: float
+    score: float  # normalised: null detector 0, perfect 100
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    scores: dict[str, list[float]]  # per file key, one score per row
+    profiles: dict[str, ProfileResult]
+    n_windows: int
+    updates: int
+    seconds_in_update: float
+    state_bytes: int | None  # largest state_size_bytes() after a file, if the detector reports it
+
+    @property
+    def us_per_update(self) -> float:
+        return 1e6 * self.seconds_in_update / max(self.updates, 1)
+
+
+def run_detector(
+    factory: Factory, files: Sequence[NabFile]
+) -> tuple[dict[str, list[float]], float, int | None]:
+    """Stream every file through a fresh detector: scores per file, seconds inside update(), state size."""
+    scores: dict[str, list[float]] = {}
+    seconds = 0.0
+    state_bytes: int | None = None
+    for f in files:
+        detector = factory()
+        out: list[float] = []
+        update, append = detector.update, out.append
+        start = time.perf_counter()
+        for at, value in zip(f.timestamps, f.values, strict=True):
+            append(update(value, at))
+        seconds += time.perf_counter() - start
+        scores[f.key] = [float(s) for s in out]
+        size = getattr(detector, "state_size_bytes", None)
+        if callable(size):
+            state_bytes = max(state_bytes or 0, int(size()))
+    return scores, seconds, state_bytes
+
+
+def evaluate(
+    factory: Factory, files: Sequence[NabFile], profiles: Sequence[Profile] = PROFILES
+) -> Evaluation:
+    """Score a detector on the corpus with the best threshold per profile."""
+    scores, seconds, state_bytes = run_detector(factory, files)
+    n_windows = sum(len(f.labels.windows) for f in files)
+    pairs = [(f.labels, scores[f.key]) for f in files]
+    results = {}
+    for profile in profiles:
+        threshold, raw = best_threshold(pairs, profile)
+        results[profile.name] = ProfileResult(threshold, raw, normalised(raw, n_windows, profile))
+    return Evaluation(
+        scores=scores,
+        profiles=results,
+        n_windows=n_windows,
+        updates=sum(len(f.values) for f in files),
+        seconds_in_update=seconds,
+        state_bytes=state_bytes,
+    )
+
+
+@dataclass(frozen=True)
+class CategoryResult:
+    category: str
+    n_files: int
+    n_windows: int
+    total: FileScore
+    score: float | None  # normalised with the category's own null/perfect; None without windows
+
+
+def by_category(
+    evaluation: Evaluation, files: Sequence[NabFile], profile: Profile = STANDARD
+) -> list[CategoryResult]:
+    """Per-category scores at the corpus-wide threshold of `profile` (for tuning, not for ranking)."""
+    threshold = evaluation.profiles[profile.name].threshold
+    groups: dict[str, list[NabFile]] = {}
+    for f in files:
+        groups.setdefault(f.category, []).append(f)
+    results = []
+    for category, members in sorted(groups.items()):
+        total = FileScore(0.0, 0, 0, 0)
+        for f in members:
+            total += score_file(f.labels, evaluation.scores[f.key], threshold, profile)
+        n_windows = sum(len(f.labels.windows) for f in members)
+        score = normalised(total.raw, n_windows, profile) if n_windows else None
+        results.append(CategoryResult(category, len(members), n_windows, total, score))
+    return results
+
+
+# ------------------------------------------------------------------------------------------ detectors
+def _autarky_factory() -> Factory:
+    from autarky.detectors.anomaly import AnomalyDetector
+
+    return AnomalyDetector
+
+
+DETECTORS: dict[str, Callable[[], Factory]] = {
+    "autarky": _autarky_factory,
+    "gaussian": lambda: WindowedGaussian,
+    "random": lambda: RandomDetector,
+}
+
+
+# ------------------------------------------------------------------------------------------ output
+def format_threshold(t: float) -> str:
+    if math.isinf(t):
+        return "none"
+    if 0.99 < t < 1.0:  # erf-like scores crowd near 1: show how far below 1
+        return f"1-{1.0 - t:.2g}"
+    return f"{t:.4g}"
+
+
+def print_table(results: dict[str, Evaluation], files: Sequence[NabFile]) -> None:
+    n_rows = sum(len(f.values) for f in files)
+    n_windows = sum(len(f.labels.windows) for f in files)
+    names = [p.name for p in PROFILES]
+    print(f"NAB: {len(files)} files, {n_rows} rows, {n_windows} windows")
+    print()
+    header = f"{'detector':<22} {names[0]:>9} {names[1]:>14} {names[2]:>14}   {'thresholds':<32}"
+    print(f"{header} {'µs/update':>10} {'state/metric':>13}")
+    print("-" * (len(header) + 25))
+    for name, ev in results.items():
+        s = [ev.profiles[n].score for n in names]
+        thresholds = " / ".join(format_threshold(ev.profiles[n].threshold) for n in names)
+        state = "n/a" if ev.state_bytes is None else f"{ev.state_bytes} B"
+        print(
+            f"{name:<22} {s[0]:>9.1f} {s[1]:>14.1f} {s[2]:>14.1f}   {thresholds:<32} "
+            f"{ev.us_per_update:>10.2f} {state:>13}"
+        )
+    print()
+    print("published, whole NAB corpus (ours is the development set without one category):")
+    for name, *scores in PUBLISHED:
+        cells = [f"{v:.1f}" if v is not None else "" for v in scores]
+        print(f"  {name:<20} {cells[0]:>9} {cells[1]:>14} {cells[2]:>14}")
+
+
+def print_by_category(name: str, evaluation: Evaluation, files: Sequence[NabFile]) -> None:
+    threshold = format_threshold(evaluation.profiles[STANDARD.name].threshold)
+    print()
+    print(f"{name}: standard profile per category, at the corpus threshold {threshold}")
+    columns = f"{'files':>5} {'windows':>7} {'score':>7} {'raw':>8} {'TP':>4} {'FP':>6} {'FN':>4}"
+    print(f"  {'category':<24} {columns}")
+    for c in by_category(evaluation, files):
+        score = "n/a" if c.score is None else f"{c.score:.1f}"
+        t = c.total
+        print(
+            f"  {c.category:<24} {c.n_files:>5} {c.n_windows:>7} {score:>7} {t.raw:>8.2f} "
+            f"{t.tp:>4} {t.fp:>6} {t.fn:>4}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory of NAB-format CSVs")
+    parser.add_argument(
+        "--windows", type=Path, help="windows JSON (default: combined_windows.json next to DIR)"
+    )
+    parser.add_argument("--detectors", default="autarky,gaussian,random", help="comma-separated names")
+    parser.add_argument("--by-category", action="store_true", help="standard score per category, too")
+    args = parser.parse_args(argv)
+    windows_file = args.windows or args.data.parent / "combined_windows.json"
+
+    names = [n.strip() for n in args.detectors.split(",") if n.strip()]
+    unknown = [n for n in names if n not in DETECTORS]
+    if unknown or not names:
+        print(f"unknown detector(s) {unknown}; choose from {', '.join(DETECTORS)}", file=sys.stderr)
+        return 2
+    try:
+        files = load_corpus(args.data, windows_file)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not files:
+        print(f"error: no CSV files under {args.data}", file=sys.stderr)
+        return 2
+    if not any(f.labels.windows for f in files):
+        print(f"error: no anomaly windows in {windows_file}; scores cannot be normalised", file=sys.stderr)
+        return 2
+
+    results: dict[str, Evaluation] = {}
+    for name in names:
+        try:
+            factory = DETECTORS[name]()
+        except Exception as e:  # the autarky detector may be missing or broken: score the others
+            print(f"skipping {name}: cannot load its detector ({type(e).__name__}: {e})", file=sys.stderr)
+            continue
+        print(f"scoring {name} ...", file=sys.stderr, flush=True)
+        results[name] = evaluate(factory, files)
+    if not results:
+        return 1
+    print_table(results, files)
+    if args.by_category:
+        for name, evaluation in results.items():
+            print_by_category(name, evaluation, files)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
