@@ -12,6 +12,8 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from autarky.config import AutopilotSettings
+from autarky.detectors.anomaly import AnomalyState
+from autarky.detectors.trend import TrendSeries
 
 # ---------------------------------------------------------------------------------------------- probes
 
@@ -289,6 +291,17 @@ class Goal(BaseModel):
     progress: float
 
 
+class DetectionState(BaseModel):
+    """The statistical detectors' memory, carried across continue-as-new (see autarky.policy.detection)."""
+
+    anomaly: dict[str, AnomalyState] = Field(default_factory=dict)  # per metric
+    # Trend windows: "disk_percent", "temperature_celsius", "rss <role> <pid>".
+    trends: dict[str, TrendSeries] = Field(default_factory=dict)
+    temperature_critical_celsius: float | None = None
+    memory_total_bytes: int | None = None
+    anomalies: list[Finding] = Field(default_factory=list)  # recent anomaly findings, held a while
+
+
 class AutopilotState(BaseModel):
     """Compact state carried across continue-as-new."""
 
@@ -303,6 +316,7 @@ class AutopilotState(BaseModel):
     approvals: list[ApprovalRequest] = Field(default_factory=list)
     totals: dict[str, int] = Field(default_factory=dict)
     sequence: int = 0
+    detection: DetectionState = Field(default_factory=DetectionState)
 
 
 class AutopilotInput(BaseModel):

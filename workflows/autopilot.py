@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from autarky.actions import ACTIONS, PRIORS, QueueRole, Runner
     from autarky.config import AutopilotSettings
     from autarky.policy import decision as engine
+    from autarky.policy.detection import detector_findings, observe
     from autarky.policy.goals import evaluate_goals
     from autarky.policy.remediation import candidates_for
     from autarky.policy.rules import analyze, default_analyzers
@@ -50,6 +51,7 @@ RECENT_ACTIONS_KEPT = 50
 PROBE_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 ACTION_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2))
 STAGES = ("monitor", "analyze", "plan", "execute")
+DETECTORS_PATCH = "statistical-detectors"
 DEFAULT_CRITICAL_CELSIUS = 100.0  # for sensors that do not report their critical temperature
 
 
@@ -171,15 +173,25 @@ class AutopilotWorkflow(ApprovalGate):
                 workflow.logger.warning("%s probe failed: %s", name, outcome.cause or outcome)
                 self._bump(f"{name}_probe_failures")
         if isinstance(host, HostSample):
-            self._state.window.append(
-                to_metric_point(host, network if isinstance(network, NetworkSample) else None)
-            )
+            point = to_metric_point(host, network if isinstance(network, NetworkSample) else None)
+            self._state.window.append(point)
             del self._state.window[:-WINDOW_KEPT]
+            if self._detectors_enabled():
+                observe(self._state.detection, point, self._settings.analysis)
 
     # ------------------------------------------------------------------------------ Analyze
 
     def _analyze(self) -> None:
-        self._state.findings = analyze(self._state.window, default_analyzers(self._settings.rules))
+        findings = analyze(self._state.window, default_analyzers(self._settings.rules))
+        if self._detectors_enabled():
+            findings += detector_findings(
+                self._state.detection, self._state.window, self._settings.analysis, workflow.now()
+            )
+        self._state.findings = findings
+
+    def _detectors_enabled(self) -> bool:
+        # Histories recorded before the detectors existed replay without them (same commands).
+        return workflow.patched(DETECTORS_PATCH)
 
     # ------------------------------------------------------------------------------ Plan
 

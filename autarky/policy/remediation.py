@@ -15,6 +15,17 @@ PLAYBOOK: dict[str, list[tuple[str, Priority, float, float]]] = {
     "disk_high": [(CLEAR_CACHE, Priority.HIGH, 0.3, 0.1), (NOTIFY, Priority.MEDIUM, 0.1, 0.0)],
     "network_latency_high": [(NOTIFY, Priority.MEDIUM, 0.1, 0.0)],
     "network_loss_high": [(NOTIFY, Priority.HIGH, 0.1, 0.0)],
+    # From the statistical detectors (autarky.policy.detection):
+    "anomaly": [(NOTIFY, Priority.MEDIUM, 0.1, 0.0)],
+    # A rolling restart of the pool frees a leaking member's memory; it is routine, so low risk.
+    "worker_memory_leak": [
+        (RESTART_WORKER_POOL, Priority.HIGH, 0.4, 0.3),
+        (NOTIFY, Priority.MEDIUM, 0.1, 0.0),
+    ],
+    "memory_leak": [(NOTIFY, Priority.HIGH, 0.1, 0.0)],  # not ours to restart
+    "disk_full_soon": [(CLEAR_CACHE, Priority.HIGH, 0.3, 0.1), (NOTIFY, Priority.HIGH, 0.1, 0.0)],
+    "thermal_warning": [(NOTIFY, Priority.HIGH, 0.1, 0.0)],
+    "overload_warning": [(NOTIFY, Priority.MEDIUM, 0.1, 0.0)],  # scaling will answer this later
 }
 
 

@@ -1,7 +1,7 @@
 """Analyze stage: threshold rules over the recent window of metric points (pure code).
 
-`Analyzer` is the seam for more detectors: anything with `analyze(window) -> list[Finding]` can be
-added to `default_analyzers` (statistical anomaly detection arrives in its own issue).
+`Analyzer` is the seam for more stateless rules: anything with `analyze(window) -> list[Finding]` can
+be added to `default_analyzers`. The stateful statistical detectors live in autarky.policy.detection.
 """
 
 from __future__ import annotations
