@@ -57,6 +57,17 @@ class ThresholdRules(BaseModel):
     window: int = Field(5, ge=1, le=500, description="samples the rules look at")
 
 
+# Metrics of a Monitor sample (autarky.types.MetricPoint) that anomaly detection can watch.
+ANOMALY_METRICS = {
+    "cpu_percent",
+    "memory_percent",
+    "disk_percent",
+    "network_latency_ms",
+    "network_loss_ratio",
+    "temperature_celsius",
+}
+
+
 class AnalysisSettings(BaseModel):
     """Analyze stage, statistical part: anomaly scores, leak detection and early warnings."""
 
@@ -73,11 +84,24 @@ class AnalysisSettings(BaseModel):
     trend_spacing: Duration = timedelta(minutes=1)
     trend_points: int = Field(120, ge=10, le=1000)
     leak_p_value: float = Field(0.01, gt=0, lt=1)
+    leak_min_span: Duration = Field(
+        timedelta(minutes=30), description="history needed before a leak is called"
+    )
     # The memory a process may grow to before it is in trouble; default: the host's total memory.
     process_memory_limit_bytes: int | None = Field(None, gt=0)
     disk_limit_percent: float = Field(95.0, gt=0, le=100)
     early_warning_horizon: Duration = Field(timedelta(hours=6), gt=timedelta(0))
     overload_points: int = Field(20, ge=5, le=500, description="recent samples the overload test uses")
+
+    @field_validator("anomaly_metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: list[str]) -> list[str]:
+        unknown = sorted(set(metrics) - ANOMALY_METRICS)
+        if unknown:
+            raise ValueError(
+                f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(sorted(ANOMALY_METRICS))}"
+            )
+        return metrics
 
 
 class DecisionThresholds(BaseModel):

@@ -146,7 +146,12 @@ def _leaks(state: DetectionState, settings: AnalysisSettings, now: datetime) -> 
             continue
         process = key.removeprefix(RSS_PREFIX)
         report = detect_leak(
-            series.times, series.values, limit, p_value=settings.leak_p_value, subject=process
+            series.times,
+            series.values,
+            limit,
+            p_value=settings.leak_p_value,
+            min_span_seconds=settings.leak_min_span.total_seconds(),
+            subject=process,
         )
         if report is None:
             continue

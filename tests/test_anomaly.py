@@ -1,0 +1,99 @@
+"""The streaming anomaly detector on shapes whose right answer is known."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autarky.config import AnalysisSettings
+from autarky.detectors.anomaly import AnomalyConfig, AnomalyDetector, AnomalyState
+
+CONFIG = AnomalyConfig()  # the defaults: the same configuration NAB is scored with
+# Scores at or above this become findings in the autopilot: noise and drift must stay below it.
+FINDING = AnalysisSettings().anomaly_threshold
+WARMUP = 300
+
+
+def noisy(n: int, level: float = 50.0, sigma: float = 1.0, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [level + rng.gauss(0, sigma) for _ in range(n)]
+
+
+def scores(values: list[float], config: AnomalyConfig = CONFIG) -> list[float]:
+    detector = AnomalyDetector(config)
+    return [detector.update(v) for v in values]
+
+
+def test_flat_line_scores_zero_and_a_change_after_it_scores_high() -> None:
+    flat = [42.0] * WARMUP
+    assert max(scores(flat)) == 0.0
+    after = scores([*flat, 43.0])
+    assert after[-1] > 0.9  # anything off a perfectly flat line is very unusual
+
+
+def test_spike_scores_high_once_and_the_noise_around_it_scores_low() -> None:
+    series = noisy(WARMUP + 100)
+    series[WARMUP] = 80.0  # 30 σ
+    result = scores(series)
+    assert result[WARMUP] > 0.85
+    assert max(result[:WARMUP]) < FINDING  # plain noise before it
+    assert max(result[WARMUP + 1 :]) < result[WARMUP]  # reported once, not again while it settles
+
+
+def test_step_change_is_reported_at_its_start_not_at_every_value_after() -> None:
+    series = noisy(WARMUP) + noisy(200, level=70.0, seed=1)
+    result = scores(series)
+    assert result[WARMUP] > 0.85
+    high_after = [i for i, s in enumerate(result[WARMUP + 1 :], start=WARMUP + 1) if s > 0.5]
+    assert len(high_after) <= 2, high_after  # suppression: a lasting change is one event
+
+
+def test_slow_drift_is_not_an_anomaly() -> None:
+    # 0.01 σ per value: new highs all the time, but each a small step from the recent normal.
+    rng = random.Random(3)
+    series = [50.0 + 0.01 * i + rng.gauss(0, 1.0) for i in range(3000)]
+    result = scores(series)
+    assert max(result[WARMUP:]) < FINDING
+
+
+def test_expected_range_and_z_are_the_evidence_for_a_score() -> None:
+    detector = AnomalyDetector(CONFIG)
+    for v in noisy(WARMUP):
+        detector.update(v)
+    detector.update(80.0)
+    assert detector.expected is not None
+    low, high = detector.expected
+    assert low < 50.0 < high and high < 80.0
+    assert detector.z > 10
+
+
+def test_state_round_trips_and_resuming_gives_the_same_scores() -> None:
+    series = noisy(600, seed=5)
+    series[450] = 90.0
+    uninterrupted = scores(series)
+
+    first = AnomalyDetector(CONFIG)
+    resumed_scores = [first.update(v) for v in series[:400]]
+    saved = first.state.model_dump_json()  # what continue-as-new carries
+    second = AnomalyDetector(CONFIG, AnomalyState.model_validate_json(saved))
+    resumed_scores += [second.update(v) for v in series[400:]]
+
+    assert resumed_scores == uninterrupted
+    assert second.state == AnomalyState.model_validate_json(second.state.model_dump_json())
+
+
+def test_state_stays_small() -> None:
+    detector = AnomalyDetector(CONFIG)
+    for v in noisy(5000, seed=7):
+        detector.update(v)
+    # the window (128 floats), 17 level counts and a short score history, as JSON
+    assert detector.state_size_bytes() < 8000
+
+
+@given(st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1, max_size=400))
+def test_scores_are_always_in_zero_one(values: list[float]) -> None:
+    detector = AnomalyDetector(AnomalyConfig(min_history=5, window=16))
+    for v in values:
+        assert 0.0 <= detector.update(v) <= 1.0

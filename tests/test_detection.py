@@ -1,0 +1,153 @@
+"""The Analyze stage's detectors over Monitor samples, and what the planner makes of their findings."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from autarky.actions import CLEAR_CACHE, PRIORS, RESTART_WORKER_POOL
+from autarky.config import AnalysisSettings, DecisionThresholds
+from autarky.detectors.anomaly import AnomalyConfig
+from autarky.policy import decision as engine
+from autarky.policy.detection import detector_findings, observe
+from autarky.policy.remediation import candidates_for
+from autarky.types import DetectionState, MetricPoint
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+STEP = timedelta(minutes=5)
+
+
+def point(i: int, **fields: object) -> MetricPoint:
+    base: dict[str, object] = {
+        "cpu_percent": 20.0,
+        "memory_percent": 40.0,
+        "disk_percent": 50.0,
+        "network_latency_ms": 1.0,
+        "memory_total_bytes": 8 * GIB,
+    }
+    return MetricPoint.model_validate({"at": T0 + i * STEP, **base, **fields})
+
+
+def feed(points: list[MetricPoint], settings: AnalysisSettings) -> DetectionState:
+    state = DetectionState()
+    for p in points:
+        observe(state, p, settings)
+    return state
+
+
+def plan(findings: list) -> list[engine.Decision]:  # type: ignore[name-defined]
+    return engine.plan(candidates_for(findings), {}, DecisionThresholds(), PRIORS)
+
+
+def test_a_leaking_pool_member_is_found_with_its_time_to_limit_and_restarted() -> None:
+    settings = AnalysisSettings(trend_spacing=timedelta(0), process_memory_limit_bytes=GIB)
+    rng = random.Random(1)
+    # 200 MiB growing 10 MiB/h, sampled every 5 min for 3 h, with ±3 MiB of allocator noise.
+    rss = [
+        200 * MIB + 10 * MIB * (i * STEP / timedelta(hours=1)) + rng.uniform(-3, 3) * MIB for i in range(37)
+    ]
+    points = [
+        point(i, process_rss_bytes={"pool member 4242": int(v), "autarky 7": 90 * MIB})
+        for i, v in enumerate(rss)
+    ]
+    state = feed(points, settings)
+    findings = detector_findings(state, points, settings, points[-1].at)
+
+    [leak] = [f for f in findings if f.kind == "worker_memory_leak"]
+    assert leak.subject == "pool member 4242"
+    assert leak.slope_per_hour is not None and abs(leak.slope_per_hour - 10 * MIB) < 2 * MIB
+    true_hours_left = (1024 - 230) / 10  # from 230 MiB after 3 h, at 10 MiB/h
+    assert leak.time_to_limit_seconds is not None
+    assert abs(leak.time_to_limit_seconds / 3600 - true_hours_left) < 0.2 * true_hours_left
+    assert "MiB/h" in leak.message and "limit" in leak.message
+    assert not [f for f in findings if f.subject == "autarky 7"]  # the steady process is not a leak
+
+    [restart] = [d for d in plan(findings) if d.candidate.action_type == RESTART_WORKER_POOL]
+    assert restart.execute and not restart.needs_approval
+
+
+def test_a_steady_process_with_a_sawtooth_is_not_a_leak() -> None:
+    settings = AnalysisSettings(trend_spacing=timedelta(0))
+    # Garbage collection: grows 40 MiB over 45 min, then drops back, for 3 h.
+    points = [
+        point(i, process_rss_bytes={"pool member 1": int(300 * MIB + (i % 9) * 5 * MIB)}) for i in range(37)
+    ]
+    state = feed(points, settings)
+    assert not [f for f in detector_findings(state, points, settings, points[-1].at) if "leak" in f.kind]
+
+
+def test_a_process_that_is_gone_is_forgotten() -> None:
+    settings = AnalysisSettings(trend_spacing=timedelta(0))
+    state = feed([point(0, process_rss_bytes={"pool member 1": MIB})], settings)
+    assert "rss pool member 1" in state.trends
+    observe(state, point(1, process_rss_bytes={"pool member 2": MIB}), settings)
+    assert set(state.trends) == {"disk_percent", "rss pool member 2"}
+
+
+def test_a_filling_disk_warns_before_it_is_full_and_plans_a_cache_clean() -> None:
+    settings = AnalysisSettings(trend_spacing=timedelta(0), early_warning_horizon=timedelta(hours=6))
+    # +2 % per hour from 60 %: 95 % is 17.5 h after the start.
+    points = [point(i, disk_percent=60 + 2 * i * STEP / timedelta(hours=1)) for i in range(37)]
+    state = feed(points, settings)
+    assert not [
+        f for f in detector_findings(state, points, settings, points[-1].at) if f.kind == "disk_full_soon"
+    ]
+
+    points = [point(i, disk_percent=60 + 10 * i * STEP / timedelta(hours=1)) for i in range(37)]  # +10 %/h
+    state = feed(points, settings)
+    [warning] = [
+        f for f in detector_findings(state, points, settings, points[-1].at) if f.kind == "disk_full_soon"
+    ]
+    assert warning.threshold == 95.0
+    assert warning.time_to_limit_seconds is not None
+    assert abs(warning.time_to_limit_seconds - 0.5 * 3600) < 60  # 90 % now, 5 points to go at 10 %/h
+    assert CLEAR_CACHE in {d.candidate.action_type for d in plan([warning]) if d.execute}
+
+
+def test_rising_temperature_warns_against_the_sensors_critical_value() -> None:
+    settings = AnalysisSettings(trend_spacing=timedelta(0))
+    points = [
+        point(i, temperature_celsius=60 + 0.5 * i, temperature_critical_celsius=90.0) for i in range(30)
+    ]
+    state = feed(points, settings)
+    [warning] = [
+        f for f in detector_findings(state, points, settings, points[-1].at) if f.kind == "thermal_warning"
+    ]
+    assert warning.threshold == 90.0 and warning.time_to_limit_seconds is not None
+    assert abs(warning.time_to_limit_seconds - 31 * STEP.total_seconds()) < 60  # 74.5 → 90 °C at +0.5 a step
+
+
+def test_overload_needs_latency_and_cpu_rising_together() -> None:
+    settings = AnalysisSettings()
+    both = [point(i, network_latency_ms=5 + i, cpu_percent=30 + 2 * i) for i in range(20)]
+    assert [f.kind for f in detector_findings(DetectionState(), both, settings, both[-1].at)] == [
+        "overload_warning"
+    ]
+    latency_only = [point(i, network_latency_ms=5 + i) for i in range(20)]
+    assert detector_findings(DetectionState(), latency_only, settings, latency_only[-1].at) == []
+
+
+def test_an_anomaly_becomes_a_finding_with_evidence_held_for_a_while() -> None:
+    settings = AnalysisSettings(anomaly=AnomalyConfig(min_history=20), anomaly_hold=timedelta(minutes=10))
+    rng = random.Random(2)
+    points = [point(i, cpu_percent=20 + rng.gauss(0, 1)) for i in range(60)]
+    points.append(point(60, cpu_percent=70.0))
+    state = feed(points, settings)
+    [anomaly] = detector_findings(state, points, settings, points[-1].at)
+    assert anomaly.kind == "anomaly" and anomaly.metric == "cpu_percent" and anomaly.value == 70.0
+    assert anomaly.score is not None and anomaly.score >= settings.anomaly_threshold
+    assert anomaly.expected_low is not None and anomaly.expected_high is not None
+    assert anomaly.expected_low < 20 < anomaly.expected_high < 70
+    assert "unusual" in anomaly.message
+    assert [d.candidate.action_type for d in plan([anomaly]) if d.execute] == ["notify"]
+
+    later = points[-1].at + timedelta(minutes=11)
+    assert detector_findings(state, points, settings, later) == []  # held 10 min, then let go
+
+
+def test_detection_state_round_trips() -> None:
+    settings = AnalysisSettings(trend_spacing=timedelta(0))
+    state = feed([point(i, process_rss_bytes={"pool member 1": MIB * i}) for i in range(30)], settings)
+    assert DetectionState.model_validate_json(state.model_dump_json()) == state
