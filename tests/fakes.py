@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,17 +32,18 @@ class FakeHost:
     memory: float = 30.0
     disk: float = 40.0
     latency_ms: float = 1.0
+    cpu_jitter: float = 0.0  # ± uniform noise on CPU, so anomaly detection has a normal to learn
     probes: int = 0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
 
     @activity.defn(name="probe_host")
     async def probe_host(self, request: HostProbeInput) -> HostSample:
         self.probes += 1
+        cpu = self.cpu + self.rng.uniform(-self.cpu_jitter, self.cpu_jitter)
         return HostSample(
             taken_at=datetime.now(UTC),
             hostname="test-host",
-            cpu=CpuStats(
-                percent=self.cpu, per_core_percent=[self.cpu], load_1m=0, load_5m=0, load_15m=0, core_count=1
-            ),
+            cpu=CpuStats(percent=cpu, per_core_percent=[cpu], load_1m=0, load_5m=0, load_15m=0, core_count=1),
             memory=MemoryStats(
                 total_bytes=1 << 30,
                 available_bytes=1 << 29,

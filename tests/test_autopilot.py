@@ -157,6 +157,32 @@ async def test_finding_is_planned_executed_and_learned_from(
     assert s.totals["succeeded"] >= 1
 
 
+async def test_an_anomaly_in_the_samples_becomes_a_finding_and_a_planned_action(
+    client: Client, tmp_path: Path, host: FakeHost
+) -> None:
+    host.cpu, host.cpu_jitter = 20.0, 2.0  # normal for this host: 18-22 %
+    settings = fast_settings(analysis={"anomaly": {"min_history": 10}})
+    harness = Harness(client, tmp_path, host)
+    async with harness.running(settings) as handle:
+        await eventually(lambda: _probes_at_least(host, 12))
+        host.cpu, host.cpu_jitter = 60.0, 0.0  # unusual here, yet far below the 85 % rule
+        notified = await eventually(
+            lambda: _first(actions(handle), lambda rs: of_type(rs, "notify", ActionStatus.SUCCEEDED))
+        )
+        s = await status(handle)
+    [anomaly] = [f for f in s.findings if f.kind == "anomaly"]
+    assert anomaly.metric == "cpu_percent" and anomaly.value == 60.0
+    assert anomaly.score is not None and anomaly.score >= settings.analysis.anomaly_threshold
+    assert anomaly.expected_high is not None and anomaly.expected_high < 60.0
+    assert not [f for f in s.findings if f.kind == "cpu_high"]  # the threshold rule alone saw nothing
+    assert notified[0].decision.candidate.finding_kind == "anomaly"
+    assert "unusual" in notified[0].decision.candidate.reason
+
+
+async def _probes_at_least(host: FakeHost, count: int) -> bool:
+    return host.probes >= count
+
+
 async def _first(records: Awaitable[list[ActionRecord]], pick: Callable[[list[ActionRecord]], Any]) -> Any:
     return pick(await records)
 

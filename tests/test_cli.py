@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from autarky.temporal import AUTOPILOT_WORKFLOW_ID
-from autarky.types import ApprovalRequest, ApprovalState
+from autarky.types import ApprovalRequest, ApprovalState, Finding
 from tests.fakes import FakeHost
 from tests.test_autopilot import Harness, eventually, fast_settings, pending
 
@@ -68,3 +68,15 @@ async def test_status_without_a_server_is_a_clear_error(tmp_path: Path) -> None:
     out, _ = await process.communicate()
     assert process.returncode == 1
     assert "Traceback" not in out.decode() and "127.0.0.1:1" in out.decode()
+
+
+async def test_findings_lists_what_the_analyze_stage_sees(
+    env: WorkflowEnvironment, client: Client, tmp_path: Path
+) -> None:
+    harness = Harness(client, tmp_path, FakeHost(disk=90.0))
+    harness.workflow_id = AUTOPILOT_WORKFLOW_ID
+    async with harness.running(fast_settings(simulation=True)) as handle:
+        await eventually(lambda: handle.query("findings", result_type=list[Finding]))
+        code, out = await cli(env, "findings")
+    assert code == 0, out
+    assert "disk_high" in out and "disk_percent averaged 90.0%" in out and "≤ 85" in out
