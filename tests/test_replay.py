@@ -1,7 +1,8 @@
 """Replay: recorded autopilot histories must replay with today's workflow code (determinism).
 
-`python -m tests.test_replay` records a fresh history into tests/histories/ (do it when the workflow
-changes on purpose, and say so in the commit).
+`python -m tests.test_replay NAME` records a fresh history into tests/histories/NAME.json. When the
+workflow changes on purpose, guard the change with `workflow.patched()`, keep the old histories (they
+prove running workflows still replay) and record a new one.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ async def test_recorded_histories_replay(path: Path) -> None:
 
 
 def test_there_is_a_recorded_history() -> None:
-    assert list(HISTORIES.glob("autopilot*.json")), "record one with: python -m tests.test_replay"
+    assert list(HISTORIES.glob("autopilot*.json")), "record one with: python -m tests.test_replay autopilot"
 
 
 async def test_fresh_history_replays(client: Client, tmp_path: Path) -> None:
@@ -78,7 +79,7 @@ async def test_fresh_history_replays(client: Client, tmp_path: Path) -> None:
     assert result.replay_failure is None, result.replay_failure
 
 
-async def _record_to_file() -> None:
+async def _record_to_file(name: str) -> None:
     from temporalio.testing import WorkflowEnvironment
 
     from autarky import search_attributes as sa
@@ -91,10 +92,10 @@ async def _record_to_file() -> None:
             search_attributes=list(sa.ALL),
         ) as env:
             history = await record_autopilot_history(env.client, Path(tmp))
-    out = HISTORIES / "autopilot.json"
+    out = HISTORIES / f"{name}.json"
     out.write_text(history.to_json())
     print(f"wrote {out} ({len(history.events)} events)", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    asyncio.run(_record_to_file())
+    asyncio.run(_record_to_file(sys.argv[1] if len(sys.argv) > 1 else "autopilot"))
