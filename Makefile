@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint install clean
+.PHONY: run test bench bench-nab lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: bench-nab
 	$(BIN)/python bench/footprint.py
+
+# Anomaly detection scored on NAB (../shared/data/nab); other data: bench/nab.py --data DIR --windows FILE
+bench-nab: $(STAMP)
+	$(BIN)/python bench/nab.py --by-category
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
