@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 from autarky.client import AutarkyClient
 from autarky.config import AutarkySettings, ConfigError, load_settings
 from autarky.logging import configure_logging
+from autarky.types import Finding
 
 app = typer.Typer(
     help="Autarky: keeps an AI platform alive and improving by itself, on Temporal.", no_args_is_help=True
@@ -173,23 +174,31 @@ def findings() -> None:
         return
     table = Table("kind", "metric", "value", "expected", "score", "severity", "evidence")
     for f in found:
-        expected = (
-            f"{f.expected_low:.4g} – {f.expected_high:.4g}"
-            if f.expected_low is not None and f.expected_high is not None
-            else f"≤ {f.threshold:g}"
-            if f.score is None
-            else ""
-        )
         table.add_row(
             f.kind,
             f.metric + (f" ({f.subject})" if f.subject else ""),
-            f"{f.value:.4g}",
-            expected,
+            _bytes(f.value) if f.metric.endswith("_bytes") else f"{f.value:.4g}",
+            _expected(f),
             "" if f.score is None else f"{f.score:.2f}",
             f.severity.value,
             f.message,
         )
     console.print(table)
+
+
+def _expected(f: Finding) -> str:
+    if f.expected_low is not None and f.expected_high is not None:  # an anomaly: the normal range
+        return f"{f.expected_low:.4g} – {f.expected_high:.4g}"
+    if f.time_to_limit_seconds is not None:  # a trend: when it reaches its limit
+        limit = _bytes(f.threshold) if f.metric.endswith("_bytes") else f"{f.threshold:g}"
+        return f"reaches {limit} in {f.time_to_limit_seconds / 3600:.1f} h"
+    if f.score is None and f.slope_per_hour is None:  # a threshold rule
+        return f"≤ {f.threshold:g}"
+    return ""
+
+
+def _bytes(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB"
 
 
 @app.command()

@@ -12,7 +12,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -84,6 +92,9 @@ class AnalysisSettings(BaseModel):
     trend_spacing: Duration = timedelta(minutes=1)
     trend_points: int = Field(120, ge=10, le=1000)
     leak_p_value: float = Field(0.01, gt=0, lt=1)
+    # A pool member's leak is remedied by a restart only when it would hit the limit this soon;
+    # slower leaks are reported (a restart every half hour for a leak 50 days away helps nobody).
+    leak_restart_horizon: Duration = Field(timedelta(hours=24), gt=timedelta(0))
     leak_min_span: Duration = Field(
         timedelta(minutes=30), description="history needed before a leak is called"
     )
@@ -91,7 +102,8 @@ class AnalysisSettings(BaseModel):
     process_memory_limit_bytes: int | None = Field(None, gt=0)
     disk_limit_percent: float = Field(95.0, gt=0, le=100)
     early_warning_horizon: Duration = Field(timedelta(hours=6), gt=timedelta(0))
-    overload_points: int = Field(20, ge=5, le=500, description="recent samples the overload test uses")
+    # At most the 60 samples the autopilot keeps in its window.
+    overload_points: int = Field(20, ge=5, le=60, description="recent samples the overload test uses")
 
     @field_validator("anomaly_metrics")
     @classmethod
@@ -141,6 +153,15 @@ class AutopilotSettings(BaseModel):
         if value <= timedelta(0):
             raise ValueError("must be a positive duration")
         return value
+
+    @model_validator(mode="after")
+    def _anomalies_outlast_a_plan_round(self) -> AutopilotSettings:
+        if self.analysis.anomaly_hold < self.optimization_interval:
+            raise ValueError(
+                f"analysis.anomaly_hold ({self.analysis.anomaly_hold}) is shorter than optimization_interval "
+                f"({self.optimization_interval}): anomalies would be forgotten before a plan round sees them"
+            )
+        return self
 
     @field_validator("network_targets")
     @classmethod

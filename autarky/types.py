@@ -295,9 +295,8 @@ class DetectionState(BaseModel):
     """The statistical detectors' memory, carried across continue-as-new (see autarky.policy.detection)."""
 
     anomaly: dict[str, AnomalyState] = Field(default_factory=dict)  # per metric
-    # Trend windows: "disk_percent", "temperature_celsius", "rss <role> <pid>".
+    # Trend windows: "disk_percent", "temperature_percent_of_critical", "rss <role> <pid>".
     trends: dict[str, TrendSeries] = Field(default_factory=dict)
-    temperature_critical_celsius: float | None = None
     memory_total_bytes: int | None = None
     anomalies: list[Finding] = Field(default_factory=list)  # recent anomaly findings, held a while
 

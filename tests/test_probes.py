@@ -237,3 +237,24 @@ async def test_malformed_target_is_a_non_retryable_error(target: str) -> None:
         await run_network(NetworkProbeInput(targets=["127.0.0.1:80", target]))
     assert caught.value.non_retryable
     assert repr(target) in caught.value.message
+
+
+async def test_host_probe_finds_autarkys_own_processes_and_their_roles(tmp_path: Path) -> None:
+    script = tmp_path / "autarky"  # run as `python …/autarky --activities-only`, like a pool member
+    script.write_text("import time\ntime.sleep(60)\n")
+    member = await asyncio.create_subprocess_exec(sys.executable, str(script), "--activities-only")
+    editor = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(60)", "autarky"
+    )
+    try:
+        await asyncio.sleep(0.3)  # let both start
+        sample = await run_host(HostProbeInput(top_processes=0))
+    finally:
+        for process in (member, editor):
+            process.kill()
+            await process.wait()
+    own = {p.pid: p for p in sample.own_processes}
+    assert member.pid in own and own[member.pid].role == "pool member"
+    assert own[member.pid].rss_bytes > 1_000_000  # a real interpreter's resident memory
+    assert editor.pid not in own  # merely naming "autarky" as an argument does not make it ours
+    assert sample.top_processes == []  # top_processes=0 asks for none; own processes come regardless

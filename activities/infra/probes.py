@@ -153,8 +153,16 @@ def _own_processes() -> list[ProcessInfo]:
 
 
 def _is_autarky(cmdline: list[str]) -> bool:
-    # `.venv/bin/autarky …` or `python -m autarky.cli …`
-    return any(arg == "autarky.cli" or os.path.basename(arg) == "autarky" for arg in cmdline[:3])
+    """`autarky …`, `python …/bin/autarky …` (the console script) or `python -m autarky.cli …`; not an
+    editor or `git` that merely names a file or folder called autarky."""
+    if not cmdline:
+        return False
+    program, rest = os.path.basename(cmdline[0]), cmdline[1:3]
+    if program == "autarky":
+        return True
+    if not program.startswith("python"):
+        return False
+    return bool(rest) and (os.path.basename(rest[0]) == "autarky" or rest == ["-m", "autarky.cli"])
 
 
 def _memory() -> MemoryStats:

@@ -42,6 +42,8 @@ class AnomalyConfig(BaseModel):
     min_history: int = Field(150, ge=2, description="values learnt before any score is given")
     z_half: float = Field(3.0, gt=0, description="robust z at which the distance factor is 0.5")
     suppression: int = Field(50, ge=0, description="a score must beat this many previous ones")
+    # The metric's quantum (psutil reports percentages to 0.1): one step of it is never a big z.
+    resolution: float = Field(0.0, ge=0)
 
 
 class AnomalyState(BaseModel):
@@ -112,7 +114,7 @@ class AnomalyDetector:
         # deviation still sees the spread. A perfectly flat window gets a floor that scales with the
         # series' level, so a change from it is very unusual but a rounding error is not.
         mean_dev = sum(deviations) / n
-        floor = max(1e-6 * abs(median), 1e-9)
+        floor = max(1e-6 * abs(median), 1e-9, self.config.resolution)
         return median, max(MAD_TO_SIGMA * mad, MEAN_DEV_TO_SIGMA * mean_dev, floor)
 
     def _learn(self, value: float, level: int | None) -> None:

@@ -20,16 +20,20 @@ from autarky.detectors.trend import (
     TrendSeries,
     detect_leak,
     early_warning,
+    mann_kendall,
     overload_warning,
 )
 from autarky.types import DetectionState, Finding, MetricPoint, Severity
 
 DISK = "disk_percent"
-TEMPERATURE = "temperature_celsius"
+TEMPERATURE = "temperature_percent_of_critical"
 RSS_PREFIX = "rss "
 POOL_MEMBER = "pool member"
+# What one step of each metric is worth as it is measured (psutil percentages come to 0.1).
+RESOLUTION = {"cpu_percent": 0.1, "memory_percent": 0.1, "disk_percent": 0.1, "temperature_celsius": 1.0}
 # A warning this close to its limit is critical (and so its remedy waits for a person's approval).
 CRITICAL_WITHIN = timedelta(hours=1)
+STILL_GROWING_P = 0.05
 
 
 def observe(state: DetectionState, point: MetricPoint, settings: AnalysisSettings) -> None:
@@ -38,7 +42,8 @@ def observe(state: DetectionState, point: MetricPoint, settings: AnalysisSetting
         value = getattr(point, metric, None)
         if value is None:
             continue
-        detector = AnomalyDetector(settings.anomaly, state.anomaly.get(metric))
+        config = settings.anomaly.model_copy(update={"resolution": RESOLUTION.get(metric, 0.0)})
+        detector = AnomalyDetector(config, state.anomaly.get(metric))
         score = detector.update(value, point.at)
         state.anomaly[metric] = detector.state
         if score >= settings.anomaly_threshold:
@@ -47,9 +52,11 @@ def observe(state: DetectionState, point: MetricPoint, settings: AnalysisSetting
     state.anomalies = [f for f in state.anomalies if f.observed_at >= hold_from]
 
     _series(state, DISK, settings).add(point.at, point.disk_percent)
-    if point.temperature_celsius is not None:
-        _series(state, TEMPERATURE, settings).add(point.at, point.temperature_celsius)
-        state.temperature_critical_celsius = point.temperature_critical_celsius
+    if point.temperature_celsius is not None and point.temperature_critical_celsius:
+        # As a share of the reading sensor's own critical value: the hottest sensor may change from
+        # sample to sample, and each must be extrapolated towards its own limit.
+        share = 100 * point.temperature_celsius / point.temperature_critical_celsius
+        _series(state, TEMPERATURE, settings).add(point.at, share)
     if point.memory_total_bytes:
         state.memory_total_bytes = point.memory_total_bytes
     for process, rss in point.process_rss_bytes.items():
@@ -63,7 +70,9 @@ def detector_findings(
     state: DetectionState, window: Sequence[MetricPoint], settings: AnalysisSettings, now: datetime
 ) -> list[Finding]:
     """Findings from the detectors' current state (anomalies still held, leaks, early warnings)."""
-    findings = [f for f in state.anomalies if f.observed_at >= now - settings.anomaly_hold]
+    # Hold anomalies in sample time (the probes' clock), the clock they were stamped with.
+    latest = window[-1].at if window else now
+    findings = [f for f in state.anomalies if f.observed_at >= latest - settings.anomaly_hold]
     findings += _leaks(state, settings, now)
     horizon = settings.early_warning_horizon.total_seconds()
     disk = state.trends.get(DISK)
@@ -74,14 +83,14 @@ def detector_findings(
         if warning:
             findings.append(_warning_finding("disk_full_soon", DISK, warning, now))
     temperature = state.trends.get(TEMPERATURE)
-    if temperature and state.temperature_critical_celsius:
+    if temperature:
         warning = early_warning(
             temperature.times,
             temperature.values,
-            state.temperature_critical_celsius,
+            100.0,
             horizon,
-            subject="temperature",
-            unit="°C",
+            subject="temperature (share of the sensor's critical)",
+            unit="%",
         )
         if warning:
             findings.append(_warning_finding("thermal_warning", TEMPERATURE, warning, now))
@@ -108,11 +117,18 @@ def detector_findings(
 
 
 def _series(state: DetectionState, key: str, settings: AnalysisSettings) -> TrendSeries:
-    if key not in state.trends:
-        state.trends[key] = TrendSeries(
-            max_points=settings.trend_points, min_spacing_seconds=settings.trend_spacing.total_seconds()
+    # A little under the spacing, so Monitor's jitter does not drop every other point.
+    spacing = 0.9 * settings.trend_spacing.total_seconds()
+    series = state.trends.get(key)
+    if series is None or (series.max_points, series.min_spacing_seconds) != (settings.trend_points, spacing):
+        # New, or the settings changed (reconfigure): keep the points, apply the new bounds.
+        state.trends[key] = series = TrendSeries(
+            max_points=settings.trend_points,
+            min_spacing_seconds=spacing,
+            times=series.times if series else [],
+            values=series.values if series else [],
         )
-    return state.trends[key]
+    return series
 
 
 def _anomaly_finding(
@@ -153,15 +169,18 @@ def _leaks(state: DetectionState, settings: AnalysisSettings, now: datetime) -> 
             min_span_seconds=settings.leak_min_span.total_seconds(),
             subject=process,
         )
-        if report is None:
+        if report is None or not _still_growing(series):
             continue
-        urgent = report.time_to_limit_seconds is not None and report.time_to_limit_seconds < (
-            CRITICAL_WITHIN.total_seconds()
+        eta = report.time_to_limit_seconds
+        urgent = eta is not None and eta < CRITICAL_WITHIN.total_seconds()
+        restartable = (
+            process.startswith(POOL_MEMBER)  # only the pool's members are ours to restart
+            and eta is not None
+            and eta < settings.leak_restart_horizon.total_seconds()
         )
         findings.append(
             Finding(
-                # Only the pool's members can be restarted by the autopilot; others are reported.
-                kind="worker_memory_leak" if process.startswith(POOL_MEMBER) else "memory_leak",
+                kind="worker_memory_leak" if restartable else "memory_leak",
                 metric="rss_bytes",
                 value=round(report.current_bytes),
                 threshold=float(limit or 0),
@@ -174,6 +193,13 @@ def _leaks(state: DetectionState, settings: AnalysisSettings, now: datetime) -> 
             )
         )
     return findings
+
+
+def _still_growing(series: TrendSeries) -> bool:
+    """A leak keeps growing: the newest half of the window rises too. A process that warmed up and
+    then levelled off has a significant trend over the whole window, but not in its newest half."""
+    recent = [v for v in series.values[len(series.values) // 2 :] if v is not None]
+    return len(recent) >= 5 and mann_kendall(recent).p_increasing < STILL_GROWING_P
 
 
 def _warning_finding(kind: str, metric: str, warning: EarlyWarning, now: datetime) -> Finding:
