@@ -12,15 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -86,7 +78,8 @@ class AnalysisSettings(BaseModel):
     anomaly_metrics: list[str] = Field(
         default_factory=lambda: ["cpu_percent", "memory_percent", "disk_percent", "network_latency_ms"]
     )
-    # An anomaly is a moment; its finding stays active this long so that a plan round sees it.
+    # An anomaly is a moment; its finding stays active this long (and at least one
+    # optimization_interval, so that a plan round sees it).
     anomaly_hold: Duration = Field(timedelta(minutes=10), gt=timedelta(0))
     # Trend series (leaks, disk, temperature): at most one point per spacing, the newest `trend_points`.
     trend_spacing: Duration = timedelta(minutes=1)
@@ -153,15 +146,6 @@ class AutopilotSettings(BaseModel):
         if value <= timedelta(0):
             raise ValueError("must be a positive duration")
         return value
-
-    @model_validator(mode="after")
-    def _anomalies_outlast_a_plan_round(self) -> AutopilotSettings:
-        if self.analysis.anomaly_hold < self.optimization_interval:
-            raise ValueError(
-                f"analysis.anomaly_hold ({self.analysis.anomaly_hold}) is shorter than optimization_interval "
-                f"({self.optimization_interval}): anomalies would be forgotten before a plan round sees them"
-            )
-        return self
 
     @field_validator("network_targets")
     @classmethod

@@ -52,7 +52,6 @@ def test_environment_and_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         ("AUTARKY_AUTOPILOT__NETWORK_TARGETS", '["nohost"]', "'nohost' is not host:port"),
         ("AUTARKY_AUTOPILOT__DECISION__MAX_RISK", "1.5", "autopilot.decision.max_risk"),
         ("AUTARKY_AUTOPILOT__ANALYSIS__ANOMALY_METRICS", '["cpu"]', "unknown metric(s) cpu"),
-        ("AUTARKY_AUTOPILOT__ANALYSIS__ANOMALY_HOLD", "1m", "anomalies would be forgotten"),
     ],
 )
 def test_bad_values_name_the_field_and_value(

@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError
 with workflow.unsafe.imports_passed_through():
     from autarky import search_attributes as sa
     from autarky.actions import ACTIONS, PRIORS, QueueRole, Runner
-    from autarky.config import AutopilotSettings
+    from autarky.config import AnalysisSettings, AutopilotSettings
     from autarky.policy import decision as engine
     from autarky.policy.detection import detector_findings, observe
     from autarky.policy.goals import evaluate_goals
@@ -177,7 +177,7 @@ class AutopilotWorkflow(ApprovalGate):
             self._state.window.append(point)
             del self._state.window[:-WINDOW_KEPT]
             if self._detectors_enabled():
-                observe(self._state.detection, point, self._settings.analysis)
+                observe(self._state.detection, point, self._analysis_settings())
 
     # ------------------------------------------------------------------------------ Analyze
 
@@ -185,9 +185,15 @@ class AutopilotWorkflow(ApprovalGate):
         findings = analyze(self._state.window, default_analyzers(self._settings.rules))
         if self._detectors_enabled():
             findings += detector_findings(
-                self._state.detection, self._state.window, self._settings.analysis, workflow.now()
+                self._state.detection, self._state.window, self._analysis_settings(), workflow.now()
             )
         self._state.findings = findings
+
+    def _analysis_settings(self) -> AnalysisSettings:
+        # An anomaly finding must outlast the gap between plan rounds, or no plan would see it.
+        s = self._settings
+        hold = max(s.analysis.anomaly_hold, s.optimization_interval)
+        return s.analysis.model_copy(update={"anomaly_hold": hold})
 
     def _detectors_enabled(self) -> bool:
         # Histories recorded before the detectors existed replay without them (same commands).
