@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TimeLike = float | datetime
 MIB = 1024 * 1024
+STILL_GROWING_P = 0.05  # the newest half of a leak's window must still rise at this significance
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -257,7 +258,8 @@ def detect_leak(
 ) -> LeakReport | None:
     """A memory leak: RSS rises steadily (Mann-Kendall increasing, one-sided p < p_value) AND the
     Theil-Sen growth over the window is at least `min_relative_growth` of the median RSS AND the floor
-    (minimum of the newest third vs the oldest third) rose by at least half that.
+    (minimum of the newest third vs the oldest third) rose by at least half that AND the newest half of
+    the window still rises (Mann-Kendall, p < STILL_GROWING_P), so warm-up followed by a plateau is not one.
 
     The last two keep garbage-collector sawtooth and allocator noise out: they can look "significant" to
     a rank test while the fitted line stays flat and the floor stays put. A sawtooth is only told apart
@@ -283,6 +285,11 @@ def detect_leak(
     third = len(values) // 3
     floor_rise = (min(values[-third:]) - min(values[:third])) / median if median > 0 else math.inf
     if floor_rise < min_relative_growth / 2:
+        return None
+    # A leak keeps growing: a process that warmed up and then levelled off has a significant trend over
+    # the whole window, but none in its newest half.
+    newest_half = values[len(values) // 2 :]
+    if len(newest_half) < 5 or mann_kendall(newest_half).p_increasing >= STILL_GROWING_P:
         return None
     ttl = line.seconds_to(limit_bytes, values[-1]) if limit_bytes is not None else None
     return LeakReport(

@@ -20,7 +20,6 @@ from autarky.detectors.trend import (
     TrendSeries,
     detect_leak,
     early_warning,
-    mann_kendall,
     overload_warning,
 )
 from autarky.types import DetectionState, Finding, MetricPoint, Severity
@@ -33,7 +32,6 @@ POOL_MEMBER = "pool member"
 RESOLUTION = {"cpu_percent": 0.1, "memory_percent": 0.1, "disk_percent": 0.1, "temperature_celsius": 1.0}
 # A warning this close to its limit is critical (and so its remedy waits for a person's approval).
 CRITICAL_WITHIN = timedelta(hours=1)
-STILL_GROWING_P = 0.05
 
 
 def observe(state: DetectionState, point: MetricPoint, settings: AnalysisSettings) -> None:
@@ -169,7 +167,7 @@ def _leaks(state: DetectionState, settings: AnalysisSettings, now: datetime) -> 
             min_span_seconds=settings.leak_min_span.total_seconds(),
             subject=process,
         )
-        if report is None or not _still_growing(series):
+        if report is None:
             continue
         eta = report.time_to_limit_seconds
         urgent = eta is not None and eta < CRITICAL_WITHIN.total_seconds()
@@ -193,13 +191,6 @@ def _leaks(state: DetectionState, settings: AnalysisSettings, now: datetime) -> 
             )
         )
     return findings
-
-
-def _still_growing(series: TrendSeries) -> bool:
-    """A leak keeps growing: the newest half of the window rises too. A process that warmed up and
-    then levelled off has a significant trend over the whole window, but not in its newest half."""
-    recent = [v for v in series.values[len(series.values) // 2 :] if v is not None]
-    return len(recent) >= 5 and mann_kendall(recent).p_increasing < STILL_GROWING_P
 
 
 def _warning_finding(kind: str, metric: str, warning: EarlyWarning, now: datetime) -> Finding:
