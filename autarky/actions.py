@@ -7,9 +7,14 @@ proposes it for the findings it helps with.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+
+from pydantic import BaseModel
+
+from autarky.types import ActionRequest, HousekeepingInput
 
 
 class Runner(StrEnum):
@@ -18,8 +23,9 @@ class Runner(StrEnum):
 
 
 class QueueRole(StrEnum):
-    MAIN = "main"  # any Autarky worker
-    CONTROL = "control"  # only the `autarky up` process, which owns the local worker pool
+    MAIN = "main"  # any Autarky worker (the shared task queue)
+    HOST = "host"  # a worker on the host whose finding the action answers (its host queue)
+    CONTROL = "control"  # the process owning that host's local worker pool (its control queue)
 
 
 @dataclass(frozen=True)
@@ -31,11 +37,22 @@ class ActionSpec:
     prior_success: float  # Beta prior mean before any outcome is seen
     timeout: timedelta = timedelta(minutes=5)
     queue: QueueRole = QueueRole.MAIN
+    heartbeats: bool = False  # reports progress: a silent worker is replaced after a heartbeat timeout
+    # Child workflows whose input is not the ActionRequest itself.
+    child_input: Callable[[ActionRequest], BaseModel] | None = None
+    # Arrived with per-host routing: runs before it (recorded histories) never planned it.
+    needs_host_routing: bool = False
 
 
 NOTIFY = "notify"
 CLEAR_CACHE = "clear_cache"
 RESTART_WORKER_POOL = "restart_worker_pool"
+PRUNE_CACHE = "prune_cache"
+
+
+def _housekeeping_input(request: ActionRequest) -> HousekeepingInput:
+    return HousekeepingInput(host=request.host, reason=f"{request.action_id}: {request.reason}")
+
 
 ACTIONS: dict[str, ActionSpec] = {
     spec.action_type: spec
@@ -48,7 +65,23 @@ ACTIONS: dict[str, ActionSpec] = {
             0.95,
             timeout=timedelta(seconds=30),
         ),
-        ActionSpec(CLEAR_CACHE, "delete Autarky's own cache files", Runner.ACTIVITY, "clear_cache", 0.9),
+        ActionSpec(
+            CLEAR_CACHE,
+            "delete Autarky's own cache files",
+            Runner.ACTIVITY,
+            "clear_cache",
+            0.9,
+            queue=QueueRole.HOST,
+        ),
+        ActionSpec(
+            PRUNE_CACHE,
+            "delete Autarky's cache files older than a week (the housekeeping workflow, on one host)",
+            Runner.CHILD_WORKFLOW,
+            "HousekeepingWorkflow",
+            0.95,
+            child_input=_housekeeping_input,
+            needs_host_routing=True,
+        ),
         ActionSpec(
             RESTART_WORKER_POOL,
             "rolling restart of the local worker pool",
@@ -57,8 +90,9 @@ ACTIONS: dict[str, ActionSpec] = {
             0.8,
             timeout=timedelta(minutes=10),
             queue=QueueRole.CONTROL,
+            heartbeats=True,
         ),
-        # Scaling, A/B tests and self-modification arrive as Runner.CHILD_WORKFLOW entries.
+        # Scaling, A/B tests and self-modification arrive as more Runner.CHILD_WORKFLOW entries.
     )
 }
 

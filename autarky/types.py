@@ -156,6 +156,7 @@ class Finding(BaseModel):
     expected_low: float | None = None  # the range the detector expected the value in
     expected_high: float | None = None
     subject: str | None = None  # e.g. the leaking process, "pool member 4242"
+    host: str | None = None  # the host it was seen on
     slope_per_hour: float | None = None  # trend findings: growth per hour in the metric's unit
     time_to_limit_seconds: float | None = None
 
@@ -178,12 +179,14 @@ class CandidateAction(BaseModel):
     reason: str
     finding_kind: str | None = None
     params: dict[str, str] = Field(default_factory=dict)
+    host: str | None = None  # the host whose finding this answers; its remedy runs there
 
 
 class Decision(BaseModel):
     candidate: CandidateAction
     success_probability: float
     expected_value: float
+    improvement: float | None = None  # the expected improvement the engine used (learned)
     score: float
     execute: bool
     needs_approval: bool
@@ -197,6 +200,7 @@ class ActionRequest(BaseModel):
     action_type: str
     params: dict[str, str] = Field(default_factory=dict)
     reason: str = ""
+    host: str | None = None
 
 
 class ActionResult(BaseModel):
@@ -205,6 +209,10 @@ class ActionResult(BaseModel):
     success: bool
     improvement: float = Field(0.0, ge=0, le=1)
     detail: str = ""
+    # The action measures no improvement (e.g. a notification): its outcome teaches success only.
+    improvement_measured: bool = True
+    # There was nothing to act on (e.g. an empty pool): the outcome teaches nothing.
+    nothing_to_do: bool = False
 
 
 class ActionStatus(StrEnum):
@@ -215,6 +223,7 @@ class ActionStatus(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     SIMULATED = "simulated"
+    NOTHING_TO_DO = "nothing_to_do"
 
 
 class ActionRecord(BaseModel):
@@ -232,11 +241,18 @@ class ActionRecord(BaseModel):
 
 
 class ActionTypeStats(BaseModel):
-    """Knowledge: outcomes seen per action type."""
+    """Knowledge: outcomes seen per action type (see autarky.policy.learning for the model)."""
 
+    # Raw counts, for people.
     attempts: int = 0
     successes: int = 0
     total_improvement: float = 0.0
+    # Evidence as the engine weighs it: each outcome counts 2^(−age / half-life), as of `updated_at`.
+    weight: float = 0.0  # decayed attempts
+    weighted_successes: float = 0.0
+    improvement_weight: float = 0.0  # decayed count of successes whose improvement was measured
+    weighted_improvement: float = 0.0  # decayed sum of those improvements
+    updated_at: datetime | None = None
 
 
 # ---------------------------------------------------------------------------------------- approvals
@@ -260,6 +276,8 @@ class ApprovalRequest(BaseModel):
     decided_by: str | None = None
     decided_at: datetime | None = None
     decision_reason: str | None = None
+    host: str | None = None  # the host the action would run on
+    snooze: timedelta | None = None  # asked for with a rejection
 
 
 class ApprovalDecision(BaseModel):
@@ -268,6 +286,9 @@ class ApprovalDecision(BaseModel):
     approval_id: str
     approver: str
     reason: str = ""
+    # Reject only: how long the same remedy for the same host is not proposed again (None: the
+    # workflow's default, `rejection_snooze`).
+    snooze: timedelta | None = None
 
 
 class ApprovalSignal(BaseModel):
@@ -289,6 +310,7 @@ class Goal(BaseModel):
     current: float | None
     achieved: bool
     progress: float
+    host: str | None = None
 
 
 class DetectionState(BaseModel):
@@ -301,6 +323,25 @@ class DetectionState(BaseModel):
     anomalies: list[Finding] = Field(default_factory=list)  # recent anomaly findings, held a while
 
 
+class HostState(BaseModel):
+    """What the autopilot knows of one host: its samples, detector memory and current findings."""
+
+    window: list[MetricPoint] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    detection: DetectionState = Field(default_factory=DetectionState)
+    last_seen: datetime | None = None  # its last successful host probe
+    probe_failures: int = 0  # in a row
+
+
+class Snooze(BaseModel):
+    """A remedy a person rejected (or let expire): not proposed again for that host until `until`."""
+
+    action_type: str
+    host: str | None = None
+    until: datetime
+    why: str
+
+
 class AutopilotState(BaseModel):
     """Compact state carried across continue-as-new."""
 
@@ -308,13 +349,19 @@ class AutopilotState(BaseModel):
     runs: int = 0  # how many continue-as-new generations came before this one
     iterations: int = 0
     knowledge: dict[str, ActionTypeStats] = Field(default_factory=dict)
-    window: list[MetricPoint] = Field(default_factory=list)
-    findings: list[Finding] = Field(default_factory=list)
+    # Per host (the key is its host id; "" for the single host of runs before per-host routing).
+    hosts: dict[str, HostState] = Field(default_factory=dict)
+    active_hosts: list[str] = Field(default_factory=list)  # found polling at the last discovery
+    hosts_discovered_at: datetime | None = None
     queued: list[ActionRecord] = Field(default_factory=list)
     recent_actions: list[ActionRecord] = Field(default_factory=list)
     approvals: list[ApprovalRequest] = Field(default_factory=list)
+    snoozes: list[Snooze] = Field(default_factory=list)
     totals: dict[str, int] = Field(default_factory=dict)
     sequence: int = 0
+    # Single-host state of runs before per-host routing: read once into `hosts[""]`, then left empty.
+    window: list[MetricPoint] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
     detection: DetectionState = Field(default_factory=DetectionState)
 
 
@@ -341,6 +388,10 @@ class AutopilotStatus(BaseModel):
     knowledge: dict[str, ActionTypeStats] = Field(default_factory=dict)
     findings: list[Finding]
     last_sample: MetricPoint | None
+    expected_improvements: dict[str, float] = Field(default_factory=dict)  # learned, per action type
+    hosts: dict[str, MetricPoint | None] = Field(default_factory=dict)  # each host's last sample
+    draining: bool = False  # waiting for running actions before continue-as-new; starts nothing new
+    snoozes: list[Snooze] = Field(default_factory=list)
 
 
 class RecentActionsQuery(BaseModel):
@@ -349,6 +400,8 @@ class RecentActionsQuery(BaseModel):
 
 class HousekeepingInput(BaseModel):
     max_age: timedelta = timedelta(days=7)
+    host: str | None = None  # prune on this host only; None: on every host running a worker
+    reason: str = "scheduled housekeeping"
 
 
 class PruneCacheInput(BaseModel):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,12 @@ import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
+from activities.infra.hosts import discover_hosts
 from activities.infra.remediation import RemediationActivities
 from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
 from autarky import search_attributes as sa
 from autarky.config import AutopilotSettings
+from autarky.hosts import host_queue, worker_identity
 from autarky.policy.decision import success_probability
 from autarky.types import (
     ActionRecord,
@@ -33,9 +36,12 @@ from autarky.types import (
 )
 from tests.fakes import FakeHost, SlowActions
 from workflows.autopilot import AutopilotWorkflow
+from workflows.housekeeping import HousekeepingWorkflow
 
 FAST = dict(
     action_cooldown=timedelta(0),
+    host_discovery_interval=timedelta(milliseconds=500),
+    network_targets=["fake-target:7233"],
     monitor_interval=timedelta(milliseconds=200),
     analysis_interval=timedelta(milliseconds=200),
     optimization_interval=timedelta(milliseconds=300),
@@ -61,35 +67,77 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0)
 
 
 class Harness:
+    """Workers as `autarky up` builds them, for one or more fake hosts on one test server.
+
+    Each host has its own shared-queue worker (its identity names the host, so the autopilot finds it),
+    host-queue worker (probes and remedies) and control-queue worker (pool restarts)."""
+
     def __init__(
-        self, client: Client, data_dir: Path, host: FakeHost, slow: SlowActions | None = None
+        self,
+        client: Client,
+        data_dir: Path,
+        host: FakeHost,
+        slow: SlowActions | None = None,
+        host_id: str = "test-host",
     ) -> None:
         self.client = client
-        self.data_dir = data_dir
-        self.host = host
         self.slow = slow
         suffix = uuid.uuid4().hex[:8]
         self.task_queue = f"autopilot-test-{suffix}"
         self.control_queue = f"autopilot-control-{suffix}"
         self.workflow_id = f"autopilot-test-{suffix}"
+        self.hosts: dict[str, tuple[FakeHost, Path]] = {host_id: (host, data_dir)}
+        self.pool_activities: dict[str, list[Callable[..., Any]]] = {}
+
+    @property
+    def host(self) -> FakeHost:
+        return next(iter(self.hosts.values()))[0]
+
+    def add_host(self, host_id: str, host: FakeHost, data_dir: Path) -> None:
+        self.hosts[host_id] = (host, data_dir)
 
     def workers(self) -> list[Worker]:
-        remediation = RemediationActivities(self.data_dir)
-        actions = (
-            [self.slow.notify, self.slow.clear_cache]
-            if self.slow
-            else [remediation.notify, remediation.clear_cache]
-        )
-        pool = WorkerPoolActivities(LocalWorkerPool(self.data_dir))
-        return [
-            Worker(
-                self.client,
-                task_queue=self.task_queue,
-                workflows=[AutopilotWorkflow],
-                activities=[self.host.probe_host, self.host.probe_network, *actions],
-            ),
-            Worker(self.client, task_queue=self.control_queue, activities=[pool.restart_worker_pool]),
-        ]
+        workers = []
+        for index, (host_id, (host, data_dir)) in enumerate(self.hosts.items()):
+            identity = worker_identity(os.getpid(), host_id)
+            remediation = RemediationActivities(data_dir)
+            actions: list[Callable[..., Any]] = (
+                [self.slow.notify, self.slow.clear_cache]
+                if self.slow
+                else [remediation.notify, remediation.clear_cache]
+            )
+            pool = self.pool_activities.get(host_id) or [
+                WorkerPoolActivities(LocalWorkerPool(data_dir), warmup=timedelta(0)).restart_worker_pool
+            ]
+            workers += [
+                Worker(
+                    self.client,
+                    task_queue=self.task_queue,
+                    workflows=[AutopilotWorkflow, HousekeepingWorkflow] if index == 0 else [],
+                    activities=[discover_hosts, *actions],
+                    identity=identity,
+                ),
+                Worker(
+                    self.client,
+                    task_queue=host_queue(self.task_queue, host_id),
+                    activities=[host.probe_host, host.probe_network, *actions, remediation.prune_cache],
+                    identity=identity,
+                ),
+                Worker(
+                    self.client,
+                    task_queue=host_queue(self.control_queue, host_id),
+                    activities=pool,
+                    identity=identity,
+                ),
+            ]
+        return workers
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for worker in self.workers():
+                await stack.enter_async_context(worker)
+            yield
 
     async def start(self, settings: AutopilotSettings) -> WorkflowHandle:
         return await self.client.start_workflow(
@@ -101,8 +149,7 @@ class Harness:
 
     @asynccontextmanager
     async def running(self, settings: AutopilotSettings) -> AsyncIterator[WorkflowHandle]:
-        workers = self.workers()
-        async with workers[0], workers[1]:
+        async with self.serving():
             handle = await self.start(settings)
             try:
                 yield handle
@@ -209,11 +256,14 @@ async def test_risky_action_waits_for_approval_then_runs(
 
         ran = await eventually(
             lambda: _first(
-                actions(handle), lambda rs: of_type(rs, "restart_worker_pool", ActionStatus.SUCCEEDED)
+                actions(handle), lambda rs: of_type(rs, "restart_worker_pool", ActionStatus.NOTHING_TO_DO)
             )
         )
         assert ran[0].approval_id == waiting[0].approval_id
+        # The test host's pool is empty: "nothing to do" is an outcome that teaches nothing.
         assert "the local worker pool has no members" in ran[0].detail
+        s = await status(handle)
+        assert "restart_worker_pool" not in s.knowledge and s.totals["nothing_to_do"] >= 1
         assert (await handle.describe()).typed_search_attributes.get(sa.APPROVAL) == "none"
 
 
@@ -222,7 +272,8 @@ async def test_rejected_and_expired_approvals_do_not_run(
 ) -> None:
     host.memory = 90.0
     harness = Harness(client, tmp_path, host)
-    settings = fast_settings(approval_timeout=timedelta(seconds=2))
+    # No snooze: a rejected remedy may be proposed again at once (snoozes have their own test).
+    settings = fast_settings(approval_timeout=timedelta(seconds=2), rejection_snooze=timedelta(0))
     async with harness.running(settings) as handle:
         first = (await eventually(lambda: pending(handle)))[0]
         await handle.signal(
@@ -267,8 +318,12 @@ async def test_bad_approvals_are_refused_and_change_nothing(
     async with harness.running(fast_settings()) as handle:
         request = (await eventually(lambda: pending(handle)))[0]
         bad = [
-            (ApprovalDecision(approval_id="apr-does-not-exist", approver="ops-alice"), "no approval with id"),
+            (ApprovalDecision(approval_id="apr-does-not-exist", approver="ops-alice", reason="ok"), "no approval with id"),
             (ApprovalDecision(approval_id=request.approval_id, approver="  "), "approver must name"),
+            (
+                ApprovalDecision(approval_id=request.approval_id, approver="ops-alice", reason=" "),
+                "reason must say why",
+            ),
         ]
         for decision, message in bad:
             with pytest.raises(WorkflowUpdateFailedError) as refused:
@@ -278,10 +333,10 @@ async def test_bad_approvals_are_refused_and_change_nothing(
         assert [p.approval_id for p in still][:1] == [request.approval_id]
         assert still[0].state == ApprovalState.PENDING
 
-        await decide(handle, "reject", ApprovalDecision(approval_id=request.approval_id, approver="carol"))
+        await decide(handle, "reject", ApprovalDecision(approval_id=request.approval_id, approver="carol", reason="no"))
         with pytest.raises(WorkflowUpdateFailedError) as twice:
             await decide(
-                handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="dave")
+                handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="dave", reason="yes")
             )
         assert "already rejected by carol" in str(twice.value.cause)
         # An invalid signal is ignored, not applied.
@@ -353,8 +408,7 @@ async def test_continue_as_new_keeps_learned_state(client: Client, tmp_path: Pat
 
 async def test_loop_survives_a_worker_restart(client: Client, tmp_path: Path, host: FakeHost) -> None:
     harness = Harness(client, tmp_path, host)
-    workers = harness.workers()
-    async with workers[0], workers[1]:
+    async with harness.serving():
         handle = await harness.start(fast_settings())
         before = await eventually(
             lambda: _first(status(handle), lambda st: st if st.iterations >= 3 else None)
@@ -362,8 +416,7 @@ async def test_loop_survives_a_worker_restart(client: Client, tmp_path: Path, ho
     probes_when_stopped = host.probes
     await asyncio.sleep(1.0)  # no worker: the workflow waits, nothing runs
     assert host.probes == probes_when_stopped
-    fresh = harness.workers()
-    async with fresh[0], fresh[1]:
+    async with harness.serving():
         after = await eventually(
             lambda: _first(status(handle), lambda st: st if st.iterations >= before.iterations + 3 else None)
         )
@@ -379,9 +432,10 @@ async def test_goals_report_progress(client: Client, tmp_path: Path, host: FakeH
     async with harness.running(fast_settings(simulation=True)) as handle:
         goals = await eventually(
             lambda: _first(
-                handle.query(AutopilotWorkflow.goals), lambda gs: gs if gs[0].current is not None else None
+                handle.query(AutopilotWorkflow.goals), lambda gs: gs if gs and gs[0].current is not None else None
             )
         )
+    assert {g.host for g in goals} == {"test-host"}  # goals are per host
     by_metric: dict[str, Goal] = {g.metric: g for g in goals}
     assert by_metric["cpu_percent"].achieved and by_metric["cpu_percent"].progress == 1.0
     assert not by_metric["memory_percent"].achieved
@@ -420,13 +474,13 @@ async def test_a_pending_approval_survives_continue_as_new(
         await eventually(lambda: _first(status(handle), lambda st: st.runs >= 1))
         assert (await handle.describe()).run_id != first_run
         assert request.approval_id in [p.approval_id for p in await pending(handle)]  # still waiting
-        await decide(handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="frank"))
+        await decide(handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="frank", reason="ok"))
         ran = await eventually(
             lambda: _first(
                 actions(handle),
                 lambda rs: [
                     r
-                    for r in of_type(rs, "restart_worker_pool", ActionStatus.SUCCEEDED)
+                    for r in of_type(rs, "restart_worker_pool", ActionStatus.NOTHING_TO_DO)
                     if r.approval_id == request.approval_id
                 ],
             )
@@ -442,7 +496,7 @@ async def test_an_expired_approval_cannot_be_granted(client: Client, tmp_path: P
         await asyncio.sleep(1.0)
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await decide(
-                handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="late-larry")
+                handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="late-larry", reason="ok")
             )
         assert "expired" in str(refused.value.cause)
         assert not of_type(await actions(handle), "restart_worker_pool", ActionStatus.SUCCEEDED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -14,7 +15,8 @@ from temporalio.worker import Worker
 
 from activities.infra.worker_pool import LocalWorkerPool
 from autarky.config import AutarkySettings
-from workers.registry import WORKFLOWS, control_activities, main_activities
+from autarky.hosts import host_queue, worker_identity
+from workers.registry import WORKFLOWS, control_activities, host_activities, main_activities
 
 log = structlog.get_logger(__name__)
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
@@ -23,8 +25,11 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 def build_workers(
     client: Client, settings: AutarkySettings, *, workflows: bool = True, pool: LocalWorkerPool | None = None
 ) -> list[Worker]:
-    """The main worker (workflows unless activities-only, plus activities) and, when this process owns
-    the local pool, the control worker for pool activities."""
+    """The shared-queue worker (workflows unless activities-only, plus activities), this host's worker
+    (its host queue) and, when this process owns the host's local pool, the control worker for it.
+
+    The identity `<pid>@<host_id>` is how the autopilot finds the hosts (autarky.hosts)."""
+    identity = worker_identity(os.getpid(), settings.host_id)
     workers = [
         Worker(
             client,
@@ -33,15 +38,25 @@ def build_workers(
             activities=main_activities(settings),
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             max_concurrent_activities=20,
-        )
+            identity=identity,
+        ),
+        Worker(
+            client,
+            task_queue=host_queue(settings.task_queue, settings.host_id),
+            activities=host_activities(settings),
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            max_concurrent_activities=10,
+            identity=identity,
+        ),
     ]
     if pool is not None:
         workers.append(
             Worker(
                 client,
-                task_queue=settings.control_task_queue,
-                activities=control_activities(pool),
+                task_queue=host_queue(settings.control_task_queue, settings.host_id),
+                activities=control_activities(pool, settings),
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                identity=identity,
             )
         )
     return workers

@@ -1,10 +1,11 @@
-"""Which workflows and activities each kind of worker registers."""
+"""Which workflows and activities each kind of worker registers, on which task queue."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from activities.infra.hosts import discover_hosts
 from activities.infra.probes import probe_host, probe_network
 from activities.infra.remediation import RemediationActivities
 from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
@@ -16,9 +17,16 @@ WORKFLOWS: list[type] = [AutopilotWorkflow, HousekeepingWorkflow]
 
 
 def main_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
+    """The shared task queue. Host activities stay here too, for runs from before per-host routing."""
+    return [discover_hosts, *host_activities(settings)]
+
+
+def host_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
+    """A host's own queue: what must run on that machine (its probes, its cache, its notifications)."""
     remediation = RemediationActivities(settings.data_dir)
     return [probe_host, probe_network, remediation.notify, remediation.clear_cache, remediation.prune_cache]
 
 
-def control_activities(pool: LocalWorkerPool) -> list[Callable[..., Any]]:
-    return [WorkerPoolActivities(pool).restart_worker_pool]
+def control_activities(pool: LocalWorkerPool, settings: AutarkySettings) -> list[Callable[..., Any]]:
+    """A host's control queue: served only by the process owning the host's local worker pool."""
+    return [WorkerPoolActivities(pool, warmup=settings.worker_pool_warmup).restart_worker_pool]

@@ -2,8 +2,9 @@
 
 A workflow inherits `ApprovalGate`, calls `request_approval(...)` and awaits `wait_for_decision(id)`.
 The gate provides the handlers people use:
-- updates `approve` / `reject` (validated: unknown ids, already decided approvals and empty approver
-  names are refused with a clear message and change nothing),
+- updates `approve` / `reject` (validated: unknown ids, already decided or expired approvals, empty
+  approver names and empty reasons are refused with a clear message and change nothing; a rejection
+  may carry a snooze, how long the workflow should not ask again),
 - signal `decide_approval` (for the UI's signal button and `temporal workflow signal`; a signal cannot
   be refused, so an invalid one is logged and ignored),
 - query `pending_approvals`.
@@ -85,6 +86,7 @@ class ApprovalGate:
     @approve.validator
     def _validate_approve(self, decision: ApprovalDecision) -> None:
         self._check_decidable(decision.approval_id, decision.approver)
+        _check_reason(decision)
 
     @workflow.update(name="reject")
     async def reject(self, decision: ApprovalDecision) -> ApprovalRequest:
@@ -93,6 +95,9 @@ class ApprovalGate:
     @reject.validator
     def _validate_reject(self, decision: ApprovalDecision) -> None:
         self._check_decidable(decision.approval_id, decision.approver)
+        _check_reason(decision)
+        if decision.snooze is not None and decision.snooze < timedelta(0):
+            raise ValueError(f"snooze must not be negative (got {decision.snooze})")
 
     @workflow.signal(name="decide_approval")
     def decide_approval(self, signal: ApprovalSignal) -> None:
@@ -102,7 +107,9 @@ class ApprovalGate:
             workflow.logger.warning("ignored approval signal: %s", error)
             return
         decision = ApprovalDecision(
-            approval_id=signal.approval_id, approver=signal.approver, reason=signal.reason
+            approval_id=signal.approval_id,
+            approver=signal.approver,
+            reason=signal.reason or "(no reason given, by signal)",
         )
         self._apply(decision, ApprovalState.APPROVED if signal.approve else ApprovalState.REJECTED)
 
@@ -139,6 +146,8 @@ class ApprovalGate:
 
     def _apply(self, decision: ApprovalDecision, state: ApprovalState) -> ApprovalRequest:
         request = self._find_approval(decision.approval_id)
+        if state == ApprovalState.REJECTED:
+            request.snooze = decision.snooze
         self._record_decision(request, state, decision.approver.strip(), decision.reason)
         return request
 
@@ -161,3 +170,8 @@ class ApprovalGate:
             [sa.APPROVAL.value_set("pending" if pending else "none"), sa.RISK.value_set(risk)]
         )
         self.on_approvals_changed()
+
+
+def _check_reason(decision: ApprovalDecision) -> None:
+    if not decision.reason.strip():
+        raise ValueError("reason must say why (it is recorded with the decision)")

@@ -3,7 +3,19 @@
 Each stage runs on its own interval inside one loop of timers. Decisions come from the pure decision
 engine (autarky.policy.decision); actions run as activities or child workflows named in the action
 catalogue (autarky.actions); every outcome updates the learned success probabilities. The loop
-continues-as-new with compact state (knowledge, window, queue, approvals) before its history grows large.
+continues-as-new with compact state (knowledge, windows, queue, approvals) before its history grows large.
+
+Many hosts: one loop fans out rather than one loop per host. The decision engine then weighs every
+host's candidates together under one concurrency limit, and what an action type achieves is learned
+from all hosts at once; a host costs two probe activities per Monitor round, and continue-as-new keeps
+the history bounded. Hosts are the workers polling the shared task queue (their identities name them,
+see autarky.hosts); each host's samples, windows and detector state are its own, and each remedy runs
+on the host whose finding it answers (its host or control queue).
+
+Continue-as-new drains rather than carrying running actions: when a new run is due the loop keeps
+monitoring, analysing and planning (queued actions and pending approvals are carried), starts nothing
+new, and continues-as-new once the running actions have finished. An action in flight is an activity
+or child workflow of this run; carrying it would mean abandoning it or re-running it.
 """
 
 from __future__ import annotations
@@ -18,12 +30,14 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from autarky import search_attributes as sa
-    from autarky.actions import ACTIONS, PRIORS, QueueRole, Runner
+    from autarky.actions import ACTIONS, PRIORS, ActionSpec, QueueRole, Runner
     from autarky.config import AnalysisSettings, AutopilotSettings
+    from autarky.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
     from autarky.policy import decision as engine
+    from autarky.policy import learning
     from autarky.policy.detection import detector_findings, observe
     from autarky.policy.goals import evaluate_goals
-    from autarky.policy.remediation import candidates_for
+    from autarky.policy.remediation import PLAYBOOK, candidates_for
     from autarky.policy.rules import analyze, default_analyzers
     from autarky.types import (
         ActionRecord,
@@ -38,10 +52,12 @@ with workflow.unsafe.imports_passed_through():
         Goal,
         HostProbeInput,
         HostSample,
+        HostState,
         MetricPoint,
         NetworkProbeInput,
         NetworkSample,
         RecentActionsQuery,
+        Snooze,
         Temperature,
     )
     from workflows.approval import ApprovalGate
@@ -52,6 +68,14 @@ PROBE_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds
 ACTION_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2))
 STAGES = ("monitor", "analyze", "plan", "execute")
 DETECTORS_PATCH = "statistical-detectors"
+# Foundation round 2: per-host routing, draining before continue-as-new, learned improvement with
+# decay, snoozed rejections, bugs fail the workflow task. Runs recorded before it replay without it.
+ROUND2_PATCH = "per-host-routing"
+LEGACY_HOST = ""  # the one host of runs before per-host routing
+# A probe or remedy for a host whose worker does not pick it up this soon finds the host gone.
+HOST_PICKUP_TIMEOUT = timedelta(seconds=20)
+# A host that stopped polling keeps its windows this long (a worker restart must not lose its history).
+HOST_FORGET_AFTER = timedelta(hours=1)
 DEFAULT_CRITICAL_CELSIUS = 100.0  # for sensors that do not report their critical temperature
 
 
@@ -62,14 +86,19 @@ class AutopilotWorkflow(ApprovalGate):
         self._settings = input.settings
         self._control_queue = input.control_task_queue
         self._state = input.state or AutopilotState()
+        _read_single_host_state(self._state)
         self._running: dict[str, ActionRecord] = {}
         self._wake = False
         self._reconfigured = False
+        self._draining = False
+        self._round2 = False  # decided at the start of `run` (workflow.patched)
+        self._crash: BaseException | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._init_approval_gate(self._state.approvals)
 
     @workflow.run
     async def run(self, input: AutopilotInput) -> None:
+        self._round2 = workflow.patched(ROUND2_PATCH)
         state = self._state
         self._run_started_at_iteration = state.iterations
         if state.started_at is None:
@@ -87,7 +116,13 @@ class AutopilotWorkflow(ApprovalGate):
                 self._spawn(self._await_approval(record))
 
         due = dict.fromkeys(STAGES, workflow.now())
-        while state.iterations < self._run_started_at_iteration + self._settings.iterations_per_run:
+        while True:
+            if self._round2:
+                self._draining = self._new_run_due()
+                if self._draining and not self._running and workflow.all_handlers_finished():
+                    break
+            elif state.iterations >= self._run_started_at_iteration + self._settings.iterations_per_run:
+                break
             now = workflow.now()
             if self._reconfigured:  # shorter intervals apply now, not after the old ones run out
                 self._reconfigured = False
@@ -106,22 +141,32 @@ class AutopilotWorkflow(ApprovalGate):
                     due[stage] = now + intervals[stage]
             state.iterations += 1
             self._refresh_details()
-            if workflow.info().is_continue_as_new_suggested():
+            if not self._round2 and workflow.info().is_continue_as_new_suggested():
                 break
             self._wake = False
             delay = min(due.values()) - workflow.now()
-            if delay <= timedelta(0):
-                continue  # a slow stage already used up the wait
-            with contextlib.suppress(TimeoutError):  # the timer firing is the normal way to wake
-                await workflow.wait_condition(lambda: self._wake, timeout=delay)
+            if delay > timedelta(0):
+                with contextlib.suppress(TimeoutError):  # the timer firing is the normal way to wake
+                    await workflow.wait_condition(lambda: self._wake, timeout=delay)
+            self._raise_if_crashed()
 
-        # Continue-as-new with compact state: let running actions and handlers finish first.
-        await workflow.wait_condition(lambda: not self._running and workflow.all_handlers_finished())
+        if not self._round2:  # before round 2 the loop went dark here until running actions finished
+            await workflow.wait_condition(lambda: not self._running and workflow.all_handlers_finished())
         state.runs += 1
         state.approvals = self._approvals
         workflow.continue_as_new(
             AutopilotInput(settings=self._settings, state=state, control_task_queue=self._control_queue)
         )
+
+    def _new_run_due(self) -> bool:
+        limit = self._run_started_at_iteration + self._settings.iterations_per_run
+        return self._state.iterations >= limit or workflow.info().is_continue_as_new_suggested()
+
+    def _raise_if_crashed(self) -> None:
+        # A bug (not an activity or child workflow failure) fails the workflow task, as Temporal intends:
+        # the task is retried until fixed code is deployed, and the loop then goes on where it was.
+        if self._crash is not None:
+            raise self._crash
 
     def _intervals(self) -> dict[str, timedelta]:
         s = self._settings
@@ -145,15 +190,58 @@ class AutopilotWorkflow(ApprovalGate):
     # ------------------------------------------------------------------------------ Monitor
 
     async def _monitor(self) -> None:
-        targets = self._settings.network_targets
-        host, network = await asyncio.gather(
+        if not self._round2:
+            await self._probe(LEGACY_HOST)
+            return
+        now = workflow.now()
+        state = self._state
+        discovered = state.hosts_discovered_at
+        if discovered is None or now >= discovered + self._settings.host_discovery_interval:
+            await self._discover_hosts()
+        await asyncio.gather(*(self._probe(host) for host in state.active_hosts))
+        forget = now - HOST_FORGET_AFTER
+        for host in [h for h in state.hosts if h not in state.active_hosts]:
+            last_seen = state.hosts[host].last_seen
+            if host == LEGACY_HOST or last_seen is None or last_seen < forget:
+                del state.hosts[host]
+
+    async def _discover_hosts(self) -> None:
+        try:
+            found = await workflow.execute_activity(
+                "discover_hosts",
+                DiscoverHostsInput(task_queue=workflow.info().task_queue),
+                result_type=DiscoveredHosts,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PROBE_RETRY,
+                summary="which hosts run a worker (pollers of the shared task queue)",
+            )
+        except ActivityError as error:  # keep probing the hosts known so far
+            workflow.logger.warning("host discovery failed: %s", error.cause or error)
+            self._bump("discovery_failures")
+            return
+        self._state.active_hosts = found.hosts
+        self._state.hosts_discovered_at = workflow.now()
+
+    async def _probe(self, host: str) -> None:
+        """One Monitor sample of `host` (LEGACY_HOST: whichever worker of the workflow's queue)."""
+        targets = self._settings.network_targets or []
+        options: dict[str, object] = {}
+        where = ""
+        if host != LEGACY_HOST:
+            options = {
+                "task_queue": host_queue(workflow.info().task_queue, host),
+                "schedule_to_start_timeout": HOST_PICKUP_TIMEOUT,
+            }
+            where = f"{host}: "
+        sample, network = await asyncio.gather(
             workflow.execute_activity(
                 "probe_host",
                 HostProbeInput(),
                 result_type=HostSample,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=PROBE_RETRY,
-                summary="probe host CPU, memory, disk, network",
+                summary=f"{where}probe host CPU, memory, disk, network",
+                **options,  # type: ignore[arg-type]
             ),
             workflow.execute_activity(
                 "probe_network",
@@ -161,33 +249,41 @@ class AutopilotWorkflow(ApprovalGate):
                 result_type=NetworkSample,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=PROBE_RETRY,
-                summary="probe TCP latency to " + (", ".join(targets) or "no targets"),
+                summary=f"{where}probe TCP latency to " + (", ".join(targets) or "no targets"),
+                **options,  # type: ignore[arg-type]
             ),
             return_exceptions=True,  # one failed probe must not throw the other's sample away
         )
-        for name, outcome in (("host", host), ("network", network)):
+        hs = self._state.hosts.setdefault(host, HostState())
+        for name, outcome in (("host", sample), ("network", network)):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, ActivityError):
                     raise outcome
                 # A missed sample is not worth stopping the loop for; the next round tries again.
-                workflow.logger.warning("%s probe failed: %s", name, outcome.cause or outcome)
+                workflow.logger.warning("%s%s probe failed: %s", where, name, outcome.cause or outcome)
                 self._bump(f"{name}_probe_failures")
-        if isinstance(host, HostSample):
-            point = to_metric_point(host, network if isinstance(network, NetworkSample) else None)
-            self._state.window.append(point)
-            del self._state.window[:-WINDOW_KEPT]
+        if isinstance(sample, HostSample):
+            hs.last_seen, hs.probe_failures = workflow.now(), 0
+            point = to_metric_point(sample, network if isinstance(network, NetworkSample) else None)
+            hs.window.append(point)
+            del hs.window[:-WINDOW_KEPT]
             if self._detectors_enabled():
-                observe(self._state.detection, point, self._analysis_settings())
+                observe(hs.detection, point, self._analysis_settings())
+        else:
+            hs.probe_failures += 1
 
     # ------------------------------------------------------------------------------ Analyze
 
     def _analyze(self) -> None:
-        findings = analyze(self._state.window, default_analyzers(self._settings.rules))
-        if self._detectors_enabled():
-            findings += detector_findings(
-                self._state.detection, self._state.window, self._analysis_settings(), workflow.now()
-            )
-        self._state.findings = findings
+        for host, hs in self._state.hosts.items():
+            findings = analyze(hs.window, default_analyzers(self._settings.rules))
+            if self._detectors_enabled():
+                findings += detector_findings(
+                    hs.detection, hs.window, self._analysis_settings(), workflow.now()
+                )
+            for finding in findings:
+                finding.host = host or None
+            hs.findings = findings
 
     def _analysis_settings(self) -> AnalysisSettings:
         # An anomaly finding must outlast the gap between plan rounds, or no plan would see it.
@@ -202,20 +298,25 @@ class AutopilotWorkflow(ApprovalGate):
     # ------------------------------------------------------------------------------ Plan
 
     def _plan(self) -> None:
-        in_flight = {r.decision.candidate.action_type for r in self._state.queued}
-        in_flight |= {r.decision.candidate.action_type for r in self._running.values()}
-        cooling = workflow.now() - self._settings.action_cooldown
-        in_flight |= {
-            r.decision.candidate.action_type
-            for r in self._state.recent_actions
-            if r.finished_at and r.finished_at > cooling
-        }
-        candidates = [
-            c
-            for c in candidates_for(self._state.findings)
-            if c.action_type in ACTIONS and c.action_type not in in_flight
-        ]
-        for decision in engine.plan(candidates, self._state.knowledge, self._settings.decision, PRIORS):
+        now = workflow.now()
+        busy = {_key(r) for r in self._state.queued} | {_key(r) for r in self._running.values()}
+        cooling = now - self._settings.action_cooldown
+        busy |= {_key(r) for r in self._state.recent_actions if r.finished_at and r.finished_at > cooling}
+        self._state.snoozes = [z for z in self._state.snoozes if z.until > now]
+        busy |= {(z.host, z.action_type) for z in self._state.snoozes}
+        candidates = []
+        for host, hs in self._state.hosts.items():
+            for candidate in candidates_for(hs.findings):
+                candidate.host = host or None
+                spec = ACTIONS.get(candidate.action_type)
+                if spec is None or (spec.needs_host_routing and not self._round2):
+                    continue
+                if (candidate.host, candidate.action_type) not in busy:
+                    candidates.append(candidate)
+        learned_now = now if self._round2 else None
+        for decision in engine.plan(
+            candidates, self._state.knowledge, self._settings.decision, PRIORS, learned_now
+        ):
             if not decision.execute:
                 self._bump("refused")
                 continue
@@ -233,6 +334,7 @@ class AutopilotWorkflow(ApprovalGate):
                     "simulation: would "
                     + ("ask for approval, then " if decision.needs_approval else "")
                     + f"run {decision.candidate.action_type}"
+                    + _on(decision.candidate.host)
                 )
                 self._bump("simulated")
                 self._remember(record)
@@ -242,13 +344,15 @@ class AutopilotWorkflow(ApprovalGate):
                 c = decision.candidate
                 record.status = ActionStatus.AWAITING_APPROVAL
                 record.approval_id = self._next_id("apr")
-                self.request_approval(
+                request = self.request_approval(
                     record.approval_id,
-                    subject=f"{c.action_type} ({c.priority.value}, risk {c.risk:.2f}) for: {c.reason}",
+                    subject=f"{c.action_type}{_on(c.host)} ({c.priority.value}, risk {c.risk:.2f}) "
+                    f"for: {c.reason}",
                     why=decision.why,
                     timeout=self._settings.approval_timeout,
                     risk=c.risk,
                 )
+                request.host = c.host
                 self._bump("approvals_requested")
                 self._spawn(self._await_approval(record))
 
@@ -272,6 +376,17 @@ class AutopilotWorkflow(ApprovalGate):
             record.detail = f"{approval.state.value} by {approval.decided_by}: {approval.decision_reason}"
             self._bump(approval.state.value)
             self._remember(record)
+            if self._round2:  # a "no" holds for a while instead of coming back every cooldown
+                snooze = approval.snooze if approval.snooze is not None else self._settings.rejection_snooze
+                c = record.decision.candidate
+                self._state.snoozes.append(
+                    Snooze(
+                        action_type=c.action_type,
+                        host=c.host,
+                        until=workflow.now() + snooze,
+                        why=record.detail,
+                    )
+                )
         self._wake = True
 
     # ------------------------------------------------------------------------------ Execute
@@ -290,6 +405,8 @@ class AutopilotWorkflow(ApprovalGate):
                 self._bump("simulated")
                 self._remember(record)
             return
+        if self._draining:  # the queue is carried into the next run
+            return
         free = self._settings.max_concurrent_actions - len(self._running)
         for record in ready[: max(free, 0)]:
             self._state.queued.remove(record)
@@ -300,15 +417,22 @@ class AutopilotWorkflow(ApprovalGate):
 
     async def _run_action(self, record: ActionRecord) -> None:
         candidate = record.decision.candidate
+        result: ActionResult | None = None
         try:
-            record.status, record.improvement, record.detail = await self._carry_out(record)
+            result = await self._carry_out(record)
+            record.status = ActionStatus.SUCCEEDED if result.success else ActionStatus.FAILED
+            record.improvement, record.detail = result.improvement, result.detail
+            if result.nothing_to_do and self._round2:
+                record.status = ActionStatus.NOTHING_TO_DO
         except (ActivityError, ChildWorkflowError) as error:
             record.status, record.improvement, record.error = (
                 ActionStatus.FAILED,
                 0.0,
                 str(error.cause or error),
             )
-        except Exception as error:  # a bug in one action must not stall the loop
+        except Exception as error:
+            if self._round2:
+                raise  # a bug, not an outcome: see _raise_if_crashed
             workflow.logger.exception("action %s failed unexpectedly", record.action_id)
             record.status, record.improvement = ActionStatus.FAILED, 0.0
             record.error = f"{type(error).__name__}: {error}"
@@ -318,14 +442,38 @@ class AutopilotWorkflow(ApprovalGate):
         record.finished_at = workflow.now()
         assert record.started_at is not None
         record.duration_seconds = (record.finished_at - record.started_at).total_seconds()
-        success = record.status == ActionStatus.SUCCEEDED
-        self._state.knowledge[candidate.action_type] = engine.record_outcome(
-            self._state.knowledge.get(candidate.action_type), success, record.improvement or 0.0
-        )
-        self._bump("succeeded" if success else "failed")
         self._remember(record)
+        if record.status == ActionStatus.NOTHING_TO_DO:  # teaches nothing
+            self._bump("nothing_to_do")
+            return
+        success = record.status == ActionStatus.SUCCEEDED
+        stats = self._state.knowledge.get(candidate.action_type)
+        if self._round2:
+            measured = result is not None and result.improvement_measured
+            self._state.knowledge[candidate.action_type] = learning.record(
+                stats,
+                workflow.now(),
+                self._settings.decision.evidence_half_life,
+                success,
+                record.improvement if measured else None,
+            )
+        else:
+            self._state.knowledge[candidate.action_type] = engine.record_outcome(
+                stats, success, record.improvement or 0.0
+            )
+        self._bump("succeeded" if success else "failed")
 
-    async def _carry_out(self, record: ActionRecord) -> tuple[ActionStatus, float, str]:
+    def _task_queue(self, spec: ActionSpec, host: str | None) -> str:
+        own = workflow.info().task_queue
+        if not self._round2 or host is None:  # one host: the pool's process serves the plain control queue
+            return self._control_queue if spec.queue == QueueRole.CONTROL else own
+        if spec.queue == QueueRole.HOST:
+            return host_queue(own, host)
+        if spec.queue == QueueRole.CONTROL:
+            return host_queue(self._control_queue, host)
+        return own
+
+    async def _carry_out(self, record: ActionRecord) -> ActionResult:
         candidate = record.decision.candidate
         spec = ACTIONS[candidate.action_type]
         request = ActionRequest(
@@ -333,10 +481,16 @@ class AutopilotWorkflow(ApprovalGate):
             action_type=candidate.action_type,
             params=candidate.params,
             reason=candidate.reason,
+            host=candidate.host,
         )
-        task_queue = self._control_queue if spec.queue == QueueRole.CONTROL else workflow.info().task_queue
+        task_queue = self._task_queue(spec, candidate.host)
         if spec.runner == Runner.ACTIVITY:
-            result = await workflow.execute_activity(
+            options: dict[str, object] = {}
+            if self._round2 and spec.heartbeats:
+                options["heartbeat_timeout"] = self._settings.action_heartbeat_timeout
+            if self._round2 and task_queue != workflow.info().task_queue:
+                options["schedule_to_start_timeout"] = HOST_PICKUP_TIMEOUT * 3  # the host may be gone
+            return await workflow.execute_activity(
                 spec.name,
                 request,
                 result_type=ActionResult,
@@ -345,21 +499,19 @@ class AutopilotWorkflow(ApprovalGate):
                 # Bounded overall, so an action whose queue nobody serves cannot hold the loop forever.
                 schedule_to_close_timeout=spec.timeout * (ACTION_RETRY.maximum_attempts + 1),
                 retry_policy=ACTION_RETRY,
-                summary=f"{record.action_id} {candidate.action_type}: {candidate.reason}"[:200],
+                summary=f"{record.action_id} {candidate.action_type}{_on(candidate.host)}: "
+                f"{candidate.reason}"[:200],
+                **options,  # type: ignore[arg-type]
             )
-        else:
-            result = await workflow.execute_child_workflow(
-                spec.name,
-                request,
-                result_type=ActionResult,
-                task_queue=task_queue,
-                id=f"{workflow.info().workflow_id}-{record.action_id}",
-                execution_timeout=spec.timeout,
-            )
-        return (
-            (ActionStatus.SUCCEEDED if result.success else ActionStatus.FAILED),
-            result.improvement,
-            result.detail,
+        return await workflow.execute_child_workflow(
+            spec.name,
+            spec.child_input(request) if spec.child_input else request,
+            result_type=ActionResult,
+            task_queue=task_queue,
+            id=f"{workflow.info().workflow_id}-{record.action_id}",
+            execution_timeout=spec.timeout,
+            static_summary=f"{candidate.action_type}{_on(candidate.host)} for the autopilot "
+            f"({record.action_id})",
         )
 
     # ------------------------------------------------------------------------------ queries
@@ -371,8 +523,13 @@ class AutopilotWorkflow(ApprovalGate):
         started = state.started_at or workflow.now()
         if self._settings.simulation:
             label = "simulating"
+        elif pending:
+            label = "waiting for approval"
         else:
-            label = "waiting for approval" if pending else "running"
+            label = "draining before continue-as-new" if self._draining else "running"
+        now, decision = workflow.now(), self._settings.decision
+        learned_now = now if self._round2 else None
+        samples = {h or "(any)": (hs.window[-1] if hs.window else None) for h, hs in state.hosts.items()}
         return AutopilotStatus(
             state=label,
             simulation=self._settings.simulation,
@@ -386,17 +543,29 @@ class AutopilotWorkflow(ApprovalGate):
             completed_actions=state.totals.get("succeeded", 0) + state.totals.get("failed", 0),
             totals=dict(state.totals),
             success_probabilities={
+                t: round(engine.probability(state.knowledge.get(t), p, decision, learned_now), 4)
+                for t, p in PRIORS.items()
+            },
+            expected_improvements={
                 t: round(
-                    engine.success_probability(
-                        state.knowledge.get(t), p, self._settings.decision.prior_strength
+                    learning.expected_improvement(
+                        state.knowledge.get(t),
+                        _playbook_figure(t),
+                        decision.improvement_prior_strength,
+                        now,
+                        decision.evidence_half_life,
                     ),
                     4,
                 )
-                for t, p in PRIORS.items()
+                for t in PRIORS
+                if self._round2
             },
             knowledge=dict(state.knowledge),
-            findings=state.findings,
-            last_sample=state.window[-1] if state.window else None,
+            findings=self._all_findings(),
+            last_sample=next((p for p in samples.values() if p is not None), None),
+            hosts=samples,
+            draining=self._draining,
+            snoozes=[z for z in state.snoozes if z.until > now],
         )
 
     @workflow.query
@@ -406,13 +575,22 @@ class AutopilotWorkflow(ApprovalGate):
 
     @workflow.query
     def goals(self) -> list[Goal]:
-        return evaluate_goals(self._state.window, self._settings.rules)
+        """Each host's goals (its latest sample against the threshold rules)."""
+        goals = []
+        for host, hs in self._state.hosts.items():
+            for goal in evaluate_goals(hs.window, self._settings.rules):
+                goal.host = host or None
+                goals.append(goal)
+        return goals
 
     @workflow.query
     def findings(self) -> list[Finding]:
-        return self._state.findings
+        return self._all_findings()
 
     # ------------------------------------------------------------------------------ helpers
+
+    def _all_findings(self) -> list[Finding]:
+        return [f for hs in self._state.hosts.values() for f in hs.findings]
 
     def on_approvals_changed(self) -> None:
         self._wake = True
@@ -422,7 +600,13 @@ class AutopilotWorkflow(ApprovalGate):
         # Deterministic: tasks run on the workflow's own event loop. Keep a reference until done.
         task = asyncio.create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._crash = task.exception()  # raised by the main loop (see _raise_if_crashed)
+            self._wake = True
 
     def _next_id(self, prefix: str) -> str:
         self._state.sequence += 1
@@ -437,6 +621,33 @@ class AutopilotWorkflow(ApprovalGate):
 
     def _refresh_details(self) -> None:
         workflow.set_current_details(render_details(self))
+
+
+def _key(record: ActionRecord) -> tuple[str | None, str]:
+    """What must not be planned twice at once: an action type on a host."""
+    c = record.decision.candidate
+    return (c.host, c.action_type)
+
+
+def _on(host: str | None) -> str:
+    return f" on {host}" if host else ""
+
+
+def _playbook_figure(action_type: str) -> float:
+    """The playbook's highest expected improvement for an action type (for the status query)."""
+    figures = [i for entries in PLAYBOOK.values() for (t, _, i, _) in entries if t == action_type]
+    return max(figures, default=0.0)
+
+
+def _read_single_host_state(state: AutopilotState) -> None:
+    """State carried from a run before per-host routing becomes the legacy host's state."""
+    if state.window or state.findings or state.detection.anomaly or state.detection.trends:
+        legacy = state.hosts.setdefault(LEGACY_HOST, HostState())
+        legacy.window = state.window + legacy.window
+        legacy.findings = state.findings
+        legacy.detection = state.detection
+        state.window, state.findings = [], []
+        state.detection = type(state.detection)()
 
 
 def to_metric_point(host: HostSample, network: NetworkSample | None) -> MetricPoint:
@@ -466,31 +677,51 @@ def render_details(wf: AutopilotWorkflow) -> str:
     state = wf._state
     mode = "SIMULATION (executes nothing)" if wf._settings.simulation else "running"
     lines = [f"**Autopilot** {mode} · iteration {state.iterations} · run {state.runs + 1}"]
-    if state.window:
-        p = state.window[-1]
-        latency = f"{p.network_latency_ms:.1f} ms" if p.network_latency_ms is not None else "n/a"
+    if wf._draining:
         lines.append(
-            f"Last sample: CPU {p.cpu_percent:.0f} %, memory {p.memory_percent:.0f} %, "
-            f"disk {p.disk_percent:.0f} %, latency {latency}"
+            f"Draining before continue-as-new: waiting for {len(wf._running)} running action(s); "
+            "monitoring goes on, nothing new starts"
         )
-    if state.findings:
-        lines.append("Findings: " + "; ".join(f.message for f in state.findings))
+    for host, hs in state.hosts.items():
+        name = f"`{host}`" if host else "this host"
+        if hs.window:
+            p = hs.window[-1]
+            latency = f"{p.network_latency_ms:.1f} ms" if p.network_latency_ms is not None else "n/a"
+            lines.append(
+                f"{name}: CPU {p.cpu_percent:.0f} %, memory {p.memory_percent:.0f} %, "
+                f"disk {p.disk_percent:.0f} %, latency {latency}"
+                + (f" (probe failed {hs.probe_failures}× in a row)" if hs.probe_failures else "")
+            )
+        if hs.findings:
+            lines.append(f"Findings on {name}: " + "; ".join(f.message for f in hs.findings))
     pending = wf.pending()
     if pending:
         lines.append("**Waiting for your approval:**")
         lines += [
             f"- `{a.approval_id}` {a.subject}. Why: {a.why}. Expires {a.expires_at:%H:%M:%S} UTC. "
-            f"`autarky approve {a.approval_id} --reason …` or `autarky reject …`"
+            f"`autarky approve {a.approval_id} --reason …` or `autarky reject {a.approval_id} --reason … "
+            "[--snooze 4h]`"
             for a in pending
+        ]
+    now = workflow.now()
+    snoozed = [z for z in state.snoozes if z.until > now]
+    if snoozed:
+        lines.append("Snoozed (not proposed again until):")
+        lines += [
+            f"- {z.action_type}{_on(z.host)} until {z.until:%Y-%m-%d %H:%M} UTC ({z.why})" for z in snoozed
         ]
     if wf._running:
         lines.append(
             "Running: "
-            + ", ".join(f"{r.action_id} {r.decision.candidate.action_type}" for r in wf._running.values())
+            + ", ".join(
+                f"{r.action_id} {r.decision.candidate.action_type}{_on(r.decision.candidate.host)}"
+                for r in wf._running.values()
+            )
         )
     t = state.totals
     lines.append(
         f"Totals: {t.get('succeeded', 0)} succeeded, {t.get('failed', 0)} failed, "
-        f"{t.get('rejected', 0) + t.get('expired', 0)} rejected/expired, {t.get('simulated', 0)} simulated"
+        f"{t.get('rejected', 0) + t.get('expired', 0)} rejected/expired, {t.get('simulated', 0)} simulated, "
+        f"{t.get('nothing_to_do', 0)} with nothing to do"
     )
     return "\n".join(lines)

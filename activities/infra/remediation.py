@@ -29,7 +29,7 @@ class RemediationActivities:
         await asyncio.to_thread(self._append_notification, request)
         log.warning("autopilot notification", action_id=request.action_id, reason=request.reason)
         ACTIONS.labels(request.action_type, "succeeded").inc()
-        return ActionResult(success=True, improvement=0.0, detail=f"notified: {request.reason}")
+        return ActionResult(success=True, detail=f"notified: {request.reason}", improvement_measured=False)
 
     def _append_notification(self, request: ActionRequest) -> None:
         self.notifications.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,9 @@ class RemediationActivities:
             _delete_older_than, self.cache_dir, request.max_age.total_seconds()
         )
         return ActionResult(
-            success=True, detail=f"pruned {files} files ({freed} bytes) older than {request.max_age}"
+            success=True,
+            detail=f"pruned {files} files ({freed} bytes) older than {request.max_age}",
+            nothing_to_do=files == 0,
         )
 
 

@@ -1,21 +1,27 @@
 """The local worker pool: extra `autarky worker --activities-only` processes on this machine.
 
 `autarky up` owns the pool (pid files under <data_dir>/pool); the `restart_worker_pool` activity runs only
-on that process's control task queue. Scaling the pool arrives with the scaling issue.
+on that process's control task queue (`<control_task_queue>@<host_id>`). Scaling the pool arrives with
+the scaling issue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
 import structlog
+from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -25,7 +31,7 @@ from autarky.types import ActionRequest, ActionResult
 log = structlog.get_logger(__name__)
 MEMBER_FLAG = "--activities-only"
 STOP_GRACE_SECONDS = 30.0
-SETTLE_SECONDS = 1.0
+PROGRESS_KEPT_SECONDS = 7 * 24 * 3600  # a retry comes within hours; a week is plenty
 
 
 @dataclass
@@ -122,35 +128,107 @@ class LocalWorkerPool:
 
 
 class WorkerPoolActivities:
-    def __init__(self, pool: LocalWorkerPool) -> None:
+    def __init__(self, pool: LocalWorkerPool, warmup: timedelta = timedelta(seconds=30)) -> None:
         self.pool = pool
+        self.warmup = warmup
 
     @activity.defn(name="restart_worker_pool")
     async def restart_worker_pool(self, request: ActionRequest) -> ActionResult:
-        """Rolling restart; improvement is the share of the pool's memory (RSS) it gave back."""
-        members = await asyncio.to_thread(self.pool.members)
-        before = sum(m.rss for m in members)
-        fresh = []
-        try:
-            for member in members:  # one at a time, so the pool never goes fully dark
-                fresh.append(await asyncio.to_thread(self.pool.replace, member))
-                activity.heartbeat(f"restarted slot {member.slot}")
-        except OSError as error:
-            raise ApplicationError(
-                f"could not restart the worker pool: {error}", non_retryable=True
-            ) from error
-        await asyncio.sleep(SETTLE_SECONDS)  # let the new interpreters import before measuring them
-        after = sum(m.rss for m in fresh)
-        count = len(members)
-        if count == 0:
-            ACTIONS.labels(request.action_type, "succeeded").inc()
-            return ActionResult(
-                success=True, detail="the local worker pool has no members (worker_pool_size=0)"
-            )
+        """Rolling restart, once per action id even across retries and worker crashes.
+
+        Progress is kept in a file keyed by the action id (the pool is on this host, and so is this
+        activity), so a retry restarts only the members not yet replaced. The improvement is the share of
+        the pool's memory (RSS) given back, measured after the fresh members' warm-up.
+        """
+        async with _heartbeating():
+            progress = await asyncio.to_thread(self._load_progress, request.action_id)
+            members = await asyncio.to_thread(self.pool.members)
+            if progress is None:
+                if not members:
+                    ACTIONS.labels(request.action_type, "nothing_to_do").inc()
+                    return ActionResult(
+                        success=True,
+                        nothing_to_do=True,
+                        detail="the local worker pool has no members (worker_pool_size=0)",
+                    )
+                progress = RestartProgress(
+                    before_rss=sum(m.rss for m in members), slots=[m.slot for m in members]
+                )
+                await asyncio.to_thread(self._save_progress, request.action_id, progress)
+            try:
+                for member in members:  # one at a time, so the pool never goes fully dark
+                    if member.slot not in progress.slots or member.process.pid in progress.fresh_pids:
+                        continue  # not part of this restart, or already replaced by an earlier attempt
+                    fresh = await asyncio.to_thread(self.pool.replace, member)
+                    progress.fresh_pids.append(fresh.process.pid)
+                    await asyncio.to_thread(self._save_progress, request.action_id, progress)
+                    log.info("pool member replaced", action_id=request.action_id, slot=member.slot)
+            except OSError as error:
+                raise ApplicationError(
+                    f"could not restart the worker pool: {error}", non_retryable=True
+                ) from error
+            # Fresh interpreters grow while they import and start polling: measure them settled.
+            await asyncio.sleep(self.warmup.total_seconds())
+            fresh_members = [
+                m for m in await asyncio.to_thread(self.pool.members) if m.process.pid in progress.fresh_pids
+            ]
+            after = sum(m.rss for m in fresh_members)
+        before = progress.before_rss
         improvement = max(0.0, (before - after) / before) if before else 0.0
         ACTIONS.labels(request.action_type, "succeeded").inc()
         return ActionResult(
             success=True,
             improvement=min(1.0, improvement),
-            detail=f"restarted {count} members; RSS {before >> 20} MiB → {after >> 20} MiB",
+            detail=f"restarted {len(progress.fresh_pids)} members; RSS {before >> 20} MiB → "
+            f"{after >> 20} MiB after a {self.warmup.total_seconds():g} s warm-up",
         )
+
+    def _progress_file(self, action_id: str) -> Path:
+        return self.pool.dir / f"restart-{action_id}.json"
+
+    def _load_progress(self, action_id: str) -> RestartProgress | None:
+        self._prune_progress()
+        try:
+            return RestartProgress.model_validate_json(self._progress_file(action_id).read_text())
+        except FileNotFoundError:
+            return None
+
+    def _save_progress(self, action_id: str, progress: RestartProgress) -> None:
+        self.pool.dir.mkdir(parents=True, exist_ok=True)
+        path = self._progress_file(action_id)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(progress.model_dump_json())
+        tmp.replace(path)  # atomic: a crash leaves the old progress or the new, never half
+
+    def _prune_progress(self) -> None:
+        cutoff = time.time() - PROGRESS_KEPT_SECONDS
+        for path in self.pool.dir.glob("restart-*.json"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+
+
+class RestartProgress(BaseModel):
+    """How far a pool restart got: the pool's RSS before, its members then, and their replacements."""
+
+    before_rss: int
+    slots: list[int]
+    fresh_pids: list[int] = Field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating() -> AsyncIterator[None]:
+    """Heartbeat in the background while the body runs (members take up to 30 s each to stop)."""
+    timeout = activity.info().heartbeat_timeout
+    interval = min(timeout.total_seconds() / 3, 10.0) if timeout else 10.0
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()

@@ -1,20 +1,28 @@
 """The risk-aware decision engine: pure code, no I/O.
 
 For each candidate action:
-    success probability p  = posterior mean of a Beta prior updated by past outcomes of its type
-    expected value      EV = expected improvement × p
+    success probability p  = posterior mean of a Beta prior updated by decayed outcomes of its type
+    expected improvement ê = the playbook's figure, shrunk toward what the type really achieved
+                             (both from autarky.policy.learning)
+    expected value      EV = ê × p
     score                  = EV − risk_weight × risk
     execute                iff EV ≥ min_expected_value, risk ≤ max_risk and score > 0
-    needs approval         iff priority is critical or risk > approval_risk_threshold
+    needs approval         iff risk > approval_risk_threshold, or the priority is critical and
+                           risk > critical_approval_risk_threshold (urgency orders; only risk asks a person)
 Candidates are ordered by priority (critical first), then expected improvement (higher first), then
 risk (lower first), then success probability (higher first).
+
+`now=None` selects the rules from before learning improvements and decay (counts only; every critical
+remedy asks a person), which replays of histories recorded then still follow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from autarky.config import DecisionThresholds
+from autarky.policy import learning
 from autarky.types import ActionTypeStats, CandidateAction, Decision, Priority
 
 PRIORITY_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.MEDIUM: 2, Priority.LOW: 3}
@@ -28,6 +36,17 @@ def success_probability(
     successes = stats.successes if stats else 0
     attempts = stats.attempts if stats else 0
     return (prior * prior_strength + successes) / (prior_strength + attempts)
+
+
+def probability(
+    stats: ActionTypeStats | None, prior: float, thresholds: DecisionThresholds, now: datetime | None
+) -> float:
+    """The success probability `evaluate` uses (counting-only when `now` is None)."""
+    if now is None:
+        return success_probability(stats, prior, thresholds.prior_strength)
+    return learning.success_probability(
+        stats, prior, thresholds.prior_strength, now, thresholds.evidence_half_life
+    )
 
 
 def record_outcome(stats: ActionTypeStats | None, success: bool, improvement: float) -> ActionTypeStats:
@@ -45,9 +64,27 @@ def evaluate(
     stats: ActionTypeStats | None,
     thresholds: DecisionThresholds,
     prior: float = DEFAULT_PRIOR,
+    now: datetime | None = None,
 ) -> Decision:
-    p = success_probability(stats, prior, thresholds.prior_strength)
-    expected_value = candidate.expected_improvement * p
+    p = probability(stats, prior, thresholds, now)
+    if now is None:  # the counting-only rules (see the module docstring)
+        improvement = candidate.expected_improvement
+        needs_approval = (
+            candidate.priority == Priority.CRITICAL or candidate.risk > thresholds.approval_risk_threshold
+        )
+    else:
+        improvement = learning.expected_improvement(
+            stats,
+            candidate.expected_improvement,
+            thresholds.improvement_prior_strength,
+            now,
+            thresholds.evidence_half_life,
+        )
+        needs_approval = candidate.risk > thresholds.approval_risk_threshold or (
+            candidate.priority == Priority.CRITICAL
+            and candidate.risk > thresholds.critical_approval_risk_threshold
+        )
+    expected_value = improvement * p
     score = expected_value - thresholds.risk_weight * candidate.risk
     refusals = []
     if expected_value < thresholds.min_expected_value:
@@ -56,23 +93,21 @@ def evaluate(
         refusals.append(f"risk {candidate.risk:.2f} > {thresholds.max_risk}")
     if score <= 0:
         refusals.append(f"score {score:.3f} ≤ 0")
-    needs_approval = (
-        candidate.priority == Priority.CRITICAL or candidate.risk > thresholds.approval_risk_threshold
-    )
     if refusals:
         why = "not worth it: " + ", ".join(refusals)
     else:
-        why = f"EV {expected_value:.3f} (p={p:.2f}), score {score:.3f}"
+        why = f"EV {expected_value:.3f} (p={p:.2f}, improvement {improvement:.3f}), score {score:.3f}"
         if needs_approval:
             why += (
-                "; critical priority"
-                if candidate.priority == Priority.CRITICAL
-                else f"; risk {candidate.risk:.2f} > approval threshold {thresholds.approval_risk_threshold}"
+                f"; risk {candidate.risk:.2f} > approval threshold {thresholds.approval_risk_threshold}"
+                if candidate.risk > thresholds.approval_risk_threshold
+                else "; critical priority"
             )
     return Decision(
         candidate=candidate,
         success_probability=p,
         expected_value=expected_value,
+        improvement=improvement,
         score=score,
         execute=not refusals,
         needs_approval=needs_approval and not refusals,
@@ -90,11 +125,12 @@ def plan(
     knowledge: Mapping[str, ActionTypeStats],
     thresholds: DecisionThresholds,
     priors: Mapping[str, float] | None = None,
+    now: datetime | None = None,
 ) -> list[Decision]:
     """Evaluate every candidate and return the decisions in execution order (refused ones included)."""
     priors = priors or {}
     decisions = [
-        evaluate(c, knowledge.get(c.action_type), thresholds, priors.get(c.action_type, DEFAULT_PRIOR))
+        evaluate(c, knowledge.get(c.action_type), thresholds, priors.get(c.action_type, DEFAULT_PRIOR), now)
         for c in candidates
     ]
     return sorted(decisions, key=order_key)

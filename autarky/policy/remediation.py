@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from autarky.actions import CLEAR_CACHE, NOTIFY, RESTART_WORKER_POOL
+from autarky.actions import CLEAR_CACHE, NOTIFY, PRUNE_CACHE, RESTART_WORKER_POOL
 from autarky.policy.decision import PRIORITY_RANK
 from autarky.types import CandidateAction, Finding, Priority, Severity
 
@@ -12,7 +12,12 @@ from autarky.types import CandidateAction, Finding, Priority, Severity
 PLAYBOOK: dict[str, list[tuple[str, Priority, float, float]]] = {
     "cpu_high": [(RESTART_WORKER_POOL, Priority.MEDIUM, 0.3, 0.4), (NOTIFY, Priority.LOW, 0.1, 0.0)],
     "memory_high": [(RESTART_WORKER_POOL, Priority.HIGH, 0.4, 0.6), (NOTIFY, Priority.MEDIUM, 0.1, 0.0)],
-    "disk_high": [(CLEAR_CACHE, Priority.HIGH, 0.3, 0.1), (NOTIFY, Priority.MEDIUM, 0.1, 0.0)],
+    # Pruning old files first: it loses less than clearing everything, so it is even safer.
+    "disk_high": [
+        (PRUNE_CACHE, Priority.HIGH, 0.2, 0.05),
+        (CLEAR_CACHE, Priority.HIGH, 0.3, 0.1),
+        (NOTIFY, Priority.MEDIUM, 0.1, 0.0),
+    ],
     "network_latency_high": [(NOTIFY, Priority.MEDIUM, 0.1, 0.0)],
     "network_loss_high": [(NOTIFY, Priority.HIGH, 0.1, 0.0)],
     # From the statistical detectors (autarky.policy.detection):
