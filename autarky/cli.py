@@ -1,20 +1,36 @@
-"""The `autarky` command line."""
+"""The `autarky` command line.
+
+The console script is `main`: it runs the typer `app` and leaves with `os._exit(code)`, so nothing at
+interpreter teardown (the SDK's native threads, temporalio/sdk-python#300) can change the exit code.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import os
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from datetime import timedelta
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from autarky.client import AutarkyClient
-from autarky.config import AutarkySettings, ConfigError, load_settings
+from autarky.client import (
+    ApprovalRefused,
+    AutarkyClient,
+    ServerUnavailable,
+    connect_client,
+    is_unreachable,
+    server_address,
+)
+from autarky.config import AutarkySettings, ConfigError, Duration, load_settings
 from autarky.logging import configure_logging
 from autarky.types import Finding
 
@@ -27,12 +43,17 @@ console = Console()
 T = TypeVar("T")
 
 
+def _fail(message: str, code: int = 1) -> NoReturn:
+    """Print `message` to stderr as it is (no markup, no wrapping: one line stays one line) and exit."""
+    Console(stderr=True, soft_wrap=True, highlight=False).print(message, style="red", markup=False)
+    raise typer.Exit(code)
+
+
 def _settings() -> AutarkySettings:
     try:
         settings = load_settings()
     except ConfigError as error:
-        Console(stderr=True).print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+        _fail(str(error), 2)
     configure_logging(settings.log_format, settings.log_level)
     return settings
 
@@ -41,18 +62,22 @@ def _run(make: Callable[[AutarkySettings], Awaitable[T]]) -> T:
     settings = _settings()
     try:
         return asyncio.run(make(settings))
+    except ServerUnavailable as error:
+        _fail(str(error))
+    except ApprovalRefused as error:
+        _fail(f"refused: {error}")
     except (ConfigError, LookupError) as error:
-        Console(stderr=True).print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from None
+        _fail(str(error))
     except WorkflowUpdateFailedError as error:
-        Console(stderr=True).print(f"[red]refused: {error.cause.message if error.cause else error}[/red]")
-        raise typer.Exit(1) from None
+        _fail(f"refused: {error.cause.message if error.cause else error}")
     except RPCError as error:
-        Console(stderr=True).print(f"[red]Temporal said: {error.message}[/red]")
-        raise typer.Exit(1) from None
+        if is_unreachable(error):  # the server went away after we connected
+            _fail(str(ServerUnavailable(server_address(settings))))
+        _fail(f"Temporal said: {error.message}")
     except RuntimeError as error:  # e.g. the server cannot be reached
-        Console(stderr=True).print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from None
+        if is_unreachable(error):
+            _fail(str(ServerUnavailable(server_address(settings))))
+        _fail(str(error))
 
 
 async def _client(settings: AutarkySettings) -> AutarkyClient:
@@ -75,7 +100,7 @@ def worker(
 ) -> None:
     """Run a worker for Autarky's task queue until Ctrl-C."""
     from autarky import metrics
-    from autarky.temporal import connect, metrics_runtime
+    from autarky.temporal import metrics_runtime
     from workers.main import build_workers, run_until, stop_event_on_signals
 
     async def run(settings: AutarkySettings) -> None:
@@ -83,7 +108,8 @@ def worker(
         if activities_only:
             # Pool members run beside `autarky up` on one machine, whose metrics ports are taken.
             settings = settings.model_copy(update={"sdk_metrics_port": None, "metrics_port": None})
-        client = await connect(settings, runtime=metrics_runtime(settings))
+        # A metrics port that is taken anyway (a worker beside `autarky up`) is a warning, not an exit.
+        client = await connect_client(settings, runtime=metrics_runtime(settings))
         metrics.serve(settings.metrics_host, settings.metrics_port)
         await run_until(stop, build_workers(client, settings, workflows=not activities_only))
 
@@ -219,19 +245,47 @@ def approvals() -> None:
     console.print(table)
 
 
-def _decide(kind: str, approval_id: str, reason: str, approver: str | None, workflow: str | None) -> None:
+def _decide(
+    kind: str,
+    approval_id: str,
+    reason: str,
+    approver: str | None,
+    workflow: str | None,
+    snooze: timedelta | None = None,
+) -> None:
+    if not reason.strip():  # checked here, before anything talks to the server
+        _fail('--reason is required and must not be empty: say why, e.g. --reason "pool is idle"', 2)
     who = approver if approver is not None else getpass.getuser()
 
     async def run(settings: AutarkySettings) -> Any:
         client = await _client(settings)
-        decide = client.approve if kind == "approve" else client.reject
-        return await decide(approval_id, who, reason, workflow_id=workflow)
+        if kind == "approve":
+            return await client.approve(approval_id, who, reason, workflow_id=workflow)
+        return await client.reject(approval_id, who, reason, workflow_id=workflow, snooze=snooze)
 
     result = _run(run)
     console.print(f"{result.approval_id}: {result.state.value} by {result.decided_by}")
 
 
-ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="why; recorded with the decision")]
+_DURATION = TypeAdapter(Duration)
+
+
+def _parse_snooze(value: str | None) -> timedelta | None:
+    """The --snooze option in the configuration's duration syntax (30, 30s, 5m, 4h, 1d, or ISO 8601)."""
+    if value is None:
+        return None
+    try:
+        snooze = _DURATION.validate_python(value)
+    except (ValidationError, OverflowError):
+        snooze = None
+    if snooze is None or snooze < timedelta(0):
+        _fail(f"--snooze {value!r} is not a duration: write e.g. 30s, 5m, 4h or 1d", 2)
+    return snooze
+
+
+ReasonOpt = Annotated[
+    str, typer.Option("--reason", "-r", help="why (required; recorded with the decision)", show_default=False)
+]
 ApproverOpt = Annotated[str | None, typer.Option("--approver", help="who decides (default: your user name)")]
 WorkflowOpt = Annotated[
     str | None, typer.Option("--workflow", help="workflow id, if the approval id is ambiguous")
@@ -248,10 +302,21 @@ def approve(
 
 @app.command()
 def reject(
-    approval_id: str, reason: ReasonOpt = "", approver: ApproverOpt = None, workflow: WorkflowOpt = None
+    approval_id: str,
+    reason: ReasonOpt = "",
+    approver: ApproverOpt = None,
+    workflow: WorkflowOpt = None,
+    snooze: Annotated[
+        str | None,
+        typer.Option(
+            "--snooze",
+            help="how long the same remedy is not proposed again, e.g. 30m, 4h, 1d "
+            "(default: the autopilot's rejection_snooze)",
+        ),
+    ] = None,
 ) -> None:
     """Reject a pending action."""
-    _decide("reject", approval_id, reason, approver, workflow)
+    _decide("reject", approval_id, reason, approver, workflow, _parse_snooze(snooze))
 
 
 @schedules_app.command("sync")
@@ -287,5 +352,46 @@ def schedules_list() -> None:
     console.print(table)
 
 
+def _exit_code(code: object) -> int:
+    """SystemExit's code as a process exit status (a message string is printed, like Python does)."""
+    if code is None:
+        return 0
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code if 0 <= code <= 255 else 1
+    print(code, file=sys.stderr)
+    return 1
+
+
+def run_cli(args: list[str] | None = None) -> int:
+    """Run the typer app and return its exit code instead of leaving through SystemExit.
+
+    Standalone mode keeps typer's own output (help, usage errors, Ctrl-C → 130) and ends in SystemExit,
+    which becomes the code; any other exception gets typer's readable traceback and code 1."""
+    try:
+        app(args=args)
+    except SystemExit as exit_:
+        return _exit_code(exit_.code)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        sys.excepthook(type(error), error, error.__traceback__)
+        return 1
+    return 0
+
+
+def main() -> NoReturn:
+    """The `autarky` console script: run the CLI, flush, and leave at once with its exit code.
+
+    os._exit skips interpreter teardown, where the SDK's native bridge can abort a short-lived client
+    process ("Fatal Python error: PyGILState_Release", exit 134; temporalio/sdk-python#300) or crash it.
+    Everything the commands own (workers, the embedded server, the pool) is stopped before they return."""
+    code = run_cli()
+    for stream in (sys.stdout, sys.stderr):
+        # a closed pipe (`autarky approvals | head`) or a closed stream: nothing more to say anyway
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -8,14 +8,17 @@ print(await autarky.status())
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.service import RPCError
+from temporalio.exceptions import FailureError
+from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 
 from autarky import search_attributes as sa
-from autarky.config import AutarkySettings, load_settings
-from autarky.temporal import AUTOPILOT_WORKFLOW_ID, connect
+from autarky.config import AutarkySettings, AutopilotSettings, load_settings
+from autarky.temporal import AUTOPILOT_WORKFLOW_ID, connect, external_profile
 from autarky.types import (
     ActionRecord,
     ApprovalDecision,
@@ -32,6 +35,60 @@ class ApprovalNotFound(LookupError):
     pass
 
 
+class ApprovalRefused(Exception):
+    """The workflow refused an approve/reject (unknown id, already decided, expired, empty approver…);
+    str(error) is the workflow's reason."""
+
+    def __init__(self, message: str, *, approval_id: str, workflow_id: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.approval_id = approval_id
+        self.workflow_id = workflow_id
+
+
+class ServerUnavailable(ConnectionError):
+    """No Temporal server answers at `address`."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"no Temporal server at {address}: start it with `make run`, or set TEMPORAL_ADDRESS"
+        )
+        self.address = address
+
+
+# How the SDK's bridge words a connection that reached no Temporal server: nothing listening or no
+# such host ("Server connection error"), something that does not answer gRPC, or not Temporal at all.
+_NO_SERVER = ("Server connection error", "Timeout expired", "code: Unavailable", "code: Unimplemented")
+
+
+def server_address(settings: AutarkySettings) -> str:
+    """The address `connect` tries: the configured cluster's, else the embedded server's."""
+    profile = external_profile()
+    return profile.address if profile and profile.address else f"{settings.server_ip}:{settings.server_port}"
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether `error` (from connecting or from a call) means no Temporal server answered."""
+    if isinstance(error, RPCError):
+        return error.status == RPCStatusCode.UNAVAILABLE
+    message = str(error)
+    return (
+        isinstance(error, RuntimeError)
+        and message.startswith("Failed client connect")
+        and any(sign in message for sign in _NO_SERVER)
+    )
+
+
+async def connect_client(settings: AutarkySettings, runtime: Runtime | None = None) -> Client:
+    """`autarky.temporal.connect`, raising `ServerUnavailable` when no server answers."""
+    try:
+        return await connect(settings, runtime=runtime)
+    except (RuntimeError, RPCError) as error:
+        if is_unreachable(error):
+            raise ServerUnavailable(server_address(settings)) from None
+        raise
+
+
 @dataclass
 class PendingApproval:
     workflow_id: str
@@ -45,8 +102,9 @@ class AutarkyClient:
 
     @classmethod
     async def connect(cls, settings: AutarkySettings | None = None) -> AutarkyClient:
+        """Connect as the CLI does; raises `ServerUnavailable` when no Temporal server answers."""
         settings = settings or load_settings()
-        return cls(await connect(settings), settings)
+        return cls(await connect_client(settings), settings)
 
     # ------------------------------------------------------------------ the autopilot
 
@@ -58,7 +116,7 @@ class AutarkyClient:
         return await self.client.start_workflow(
             "AutopilotWorkflow",
             AutopilotInput(
-                settings=self.settings.autopilot, control_task_queue=self.settings.control_task_queue
+                settings=self.autopilot_settings(), control_task_queue=self.settings.control_task_queue
             ),
             id=workflow_id,
             task_queue=self.settings.task_queue,
@@ -72,7 +130,16 @@ class AutarkyClient:
 
     async def reconfigure(self, workflow_id: str = AUTOPILOT_WORKFLOW_ID) -> None:
         """Send this process's autopilot settings to the running autopilot."""
-        await self.autopilot(workflow_id).execute_update("reconfigure", self.settings.autopilot)
+        await self.autopilot(workflow_id).execute_update("reconfigure", self.autopilot_settings())
+
+    def autopilot_settings(self) -> AutopilotSettings:
+        """The autopilot's settings, with the network probe aimed at the Temporal server this client
+        uses when no targets are configured (a fixed 127.0.0.1:7233 would be 100 % loss on a cluster)."""
+        autopilot = self.settings.autopilot
+        if autopilot.network_targets is None:
+            target = self.client.service_client.config.target_host
+            autopilot = autopilot.model_copy(update={"network_targets": [target]})
+        return autopilot
 
     async def status(self, workflow_id: str = AUTOPILOT_WORKFLOW_ID) -> AutopilotStatus:
         return await self.autopilot(workflow_id).query("status", result_type=AutopilotStatus)
@@ -108,16 +175,31 @@ class AutarkyClient:
     async def approve(
         self, approval_id: str, approver: str, reason: str = "", workflow_id: str | None = None
     ) -> ApprovalRequest:
-        return await self._decide("approve", approval_id, approver, reason, workflow_id)
+        """Approve a pending approval; raises `ApprovalRefused` with the workflow's reason if it refuses.
+
+        Repeating it (e.g. a retry after a lost answer) returns the first answer while the workflow run
+        that recorded it goes on (update ids are de-duplicated per run)."""
+        decision = ApprovalDecision(approval_id=approval_id, approver=approver, reason=reason)
+        return await self._decide("approve", decision, workflow_id)
 
     async def reject(
-        self, approval_id: str, approver: str, reason: str = "", workflow_id: str | None = None
+        self,
+        approval_id: str,
+        approver: str,
+        reason: str = "",
+        workflow_id: str | None = None,
+        *,
+        snooze: timedelta | None = None,
     ) -> ApprovalRequest:
-        return await self._decide("reject", approval_id, approver, reason, workflow_id)
+        """Reject a pending approval; `snooze`: how long the same remedy is not proposed again
+        (None: the workflow's `rejection_snooze`). Raises `ApprovalRefused` like `approve`."""
+        decision = ApprovalDecision(approval_id=approval_id, approver=approver, reason=reason, snooze=snooze)
+        return await self._decide("reject", decision, workflow_id)
 
     async def _decide(
-        self, update: str, approval_id: str, approver: str, reason: str, workflow_id: str | None
+        self, update: str, decision: ApprovalDecision, workflow_id: str | None
     ) -> ApprovalRequest:
+        approval_id = decision.approval_id
         if workflow_id is None:
             owners = [
                 p.workflow_id for p in await self.pending_approvals() if p.request.approval_id == approval_id
@@ -136,7 +218,13 @@ class AutarkyClient:
                     f"({', '.join(owners)}); name one with --workflow"
                 )
             workflow_id = owners[0]
-        decision = ApprovalDecision(approval_id=approval_id, approver=approver, reason=reason)
-        return await self.client.get_workflow_handle(workflow_id).execute_update(
-            update, decision, result_type=ApprovalRequest
-        )
+        try:
+            # The update id makes a retried decision a duplicate: the server answers it with the first
+            # one's result instead of running it again (and refusing it as already decided).
+            return await self.client.get_workflow_handle(workflow_id).execute_update(
+                update, decision, id=f"{update}:{approval_id}", result_type=ApprovalRequest
+            )
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            message = cause.message if isinstance(cause, FailureError) and cause.message else str(error)
+            raise ApprovalRefused(message, approval_id=approval_id, workflow_id=workflow_id) from error

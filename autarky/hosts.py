@@ -10,8 +10,9 @@ pollers of the shared queue tell which hosts run a worker.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 SEPARATOR = "@"
 
@@ -41,3 +42,5 @@ class DiscoverHostsInput(BaseModel):
 
 class DiscoveredHosts(BaseModel):
     hosts: list[str]
+    # When each host's workers last asked for work (the newest poll among them).
+    last_polled: dict[str, datetime] = Field(default_factory=dict)

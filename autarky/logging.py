@@ -1,35 +1,37 @@
-"""structlog set-up: readable console locally, JSON when AUTARKY_LOG_FORMAT=json; secrets redacted."""
+"""structlog set-up: readable console locally, JSON when AUTARKY_LOG_FORMAT=json; secrets redacted.
+
+Redaction (autarky.redaction) happens twice: on the event dict (values under secret-looking keys, secret
+values and token shapes inside strings) and on the rendered line, so that whatever a renderer adds
+(a traceback, an object's repr) cannot carry a configured secret's value either.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
 
-_SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.IGNORECASE)
-# Common key shapes (OpenAI / Anthropic / GitHub / AWS) that must not leak even inside a message.
-_SECRET_VALUES = re.compile(
-    r"\b(sk-[A-Za-z0-9_-]{8,}|sk-ant-[A-Za-z0-9_-]{8,}|gh[pousr]_[A-Za-z0-9]{20,}|"
-    r"AKIA[0-9A-Z]{16})\b"
-)
-REDACTED = "***"
+from autarky.redaction import current_secrets, redact_text, redact_value
 
 
-def redact(value: Any) -> Any:
-    if isinstance(value, str):
-        return _SECRET_VALUES.sub(REDACTED, value)
-    if isinstance(value, dict):
-        return {k: REDACTED if _SECRET_KEYS.search(str(k)) else redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(redact(v) for v in value)
-    return value
+def redact(value: Any, secrets: Iterable[str] | None = None) -> Any:
+    """`value` with secrets replaced: strings, and dicts, lists and tuples of them (secret-named keys whole).
+
+    `secrets`: the values to hide besides the known token shapes; default the process's current ones.
+    """
+    return redact_value(value, current_secrets() if secrets is None else secrets)
 
 
 def _redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return redact(event_dict)
+
+
+def _redact_rendered(_: Any, __: str, rendered: Any) -> Any:
+    """The last step: the line as it is written (str for our renderers)."""
+    return redact_text(rendered, current_secrets()) if isinstance(rendered, str) else rendered
 
 
 def configure_logging(log_format: str = "console", level: str = "info") -> None:
@@ -45,6 +47,8 @@ def configure_logging(log_format: str = "console", level: str = "info") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer() if log_format == "json" else structlog.dev.ConsoleRenderer()
     )
+    # The console renderer prints tracebacks itself; JSON needs them as a field ("exception").
+    tracebacks: list[Any] = [structlog.processors.format_exc_info] if log_format == "json" else []
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -57,8 +61,10 @@ def configure_logging(log_format: str = "console", level: str = "info") -> None:
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *tracebacks,
                 _redact_processor,
                 renderer,
+                _redact_rendered,
             ],
         )
     )

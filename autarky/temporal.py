@@ -44,11 +44,26 @@ def metrics_runtime(settings: AutarkySettings) -> Runtime | None:
     """A Runtime whose telemetry serves the SDK's Prometheus metrics (worker processes only)."""
     if settings.sdk_metrics_port is None:
         return None
-    return Runtime(
-        telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(bind_address=f"{settings.metrics_host}:{settings.sdk_metrics_port}")
+    address = f"{settings.metrics_host}:{settings.sdk_metrics_port}"
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    except ValueError as error:  # "Failed starting Prometheus exporter: Address already in use (os error 98)"
+        if "Failed starting" not in str(error):  # not a bind failure: e.g. a host name instead of an IP
+            raise ConfigError(
+                f"cannot serve the SDK's metrics on {address} (AUTARKY_METRICS_HOST, "
+                f"AUTARKY_SDK_METRICS_PORT): {error}"
+            ) from None
+        # A taken port (e.g. `autarky worker` beside `autarky up`) costs this endpoint, not the process.
+        import structlog
+
+        structlog.get_logger(__name__).warning(
+            f"cannot serve the SDK's metrics on {address} "
+            f"({str(error).removeprefix('Failed starting Prometheus exporter: ')}); going on without them: "
+            f"set AUTARKY_SDK_METRICS_PORT to a free port",
+            port=settings.sdk_metrics_port,
+            setting="AUTARKY_SDK_METRICS_PORT",
         )
-    )
+        return None
 
 
 async def connect(settings: AutarkySettings, runtime: Runtime | None = None) -> Client:

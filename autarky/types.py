@@ -331,6 +331,9 @@ class HostState(BaseModel):
     detection: DetectionState = Field(default_factory=DetectionState)
     last_seen: datetime | None = None  # its last successful host probe
     probe_failures: int = 0  # in a row
+    # No worker of the host took its probe in time; it is skipped until one polls again after this.
+    unreachable_since: datetime | None = None
+    last_polled: datetime | None = None  # as the last discovery saw it
 
 
 class Snooze(BaseModel):

@@ -319,6 +319,20 @@ def print_by_category(name: str, evaluation: Evaluation, files: Sequence[NabFile
         )
 
 
+NAB_REPOSITORY = "https://github.com/numenta/NAB"
+
+
+def missing_data_message(data_dir: Path, windows_file: Path) -> str:
+    """Where the data was looked for, and how to get NAB (a fresh clone has no ../shared/data/nab)."""
+    missing = data_dir if not data_dir.is_dir() else windows_file
+    return (
+        f"error: NAB data not found: {missing}\n"
+        f"Get the Numenta Anomaly Benchmark and point at it:\n"
+        f"    git clone {NAB_REPOSITORY}\n"
+        f"    .venv/bin/python bench/nab.py --data NAB/data --windows NAB/labels/combined_windows.json"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory of NAB-format CSVs")
@@ -334,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in DETECTORS]
     if unknown or not names:
         print(f"unknown detector(s) {unknown}; choose from {', '.join(DETECTORS)}", file=sys.stderr)
+        return 2
+    if not args.data.is_dir() or not windows_file.is_file():
+        print(missing_data_message(args.data, windows_file), file=sys.stderr)
         return 2
     try:
         files = load_corpus(args.data, windows_file)

@@ -1,17 +1,24 @@
-"""Schedules declared in code and synced idempotently (create, or update in place; never duplicate)."""
+"""Schedules declared in code and synced idempotently (create, or update in place; never duplicate).
+
+Autarky marks the schedules it creates (memo {"managed_by": "autarky"}) and deletes those it marked that
+are no longer declared; a schedule without the marker is never deleted.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+import structlog
 from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleDescription,
     ScheduleIntervalSpec,
+    ScheduleListDescription,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
@@ -19,10 +26,18 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
 
 from autarky import search_attributes as sa
 from autarky.config import AutarkySettings
 from autarky.types import HousekeepingInput
+
+log = structlog.get_logger(__name__)
+
+# The memo that marks a schedule as Autarky's (set on creation; Temporal cannot change a schedule's memo).
+MARKER_KEY = "managed_by"
+MARKER_VALUE = "autarky"
+MARKER = {MARKER_KEY: MARKER_VALUE}
 
 
 @dataclass(frozen=True)
@@ -54,20 +69,58 @@ SCHEDULES: list[DeclaredSchedule] = [
 ]
 
 
-async def sync_schedules(client: Client, settings: AutarkySettings) -> dict[str, str]:
-    """Create each declared schedule, or update the existing one to match; {id: "created"|"updated"}."""
+async def sync_schedules(
+    client: Client, settings: AutarkySettings, declared: Sequence[DeclaredSchedule] | None = None
+) -> dict[str, str]:
+    """Create each declared schedule (marked as Autarky's), or update the existing one to match; then delete
+    the schedules Autarky marked that are no longer declared. {id: "created"|"updated"|"deleted"}."""
+    declared = SCHEDULES if declared is None else declared
     outcome: dict[str, str] = {}
-    for declared in SCHEDULES:
-        schedule = declared.build(settings)
+    for item in declared:
+        schedule = item.build(settings)
         try:
-            await client.create_schedule(declared.schedule_id, schedule)
-            outcome[declared.schedule_id] = "created"
+            await client.create_schedule(item.schedule_id, schedule, memo=MARKER)
+            outcome[item.schedule_id] = "created"
         except ScheduleAlreadyRunningError:
 
-            def replace(current: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+            async def replace(current: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                if not await _marked(current.description):
+                    log.warning(
+                        "this schedule is not marked as Autarky's (created before Autarky marked its "
+                        "schedules, or by someone else): it is kept in sync, but would not be deleted "
+                        "once no longer declared; delete it once and the next sync re-creates it marked",
+                        schedule_id=current.description.id,
+                    )
                 new.state = current.description.schedule.state  # keep a person's pause and note
                 return ScheduleUpdate(schedule=new)
 
-            await client.get_schedule_handle(declared.schedule_id).update(replace)
-            outcome[declared.schedule_id] = "updated"
+            await client.get_schedule_handle(item.schedule_id).update(replace)
+            outcome[item.schedule_id] = "updated"
+    outcome |= await _delete_undeclared(client, {item.schedule_id for item in declared})
     return outcome
+
+
+async def _marked(schedule: ScheduleDescription | ScheduleListDescription) -> bool:
+    """Whether the schedule carries Autarky's marker; a memo this client cannot decode is not Autarky's."""
+    try:
+        return await schedule.memo_value(MARKER_KEY, None) == MARKER_VALUE
+    except Exception:  # e.g. someone else's codec or payload encoding
+        return False
+
+
+async def _delete_undeclared(client: Client, declared_ids: set[str]) -> dict[str, str]:
+    """Delete Autarky's marked schedules whose id is not declared; never a schedule without the marker."""
+    undeclared = [s async for s in await client.list_schedules() if s.id not in declared_ids]
+    deleted: dict[str, str] = {}
+    for listed in undeclared:
+        if not await _marked(listed):
+            continue
+        try:
+            await client.get_schedule_handle(listed.id).delete()
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:  # the list lags behind: already gone is fine
+                raise
+            continue
+        log.info("deleted a schedule Autarky no longer declares", schedule_id=listed.id)
+        deleted[listed.id] = "deleted"
+    return deleted

@@ -49,8 +49,9 @@ def test_playbook_one_candidate_per_type_most_urgent_wins() -> None:
         points(cpu_percent=[90], memory_percent=[90], disk_percent=[97])
     )
     cands = {c.action_type: c for c in candidates_for(findings)}
-    assert set(cands) == {"restart_worker_pool", "notify", "clear_cache"}
+    assert set(cands) == {"restart_worker_pool", "notify", "clear_cache", "prune_cache"}
     assert cands["clear_cache"].priority == Priority.CRITICAL  # disk at 97 % is critical
+    assert cands["prune_cache"].priority == Priority.CRITICAL
     assert cands["restart_worker_pool"].priority == Priority.HIGH  # memory beats cpu's medium
     assert cands["notify"].priority == Priority.MEDIUM
 

@@ -7,7 +7,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
 from autarky import search_attributes as sa
 from autarky.config import AutopilotSettings
 from autarky.hosts import host_queue, worker_identity
-from autarky.policy.decision import success_probability
+from autarky.policy.learning import success_probability
 from autarky.types import (
     ActionRecord,
     ActionStatus,
@@ -86,19 +86,26 @@ class Harness:
         self.task_queue = f"autopilot-test-{suffix}"
         self.control_queue = f"autopilot-control-{suffix}"
         self.workflow_id = f"autopilot-test-{suffix}"
-        self.hosts: dict[str, tuple[FakeHost, Path]] = {host_id: (host, data_dir)}
+        self.hosts: dict[str, tuple[FakeHost, Path, Client]] = {host_id: (host, data_dir, client)}
         self.pool_activities: dict[str, list[Callable[..., Any]]] = {}
 
     @property
     def host(self) -> FakeHost:
         return next(iter(self.hosts.values()))[0]
 
-    def add_host(self, host_id: str, host: FakeHost, data_dir: Path) -> None:
-        self.hosts[host_id] = (host, data_dir)
+    async def add_host(self, host_id: str, host: FakeHost, data_dir: Path) -> None:
+        """Another host, with a connection of its own (as another machine would have: the SDK allows
+        one worker per task queue and connection)."""
+        other = await Client.connect(
+            self.client.service_client.config.target_host,
+            namespace=self.client.namespace,
+            data_converter=self.client.data_converter,
+        )
+        self.hosts[host_id] = (host, data_dir, other)
 
     def workers(self) -> list[Worker]:
         workers = []
-        for index, (host_id, (host, data_dir)) in enumerate(self.hosts.items()):
+        for index, (host_id, (host, data_dir, client)) in enumerate(self.hosts.items()):
             identity = worker_identity(os.getpid(), host_id)
             remediation = RemediationActivities(data_dir)
             actions: list[Callable[..., Any]] = (
@@ -111,20 +118,20 @@ class Harness:
             ]
             workers += [
                 Worker(
-                    self.client,
+                    client,
                     task_queue=self.task_queue,
                     workflows=[AutopilotWorkflow, HousekeepingWorkflow] if index == 0 else [],
                     activities=[discover_hosts, *actions],
                     identity=identity,
                 ),
                 Worker(
-                    self.client,
+                    client,
                     task_queue=host_queue(self.task_queue, host_id),
                     activities=[host.probe_host, host.probe_network, *actions, remediation.prune_cache],
                     identity=identity,
                 ),
                 Worker(
-                    self.client,
+                    client,
                     task_queue=host_queue(self.control_queue, host_id),
                     activities=pool,
                     identity=identity,
@@ -393,16 +400,16 @@ async def test_continue_as_new_keeps_learned_state(client: Client, tmp_path: Pat
         first_run = (await handle.describe()).run_id
         before = await eventually(
             lambda: _first(
-                status(handle), lambda st: st if st.runs == 0 and "clear_cache" in st.knowledge else None
+                status(handle), lambda st: st if st.runs == 0 and "notify" in st.knowledge else None
             )
         )
         after = await eventually(lambda: _first(status(handle), lambda st: st if st.runs >= 2 else None))
         assert (await client.get_workflow_handle(harness.workflow_id).describe()).run_id != first_run
-    learned, earlier = after.knowledge["clear_cache"], before.knowledge["clear_cache"]
+    learned, earlier = after.knowledge["notify"], before.knowledge["notify"]
     assert learned.attempts > earlier.attempts >= 1  # outcomes from before the continue-as-new are kept
-    assert after.success_probabilities["clear_cache"] == pytest.approx(
-        success_probability(learned, 0.9), abs=1e-4
-    )
+    assert learned.weight > earlier.weight  # the decayed evidence is carried too
+    expected = success_probability(learned, 0.95, 2.0, datetime.now(UTC), timedelta(days=3))
+    assert after.success_probabilities["notify"] == pytest.approx(expected, abs=1e-3)
     assert after.iterations >= 16 and after.started_at == before.started_at
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import secrets
+import string
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autarky.config import ConfigError, load_settings
 
@@ -68,8 +73,13 @@ def test_bad_values_name_the_field_and_value(
 
 def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
     (tmp_path / "autarky.toml").write_text("monitr_interval = 3\n")
-    with pytest.raises(ConfigError, match="unknown setting 'monitr_interval'"):
+    with pytest.raises(ConfigError, match="unknown setting 'monitr_interval'") as error:
         load_settings()
+    # Not a top-level setting at all: the same name one section down is the likely intent.
+    assert str(error.value) == (
+        "invalid configuration: unknown setting 'monitr_interval' (in autarky.toml); "
+        "did you mean 'autopilot.monitor_interval'?"
+    )
 
 
 def test_broken_toml_file(tmp_path: Path) -> None:
@@ -87,3 +97,243 @@ def test_cli_prints_the_message_and_exits_2(monkeypatch: pytest.MonkeyPatch) -> 
     result = CliRunner().invoke(app, ["status"])
     assert result.exit_code == 2
     assert "AUTARKY_AUTOPILOT__MAX_CONCURRENT_ACTIONS" in result.output and "'many'" in result.output
+
+
+# --- unknown keys in every section ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        (
+            "AUTARKY_AUTOPILOT__ANALYSIS__ANOMALY_TRESHOLD",
+            "0.1",
+            "invalid configuration: unknown setting 'autopilot.analysis.anomaly_treshold' "
+            "(AUTARKY_AUTOPILOT__ANALYSIS__ANOMALY_TRESHOLD); did you mean 'anomaly_threshold'?",
+        ),
+        (
+            "AUTARKY_AUTOPILOT__DECISION__MAX_RISC",
+            "0.5",
+            "invalid configuration: unknown setting 'autopilot.decision.max_risc' "
+            "(AUTARKY_AUTOPILOT__DECISION__MAX_RISC); did you mean 'max_risk'?",
+        ),
+        (
+            "AUTARKY_AUTOPILOT__ANALYSIS__ANOMALY__WINDOWS",
+            "64",
+            "invalid configuration: unknown setting 'autopilot.analysis.anomaly.windows' "
+            "(AUTARKY_AUTOPILOT__ANALYSIS__ANOMALY__WINDOWS); did you mean 'window'?",
+        ),
+        (  # a section given as JSON: the key is inside the variable's value
+            "AUTARKY_AUTOPILOT__RULES",
+            '{"cpu_percent": 90, "memory_percnt": 90}',
+            "invalid configuration: unknown setting 'autopilot.rules.memory_percnt' "
+            "(in AUTARKY_AUTOPILOT__RULES); did you mean 'memory_percent'?",
+        ),
+        (  # a misspelt section: pydantic-settings drops the variable before the model sees it
+            "AUTARKY_AUTOPILT__MONITOR_INTERVAL",
+            "5",
+            "invalid configuration: unknown setting 'autopilt.monitor_interval' "
+            "(AUTARKY_AUTOPILT__MONITOR_INTERVAL); did you mean 'autopilot.monitor_interval'?",
+        ),
+        (
+            "AUTARKY_AUTOPILOT__XYZZY",
+            "1",
+            "invalid configuration: unknown setting 'autopilot.xyzzy' (AUTARKY_AUTOPILOT__XYZZY); "
+            "check the spelling (every setting is in autarky/config.py)",
+        ),
+    ],
+)
+def test_unknown_nested_variable_is_refused_with_the_nearest_key(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value) == expected
+
+
+def test_unknown_nested_toml_key_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "elsewhere" / "site.toml"  # the file AUTARKY_CONFIG names
+    config.parent.mkdir()
+    config.write_text(
+        "task_queue = 'q'\n"
+        "[autopilot]\nmonitor_interval = '5s'\n"
+        "[autopilot.analysis]\nanomaly_treshold = 0.1\n"
+        "[autopilot.decision]\nmin_expected_valu = 0.1\n"
+    )
+    monkeypatch.setenv("AUTARKY_CONFIG", str(config))
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value) == (
+        f"invalid configuration: unknown setting 'autopilot.analysis.anomaly_treshold' (in {config}); "
+        f"did you mean 'anomaly_threshold'?; unknown setting 'autopilot.decision.min_expected_valu' "
+        f"(in {config}); did you mean 'min_expected_value'?"
+    )
+
+
+def test_unknown_keys_and_bad_values_are_reported_together(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "autarky.toml").write_text("task_queu = 'q'\n[autopilot.rules]\nwindow = 0\n")
+    monkeypatch.setenv("AUTARKY_AUTOPILOT__SIMULATON", "true")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert (
+        "unknown setting 'autopilot.simulaton' (AUTARKY_AUTOPILOT__SIMULATON); did you mean 'simulation'?"
+        in (message)
+    )
+    assert "unknown setting 'task_queu' (in autarky.toml); did you mean 'task_queue'?" in message
+    assert message.count("task_queu'") == 1  # pydantic's own extra_forbidden error is not repeated
+    assert "autopilot.rules.window (AUTARKY_AUTOPILOT__RULES__WINDOW) = 0" in message
+    assert "\n" not in message
+
+
+def test_valid_nested_settings_and_leaf_collections_pass(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "autarky.toml").write_text(
+        "[autopilot]\nnetwork_targets = ['db:5432']\n"
+        "[autopilot.analysis]\nanomaly_threshold = 0.9\nanomaly_metrics = ['cpu_percent']\n"
+        "[autopilot.analysis.anomaly]\nwindow = 64\n"
+    )
+    monkeypatch.setenv("AUTARKY_AUTOPILOT__RULES", '{"cpu_percent": 90}')
+    monkeypatch.setenv("AUTARKY_AUTOPILOT__DECISION__MAX_RISK", "0.6")
+    monkeypatch.setenv("AUTARKY_CONFIG", str(tmp_path / "autarky.toml"))  # not a setting: no complaint
+    s = load_settings()
+    assert s.autopilot.analysis.anomaly_threshold == 0.9
+    assert s.autopilot.analysis.anomaly.window == 64
+    assert s.autopilot.network_targets == ["db:5432"]
+    assert s.autopilot.rules.cpu_percent == 90
+    assert s.autopilot.decision.max_risk == 0.6
+
+
+def test_dict_and_list_fields_are_leaves_and_extra_allow_models_accept_anything() -> None:
+    from pydantic import BaseModel, ConfigDict
+
+    from autarky.config import _walk
+
+    class Inner(BaseModel):
+        size: int = 1
+
+    class Open(BaseModel):
+        model_config = ConfigDict(extra="allow")
+
+    class Outer(BaseModel):
+        labels: dict[str, float] = {}
+        items: list[Inner] = []
+        inner: Inner | None = None
+        open: Open = Open()
+
+    unknown: list[tuple[str, ...]] = []
+    data = {
+        "labels": {"anything": 1.0},  # a dict's keys are its data, not settings
+        "items": [{"size": 2, "whatever": 3}],  # a list is one value: pydantic validates its items
+        "inner": {"size": 2, "sise": 3},
+        "open": {"free": 1},
+        "extra": 1,
+    }
+    _walk(Outer, data, (), unknown, set())
+    assert unknown == [("inner", "sise"), ("extra",)]
+
+
+def test_payload_models_keep_accepting_fields_they_do_not_know() -> None:
+    """The nested models are workflow payloads: an older worker must decode a newer client's settings."""
+    from autarky.config import AutopilotSettings
+
+    newer = {"monitor_interval": 5, "field_from_the_future": 1, "analysis": {"another_new_one": True}}
+    assert AutopilotSettings.model_validate(newer).monitor_interval == timedelta(seconds=5)
+
+
+# --- secrets never appear in the message -----------------------------------------------------------
+
+
+def test_a_secret_pasted_into_the_wrong_variable_is_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "k" + secrets.token_urlsafe(24)  # no known shape: only its value gives it away
+    monkeypatch.setenv("AUTARKY_OPENAI_API_KEY", secret)
+    monkeypatch.setenv("AUTARKY_AUTOPILOT__MONITOR_INTERVAL", secret)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert message.startswith(
+        "invalid configuration: autopilot.monitor_interval (AUTARKY_AUTOPILOT__MONITOR_INTERVAL) = ***: "
+    )
+    assert secret not in message and secret[:12] not in message
+
+
+def test_secret_values_from_every_source_are_hidden(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from_toml = "toml-" + secrets.token_hex(10)
+    github = secrets.token_hex(16)
+    short = "valid"  # too short to look for inside text, but hidden where it is the whole value
+    (tmp_path / "autarky.toml").write_text(
+        f"anthropic_api_key = '{from_toml}'\n[autopilot]\nnetwork_targets = ['{from_toml}', 'ok:1']\n"
+    )
+    monkeypatch.setenv("GITHUB_TOKEN", github)  # not an Autarky setting: still a secret of this process
+    monkeypatch.setenv("AUTARKY_OPENAI_API_KEY", short)
+    monkeypatch.setenv("AUTARKY_LOG_FORMAT", short)
+    monkeypatch.setenv("AUTARKY_TASK_QUEUE", "")
+    monkeypatch.setenv("AUTARKY_AUTOPILOT__MAX_CONCURRENT_ACTIONS", f"{github}x")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "autopilot.network_targets" in message and "log_format (AUTARKY_LOG_FORMAT) = ***" in message
+    assert "max_concurrent_actions" in message
+    for value in (from_toml, github):
+        assert value not in message
+    assert f"{short!r}" not in message
+    assert "Input should be a valid integer" in message  # "valid" as an ordinary word stays
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bearer 0123456789abcdefXYZ",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlMTIz",
+        "sk-ant-api03-0123456789abcdef",
+        "AKIAABCDEFGHIJKLMNOP",
+    ],
+)
+def test_token_shapes_in_a_bad_value_are_hidden(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("AUTARKY_AUTOPILOT__EXECUTOR_INTERVAL", value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert "AUTARKY_AUTOPILOT__EXECUTOR_INTERVAL" in str(error.value)
+    assert value.split()[-1][8:] not in str(error.value)
+
+
+def test_secret_settings_loaded_are_hidden_from_later_logs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from autarky.redaction import current_secrets, redact_text
+
+    from_toml = "toml-only-" + secrets.token_hex(8)
+    (tmp_path / "autarky.toml").write_text(f"openai_api_key = '{from_toml}'\n")
+    assert load_settings().openai_api_key.get_secret_value() == from_toml
+    assert from_toml in current_secrets()  # not in the environment: remembered from the settings
+    assert redact_text(f"using {from_toml}", current_secrets()) == "using ***"
+
+
+_SECRET_ALPHABET = (string.ascii_letters + string.digits + string.punctuation + " é€").replace("*", "")
+
+
+@settings(
+    max_examples=40,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # the clean environment is shared
+)
+@given(secret=st.text(alphabet=_SECRET_ALPHABET, min_size=8, max_size=40))
+def test_generated_secrets_never_appear_in_the_message(secret: str) -> None:
+    for variable, value in [
+        ("AUTARKY_LOG_FORMAT", secret),
+        ("AUTARKY_LOG_LEVEL", f"x{secret}y"),
+        ("AUTARKY_AUTOPILOT__NETWORK_TARGETS", json.dumps([secret, "bad"])),
+    ]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AUTARKY_ANTHROPIC_API_KEY", secret)
+            patch.setenv(variable, value)
+            with pytest.raises(ConfigError) as error:
+                load_settings()
+        message = str(error.value)
+        assert message.startswith("invalid configuration"), message
+        assert secret not in message and repr(secret)[1:-1] not in message

@@ -22,6 +22,7 @@ from autarky.temporal import AUTOPILOT_WORKFLOW_ID, connect, external_profile, m
 from schedules import sync_schedules
 from workers.dev_server import EmbeddedServer
 from workers.main import build_workers, run_until, stop_event_on_signals
+from workers.search_attributes import register_search_attributes
 
 log = structlog.get_logger(__name__)
 RECONFIGURE_TIMEOUT_SECONDS = 30.0
@@ -53,6 +54,8 @@ async def up(settings: AutarkySettings) -> None:
             await server.start()
         client = await connect(settings, runtime=metrics_runtime(settings))
         metrics.serve(settings.metrics_host, settings.metrics_port)
+        if profile:  # before the schedules, whose workflows set them; the embedded server has them already
+            await register_search_attributes(client)
         synced = await sync_schedules(client, settings)
         log.info("schedules synced", **synced)
         workers = build_workers(client, settings, pool=pool)

@@ -26,7 +26,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ChildWorkflowError, TimeoutType
+from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
     from autarky import search_attributes as sa
@@ -73,7 +74,7 @@ DETECTORS_PATCH = "statistical-detectors"
 ROUND2_PATCH = "per-host-routing"
 LEGACY_HOST = ""  # the one host of runs before per-host routing
 # A probe or remedy for a host whose worker does not pick it up this soon finds the host gone.
-HOST_PICKUP_TIMEOUT = timedelta(seconds=20)
+HOST_PICKUP_TIMEOUT = timedelta(seconds=10)
 # A host that stopped polling keeps its windows this long (a worker restart must not lose its history).
 HOST_FORGET_AFTER = timedelta(hours=1)
 DEFAULT_CRITICAL_CELSIUS = 100.0  # for sensors that do not report their critical temperature
@@ -198,7 +199,7 @@ class AutopilotWorkflow(ApprovalGate):
         discovered = state.hosts_discovered_at
         if discovered is None or now >= discovered + self._settings.host_discovery_interval:
             await self._discover_hosts()
-        await asyncio.gather(*(self._probe(host) for host in state.active_hosts))
+        await asyncio.gather(*(self._probe(host) for host in state.active_hosts if self._reachable(host)))
         forget = now - HOST_FORGET_AFTER
         for host in [h for h in state.hosts if h not in state.active_hosts]:
             last_seen = state.hosts[host].last_seen
@@ -221,6 +222,16 @@ class AutopilotWorkflow(ApprovalGate):
             return
         self._state.active_hosts = found.hosts
         self._state.hosts_discovered_at = workflow.now()
+        for host, polled in found.last_polled.items():
+            self._state.hosts.setdefault(host, HostState()).last_polled = polled
+
+    def _reachable(self, host: str) -> bool:
+        """False for a host whose worker let a probe wait unclaimed and has not polled since: probing it
+        would hold every Monitor round up by HOST_PICKUP_TIMEOUT until discovery stops listing it."""
+        hs = self._state.hosts.get(host)
+        if hs is None or hs.unreachable_since is None:
+            return True
+        return hs.last_polled is not None and hs.last_polled > hs.unreachable_since
 
     async def _probe(self, host: str) -> None:
         """One Monitor sample of `host` (LEGACY_HOST: whichever worker of the workflow's queue)."""
@@ -262,8 +273,11 @@ class AutopilotWorkflow(ApprovalGate):
                 # A missed sample is not worth stopping the loop for; the next round tries again.
                 workflow.logger.warning("%s%s probe failed: %s", where, name, outcome.cause or outcome)
                 self._bump(f"{name}_probe_failures")
+                cause = outcome.cause
+                if isinstance(cause, TemporalTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START:
+                    hs.unreachable_since = workflow.now()
         if isinstance(sample, HostSample):
-            hs.last_seen, hs.probe_failures = workflow.now(), 0
+            hs.last_seen, hs.probe_failures, hs.unreachable_since = workflow.now(), 0, None
             point = to_metric_point(sample, network if isinstance(network, NetworkSample) else None)
             hs.window.append(point)
             del hs.window[:-WINDOW_KEPT]

@@ -7,12 +7,14 @@ list after the server's poller expiry (a few minutes).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from autarky.hosts import DiscoveredHosts, DiscoverHostsInput, hosts_of
+from autarky.hosts import DiscoveredHosts, DiscoverHostsInput, host_of_identity, hosts_of
 
 
 @activity.defn(name="discover_hosts")
@@ -25,4 +27,10 @@ async def discover_hosts(request: DiscoverHostsInput) -> DiscoveredHosts:
             task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
         )
     )
-    return DiscoveredHosts(hosts=hosts_of(p.identity for p in response.pollers))
+    last_polled: dict[str, datetime] = {}
+    for poller in response.pollers:
+        host = host_of_identity(poller.identity)
+        if host is not None and poller.HasField("last_access_time"):
+            polled = poller.last_access_time.ToDatetime(tzinfo=UTC)
+            last_polled[host] = max(polled, last_polled.get(host, polled))
+    return DiscoveredHosts(hosts=hosts_of(p.identity for p in response.pollers), last_polled=last_polled)

@@ -61,6 +61,7 @@ class RemediationActivities:
             success=True,
             improvement=improvement,
             detail=f"deleted {files} files, freed {freed} bytes from {self.cache_dir}",
+            nothing_to_do=files == 0,  # an empty cache teaches nothing about what clearing achieves
         )
 
     @activity.defn(name="prune_cache")

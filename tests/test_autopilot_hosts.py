@@ -1,0 +1,97 @@
+"""Two hosts on one test server: each host's samples, findings and remedies stay on that host."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+
+from autarky.types import ActionRecord, ActionStatus
+from tests.fakes import FakeHost
+from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, of_type, status
+
+
+def cache_file(data_dir: Path, name: str, age_days: float = 0) -> Path:
+    path = data_dir / "cache" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * 1024)
+    if age_days:
+        old = time.time() - age_days * 86400
+        os.utime(path, (old, old))
+    return path
+
+
+async def test_each_hosts_samples_and_remedies_stay_on_that_host(client: Client, tmp_path: Path) -> None:
+    full, calm = FakeHost(disk=90.0, cpu=11.0), FakeHost(disk=40.0, cpu=22.0)
+    full_dir, calm_dir = tmp_path / "host-a", tmp_path / "host-b"
+    full_stale, full_fresh = cache_file(full_dir, "stale.bin", age_days=30), cache_file(full_dir, "fresh.bin")
+    calm_stale, calm_fresh = cache_file(calm_dir, "stale.bin", age_days=30), cache_file(calm_dir, "fresh.bin")
+    harness = Harness(client, full_dir, full, host_id="host-a")
+    await harness.add_host("host-b", calm, calm_dir)
+
+    # A long cooldown: each remedy runs once per host, so the first outcomes stay in view.
+    async with harness.running(fast_settings(action_cooldown=timedelta(hours=1))) as handle:
+        # Both hosts are found (their workers poll the shared queue) and probed through their own queues.
+        both = await eventually(
+            lambda: _first(
+                status(handle), lambda s: s if all(s.hosts.get(h) for h in ("host-a", "host-b")) else None
+            )
+        )
+        remedied = await eventually(
+            lambda: _first(
+                actions(handle),
+                lambda rs: (
+                    rs
+                    if of_type(rs, "clear_cache", ActionStatus.SUCCEEDED) and pruned(rs)
+                    else None
+                ),
+            )
+        )
+        final = await status(handle)
+
+    # Samples: each host's window holds its own probe's values, never the other's.
+    assert both.hosts["host-a"].disk_percent == 90.0 and both.hosts["host-a"].cpu_percent == 11.0
+    assert both.hosts["host-b"].disk_percent == 40.0 and both.hosts["host-b"].cpu_percent == 22.0
+    assert full.probes > 0 and calm.probes > 0
+    # Findings name their host; only the full disk has one.
+    disk_findings = [f for f in final.findings if f.kind == "disk_high"]
+    assert disk_findings and {f.host for f in disk_findings} == {"host-a"}
+    # Remedies ran on host-a: its cache was cleared (and pruned by the housekeeping child workflow) ...
+    assert not full_stale.exists() and not full_fresh.exists()
+    # ... and host-b's cache, on the same machine in another directory, was not touched.
+    assert calm_stale.exists() and calm_fresh.exists()
+    host_remedies = [
+        r for r in remedied if r.decision.candidate.action_type in {"clear_cache", "prune_cache"}
+    ]
+    assert host_remedies and {r.decision.candidate.host for r in host_remedies} == {"host-a"}
+    # The housekeeping child workflow pruned host-a only (clear_cache may have emptied it first).
+    assert all(r.detail.startswith("host-a: pruned ") for r in pruned(remedied))
+
+
+def pruned(records: list[ActionRecord]) -> list[ActionRecord]:
+    done = (ActionStatus.SUCCEEDED, ActionStatus.NOTHING_TO_DO)
+    return [r for r in records if r.decision.candidate.action_type == "prune_cache" and r.status in done]
+
+
+async def test_a_host_that_stops_polling_is_no_longer_probed(client: Client, tmp_path: Path) -> None:
+    staying, leaving = FakeHost(), FakeHost()
+    harness = Harness(client, tmp_path / "a", staying, host_id="staying")
+    await harness.add_host("leaving", leaving, tmp_path / "b")
+    settings = fast_settings()
+    async with harness.serving():
+        handle = await harness.start(settings)
+        await eventually(lambda: _first(status(handle), lambda s: s.hosts.get("leaving")))
+    # Only "staying" comes back; "leaving" still has pollers listed for a while but takes no work.
+    harness.hosts.pop("leaving")
+    async with harness.serving():
+        probes = leaving.probes
+        before = (await status(handle)).iterations
+        # One Monitor round waits for the departed host's probe to go unclaimed; later rounds skip it.
+        await eventually(lambda: _first(status(handle), lambda s: s.iterations > before + 10), timeout=40)
+        s = await status(handle)
+        await handle.terminate("test finished")
+    assert leaving.probes == probes  # nothing ran on the departed host
+    assert "staying" in s.hosts
