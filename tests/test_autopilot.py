@@ -87,7 +87,7 @@ class Harness:
         self.control_queue = f"autopilot-control-{suffix}"
         self.workflow_id = f"autopilot-test-{suffix}"
         self.hosts: dict[str, tuple[FakeHost, Path, Client]] = {host_id: (host, data_dir, client)}
-        self.pool_activities: dict[str, list[Callable[..., Any]]] = {}
+        self.pool_activities: dict[str, list[Callable[..., Any]] | None] = {}
 
     @property
     def host(self) -> FakeHost:
@@ -113,9 +113,12 @@ class Harness:
                 if self.slow
                 else [remediation.notify, remediation.clear_cache]
             )
-            pool = self.pool_activities.get(host_id) or [
-                WorkerPoolActivities(LocalWorkerPool(data_dir), warmup=timedelta(0)).restart_worker_pool
-            ]
+            # None: the real pool activity on an empty pool; []: no control worker in this process.
+            pool = self.pool_activities.get(host_id)
+            if pool is None:
+                pool = [
+                    WorkerPoolActivities(LocalWorkerPool(data_dir), warmup=timedelta(0)).restart_worker_pool
+                ]
             workers += [
                 Worker(
                     client,
@@ -130,13 +133,16 @@ class Harness:
                     activities=[host.probe_host, host.probe_network, *actions, remediation.prune_cache],
                     identity=identity,
                 ),
-                Worker(
-                    client,
-                    task_queue=host_queue(self.control_queue, host_id),
-                    activities=pool,
-                    identity=identity,
-                ),
             ]
+            if pool:
+                workers.append(
+                    Worker(
+                        client,
+                        task_queue=host_queue(self.control_queue, host_id),
+                        activities=pool,
+                        identity=identity,
+                    )
+                )
         return workers
 
     @asynccontextmanager
@@ -325,7 +331,10 @@ async def test_bad_approvals_are_refused_and_change_nothing(
     async with harness.running(fast_settings()) as handle:
         request = (await eventually(lambda: pending(handle)))[0]
         bad = [
-            (ApprovalDecision(approval_id="apr-does-not-exist", approver="ops-alice", reason="ok"), "no approval with id"),
+            (
+                ApprovalDecision(approval_id="apr-does-not-exist", approver="ops-alice", reason="ok"),
+                "no approval with id",
+            ),
             (ApprovalDecision(approval_id=request.approval_id, approver="  "), "approver must name"),
             (
                 ApprovalDecision(approval_id=request.approval_id, approver="ops-alice", reason=" "),
@@ -340,10 +349,14 @@ async def test_bad_approvals_are_refused_and_change_nothing(
         assert [p.approval_id for p in still][:1] == [request.approval_id]
         assert still[0].state == ApprovalState.PENDING
 
-        await decide(handle, "reject", ApprovalDecision(approval_id=request.approval_id, approver="carol", reason="no"))
+        await decide(
+            handle, "reject", ApprovalDecision(approval_id=request.approval_id, approver="carol", reason="no")
+        )
         with pytest.raises(WorkflowUpdateFailedError) as twice:
             await decide(
-                handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="dave", reason="yes")
+                handle,
+                "approve",
+                ApprovalDecision(approval_id=request.approval_id, approver="dave", reason="yes"),
             )
         assert "already rejected by carol" in str(twice.value.cause)
         # An invalid signal is ignored, not applied.
@@ -439,7 +452,8 @@ async def test_goals_report_progress(client: Client, tmp_path: Path, host: FakeH
     async with harness.running(fast_settings(simulation=True)) as handle:
         goals = await eventually(
             lambda: _first(
-                handle.query(AutopilotWorkflow.goals), lambda gs: gs if gs and gs[0].current is not None else None
+                handle.query(AutopilotWorkflow.goals),
+                lambda gs: gs if gs and gs[0].current is not None else None,
             )
         )
     assert {g.host for g in goals} == {"test-host"}  # goals are per host
@@ -481,7 +495,11 @@ async def test_a_pending_approval_survives_continue_as_new(
         await eventually(lambda: _first(status(handle), lambda st: st.runs >= 1))
         assert (await handle.describe()).run_id != first_run
         assert request.approval_id in [p.approval_id for p in await pending(handle)]  # still waiting
-        await decide(handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="frank", reason="ok"))
+        await decide(
+            handle,
+            "approve",
+            ApprovalDecision(approval_id=request.approval_id, approver="frank", reason="ok"),
+        )
         ran = await eventually(
             lambda: _first(
                 actions(handle),
@@ -503,7 +521,9 @@ async def test_an_expired_approval_cannot_be_granted(client: Client, tmp_path: P
         await asyncio.sleep(1.0)
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await decide(
-                handle, "approve", ApprovalDecision(approval_id=request.approval_id, approver="late-larry", reason="ok")
+                handle,
+                "approve",
+                ApprovalDecision(approval_id=request.approval_id, approver="late-larry", reason="ok"),
             )
         assert "expired" in str(refused.value.cause)
         assert not of_type(await actions(handle), "restart_worker_pool", ActionStatus.SUCCEEDED)
