@@ -15,8 +15,16 @@ RUN useradd --create-home --uid 10001 autarky \
     && chown autarky:autarky /data
 
 WORKDIR /app
+
+# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when pyproject.toml changes,
+# not on every source change. The build backend comes along so that the project installs offline below.
+COPY pyproject.toml ./
+RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); print(*p["build-system"]["requires"], *p["project"]["dependencies"], sep="\n")' > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
 COPY . .
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --no-deps --no-build-isolation .
 
 USER autarky
 # Prometheus: the Temporal SDK's metrics (AUTARKY_SDK_METRICS_PORT) and Autarky's (AUTARKY_METRICS_PORT).

@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -134,13 +135,23 @@ def status() -> None:
     table.add_row(
         "success probability", ", ".join(f"{k} {v:.2f}" for k, v in s.success_probabilities.items())
     )
-    if s.last_sample:
-        p = s.last_sample
+    if s.expected_improvements:
         table.add_row(
-            "last sample",
-            f"CPU {p.cpu_percent:.0f} %, memory {p.memory_percent:.0f} %, disk {p.disk_percent:.0f} %",
+            "expected improvement",
+            ", ".join(f"{k} {v:.3f}" for k, v in s.expected_improvements.items()),
         )
-    table.add_row("findings", "\n".join(f.message for f in s.findings) or "none")
+    for host, p in (s.hosts or {"": s.last_sample}).items():
+        if p is not None:
+            table.add_row(
+                f"host {host}" if host else "last sample",
+                f"CPU {p.cpu_percent:.0f} %, memory {p.memory_percent:.0f} %, disk {p.disk_percent:.0f} %",
+            )
+    table.add_row(
+        "findings", "\n".join(escape((f"[{f.host}] " if f.host else "") + f.message) for f in s.findings) or "none"
+    )
+    for z in s.snoozes:
+        where = f" on {z.host}" if z.host else ""
+        table.add_row("snoozed", f"{z.action_type}{where} until {z.until:%Y-%m-%d %H:%M} UTC ({z.why})")
     console.print(table)
 
 
@@ -151,12 +162,13 @@ def actions(count: Annotated[int, typer.Option(help="how many")] = 20) -> None:
     async def run(settings: AutarkySettings) -> Any:
         return await (await _client(settings)).recent_actions(count)
 
-    table = Table("id", "type", "status", "priority", "risk", "EV", "improvement", "detail")
+    table = Table("id", "type", "host", "status", "priority", "risk", "EV", "improvement", "detail")
     for r in _run(run):
         c = r.decision.candidate
         table.add_row(
             r.action_id,
             c.action_type,
+            c.host or "",
             r.status.value,
             c.priority.value,
             f"{c.risk:.2f}",
@@ -198,9 +210,10 @@ def findings() -> None:
     if not found:
         console.print("No findings: everything looks normal.")
         return
-    table = Table("kind", "metric", "value", "expected", "score", "severity", "evidence")
+    table = Table("host", "kind", "metric", "value", "expected", "score", "severity", "evidence")
     for f in found:
         table.add_row(
+            f.host or "",
             f.kind,
             f.metric + (f" ({f.subject})" if f.subject else ""),
             _bytes(f.value) if f.metric.endswith("_bytes") else f"{f.value:.4g}",
@@ -238,10 +251,12 @@ def approvals() -> None:
     if not pending:
         console.print("nothing is waiting for approval")
         return
-    table = Table("id", "workflow", "what", "why", "expires (UTC)")
+    table = Table("id", "workflow", "host", "what", "why", "expires (UTC)")
     for p in pending:
         r = p.request
-        table.add_row(r.approval_id, p.workflow_id, r.subject, r.why, f"{r.expires_at:%Y-%m-%d %H:%M:%S}")
+        table.add_row(
+            r.approval_id, p.workflow_id, r.host or "", r.subject, r.why, f"{r.expires_at:%Y-%m-%d %H:%M:%S}"
+        )
     console.print(table)
 
 

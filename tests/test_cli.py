@@ -56,9 +56,11 @@ async def test_status_approvals_and_approve(env: WorkflowEnvironment, client: Cl
         code, out = await cli(env, "status")
         assert code == 0, out
         assert "Autopilot: waiting for approval" in out and "memory_percent averaged 90.0%" in out
+        assert "host test-host" in out and "[test-host] memory_percent" in out  # each host named
 
         code, out = await cli(env, "approvals")
         assert code == 0 and request.approval_id in out and AUTOPILOT_WORKFLOW_ID in out, out
+        assert "restart_worker_pool on test-host" in out, out
 
         code, out = await cli(env, "approve", "apr-nope", "--reason", "typo")
         assert code == 1 and "no approval with id 'apr-nope'" in out, out
@@ -150,3 +152,4 @@ async def test_findings_lists_what_the_analyze_stage_sees(
         code, out = await cli(env, "findings")
     assert code == 0, out
     assert "disk_high" in out and "disk_percent averaged 90.0%" in out and "≤ 85" in out
+    assert "test-host" in out

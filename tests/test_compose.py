@@ -6,6 +6,8 @@ import json
 import os
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -21,15 +23,21 @@ DOCKERFILE = ROOT / "Dockerfile"
 
 REQUIRED_SERVICES = {
     "postgresql",
+    "temporal-schema-setup",
     "temporal",
+    "temporal-create-namespace",
     "temporal-admin-tools",
     "temporal-ui",
     "autarky-worker",
     "autarky-up",
 }
+# The temporalio/admin-tools one-shots: Alpine images without bash.
+ADMIN_TOOLS_SERVICES = ("temporal-schema-setup", "temporal-create-namespace", "temporal-admin-tools")
 AUTARKY_SERVICES = {"autarky-worker": ["autarky", "worker"], "autarky-up": ["autarky", "up"]}
 SEARCH_ATTRIBUTES = {"AutarkyKind": "Keyword", "AutarkyRisk": "Double", "AutarkyApproval": "Keyword"}
 DEPENDS_ON_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+# Where temporalio/admin-tools ships the versioned schema, per temporal-sql-tool plugin.
+SQL_SCHEMA_DIRS = {"postgres12": "/etc/temporal/schema/postgresql/v12"}
 
 _VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
 
@@ -121,6 +129,34 @@ def container_ports(service: dict[str, Any]) -> set[int]:
     return {int(str(entry).split(":")[-1].split("/")[0]) for entry in service.get("ports", [])}
 
 
+def image_parts(service: dict[str, Any]) -> tuple[str, str]:
+    """(repository, tag) of a service's image."""
+    repository, _, tag = interpolate(service["image"]).split("@")[0].rpartition(":")
+    return repository, tag
+
+
+def frontend_address(services: dict[str, dict[str, Any]]) -> str:
+    """The address clients inside the stack dial: the temporal service and its frontend gRPC port."""
+    port = int(environment(services["temporal"]).get("FRONTEND_GRPC_PORT", "7233"))
+    assert port in container_ports(services["temporal"]), (
+        f"temporal does not publish its frontend port {port}"
+    )
+    return f"temporal:{port}"
+
+
+def healthcheck_text(service: dict[str, Any]) -> str:
+    test = service["healthcheck"]["test"]
+    return test if isinstance(test, str) else " ".join(test)
+
+
+def script(service: dict[str, Any]) -> str:
+    """A one-shot's shell script as the container sees it (``$$`` unescaped), simple assignments expanded."""
+    text = interpolate(command_text(service))
+    for name, value in re.findall(r"^\s*(\w+)=([^\s\"'$]+)\s*$", text, flags=re.MULTILINE):
+        text = re.sub(rf"\$(?:{name}\b|\{{{name}\}})", lambda _match, value=value: value, text)
+    return text
+
+
 def names_a_setting(env_name: str) -> bool:
     """Whether an ``AUTARKY_…`` variable names a settings field (misspelt ones are silently ignored)."""
     model: Any = AutarkySettings
@@ -184,6 +220,153 @@ def test_images_are_pinned(services):
         assert tag != "latest", f"{name}: image {image!r} is not pinned"
 
 
+def test_no_deprecated_auto_setup_image(services):
+    for name, service in services.items():
+        if "image" in service:
+            assert "auto-setup" not in image_parts(service)[0], f"{name}: temporalio/auto-setup is deprecated"
+    assert image_parts(services["temporal"])[0] == "temporalio/server"
+
+
+def test_server_and_admin_tools_are_one_temporal_release(services):
+    server_repository, server_tag = image_parts(services["temporal"])
+    assert server_repository == "temporalio/server"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", server_tag), f"{server_tag!r} is not a Temporal release"
+    admin_tools = {
+        name: image_parts(service)[1]
+        for name, service in services.items()
+        if "image" in service and image_parts(service)[0] == "temporalio/admin-tools"
+    }
+    assert admin_tools.keys() == set(ADMIN_TOOLS_SERVICES)
+    for name, tag in admin_tools.items():
+        assert tag == server_tag, f"{name} runs admin-tools {tag}, the server is {server_tag}"
+
+
+def test_admin_tools_scripts_run_in_posix_sh(services):
+    """admin-tools is an Alpine image without bash: the one-shots run /bin/sh and stop at the first error."""
+    for name in ADMIN_TOOLS_SERVICES:
+        service = services[name]
+        assert service.get("entrypoint") in (["/bin/sh", "-c"], ["sh", "-c"]), (
+            f"{name}: the image's own command only sleeps; run the script with sh -c"
+        )
+        text = script(service)
+        assert re.match(r"\s*set -e", text), f"{name}: a failing step must fail the one-shot (set -e)"
+        for bashism in ("<<<", "[[", "function ", "pipefail", "$'"):
+            assert bashism not in text, f"{name}: {bashism!r} is bash, not POSIX sh"
+        assert str(service.get("restart")) == "no"
+
+
+def test_schema_setup_runs_temporal_sql_tool_before_the_server(services):
+    setups = [name for name, service in services.items() if "temporal-sql-tool" in command_text(service)]
+    assert setups == ["temporal-schema-setup"], setups
+    setup, temporal = services["temporal-schema-setup"], services["temporal"]
+    assert depends_on(temporal).get("temporal-schema-setup") == "service_completed_successfully"
+    assert depends_on(setup).get("postgresql") == "service_healthy"
+
+    # The tool reaches the very database the server uses: the same variables, mapped onto its own.
+    setup_env, server_env = environment(setup), environment(temporal)
+    for key in (
+        "DB",
+        "DB_PORT",
+        "POSTGRES_SEEDS",
+        "POSTGRES_USER",
+        "POSTGRES_PWD",
+        "DBNAME",
+        "VISIBILITY_DBNAME",
+    ):
+        assert setup_env.get(key) == server_env[key], f"{key}: schema setup and server differ"
+    text = script(setup)
+    exported = dict(re.findall(r'\b(SQL_\w+)="\$(\w+)"', text))
+    assert exported == {
+        "SQL_PLUGIN": "DB",
+        "SQL_HOST": "POSTGRES_SEEDS",
+        "SQL_PORT": "DB_PORT",
+        "SQL_USER": "POSTGRES_USER",
+        "SQL_PASSWORD": "POSTGRES_PWD",
+    }
+    assert {server_env["DBNAME"], server_env["VISIBILITY_DBNAME"]} == {"temporal", "temporal_visibility"}
+
+    schema_dir = SQL_SCHEMA_DIRS[server_env["DB"]]
+    steps = [line.split() for line in text.splitlines() if line.strip().startswith("temporal-sql-tool")]
+    for database, schema in (("DBNAME", "temporal"), ("VISIBILITY_DBNAME", "visibility")):
+        mine = [step for step in steps if step[1:3] == ["--db", f'"${database}"']]
+        commands = [step[3] for step in mine]
+        assert commands == ["create", "setup-schema", "update-schema"], f"{database}: {commands}"
+        assert mine[1][4:] == ["-v", "0.0"]
+        assert mine[2][4] == "-d" and mine[2][5].strip('"') == f"{schema_dir}/{schema}/versioned"
+
+
+def test_temporal_uses_postgresql(services):
+    temporal, postgresql = services["temporal"], services["postgresql"]
+    env = environment(temporal)
+    assert env["DB"] in SQL_SCHEMA_DIRS
+    assert env["POSTGRES_SEEDS"] == "postgresql"
+    assert depends_on(temporal).get("postgresql") == "service_healthy"
+    assert "pg_isready" in json.dumps(postgresql["healthcheck"]["test"])
+    # Same variable and default on both sides, so overriding one overrides the other.
+    raw_temporal, raw_postgres = temporal["environment"], postgresql["environment"]
+    assert raw_temporal["POSTGRES_USER"] == raw_postgres["POSTGRES_USER"]
+    assert raw_temporal["POSTGRES_PWD"] == raw_postgres["POSTGRES_PASSWORD"]
+    assert raw_temporal["DBNAME"] == raw_postgres["POSTGRES_DB"]
+    assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:-[^}]+\}", raw_postgres["POSTGRES_PASSWORD"])
+    # The frontend must listen beyond the container's own address for the port check and other containers.
+    assert env["BIND_ON_IP"] == "0.0.0.0"
+    healthcheck = healthcheck_text(temporal)
+    assert "temporal operator" not in healthcheck and "tctl" not in healthcheck, "the server image has no CLI"
+    assert frontend_address(services).rpartition(":")[2] in healthcheck
+
+
+def test_temporal_has_its_dynamic_config(compose, services):
+    """The server image ships no dynamic config file and the server refuses to start without it."""
+    temporal = services["temporal"]
+    path = environment(temporal)["DYNAMIC_CONFIG_FILE_PATH"]
+    assert path.startswith("/")
+    mounted = {
+        entry["target"]: entry["source"] for entry in temporal.get("configs", []) if isinstance(entry, dict)
+    }
+    assert path in mounted, f"nothing is mounted at {path}"
+    config = compose["configs"][mounted[path]]
+    text = config["content"] if "content" in config else (ROOT / config["file"]).read_text()
+    values = yaml.safe_load(text)
+    assert isinstance(values, dict) and values
+    for key, entries in values.items():
+        assert isinstance(entries, list) and entries, key
+        assert all(isinstance(entry, dict) and "value" in entry for entry in entries), key
+
+
+def test_namespace_is_created_before_the_search_attributes(services):
+    create, admin = services["temporal-create-namespace"], services["temporal-admin-tools"]
+    assert depends_on(create).get("temporal") == "service_healthy"
+    text = script(create)
+    assert "temporal operator cluster health" in text, "wait until the cluster serves, not only its port"
+    assert re.search(r'temporal operator namespace create --namespace "\$TEMPORAL_NAMESPACE"', text)
+    assert environment(create)["TEMPORAL_ADDRESS"] == frontend_address(services)
+    assert depends_on(admin).get("temporal-create-namespace") == "service_completed_successfully"
+    assert environment(admin)["TEMPORAL_NAMESPACE"] == environment(create)["TEMPORAL_NAMESPACE"]
+
+
+def test_admin_tools_register_the_search_attributes(services):
+    admin = services["temporal-admin-tools"]
+    text = script(admin)
+    creates = re.findall(r"search-attribute create\b[^\n]*", text)
+    registered = {}
+    for line in creates:
+        names = re.findall(r"--name\s+(\w+)", line)
+        types = re.findall(r"--type\s+(\w+)", line)
+        assert len(names) == len(types), line
+        assert '--namespace "$TEMPORAL_NAMESPACE"' in line, line
+        registered |= dict(zip(names, types, strict=True))
+    assert registered == SEARCH_ATTRIBUTES
+    assert environment(admin)["TEMPORAL_ADDRESS"] == frontend_address(services)
+    assert depends_on(admin).get("temporal") == "service_healthy"
+
+
+def test_ui_is_on_host_port_8233(services):
+    ui = services["temporal-ui"]
+    assert published(ui).get(8233) == 8080
+    assert environment(ui)["TEMPORAL_ADDRESS"] == frontend_address(services)
+    assert depends_on(ui).get("temporal") == "service_healthy"
+
+
 def test_autarky_services_build_the_dockerfile(services):
     for name, expected_command in AUTARKY_SERVICES.items():
         service = services[name]
@@ -199,20 +382,35 @@ def test_autarky_services_build_the_dockerfile(services):
 
 
 def test_autarky_services_reach_temporal(services):
-    temporal_ports = container_ports(services["temporal"])
+    namespace = environment(services["temporal-create-namespace"])["TEMPORAL_NAMESPACE"]
     for name in AUTARKY_SERVICES:
         env = environment(services[name])
-        host, port = host_port(env["TEMPORAL_ADDRESS"])
-        assert host == "temporal" and host in services
-        assert port in temporal_ports, f"{name} dials port {port}; temporal serves {temporal_ports}"
-        assert env["TEMPORAL_NAMESPACE"] == environment(services["temporal"])["DEFAULT_NAMESPACE"]
-        assert depends_on(services[name]).get("temporal") == "service_healthy"
+        assert env["TEMPORAL_ADDRESS"] == frontend_address(services)
+        assert env["TEMPORAL_NAMESPACE"] == namespace, f"{name} uses a namespace nobody creates"
+        deps = depends_on(services[name])
+        assert deps.get("temporal") == "service_healthy"
+        # The namespace and the search attributes exist before any Autarky workflow runs.
+        assert deps.get("temporal-admin-tools") == "service_completed_successfully"
 
 
-def test_worker_replicas_and_up_waits_for_search_attributes(services):
+def test_worker_replicas(services):
     assert services["autarky-worker"]["deploy"]["replicas"] >= 2
     assert "ports" not in services["autarky-worker"], "replicas cannot share published host ports"
-    assert depends_on(services["autarky-up"])["temporal-admin-tools"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("name", sorted(AUTARKY_SERVICES))
+def test_autarky_services_have_a_metrics_healthcheck(services, name):
+    service = services[name]
+    test = service["healthcheck"]["test"]
+    assert isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL"), test
+    text = healthcheck_text(service)
+    assert "python" in text and "urllib" in text, "python:3.11-slim has no curl or wget"
+    urls = re.findall(r"http://(127\.0\.0\.1|localhost):(\d+)(/\S*?)['\")\s]", text)
+    assert len(urls) == 1, text
+    _host, port, path = urls[0]
+    assert int(port) == int(environment(service)["AUTARKY_METRICS_PORT"]), "probe Autarky's own metrics port"
+    assert path == "/metrics"
+    assert environment(service)["AUTARKY_METRICS_HOST"] == "0.0.0.0"
 
 
 @pytest.mark.parametrize("name", sorted(AUTARKY_SERVICES))
@@ -233,54 +431,29 @@ def test_autarky_environment_is_valid_settings(services, dockerfile, name, monke
     assert settings.log_format == "json"
     assert str(settings.data_dir) == "/data"
     mounts = [str(volume).split(":")[1] for volume in services[name].get("volumes", [])]
-    assert "/data" in mounts, f"{name}: the data dir should be on a volume"
+    replicated = services[name].get("deploy", {}).get("replicas", 1) > 1
+    if replicated:  # each replica is a host of its own: a shared data dir would share its cache
+        assert "/data" not in mounts, f"{name}: replicas must not share a data dir"
+    else:
+        assert "/data" in mounts, f"{name}: the data dir should be on a volume"
     assert settings.metrics_host == "0.0.0.0", "metrics bound to loopback are unreachable in a container"
     exposed = {int(port) for arguments in instructions(dockerfile, "EXPOSE") for port in arguments.split()}
     assert {settings.metrics_port, settings.sdk_metrics_port} <= exposed
-    assert all(target.startswith("temporal:") for target in settings.autopilot.network_targets)
+    # None: the autopilot probes the Temporal server in use (TEMPORAL_ADDRESS).
+    assert settings.autopilot.network_targets is None
     if name == "autarky-up":
         assert settings.worker_pool_size == 0
 
 
-def test_temporal_uses_postgresql(services):
-    temporal, postgresql = services["temporal"], services["postgresql"]
-    env = environment(temporal)
-    assert env["DB"].startswith("postgres")
-    assert env["POSTGRES_SEEDS"] == "postgresql"
-    assert depends_on(temporal).get("postgresql") == "service_healthy"
-    assert "pg_isready" in json.dumps(postgresql["healthcheck"]["test"])
-    assert "7233" in env["TEMPORAL_ADDRESS"] and 7233 in container_ports(temporal)
-    # Same variable and default on both sides, so overriding one overrides the other.
-    raw_temporal, raw_postgres = temporal["environment"], postgresql["environment"]
-    assert raw_temporal["POSTGRES_USER"] == raw_postgres["POSTGRES_USER"]
-    assert raw_temporal["POSTGRES_PWD"] == raw_postgres["POSTGRES_PASSWORD"]
-    assert raw_temporal["DBNAME"] == raw_postgres["POSTGRES_DB"]
-    assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:-[^}]+\}", raw_postgres["POSTGRES_PASSWORD"])
-    healthcheck = json.dumps(temporal["healthcheck"]["test"])
-    assert "temporal operator cluster health" in healthcheck or "tctl" in healthcheck
-
-
-def test_ui_is_on_host_port_8233(services):
-    ui = services["temporal-ui"]
-    assert published(ui).get(8233) == 8080
-    assert environment(ui)["TEMPORAL_ADDRESS"] == environment(services["temporal"])["TEMPORAL_ADDRESS"]
-
-
-def test_admin_tools_register_the_search_attributes(services):
-    admin = services["temporal-admin-tools"]
-    text = command_text(admin)
-    creates = re.findall(r"search-attribute create\b[^\n]*", text)
-    registered = {}
-    for line in creates:
-        names = re.findall(r"--name\s+(\w+)", line)
-        types = re.findall(r"--type\s+(\w+)", line)
-        assert len(names) == len(types), line
-        registered |= dict(zip(names, types, strict=True))
-    assert registered == SEARCH_ATTRIBUTES
-    assert admin.get("entrypoint"), "the admin-tools image's own entrypoint only sleeps"
-    assert str(admin.get("restart")) == "no"
-    assert environment(admin)["TEMPORAL_ADDRESS"] == environment(services["temporal"])["TEMPORAL_ADDRESS"]
-    assert depends_on(admin).get("temporal") == "service_healthy"
+def test_replicas_keep_their_own_host_identity(services, dockerfile):
+    """The host id defaults to the hostname, each container's own; a constant would merge the replicas."""
+    replicated = [
+        name for name, service in services.items() if (service.get("deploy") or {}).get("replicas", 1) > 1
+    ]
+    assert "autarky-worker" in replicated
+    for name in replicated:
+        assert "AUTARKY_HOST_ID" not in dockerfile_env(dockerfile) | environment(services[name]), name
+        assert "hostname" not in services[name] and "container_name" not in services[name], name
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------------
@@ -290,8 +463,47 @@ def test_dockerfile_base_user_and_install(dockerfile):
     assert instructions(dockerfile, "FROM") == ["python:3.11-slim"]
     users = instructions(dockerfile, "USER")
     assert users and users[-1] not in ("root", "0"), "the image must run as a non-root user"
-    assert any("pip install --no-cache-dir ." in run for run in instructions(dockerfile, "RUN"))
+    runs = instructions(dockerfile, "RUN")
+    assert any("mkdir /data" in run and "chown" in run for run in runs), (
+        "a fresh /data volume must be writable"
+    )
     assert dockerfile_env(dockerfile)["AUTARKY_LOG_FORMAT"] == "json"
+
+
+def test_dockerfile_installs_dependencies_before_the_source(dockerfile):
+    """A source change must not reinstall the dependencies: they come from pyproject.toml alone."""
+    steps = [
+        (instruction, arguments) for instruction, arguments in dockerfile if instruction in ("COPY", "RUN")
+    ]
+    copy_all = steps.index(("COPY", ". ."))
+    before, after = steps[:copy_all], steps[copy_all + 1 :]
+
+    copies = [arguments.split() for instruction, arguments in before if instruction == "COPY"]
+    assert copies and all(sources[:-1] == ["pyproject.toml"] for sources in copies), copies
+    installs = [
+        arguments for instruction, arguments in before if instruction == "RUN" and "pip install" in arguments
+    ]
+    assert len(installs) == 1, "install the dependencies in one layer before `COPY . .`"
+
+    # Run the step's own requirement extraction on the project's pyproject.toml.
+    command = next(part for part in installs[0].split("&&") if "tomllib" in part)
+    argv = shlex.split(command)
+    code = argv[argv.index("-c") + 1]
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        project = tomllib.load(file)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    listed = set(result.stdout.split("\n")) - {""}
+    assert set(project["project"]["dependencies"]) <= listed
+
+    final = [
+        arguments for instruction, arguments in after if instruction == "RUN" and "pip install" in arguments
+    ]
+    assert len(final) == 1 and re.search(r"\s\.$", final[0]), final
+    assert "--no-deps" in final[0], "the dependencies are installed already"
+    if "--no-build-isolation" in final[0]:
+        assert set(project["build-system"]["requires"]) <= listed, "the build backend must be installed"
 
 
 def test_dockerfile_cmd_runs_a_declared_console_script(dockerfile):
@@ -302,4 +514,4 @@ def test_dockerfile_cmd_runs_a_declared_console_script(dockerfile):
 
 def test_dockerignore_keeps_local_state_out():
     ignored = set((ROOT / ".dockerignore").read_text().split())
-    assert {".venv", ".autarky", ".git"} <= ignored
+    assert {".venv", ".autarky", ".git", ".env"} <= ignored
