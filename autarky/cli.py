@@ -147,7 +147,8 @@ def status() -> None:
                 f"CPU {p.cpu_percent:.0f} %, memory {p.memory_percent:.0f} %, disk {p.disk_percent:.0f} %",
             )
     table.add_row(
-        "findings", "\n".join(escape((f"[{f.host}] " if f.host else "") + f.message) for f in s.findings) or "none"
+        "findings",
+        "\n".join(escape((f"[{f.host}] " if f.host else "") + f.message) for f in s.findings) or "none",
     )
     for z in s.snoozes:
         where = f" on {z.host}" if z.host else ""

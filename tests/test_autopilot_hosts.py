@@ -43,11 +43,7 @@ async def test_each_hosts_samples_and_remedies_stay_on_that_host(client: Client,
         remedied = await eventually(
             lambda: _first(
                 actions(handle),
-                lambda rs: (
-                    rs
-                    if of_type(rs, "clear_cache", ActionStatus.SUCCEEDED) and pruned(rs)
-                    else None
-                ),
+                lambda rs: rs if of_type(rs, "clear_cache", ActionStatus.SUCCEEDED) and pruned(rs) else None,
             )
         )
         final = await status(handle)
