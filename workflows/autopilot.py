@@ -145,7 +145,10 @@ class AutopilotWorkflow(ApprovalGate):
             if not self._round2 and workflow.info().is_continue_as_new_suggested():
                 break
             self._wake = False
-            delay = min(due.values()) - workflow.now()
+            # Idle, the executor has nothing to look at: approvals and finished actions wake the loop, so
+            # its timer is only needed while something waits in the queue (fewer idle workflow tasks).
+            waiting = STAGES if not self._round2 or self._queued_ready() else STAGES[:3]
+            delay = min(due[stage] for stage in waiting) - workflow.now()
             if delay > timedelta(0):
                 with contextlib.suppress(TimeoutError):  # the timer firing is the normal way to wake
                     await workflow.wait_condition(lambda: self._wake, timeout=delay)
@@ -158,6 +161,9 @@ class AutopilotWorkflow(ApprovalGate):
         workflow.continue_as_new(
             AutopilotInput(settings=self._settings, state=state, control_task_queue=self._control_queue)
         )
+
+    def _queued_ready(self) -> bool:
+        return any(r.status == ActionStatus.QUEUED for r in self._state.queued)
 
     def _new_run_due(self) -> bool:
         limit = self._run_started_at_iteration + self._settings.iterations_per_run
