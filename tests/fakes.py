@@ -20,6 +20,7 @@ from autarky.types import (
     NetworkIOStats,
     NetworkProbeInput,
     NetworkSample,
+    ProcessInfo,
     TargetProbeResult,
 )
 
@@ -33,6 +34,7 @@ class FakeHost:
     disk: float = 40.0
     latency_ms: float = 1.0
     cpu_jitter: float = 0.0  # ± uniform noise on CPU, so anomaly detection has a normal to learn
+    pool_members: int = 1  # pool members the probe reports (a host without a pool gets no restarts)
     probes: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
 
@@ -63,6 +65,10 @@ class FakeHost:
                 drops_out=0,
             ),
             temperatures_note="not available on this platform",
+            own_processes=[
+                ProcessInfo(pid=4000 + i, name="python", rss_bytes=60 << 20, role="pool member")
+                for i in range(self.pool_members)
+            ],
         )
 
     @activity.defn(name="probe_network")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from datetime import timedelta
@@ -11,7 +12,7 @@ from temporalio.client import Client
 
 from autarky.types import ActionRecord, ActionStatus
 from tests.fakes import FakeHost
-from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, of_type, status
+from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, of_type, pending, status
 
 
 def cache_file(data_dir: Path, name: str, age_days: float = 0) -> Path:
@@ -91,3 +92,18 @@ async def test_a_host_that_stops_polling_is_no_longer_probed(client: Client, tmp
         await handle.terminate("test finished")
     assert leaving.probes == probes  # nothing ran on the departed host
     assert "staying" in s.hosts
+
+
+async def test_a_host_without_a_pool_is_not_offered_a_pool_restart(client: Client, tmp_path: Path) -> None:
+    # A worker container: memory is high, but no local pool runs there, so nobody serves its control queue.
+    harness = Harness(client, tmp_path, FakeHost(memory=90.0, pool_members=0), host_id="container-1")
+    async with harness.running(fast_settings(action_cooldown=timedelta(hours=1))) as handle:
+        notified = await eventually(
+            lambda: _first(actions(handle), lambda rs: of_type(rs, "notify", ActionStatus.SUCCEEDED))
+        )
+        await asyncio.sleep(1.0)  # more plan rounds
+        records = await actions(handle)
+        waiting = await pending(handle)
+    assert notified[0].decision.candidate.host == "container-1"
+    assert not [r for r in records if r.decision.candidate.action_type == "restart_worker_pool"]
+    assert waiting == []

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from autarky.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
     from autarky.policy import decision as engine
     from autarky.policy import learning
-    from autarky.policy.detection import detector_findings, observe
+    from autarky.policy.detection import POOL_MEMBER, detector_findings, observe
     from autarky.policy.goals import evaluate_goals
     from autarky.policy.remediation import PLAYBOOK, candidates_for
     from autarky.policy.rules import analyze, default_analyzers
@@ -331,6 +331,8 @@ class AutopilotWorkflow(ApprovalGate):
                 spec = ACTIONS.get(candidate.action_type)
                 if spec is None or (spec.needs_host_routing and not self._round2):
                     continue
+                if self._round2 and spec.queue == QueueRole.CONTROL and not _runs_a_pool(hs):
+                    continue  # e.g. a container without a local pool: nobody serves its control queue
                 if (candidate.host, candidate.action_type) not in busy:
                     candidates.append(candidate)
         learned_now = now if self._round2 else None
@@ -647,6 +649,12 @@ def _key(record: ActionRecord) -> tuple[str | None, str]:
     """What must not be planned twice at once: an action type on a host."""
     c = record.decision.candidate
     return (c.host, c.action_type)
+
+
+def _runs_a_pool(hs: HostState) -> bool:
+    """Whether the host's last sample saw members of a local worker pool."""
+    last = hs.window[-1] if hs.window else None
+    return last is not None and any(p.startswith(POOL_MEMBER) for p in last.process_rss_bytes)
 
 
 def _on(host: str | None) -> str:
