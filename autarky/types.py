@@ -224,6 +224,7 @@ class ActionStatus(StrEnum):
     REJECTED = "rejected"
     SIMULATED = "simulated"
     NOTHING_TO_DO = "nothing_to_do"
+    NOT_DELIVERED = "not_delivered"  # no worker of the host took it in time: not run
 
 
 class ActionRecord(BaseModel):

@@ -296,6 +296,9 @@ class AutopilotWorkflow(ApprovalGate):
 
     def _analyze(self) -> None:
         for host, hs in self._state.hosts.items():
+            if self._round2 and host not in self._state.active_hosts:
+                hs.findings = []  # a departed host's window is kept a while, but describes the past
+                continue
             findings = analyze(hs.window, default_analyzers(self._settings.rules))
             if self._detectors_enabled():
                 findings += detector_findings(
@@ -326,6 +329,8 @@ class AutopilotWorkflow(ApprovalGate):
         busy |= {(z.host, z.action_type) for z in self._state.snoozes}
         candidates = []
         for host, hs in self._state.hosts.items():
+            if self._round2 and not (host in self._state.active_hosts and self._reachable(host)):
+                continue  # its remedies would wait for a worker that is gone
             for candidate in candidates_for(hs.findings):
                 candidate.host = host or None
                 spec = ACTIONS.get(candidate.action_type)
@@ -452,6 +457,15 @@ class AutopilotWorkflow(ApprovalGate):
                 0.0,
                 str(error.cause or error),
             )
+            cause = error.cause
+            if (
+                self._round2
+                and isinstance(cause, TemporalTimeout)
+                and cause.type == TimeoutType.SCHEDULE_TO_START
+            ):
+                # Nobody on the host took it (the host went away): not run, so it says nothing of the action.
+                record.status = ActionStatus.NOT_DELIVERED
+                record.error = f"no worker{_on(candidate.host)} took it in time; not run"
         except Exception as error:
             if self._round2:
                 raise  # a bug, not an outcome: see _raise_if_crashed
@@ -465,8 +479,8 @@ class AutopilotWorkflow(ApprovalGate):
         assert record.started_at is not None
         record.duration_seconds = (record.finished_at - record.started_at).total_seconds()
         self._remember(record)
-        if record.status == ActionStatus.NOTHING_TO_DO:  # teaches nothing
-            self._bump("nothing_to_do")
+        if record.status in (ActionStatus.NOTHING_TO_DO, ActionStatus.NOT_DELIVERED):  # teaches nothing
+            self._bump(record.status.value)
             return
         success = record.status == ActionStatus.SUCCEEDED
         stats = self._state.knowledge.get(candidate.action_type)
