@@ -7,13 +7,12 @@ Invalid configuration stops start-up with one message naming the field and the b
 from __future__ import annotations
 
 import os
-import re
 import socket
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,23 +21,11 @@ from pydantic_settings import (
 )
 
 from autarky.detectors.anomaly import AnomalyConfig
+from autarky.durations import Duration
+from autarky.policy.scaling_types import ScalingPolicy
 
 CONFIG_FILE_ENV = "AUTARKY_CONFIG"
 DEFAULT_CONFIG_FILE = "autarky.toml"
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def _parse_duration(value: Any) -> Any:
-    """Accept ``30``, ``"0.5"``, ``"30s"``, ``"5m"``, ``"1h"`` (seconds by default) besides ISO 8601."""
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
 
 
 class ConfigError(ValueError):
@@ -148,6 +135,9 @@ class AutopilotSettings(BaseModel):
     action_heartbeat_timeout: Duration = Field(timedelta(minutes=2), gt=timedelta(0))
     # Continue-as-new after this many loop iterations (or earlier when the server suggests it).
     iterations_per_run: int = Field(500, ge=1)
+    # Scaling the local worker pool from CPU and the pool queue's backlog (autarky.policy.scaling).
+    pool_scaling: bool = True
+    pool_policy: ScalingPolicy = Field(default_factory=lambda: ScalingPolicy(min_capacity=1, max_capacity=4))
     rules: ThresholdRules = Field(default_factory=ThresholdRules)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     decision: DecisionThresholds = Field(default_factory=DecisionThresholds)
@@ -170,6 +160,40 @@ class AutopilotSettings(BaseModel):
         return targets
 
 
+class AwsSettings(BaseModel):
+    """Where the AWS providers reach AWS. Credentials: these keys when set, else boto3's own chain
+    (environment, shared profile, instance role)."""
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = None  # e.g. a LocalStack or moto server
+    profile: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    # Plain EC2 instances Autarky runs itself (`aws-ec2/<group>` resources) are launched like this.
+    ec2_image_id: str | None = None
+    ec2_instance_type: str = "t3.micro"
+    ec2_subnet_id: str | None = None
+    request_timeout: Duration = Field(timedelta(seconds=30), gt=timedelta(0))
+
+
+class ScalableResource(BaseModel):
+    """A resource the scalers manage besides the local pool, e.g. `aws-asg/web` with its own bounds."""
+
+    resource: str = Field(pattern=r"^(aws-asg|aws-ecs|aws-ec2)/[A-Za-z0-9._:@/-]+$")
+    policy: ScalingPolicy = Field(default_factory=ScalingPolicy)
+
+
+class ScalingSettings(BaseModel):
+    resources: list[ScalableResource] = Field(default_factory=list)
+    # The saga waits this long for a new capacity to be healthy before it compensates.
+    health_timeout: Duration = Field(timedelta(minutes=5), gt=timedelta(0))
+    health_poll_interval: Duration = Field(timedelta(seconds=10), gt=timedelta(0))
+    # How often a scaler compares its resource with the desired capacity (replaces killed members).
+    reconcile_interval: Duration = Field(timedelta(minutes=1), gt=timedelta(0))
+    approval_timeout: Duration = Field(timedelta(hours=1), gt=timedelta(0))
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+
+
 class AutarkySettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AUTARKY_",
@@ -185,6 +209,9 @@ class AutarkySettings(BaseSettings):
     task_queue: str = Field("autarky", min_length=1)
     # Control activities (managing the local worker pool) run only on the `autarky up` process.
     control_task_queue: str = Field("autarky-control", min_length=1)
+    # The local pool's members poll this queue (`<pool_task_queue>@<host_id>`) beside the shared one;
+    # its pollers tell which members are healthy, its backlog whether the pool is big enough.
+    pool_task_queue: str = Field("autarky-pool", min_length=1)
     namespace: str = "default"
     # Embedded Temporal dev server (used when no TEMPORAL_ADDRESS / envconfig profile is set).
     server_ip: str = "127.0.0.1"
@@ -204,6 +231,7 @@ class AutarkySettings(BaseSettings):
     openai_api_key: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
     autopilot: AutopilotSettings = Field(default_factory=AutopilotSettings)
+    scaling: ScalingSettings = Field(default_factory=ScalingSettings)
 
     @property
     def cache_dir(self) -> Path:

@@ -1,0 +1,121 @@
+"""The scaling policy (pure code): how much capacity a resource should have, and when a change needs a person.
+
+- Above `scale_up_utilisation` (or with a backlog older than `backlog_age_limit`) add 1 unit, or up to
+  `max_step_up` when one unit would still leave the resource above the threshold.
+- Below `scale_down_utilisation` (and no backlog) remove `step_down` units, but never below the highest
+  capacity recommended within the stabilisation window (as Kubernetes' HPA does): a dip does not shrink
+  what the next peak needs again.
+- Nothing changes within `cooldown` of the last event, and the result stays within the bounds.
+
+The same functions run in the autopilot (Analyze), the `ScalerWorkflow` (validation) and bench/scaling.py.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from autarky.policy.scaling_types import (
+    LoadSample,
+    Recommendation,
+    Recommended,
+    ScalingMemory,
+    ScalingPolicy,
+)
+
+
+def clamp(policy: ScalingPolicy, capacity: int) -> int:
+    return max(policy.min_capacity, min(policy.max_capacity, capacity))
+
+
+def cooldown_remaining(policy: ScalingPolicy, last_event_at: datetime | None, now: datetime) -> timedelta:
+    if last_event_at is None:
+        return timedelta(0)
+    return max(timedelta(0), last_event_at + policy.cooldown - now)
+
+
+def recommend(
+    policy: ScalingPolicy, current: int, sample: LoadSample, memory: ScalingMemory
+) -> Recommendation:
+    """The capacity this sample calls for. Updates `memory` (the stabilisation window)."""
+    raw, why = _raw_recommendation(policy, current, sample)
+    window_start = sample.at - policy.stabilisation_window
+    memory.recommendations = [r for r in memory.recommendations if r.at >= window_start]
+    memory.recommendations.append(Recommended(at=sample.at, capacity=raw))
+    desired = raw
+    if raw < current:
+        # Scale down only as far as every recommendation in the window allows.
+        stable = max(r.capacity for r in memory.recommendations)
+        if stable > raw:
+            desired = min(current, stable)
+            why += f"; held at {desired} by the stabilisation window ({policy.stabilisation_window})"
+    if desired != current:
+        remaining = cooldown_remaining(policy, memory.last_scaled_at, sample.at)
+        if remaining > timedelta(0):
+            return Recommendation(
+                current=current,
+                desired=current,
+                reason=f"{why}; but the last change was under {policy.cooldown} ago "
+                f"({remaining.total_seconds():.0f} s of cooldown left)",
+            )
+    return Recommendation(current=current, desired=desired, reason=why)
+
+
+def record_event(memory: ScalingMemory, at: datetime) -> None:
+    """A change of capacity happened: the cooldown starts now."""
+    memory.last_scaled_at = at
+
+
+def approval_needed(policy: ScalingPolicy, current: int, desired: int) -> str | None:
+    """Why a change from `current` to `desired` needs a person's approval, or None."""
+    if desired <= current:
+        return None
+    growth = desired - current
+    if growth > policy.blast_radius * max(current, 1):
+        return (
+            f"{current} → {desired} grows capacity by {growth} units, more than the blast radius "
+            f"(+{policy.blast_radius:.0%} of {current})"
+        )
+    if policy.unit_cost_per_hour is not None and policy.cost_ceiling_per_hour is not None:
+        cost = desired * policy.unit_cost_per_hour
+        if cost > policy.cost_ceiling_per_hour:
+            ceiling = policy.cost_ceiling_per_hour
+            return f"{desired} units cost {cost:.2f}/h, above the ceiling of {ceiling:.2f}/h"
+    return None
+
+
+def _raw_recommendation(policy: ScalingPolicy, current: int, sample: LoadSample) -> tuple[int, str]:
+    utilisation = sample.utilisation
+    backlog_old = (
+        sample.backlog_age_seconds is not None
+        and sample.backlog_age_seconds > policy.backlog_age_limit.total_seconds()
+    )
+    if current < policy.min_capacity:
+        return policy.min_capacity, f"below the minimum of {policy.min_capacity}"
+    if current > policy.max_capacity:
+        return policy.max_capacity, f"above the maximum of {policy.max_capacity}"
+    if backlog_old or (utilisation is not None and utilisation > policy.scale_up_utilisation):
+        step = 1
+        if utilisation is not None and current > 0:
+            # Units needed to bring utilisation back under the threshold, at most max_step_up.
+            needed = math.ceil(current * utilisation / policy.scale_up_utilisation) - current
+            step = max(1, min(policy.max_step_up, needed))
+        desired = clamp(policy, current + step)
+        why = (
+            f"backlog waited {sample.backlog_age_seconds:.0f} s (limit {policy.backlog_age_limit})"
+            if backlog_old
+            else f"utilisation {utilisation:.0%} above {policy.scale_up_utilisation:.0%}"
+        )
+        if desired == current:
+            why += f", but already at the maximum of {policy.max_capacity}"
+        return desired, why
+    if (
+        utilisation is not None
+        and utilisation < policy.scale_down_utilisation
+        and not sample.backlog
+        and current > policy.min_capacity
+    ):
+        desired = clamp(policy, current - policy.step_down)
+        return desired, f"utilisation {utilisation:.0%} below {policy.scale_down_utilisation:.0%}"
+    shown = "unknown" if utilisation is None else f"{utilisation:.0%}"
+    return current, f"utilisation {shown} within the band"
