@@ -42,12 +42,15 @@ class ActionSpec:
     child_input: Callable[[ActionRequest], BaseModel] | None = None
     # Arrived with per-host routing: runs before it (recorded histories) never planned it.
     needs_host_routing: bool = False
+    # Paced by a cooldown of its own (the scaler's), not by the autopilot's action_cooldown.
+    own_cooldown: bool = False
 
 
 NOTIFY = "notify"
 CLEAR_CACHE = "clear_cache"
 RESTART_WORKER_POOL = "restart_worker_pool"
 PRUNE_CACHE = "prune_cache"
+SCALE_POOL = "scale_pool"
 
 
 def _housekeeping_input(request: ActionRequest) -> HousekeepingInput:
@@ -92,7 +95,18 @@ ACTIONS: dict[str, ActionSpec] = {
             queue=QueueRole.CONTROL,
             heartbeats=True,
         ),
-        # Scaling, A/B tests and self-modification arrive as more Runner.CHILD_WORKFLOW entries.
+        ActionSpec(
+            SCALE_POOL,
+            "grow or shrink the host's local worker pool (through its ScalerWorkflow's saga)",
+            Runner.ACTIVITY,
+            "request_scaling",
+            0.85,
+            timeout=timedelta(minutes=15),  # the saga waits for health, up to the scaler's timeout
+            heartbeats=True,
+            needs_host_routing=True,
+            own_cooldown=True,
+        ),
+        # A/B tests and self-modification arrive as more entries.
     )
 }
 

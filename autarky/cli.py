@@ -112,7 +112,8 @@ def worker(
         # A metrics port that is taken anyway (a worker beside `autarky up`) is a warning, not an exit.
         client = await connect_client(settings, runtime=metrics_runtime(settings))
         metrics.serve(settings.metrics_host, settings.metrics_port)
-        await run_until(stop, build_workers(client, settings, workflows=not activities_only))
+        workers = build_workers(client, settings, workflows=not activities_only, pool_member=activities_only)
+        await run_until(stop, workers)
 
     _run(run)
 

@@ -116,7 +116,9 @@ class AutarkyClient:
         return await self.client.start_workflow(
             "AutopilotWorkflow",
             AutopilotInput(
-                settings=self.autopilot_settings(), control_task_queue=self.settings.control_task_queue
+                settings=self.autopilot_settings(),
+                control_task_queue=self.settings.control_task_queue,
+                pool_task_queue=self.settings.pool_task_queue,
             ),
             id=workflow_id,
             task_queue=self.settings.task_queue,

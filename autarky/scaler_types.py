@@ -98,7 +98,8 @@ class ScalerState(BaseModel):
     healthy: int | None = None
     last_event_at: datetime | None = None  # the last change of capacity (starts the cooldown)
     operations: list[ScaleOperation] = Field(default_factory=list)  # newest last, bounded
-    sequence: int = 0
+    sequence: int = 0  # operations numbered so far
+    repairs: int = 0  # dead pool members replaced by reconciling
 
 
 class ScalerInput(BaseModel):

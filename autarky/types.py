@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from autarky.config import AutopilotSettings
 from autarky.detectors.anomaly import AnomalyState
 from autarky.detectors.trend import TrendSeries
+from autarky.policy.scaling_types import ScalingMemory
 
 # ---------------------------------------------------------------------------------------------- probes
 
@@ -86,12 +87,17 @@ class HostSample(BaseModel):
     top_processes: list[ProcessInfo] = Field(default_factory=list)
     # Autarky's own processes, whatever their size: the leak detector watches these.
     own_processes: list[ProcessInfo] = Field(default_factory=list)
+    # Activity tasks waiting in the local pool's queue, and how long the oldest has waited (when asked).
+    pool_backlog: int | None = None
+    pool_backlog_age_seconds: float | None = None
 
 
 class HostProbeInput(BaseModel):
     disk_path: str = "/"
     top_processes: int = Field(5, ge=0, le=100)
     own_processes: bool = True
+    # The local pool's queue: its backlog and the backlog's age go into the sample (pool scaling).
+    pool_task_queue: str | None = None
 
 
 class TargetProbeResult(BaseModel):
@@ -131,6 +137,8 @@ class MetricPoint(BaseModel):
     temperature_critical_celsius: float | None = None
     # RSS of Autarky's own processes, keyed "role pid" (e.g. "pool member 4242").
     process_rss_bytes: dict[str, int] = Field(default_factory=dict)
+    pool_backlog: int | None = None
+    pool_backlog_age_seconds: float | None = None
 
 
 # ---------------------------------------------------------------------------------------- analysis
@@ -159,6 +167,7 @@ class Finding(BaseModel):
     host: str | None = None  # the host it was seen on
     slope_per_hour: float | None = None  # trend findings: growth per hour in the metric's unit
     time_to_limit_seconds: float | None = None
+    params: dict[str, str] = Field(default_factory=dict)  # passed on to the remedy (e.g. a capacity)
 
 
 # ---------------------------------------------------------------------------------------- actions
@@ -335,6 +344,7 @@ class HostState(BaseModel):
     # No worker of the host took its probe in time; it is skipped until one polls again after this.
     unreachable_since: datetime | None = None
     last_polled: datetime | None = None  # as the last discovery saw it
+    scaling: ScalingMemory = Field(default_factory=ScalingMemory)  # its local pool's policy memory
 
 
 class Snooze(BaseModel):
@@ -374,6 +384,7 @@ class AutopilotInput(BaseModel):
     state: AutopilotState | None = None
     # Actions that manage the local worker pool run only where the pool lives (the `autarky up` process).
     control_task_queue: str = "autarky-control"
+    pool_task_queue: str = "autarky-pool"  # the local pools' queues are `<pool_task_queue>@<host>`
 
 
 class AutopilotStatus(BaseModel):

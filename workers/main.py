@@ -23,10 +23,16 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
 
 def build_workers(
-    client: Client, settings: AutarkySettings, *, workflows: bool = True, pool: LocalWorkerPool | None = None
+    client: Client,
+    settings: AutarkySettings,
+    *,
+    workflows: bool = True,
+    pool: LocalWorkerPool | None = None,
+    pool_member: bool = False,
 ) -> list[Worker]:
     """The shared-queue worker (workflows unless activities-only, plus activities), this host's worker
-    (its host queue) and, when this process owns the host's local pool, the control worker for it.
+    (its host queue), when this process owns the host's local pool the control worker for it, and for a
+    pool member a worker on the pool's queue (its pollers are how the pool's health is seen).
 
     The identity `<pid>@<host_id>` is how the autopilot finds the hosts (autarky.hosts)."""
     identity = worker_identity(os.getpid(), settings.host_id)
@@ -49,6 +55,17 @@ def build_workers(
             identity=identity,
         ),
     ]
+    if pool_member:
+        workers.append(
+            Worker(
+                client,
+                task_queue=host_queue(settings.pool_task_queue, settings.host_id),
+                activities=main_activities(settings),
+                graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                max_concurrent_activities=10,
+                identity=identity,
+            )
+        )
     if pool is not None:
         workers.append(
             Worker(

@@ -59,7 +59,8 @@ async def up(settings: AutarkySettings) -> None:
         synced = await sync_schedules(client, settings)
         log.info("schedules synced", **synced)
         workers = build_workers(client, settings, pool=pool)
-        pool.ensure(settings.worker_pool_size)
+        # The scaler's last size wins over worker_pool_size (which is only the first size).
+        pool.set_size(pool.desired_size(settings.worker_pool_size))
         autarky = AutarkyClient(client, settings)
 
         async def start_autopilot() -> None:

@@ -31,13 +31,14 @@ from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
     from autarky import search_attributes as sa
-    from autarky.actions import ACTIONS, PRIORS, ActionSpec, QueueRole, Runner
+    from autarky.actions import ACTIONS, PRIORS, SCALE_POOL, ActionSpec, QueueRole, Runner
     from autarky.config import AnalysisSettings, AutopilotSettings
     from autarky.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
     from autarky.policy import decision as engine
     from autarky.policy import learning
     from autarky.policy.detection import POOL_MEMBER, detector_findings, observe
     from autarky.policy.goals import evaluate_goals
+    from autarky.policy.pool_scaling import pool_scaling_findings
     from autarky.policy.remediation import PLAYBOOK, candidates_for
     from autarky.policy.rules import analyze, default_analyzers
     from autarky.types import (
@@ -72,6 +73,8 @@ DETECTORS_PATCH = "statistical-detectors"
 # Foundation round 2: per-host routing, draining before continue-as-new, learned improvement with
 # decay, snoozed rejections, bugs fail the workflow task. Runs recorded before it replay without it.
 ROUND2_PATCH = "per-host-routing"
+# Scaling: the host probe reads the pool queue's backlog, and the pool's scaling policy plans `scale_pool`.
+SCALING_PATCH = "pool-scaling"
 LEGACY_HOST = ""  # the one host of runs before per-host routing
 # A probe or remedy for a host whose worker does not pick it up this soon finds the host gone.
 HOST_PICKUP_TIMEOUT = timedelta(seconds=10)
@@ -86,6 +89,7 @@ class AutopilotWorkflow(ApprovalGate):
     def __init__(self, input: AutopilotInput) -> None:
         self._settings = input.settings
         self._control_queue = input.control_task_queue
+        self._pool_queue = input.pool_task_queue
         self._state = input.state or AutopilotState()
         _read_single_host_state(self._state)
         self._running: dict[str, ActionRecord] = {}
@@ -93,6 +97,7 @@ class AutopilotWorkflow(ApprovalGate):
         self._reconfigured = False
         self._draining = False
         self._round2 = False  # decided at the start of `run` (workflow.patched)
+        self._scaling = False  # likewise
         self._crash: BaseException | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._init_approval_gate(self._state.approvals)
@@ -100,6 +105,7 @@ class AutopilotWorkflow(ApprovalGate):
     @workflow.run
     async def run(self, input: AutopilotInput) -> None:
         self._round2 = workflow.patched(ROUND2_PATCH)
+        self._scaling = self._round2 and workflow.patched(SCALING_PATCH)
         state = self._state
         self._run_started_at_iteration = state.iterations
         if state.started_at is None:
@@ -159,7 +165,12 @@ class AutopilotWorkflow(ApprovalGate):
         state.runs += 1
         state.approvals = self._approvals
         workflow.continue_as_new(
-            AutopilotInput(settings=self._settings, state=state, control_task_queue=self._control_queue)
+            AutopilotInput(
+                settings=self._settings,
+                state=state,
+                control_task_queue=self._control_queue,
+                pool_task_queue=self._pool_queue,
+            )
         )
 
     def _queued_ready(self) -> bool:
@@ -244,6 +255,9 @@ class AutopilotWorkflow(ApprovalGate):
         targets = self._settings.network_targets or []
         options: dict[str, object] = {}
         where = ""
+        probe_input = HostProbeInput()
+        if self._scaling and self._settings.pool_scaling and host != LEGACY_HOST:
+            probe_input = HostProbeInput(pool_task_queue=host_queue(self._pool_queue, host))
         if host != LEGACY_HOST:
             options = {
                 "task_queue": host_queue(workflow.info().task_queue, host),
@@ -253,7 +267,7 @@ class AutopilotWorkflow(ApprovalGate):
         sample, network = await asyncio.gather(
             workflow.execute_activity(
                 "probe_host",
-                HostProbeInput(),
+                probe_input,
                 result_type=HostSample,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=PROBE_RETRY,
@@ -304,6 +318,11 @@ class AutopilotWorkflow(ApprovalGate):
                 findings += detector_findings(
                     hs.detection, hs.window, self._analysis_settings(), workflow.now()
                 )
+            if self._scaling and self._settings.pool_scaling and host != LEGACY_HOST:
+                overload = next((f for f in findings if f.kind == "overload_warning"), None)
+                findings += pool_scaling_findings(
+                    host, hs.window, hs.scaling, self._settings.pool_policy, overload, workflow.now()
+                )
             for finding in findings:
                 finding.host = host or None
             hs.findings = findings
@@ -324,7 +343,11 @@ class AutopilotWorkflow(ApprovalGate):
         now = workflow.now()
         busy = {_key(r) for r in self._state.queued} | {_key(r) for r in self._running.values()}
         cooling = now - self._settings.action_cooldown
-        busy |= {_key(r) for r in self._state.recent_actions if r.finished_at and r.finished_at > cooling}
+        busy |= {
+            _key(r)
+            for r in self._state.recent_actions
+            if r.finished_at and r.finished_at > cooling and not _own_cooldown(r)
+        }
         self._state.snoozes = [z for z in self._state.snoozes if z.until > now]
         busy |= {(z.host, z.action_type) for z in self._state.snoozes}
         candidates = []
@@ -479,6 +502,10 @@ class AutopilotWorkflow(ApprovalGate):
         assert record.started_at is not None
         record.duration_seconds = (record.finished_at - record.started_at).total_seconds()
         self._remember(record)
+        if self._scaling and candidate.action_type == SCALE_POOL and candidate.host:
+            hs = self._state.hosts.get(candidate.host)
+            if hs is not None and record.status == ActionStatus.SUCCEEDED:
+                hs.scaling.last_scaled_at = record.finished_at  # the policy's cooldown starts here too
         if record.status in (ActionStatus.NOTHING_TO_DO, ActionStatus.NOT_DELIVERED):  # teaches nothing
             self._bump(record.status.value)
             return
@@ -665,6 +692,11 @@ def _key(record: ActionRecord) -> tuple[str | None, str]:
     return (c.host, c.action_type)
 
 
+def _own_cooldown(record: ActionRecord) -> bool:
+    spec = ACTIONS.get(record.decision.candidate.action_type)
+    return spec is not None and spec.own_cooldown
+
+
 def _runs_a_pool(hs: HostState) -> bool:
     """Whether the host's last sample saw members of a local worker pool."""
     last = hs.window[-1] if hs.window else None
@@ -711,6 +743,8 @@ def to_metric_point(host: HostSample, network: NetworkSample | None) -> MetricPo
         temperature_celsius=hottest.current_celsius if hottest else None,
         temperature_critical_celsius=critical(hottest) if hottest else None,
         process_rss_bytes={f"{p.role} {p.pid}": p.rss_bytes for p in host.own_processes},
+        pool_backlog=host.pool_backlog,
+        pool_backlog_age_seconds=host.pool_backlog_age_seconds,
     )
 
 

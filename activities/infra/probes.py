@@ -15,9 +15,12 @@ import time
 from datetime import UTC, datetime
 
 import psutil
+import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
+from activities.infra.task_queues import describe_activity_queue
 from activities.infra.worker_pool import MEMBER_FLAG
 from autarky.types import (
     CpuStats,
@@ -36,6 +39,7 @@ from autarky.types import (
 # How long CPU usage is measured for. psutil keeps its `cpu_percent(interval=None)` baseline per
 # thread, and `asyncio.to_thread` may run each probe on a different pool thread, so a baseline primed
 # at import time is not reliable: every probe measures over its own short window instead.
+log = structlog.get_logger(__name__)
 CPU_WINDOW_SECONDS = 0.1
 TEMPERATURES_UNAVAILABLE = "not available on this platform"
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -48,7 +52,16 @@ _PORT = re.compile(r"[0-9]{1,5}")
 async def probe_host(request: HostProbeInput) -> HostSample:
     """Sample CPU, memory, disk, network I/O, temperatures and the largest processes of this host."""
     # psutil blocks (and the CPU window sleeps), so keep it off the worker's event loop.
-    return await asyncio.to_thread(_sample_host, request)
+    sample = await asyncio.to_thread(_sample_host, request)
+    if request.pool_task_queue:
+        try:
+            stats = await describe_activity_queue(activity.client(), request.pool_task_queue)
+        except RPCError as error:  # the sample is still worth having without the backlog
+            log.warning("could not read the pool queue's backlog", error=str(error))
+        else:
+            sample.pool_backlog = stats.backlog
+            sample.pool_backlog_age_seconds = stats.backlog_age_seconds
+    return sample
 
 
 def _sample_host(request: HostProbeInput) -> HostSample:

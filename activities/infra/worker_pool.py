@@ -1,8 +1,8 @@
 """The local worker pool: extra `autarky worker --activities-only` processes on this machine.
 
-`autarky up` owns the pool (pid files under <data_dir>/pool); the `restart_worker_pool` activity runs only
-on that process's control task queue (`<control_task_queue>@<host_id>`). Scaling the pool arrives with
-the scaling issue.
+`autarky up` owns the pool (pid files under <data_dir>/pool); the `restart_worker_pool` activity and the
+pool's scaling activities (activities/infra/local_pool_scaling.py) run only on that process's control
+task queue (`<control_task_queue>@<host_id>`). The pool's size survives restarts in `pool/desired`.
 """
 
 from __future__ import annotations
@@ -66,13 +66,28 @@ class LocalWorkerPool:
         POOL_MEMBERS.set(len(found))
         return found
 
+    def desired_size(self, default: int) -> int:
+        """The size the scaler last set (kept across restarts of `autarky up`), else `default`."""
+        try:
+            return int((self.dir / "desired").read_text().strip())
+        except (OSError, ValueError):
+            return default
+
+    def set_size(self, size: int) -> list[PoolMember]:
+        """Record `size` as the pool's size, then start or stop members to match it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "desired.tmp"
+        tmp.write_text(str(size))
+        tmp.replace(self.dir / "desired")
+        return self.ensure(size)
+
     def ensure(self, size: int) -> list[PoolMember]:
         """Start or stop members until exactly `size` run."""
         members = {m.slot: m for m in self.members()}
         for slot in range(size):
             if slot not in members:
                 members[slot] = self._start(slot)
-        for slot in [s for s in members if s >= size]:
+        for slot in sorted((s for s in members if s >= size), reverse=True):  # newest slots first
             self._stop(members.pop(slot))
         POOL_MEMBERS.set(len(members))
         return sorted(members.values(), key=lambda m: m.slot)
@@ -140,7 +155,7 @@ class WorkerPoolActivities:
         activity), so a retry restarts only the members not yet replaced. The improvement is the share of
         the pool's memory (RSS) given back, measured after the fresh members' warm-up.
         """
-        async with _heartbeating():
+        async with heartbeating():
             progress = await asyncio.to_thread(self._load_progress, request.action_id)
             members = await asyncio.to_thread(self.pool.members)
             if progress is None:
@@ -217,7 +232,7 @@ class RestartProgress(BaseModel):
 
 
 @contextlib.asynccontextmanager
-async def _heartbeating() -> AsyncIterator[None]:
+async def heartbeating() -> AsyncIterator[None]:
     """Heartbeat in the background while the body runs (members take up to 30 s each to stop)."""
     timeout = activity.info().heartbeat_timeout
     interval = min(timeout.total_seconds() / 3, 10.0) if timeout else 10.0

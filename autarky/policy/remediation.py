@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from autarky.actions import CLEAR_CACHE, NOTIFY, PRUNE_CACHE, RESTART_WORKER_POOL
+from autarky.actions import CLEAR_CACHE, NOTIFY, PRUNE_CACHE, RESTART_WORKER_POOL, SCALE_POOL
 from autarky.policy.decision import PRIORITY_RANK
 from autarky.types import CandidateAction, Finding, Priority, Severity
 
@@ -30,7 +30,10 @@ PLAYBOOK: dict[str, list[tuple[str, Priority, float, float]]] = {
     "memory_leak": [(NOTIFY, Priority.HIGH, 0.1, 0.0)],  # not ours to restart
     "disk_full_soon": [(CLEAR_CACHE, Priority.HIGH, 0.3, 0.1), (NOTIFY, Priority.HIGH, 0.1, 0.0)],
     "thermal_warning": [(NOTIFY, Priority.HIGH, 0.1, 0.0)],
-    "overload_warning": [(NOTIFY, Priority.MEDIUM, 0.1, 0.0)],  # scaling will answer this later
+    "overload_warning": [(NOTIFY, Priority.MEDIUM, 0.1, 0.0)],
+    # From the pool's scaling policy (autarky.policy.pool_scaling); the finding names the capacity.
+    "pool_overloaded": [(SCALE_POOL, Priority.HIGH, 0.3, 0.2)],
+    "pool_underused": [(SCALE_POOL, Priority.LOW, 0.1, 0.1)],
 }
 
 
@@ -48,6 +51,7 @@ def candidates_for(findings: Iterable[Finding]) -> list[CandidateAction]:
                 risk=risk,
                 reason=finding.message,
                 finding_kind=finding.kind,
+                params=dict(finding.params),
             )
             current = best.get(action_type)
             if current is None or _urgency(candidate) < _urgency(current):
