@@ -5,20 +5,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.infra.aws_scaling import AwsScalingActivities
+
 from activities.infra.hosts import discover_hosts
+from activities.infra.local_pool_scaling import LocalPoolScalingActivities
 from activities.infra.probes import probe_host, probe_network
 from activities.infra.remediation import RemediationActivities
+from activities.infra.scaling_requests import ScalingRequestActivities
+from activities.infra.task_queues import probe_task_queue
 from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
 from autarky.config import AutarkySettings
 from workflows.autopilot import AutopilotWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
+from workflows.scaling import ScalerWorkflow
 
-WORKFLOWS: list[type] = [AutopilotWorkflow, HousekeepingWorkflow]
+WORKFLOWS: list[type] = [AutopilotWorkflow, HousekeepingWorkflow, ScalerWorkflow]
 
 
 def main_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
     """The shared task queue. Host activities stay here too, for runs from before per-host routing."""
-    return [discover_hosts, *host_activities(settings)]
+    aws = AwsScalingActivities(settings.scaling.aws)
+    return [
+        discover_hosts,
+        probe_task_queue,
+        ScalingRequestActivities(settings).request_scaling,
+        aws.read_capacity,
+        aws.set_capacity,
+        *host_activities(settings),
+    ]
 
 
 def host_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
@@ -29,4 +43,9 @@ def host_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
 
 def control_activities(pool: LocalWorkerPool, settings: AutarkySettings) -> list[Callable[..., Any]]:
     """A host's control queue: served only by the process owning the host's local worker pool."""
-    return [WorkerPoolActivities(pool, warmup=settings.worker_pool_warmup).restart_worker_pool]
+    scaling = LocalPoolScalingActivities(pool, settings.host_id, settings.pool_task_queue)
+    return [
+        WorkerPoolActivities(pool, warmup=settings.worker_pool_warmup).restart_worker_pool,
+        scaling.read_capacity,
+        scaling.set_capacity,
+    ]

@@ -75,6 +75,7 @@ class ScalerWorkflow(ApprovalGate):
         self._forward: asyncio.Task[None] | None = None
         self._cancel_reason: str | None = None
         self._iterations = 0
+        self._wake = False
 
     @workflow.run
     async def run(self, input: ScalerInput) -> None:
@@ -94,9 +95,10 @@ class ScalerWorkflow(ApprovalGate):
                     self._input.model_copy(update={"state": self._state, "approvals": self._approvals})
                 )
             else:
-                try:
+                self._wake = False
+                try:  # a new request wakes the loop, so its timer is recomputed (e.g. the cooldown's end)
                     await workflow.wait_condition(
-                        lambda: self._next_runnable() is not None,
+                        lambda: self._wake or self._next_runnable() is not None,
                         timeout=self._wake_in(),
                     )
                 except TimeoutError:
@@ -121,6 +123,7 @@ class ScalerWorkflow(ApprovalGate):
             if remaining > timedelta(0):
                 operation.detail = f"queued until the cooldown ends in {remaining.total_seconds():.0f} s"
             self._keep(operation)
+            self._wake = True
             self._refresh_details()
         await workflow.wait_condition(lambda: operation.finished)
         return operation
