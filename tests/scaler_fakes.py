@@ -15,6 +15,7 @@ from temporalio import activity
 
 from autarky.policy.scaling_types import ResourceKind, ResourceRef, ScalingPolicy
 from autarky.scaler_types import CapacityReading, ReadCapacityInput, ScalerInput, SetCapacityInput
+from tests.fakes import FakeHost
 
 
 @dataclass
@@ -74,3 +75,21 @@ def fake_input(provider_queue: str, **policy: object) -> ScalerInput:
         health_poll_interval=timedelta(milliseconds=200),
         reconcile_interval=timedelta(seconds=30),
     )
+
+
+@dataclass
+class FakePool(FakeResource):
+    """A local pool stand-in whose size the fake host probe reports, so the autopilot sees it change."""
+
+    host: FakeHost | None = None
+
+    @activity.defn(name="read_capacity_local_pool")
+    async def read_pool(self, request: ReadCapacityInput) -> CapacityReading:
+        return await self.read_capacity(request)
+
+    @activity.defn(name="set_capacity_local_pool")
+    async def set_pool(self, request: SetCapacityInput) -> CapacityReading:
+        reading = await self.set_capacity(request)
+        if self.host is not None:
+            self.host.pool_members = reading.desired
+        return reading

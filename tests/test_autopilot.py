@@ -37,8 +37,10 @@ from autarky.types import (
 from tests.fakes import FakeHost, SlowActions
 from workflows.autopilot import AutopilotWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
+from workflows.scaling import ScalerWorkflow
 
 FAST = dict(
+    pool_scaling=False,  # on in tests/test_autopilot_scaling.py, which serves the scaler too
     action_cooldown=timedelta(0),
     host_discovery_interval=timedelta(milliseconds=500),
     network_targets=["fake-target:7233"],
@@ -88,6 +90,8 @@ class Harness:
         self.workflow_id = f"autopilot-test-{suffix}"
         self.hosts: dict[str, tuple[FakeHost, Path, Client]] = {host_id: (host, data_dir, client)}
         self.pool_activities: dict[str, list[Callable[..., Any]] | None] = {}
+        # More for the first host's shared-queue worker (e.g. the scaling request and the scaler).
+        self.main_activities: list[Callable[..., Any]] = []
 
     @property
     def host(self) -> FakeHost:
@@ -123,8 +127,8 @@ class Harness:
                 Worker(
                     client,
                     task_queue=self.task_queue,
-                    workflows=[AutopilotWorkflow, HousekeepingWorkflow] if index == 0 else [],
-                    activities=[discover_hosts, *actions],
+                    workflows=[AutopilotWorkflow, HousekeepingWorkflow, ScalerWorkflow] if index == 0 else [],
+                    activities=[discover_hosts, *actions, *(self.main_activities if index == 0 else [])],
                     identity=identity,
                 ),
                 Worker(
