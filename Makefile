@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-nab lint install clean
+.PHONY: run test bench bench-nab bench-scaling lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,17 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-bench: bench-nab
+bench: bench-nab bench-scaling
 	$(BIN)/python bench/footprint.py
 
 # Anomaly detection scored on NAB (../shared/data/nab); other data: bench/nab.py --data DIR --windows FILE
 bench-nab: $(STAMP)
 	$(BIN)/python bench/nab.py --by-category
+
+# The scaling policy replayed on the load-like NAB series next to HPA-like, fixed and oracle baselines;
+# any other load: bench/scaling.py --trace FILE (a timestamp,value CSV; repeatable)
+bench-scaling: $(STAMP)
+	$(BIN)/python bench/scaling.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -8,7 +8,9 @@ prove running workflows still replay) and record a new one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,11 +19,14 @@ from tempfile import TemporaryDirectory
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 
+from activities.infra.scaling_requests import ScalingRequestActivities
+from autarky.config import AutarkySettings, ScalingSettings
+from autarky.policy.scaling_types import ResourceRef, ScalingPolicy
 from autarky.types import (
     ActionRequest,
     ActionResult,
@@ -31,9 +36,12 @@ from autarky.types import (
     AutopilotStatus,
 )
 from tests.fakes import FakeHost
+from tests.scaler_fakes import FakePool, FakeResource, fake_input
 from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, pending
+from tests.test_scaler import scale
 from workflows.autopilot import AutopilotWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
+from workflows.scaling import ScalerWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -108,7 +116,103 @@ async def record_round2_history(
         return await client.get_workflow_handle(harness.workflow_id, run_id=first_run).fetch_history()
 
 
-RECORDERS = {"autopilot": record_autopilot_history, "autopilot-round2": record_round2_history}
+async def record_scaling_history(
+    client: Client, data_dir: Path, workflow_id: str | None = None
+) -> WorkflowHistory:
+    """Pool scaling on: load → pool_overloaded → scale_pool actions through the real scaler,
+    continue-as-new."""
+    host = FakeHost(cpu=95.0, pool_members=1)
+    pool = FakePool(desired=1, host=host)
+    harness = Harness(client, data_dir, host, host_id=f"replay-{uuid.uuid4().hex[:8]}")
+    harness.workflow_id = workflow_id or harness.workflow_id
+    settings = fast_settings(iterations_per_run=15, pool_scaling=True, pool_policy=SCALING_POLICY)
+    product = AutarkySettings(
+        task_queue=harness.task_queue,
+        control_task_queue=harness.control_queue,
+        host_id=next(iter(harness.hosts)),
+        autopilot=settings,
+        scaling=ScalingSettings(health_poll_interval=timedelta(milliseconds=200)),
+    )
+    harness.main_activities = [ScalingRequestActivities(product).request_scaling]
+    harness.pool_activities[product.host_id] = [pool.read_pool, pool.set_pool]
+    async with harness.running(settings) as handle:
+        first_run = (await handle.describe()).run_id
+
+        async def finished() -> bool:
+            records = await actions(handle)
+            scaled = any(r.decision.candidate.action_type == "scale_pool" and r.finished_at for r in records)
+            return scaled and (await handle.query("status", result_type=AutopilotStatus)).runs >= 1
+
+        await eventually(finished, timeout=40)
+        await client.get_workflow_handle(f"scaler/local-pool/{product.host_id}").terminate("recorded")
+        return await client.get_workflow_handle(harness.workflow_id, run_id=first_run).fetch_history()
+
+
+async def record_scaler_history(
+    client: Client, data_dir: Path, workflow_id: str | None = None
+) -> WorkflowHistory:
+    """A scaler's first run: a change that succeeds, one that fails health and compensates, one that asks
+    for approval (approved), one cancelled by signal, a refused update, continue-as-new."""
+    resource = FakeResource(desired=2, start_seconds=0.3)
+    queue = f"scaler-replay-{uuid.uuid4().hex[:8]}"
+    input = fake_input(queue, cooldown=timedelta(0), blast_radius=0.5).model_copy(
+        update={"iterations_per_run": 8, "reconcile_interval": timedelta(milliseconds=500)}
+    )
+    if workflow_id:  # the file's name is the id replay uses
+        input = input.model_copy(update={"resource": ResourceRef.parse(f"aws-asg/{workflow_id}")})
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=[ScalerWorkflow],
+        activities=[resource.read_capacity, resource.set_capacity],
+    )
+    async with worker:
+        handle = await client.start_workflow(
+            ScalerWorkflow.run, input, id=input.resource.workflow_id, task_queue=queue
+        )
+        first_run = (await handle.describe()).run_id
+        await scale(handle, 3)
+        resource.never_healthy = True
+        await scale(handle, 4)
+        resource.never_healthy, resource.start_seconds = False, 30.0
+        cancelled = asyncio.create_task(scale(handle, 4))  # from 3, after the compensation
+        await asyncio.sleep(1.0)
+        await handle.signal(ScalerWorkflow.cancel_operation, "recorded cancel")
+        await cancelled
+        resource.start_seconds = 0.3
+        approved = asyncio.create_task(scale(handle, 6))
+        waiting = await eventually(lambda: pending(handle))
+        await handle.execute_update(
+            "approve",
+            ApprovalDecision(approval_id=waiting[0].approval_id, approver="recorder", reason="replay"),
+            result_type=ApprovalRequest,
+        )
+        await approved
+        with contextlib.suppress(WorkflowUpdateFailedError):
+            await scale(handle, 99)  # out of bounds: refused
+        await eventually(lambda: _continued(handle, first_run), timeout=30)
+        history = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
+        await handle.terminate("recorded")
+        return history
+
+
+async def _continued(handle: WorkflowHandle, first_run: str | None) -> bool:
+    return (await handle.describe()).run_id != first_run
+
+
+SCALING_POLICY = ScalingPolicy(
+    min_capacity=1,
+    max_capacity=3,
+    cooldown=timedelta(seconds=1),
+    stabilisation_window=timedelta(seconds=1),
+    blast_radius=5.0,
+)
+RECORDERS = {
+    "autopilot": record_autopilot_history,
+    "autopilot-round2": record_round2_history,
+    "autopilot-scaling": record_scaling_history,
+    "scaler": record_scaler_history,
+}
 # What each recording must hold to be worth replaying (beyond activities, timers and continue-as-new).
 REQUIRED = {
     "autopilot-before-detectors": {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED},
@@ -119,12 +223,18 @@ REQUIRED = {
         EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
         EventType.EVENT_TYPE_MARKER_RECORDED,  # the per-host-routing patch
     },
+    "autopilot-scaling": {EventType.EVENT_TYPE_MARKER_RECORDED},  # the pool-scaling patch
+    "scaler": {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+    },
 }
 
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=[AutopilotWorkflow, HousekeepingWorkflow], data_converter=pydantic_data_converter
+        workflows=[AutopilotWorkflow, HousekeepingWorkflow, ScalerWorkflow],
+        data_converter=pydantic_data_converter,
     )
 
 
@@ -143,6 +253,7 @@ async def test_recorded_histories_replay(path: Path) -> None:
 
 
 def test_there_is_a_recorded_history() -> None:
+    assert (HISTORIES / "scaler.json").exists(), "record one with: python -m tests.test_replay scaler"
     assert list(HISTORIES.glob("autopilot*.json")), "record one with: python -m tests.test_replay autopilot"
 
 

@@ -2,12 +2,15 @@
 
 - Above `scale_up_utilisation` (or with a backlog older than `backlog_age_limit`) add 1 unit, or up to
   `max_step_up` when one unit would still leave the resource above the threshold.
-- Below `scale_down_utilisation` (and no backlog) remove `step_down` units, but never below the highest
-  capacity recommended within the stabilisation window (as Kubernetes' HPA does): a dip does not shrink
-  what the next peak needs again.
-- Nothing changes within `cooldown` of the last event, and the result stays within the bounds.
+- Below `scale_down_utilisation` (and no backlog) remove `step_down` units, but only as far as keeps the
+  utilisation at or below `scale_up_utilisation` (a change never calls for its own reversal), and never
+  below the highest capacity recommended within the stabilisation window (as Kubernetes' HPA does): the
+  signal must have stayed low for the whole window, and a dip does not shrink what the next peak needs.
+- Nothing changes within `cooldown` of the last event, and the result stays within the bounds (a
+  resource outside them is brought back at once, cooldown or not).
 
-The same functions run in the autopilot (Analyze), the `ScalerWorkflow` (validation) and bench/scaling.py.
+The same functions run in the autopilot (Analyze), the `ScalerWorkflow` (validation) and bench/scaling.py,
+which replays load traces through them and chose the defaults (see ScalingPolicy).
 """
 
 from __future__ import annotations
@@ -43,13 +46,13 @@ def recommend(
     memory.recommendations = [r for r in memory.recommendations if r.at >= window_start]
     memory.recommendations.append(Recommended(at=sample.at, capacity=raw))
     desired = raw
-    if raw < current:
-        # Scale down only as far as every recommendation in the window allows.
+    if raw < current <= policy.max_capacity:
+        # Scale down by at most step_down, and only as far as every recommendation in the window allows.
         stable = max(r.capacity for r in memory.recommendations)
-        if stable > raw:
-            desired = min(current, stable)
+        desired = min(current, max(stable, current - policy.step_down))
+        if desired == stable > raw:
             why += f"; held at {desired} by the stabilisation window ({policy.stabilisation_window})"
-    if desired != current:
+    if desired != current and policy.min_capacity <= current <= policy.max_capacity:  # bounds don't wait
         remaining = cooldown_remaining(policy, memory.last_scaled_at, sample.at)
         if remaining > timedelta(0):
             return Recommendation(
@@ -71,7 +74,7 @@ def approval_needed(policy: ScalingPolicy, current: int, desired: int) -> str | 
     if desired <= current:
         return None
     growth = desired - current
-    if growth > policy.blast_radius * max(current, 1):
+    if growth > max(policy.blast_radius * max(current, 1), policy.blast_radius_units):
         return (
             f"{current} → {desired} grows capacity by {growth} units, more than the blast radius "
             f"(+{policy.blast_radius:.0%} of {current})"
@@ -115,7 +118,15 @@ def _raw_recommendation(policy: ScalingPolicy, current: int, sample: LoadSample)
         and not sample.backlog
         and current > policy.min_capacity
     ):
-        desired = clamp(policy, current - policy.step_down)
-        return desired, f"utilisation {utilisation:.0%} below {policy.scale_down_utilisation:.0%}"
+        # The fewest units that keep the utilisation at or below the scale-up threshold: shrinking further
+        # would call for growing again. The window remembers this, and recommend() steps by step_down.
+        fewest = clamp(policy, math.ceil(current * utilisation / policy.scale_up_utilisation - 1e-9))
+        why = f"utilisation {utilisation:.0%} below {policy.scale_down_utilisation:.0%}"
+        if fewest >= current:
+            return (
+                current,
+                f"{why}, but {current - 1} units would run above {policy.scale_up_utilisation:.0%}",
+            )
+        return fewest, why
     shown = "unknown" if utilisation is None else f"{utilisation:.0%}"
     return current, f"utilisation {shown} within the band"

@@ -69,21 +69,33 @@ class ResourceRef(BaseModel, frozen=True):
 
 
 class ScalingPolicy(BaseModel):
-    """The knobs of the scaling policy; the defaults were chosen on the shared traces (bench/scaling.py)."""
+    """The knobs of the scaling policy (autarky.policy.scaling).
 
-    scale_up_utilisation: float = Field(0.8, gt=0, le=1, description="scale up above this utilisation")
-    scale_down_utilisation: float = Field(0.3, ge=0, lt=1, description="scale down below this utilisation")
+    The defaults were chosen by replaying the shared load traces through the policy (bench/scaling.py):
+    up above 90 %, down below 60 % once it stayed there for a 15-minute window, +1..2 / -1 units, 5 minutes
+    between changes. On those traces this had 42 % fewer SLO-violation minutes than a Kubernetes-HPA-like
+    baseline (target 70 %) at a slightly lower cost (134 % of a clairvoyant oracle's, HPA-like 138 %) and
+    under one change per steady hour; the issue's first guess (80 % / 30 %, 5-minute window) cost 164 %.
+    """
+
+    scale_up_utilisation: float = Field(
+        0.9, gt=0, le=1, description="scale up above this utilisation; a scale-down never goes above it"
+    )
+    scale_down_utilisation: float = Field(0.6, ge=0, lt=1, description="scale down below this utilisation")
     max_step_up: int = Field(2, ge=1, description="units added at most per event")
-    step_down: int = Field(1, ge=1, description="units removed per event")
+    step_down: int = Field(1, ge=1, description="units removed at most per event")
     min_capacity: int = Field(1, ge=0)
     max_capacity: int = Field(8, ge=1)
     cooldown: Duration = Field(timedelta(minutes=5), ge=timedelta(0), description="between two events")
-    # Scale down only to the highest capacity recommended within this window (Kubernetes HPA's rule).
-    stabilisation_window: Duration = Field(timedelta(minutes=5), ge=timedelta(0))
+    # Scale down only when the utilisation stayed low for this long, and only to the highest capacity
+    # recommended within it (Kubernetes HPA's rule): noise does not flap, a dip does not shrink a peak's need.
+    stabilisation_window: Duration = Field(timedelta(minutes=15), ge=timedelta(0))
     # Worker pools: a backlog older than this counts as overload whatever the CPU says.
     backlog_age_limit: Duration = Field(timedelta(seconds=30), gt=timedelta(0))
     # Blast radius: growing by more than this share of the current capacity needs a person's approval,
     blast_radius: float = Field(0.5, gt=0)
+    # except a growth of at most this many units (one more member of a small pool is routine),
+    blast_radius_units: int = Field(1, ge=0)
     # and so does a capacity whose cost per hour would exceed the ceiling (when both are set).
     unit_cost_per_hour: float | None = Field(None, ge=0)
     cost_ceiling_per_hour: float | None = Field(None, ge=0)
