@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import math
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,8 @@ from temporalio.service import RPCError
 from autarky.client import (
     ApprovalRefused,
     AutarkyClient,
+    ScaleRefused,
+    ScalerSummary,
     ServerUnavailable,
     connect_client,
     is_unreachable,
@@ -33,6 +36,8 @@ from autarky.client import (
 )
 from autarky.config import AutarkySettings, ConfigError, Duration, load_settings
 from autarky.logging import configure_logging
+from autarky.scaler_types import OperationStatus, ScaleOperation
+from autarky.scalers import resolve
 from autarky.types import Finding
 
 app = typer.Typer(
@@ -40,6 +45,11 @@ app = typer.Typer(
 )
 schedules_app = typer.Typer(help="Schedules declared in schedules/.", no_args_is_help=True)
 app.add_typer(schedules_app, name="schedules")
+scale_app = typer.Typer(
+    help="Scalable resources: their capacity, changes of it and its history (one scaler workflow each).",
+    no_args_is_help=True,
+)
+app.add_typer(scale_app, name="scale")
 console = Console()
 T = TypeVar("T")
 
@@ -65,7 +75,7 @@ def _run(make: Callable[[AutarkySettings], Awaitable[T]]) -> T:
         return asyncio.run(make(settings))
     except ServerUnavailable as error:
         _fail(str(error))
-    except ApprovalRefused as error:
+    except (ApprovalRefused, ScaleRefused) as error:
         _fail(f"refused: {error}")
     except (ConfigError, LookupError) as error:
         _fail(str(error))
@@ -270,8 +280,7 @@ def _decide(
     workflow: str | None,
     snooze: timedelta | None = None,
 ) -> None:
-    if not reason.strip():  # checked here, before anything talks to the server
-        _fail('--reason is required and must not be empty: say why, e.g. --reason "pool is idle"', 2)
+    _require_reason(reason)
     who = approver if approver is not None else getpass.getuser()
 
     async def run(settings: AutarkySettings) -> Any:
@@ -282,6 +291,11 @@ def _decide(
 
     result = _run(run)
     console.print(f"{result.approval_id}: {result.state.value} by {result.decided_by}")
+
+
+def _require_reason(reason: str, example: str = "pool is idle") -> None:
+    if not reason.strip():  # checked here, before anything talks to the server
+        _fail(f'--reason is required and must not be empty: say why, e.g. --reason "{example}"', 2)
 
 
 _DURATION = TypeAdapter(Duration)
@@ -365,6 +379,142 @@ def schedules_list() -> None:
             getattr(action, "workflow", ""),
             f"{next_run:%Y-%m-%d %H:%M:%S}" if next_run else "-",
             "yes" if s.schedule.state.paused else "no",
+        )
+    console.print(table)
+
+
+RESOURCE_HELP = (
+    "local-pool (this host's pool), local-pool/<host>, aws-asg/<name>, aws-ecs/<cluster>/<service>, "
+    "aws-ec2/<group>, or the scaler's workflow id scaler/…"
+)
+NOT_STARTED = "not started (starts on the first request)"
+ResourceArg = Annotated[str, typer.Argument(metavar="RESOURCE", help=RESOURCE_HELP, show_default=False)]
+
+
+@scale_app.command("status")
+def scale_status() -> None:
+    """Every scaler: capacity, bounds, cooldown, the running operation's step and the last event."""
+
+    async def run(settings: AutarkySettings) -> list[ScalerSummary]:
+        return await (await _client(settings)).scalers()
+
+    table = Table(
+        "resource",
+        "capacity (healthy/desired)",
+        "bounds",
+        "cooldown",
+        "current step",
+        "last event",
+        "queued",
+        "approvals pending",
+    )
+    for s in _run(run):
+        table.add_row(*(escape(cell) for cell in _scaler_row(s)))
+    console.print(table)
+
+
+def _scaler_row(s: ScalerSummary) -> list[str]:
+    resource = s.resource.id + ("" if s.policy is not None else " (not configured here)")
+    status = s.status
+    if status is None:
+        bounds = f"{s.policy.min_capacity}–{s.policy.max_capacity}" if s.policy else ""
+        return [resource, s.problem or NOT_STARTED, bounds, "", "", "", "", ""]
+    cooldown = status.cooldown_remaining_seconds
+    current = status.current
+    if current is None:
+        step = "idle"
+    else:
+        where = current.step.value if current.step else "starting"
+        step = f"{where} ({_capacity(current.previous)} → {current.target})"
+    last = status.last
+    return [
+        resource,
+        f"{_capacity(status.healthy)}/{_capacity(status.capacity)}",
+        f"{status.min_capacity}–{status.max_capacity}",
+        f"{math.ceil(cooldown)} s" if cooldown > 0 else "-",
+        step,
+        _shorten(f"{last.status.value}: {last.detail}") if last else "-",
+        str(status.queued),
+        str(status.pending_approvals),
+    ]
+
+
+def _capacity(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _shorten(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@scale_app.command("set")
+def scale_set(
+    resource: ResourceArg,
+    desired: Annotated[
+        int, typer.Argument(metavar="N", min=0, help="the capacity wanted", show_default=False)
+    ],
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason", "-r", help="why (required; recorded with the operation)", show_default=False
+        ),
+    ] = "",
+    queue: Annotated[
+        bool, typer.Option("--queue", help="inside the cooldown, wait for its end instead of refusing")
+    ] = False,
+    by: Annotated[str | None, typer.Option("--by", help="who asks (default: your user name)")] = None,
+) -> None:
+    """Scale RESOURCE to N and wait for the outcome (the scaler starts if it does not run yet).
+
+    Exits 0 when it succeeded or was already there, 1 when it was refused, compensated or rejected."""
+    _require_reason(reason, "peak traffic")
+    who = by if by is not None else getpass.getuser()
+    if not who.strip():
+        _fail("--by must name who asks (default: your user name)", 2)
+
+    async def run(settings: AutarkySettings) -> ScaleOperation:
+        resolve(settings, resource)  # an unknown resource is named before anything talks to the server
+        client = await _client(settings)
+        return await client.scale(resource, desired, reason=reason, requested_by=who, queue=queue)
+
+    operation = _run(run)
+    outcome = f"{operation.operation_id} {operation.status.value}: {operation.detail}"
+    if operation.status not in (OperationStatus.SUCCEEDED, OperationStatus.UNCHANGED):
+        _fail(outcome)
+    console.print(outcome, markup=False, highlight=False, soft_wrap=True)
+
+
+@scale_app.command("history")
+def scale_history(
+    resource: ResourceArg, count: Annotated[int, typer.Option(min=1, help="how many")] = 10
+) -> None:
+    """RESOURCE's recent operations, oldest first."""
+
+    async def run(settings: AutarkySettings) -> tuple[str, list[ScaleOperation]]:
+        ref, _ = resolve(settings, resource)
+        return ref.workflow_id, await (await _client(settings)).scale_operations(resource, count)
+
+    workflow_id, operations = _run(run)
+    if not operations:
+        console.print(f"{workflow_id}: no operations yet", markup=False, highlight=False)
+        return
+    table = Table("id", "queued (UTC)", "status", "change", "requested by", "reason", "detail")
+    for o in operations:
+        table.add_row(
+            *(
+                escape(cell)
+                for cell in (
+                    o.operation_id,
+                    f"{o.queued_at:%Y-%m-%d %H:%M:%S}",
+                    o.status.value
+                    + (f" ({o.step.value})" if o.status == OperationStatus.RUNNING and o.step else ""),
+                    f"{_capacity(o.previous)} → {o.target}",
+                    o.request.requested_by,
+                    o.request.reason,
+                    o.detail,
+                )
+            )
         )
     console.print(table)
 
