@@ -113,6 +113,12 @@ class DecisionThresholds(BaseModel):
     evidence_half_life: Duration = Field(timedelta(days=3), gt=timedelta(0))
 
 
+class LocalPoolPolicy(ScalingPolicy):
+    """The local pool's bounds: one machine's cores go only so far (each member is a Python process)."""
+
+    max_capacity: int = Field(4, ge=1)
+
+
 class AutopilotSettings(BaseModel):
     monitor_interval: Duration = timedelta(seconds=30)
     analysis_interval: Duration = timedelta(seconds=60)
@@ -137,7 +143,7 @@ class AutopilotSettings(BaseModel):
     iterations_per_run: int = Field(500, ge=1)
     # Scaling the local worker pool from CPU and the pool queue's backlog (autarky.policy.scaling).
     pool_scaling: bool = True
-    pool_policy: ScalingPolicy = Field(default_factory=lambda: ScalingPolicy(min_capacity=1, max_capacity=4))
+    pool_policy: LocalPoolPolicy = Field(default_factory=lambda: LocalPoolPolicy())
     rules: ThresholdRules = Field(default_factory=ThresholdRules)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     decision: DecisionThresholds = Field(default_factory=DecisionThresholds)
