@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities.infra.aws_scaling import AwsScalingActivities
-
 from activities.infra.hosts import discover_hosts
 from activities.infra.local_pool_scaling import LocalPoolScalingActivities
 from activities.infra.probes import probe_host, probe_network
@@ -24,15 +22,24 @@ WORKFLOWS: list[type] = [AutopilotWorkflow, HousekeepingWorkflow, ScalerWorkflow
 
 def main_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
     """The shared task queue. Host activities stay here too, for runs from before per-host routing."""
-    aws = AwsScalingActivities(settings.scaling.aws)
     return [
         discover_hosts,
         probe_task_queue,
         ScalingRequestActivities(settings).request_scaling,
-        aws.read_capacity,
-        aws.set_capacity,
+        *aws_activities(settings),
         *host_activities(settings),
     ]
+
+
+def aws_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
+    """The AWS scaling provider, on workers configured with AWS resources only: boto3 costs a worker
+    about 12 MiB, which the embedded default (no AWS) does not pay."""
+    if not settings.scaling.resources:  # every configured resource is an AWS one
+        return []
+    from activities.infra.aws_scaling import AwsScalingActivities
+
+    aws = AwsScalingActivities(settings.scaling.aws)
+    return [aws.read_capacity, aws.set_capacity]
 
 
 def host_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
