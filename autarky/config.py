@@ -148,6 +148,14 @@ class AutopilotSettings(BaseModel):
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     decision: DecisionThresholds = Field(default_factory=DecisionThresholds)
 
+    @field_validator("pool_policy", mode="before")
+    @classmethod
+    def _any_scaling_policy(cls, value: Any) -> Any:
+        # A plain ScalingPolicy (e.g. from the Python client) is taken as given, field by field.
+        if isinstance(value, ScalingPolicy) and not isinstance(value, LocalPoolPolicy):
+            return value.model_dump()
+        return value
+
     @field_validator("monitor_interval", "analysis_interval", "optimization_interval", "executor_interval")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
