@@ -100,6 +100,7 @@ class ScalerState(BaseModel):
     operations: list[ScaleOperation] = Field(default_factory=list)  # newest last, bounded
     sequence: int = 0  # operations numbered so far
     repairs: int = 0  # dead pool members replaced by reconciling
+    last_problem: str | None = None  # the last reconcile's failure, until one succeeds
 
 
 class ScalerInput(BaseModel):
@@ -112,6 +113,7 @@ class ScalerInput(BaseModel):
     # How often the scaler compares the resource with its desired capacity (a killed member is replaced).
     reconcile_interval: Duration = Field(timedelta(minutes=1), gt=timedelta(0))
     approval_timeout: Duration = Field(timedelta(hours=1), gt=timedelta(0))
+    read_timeout: Duration = Field(timedelta(seconds=30), gt=timedelta(0))  # one reading of the resource
     state: ScalerState | None = None
     approvals: list[ApprovalRequest] = Field(default_factory=list)  # carried for the approval gate
     iterations_per_run: int = Field(200, ge=1)
@@ -128,3 +130,4 @@ class ScalerStatus(BaseModel):
     last: ScaleOperation | None
     queued: int
     pending_approvals: int
+    problem: str | None = None  # why the scaler could not read its resource lately

@@ -199,3 +199,21 @@ async def test_the_cooldown_and_history_survive_a_worker_restart_and_continue_as
 
 async def _new_run(handle: WorkflowHandle, run_id: str | None) -> bool:
     return (await handle.describe()).run_id != run_id
+
+
+async def test_a_resource_nobody_serves_is_reported_and_the_scaler_lives_on(client: Client) -> None:
+    scalers = Scalers(client, FakeResource())
+    input = fake_input(f"{scalers.queue}-nobody").model_copy(
+        update={"read_timeout": timedelta(milliseconds=300), "reconcile_interval": timedelta(seconds=1)}
+    )
+    async with Worker(client, task_queue=scalers.queue, workflows=[ScalerWorkflow]):
+        handle = await scalers.start(input)
+
+        async def reported() -> str | None:
+            return (await status(handle)).problem
+
+        problem = await eventually(reported)
+        description = await handle.describe()
+        await handle.terminate("test finished")
+    assert "timed out" in problem.lower() or "timeout" in problem.lower(), problem
+    assert description.status is not None and description.status.name == "RUNNING"

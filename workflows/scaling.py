@@ -57,7 +57,6 @@ COMPENSATION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1), maximum_attempts=0
 )
 SET_CAPACITY_TIMEOUT = timedelta(minutes=10)  # stopping pool members lets each drain for up to 30 s
-READ_TIMEOUT = timedelta(seconds=30)
 
 
 class HealthTimeout(Exception):
@@ -82,7 +81,7 @@ class ScalerWorkflow(ApprovalGate):
         workflow.upsert_search_attributes([sa.KIND.value_set("scaler")])
         workflow.upsert_memo({"resource": input.resource.id})
         if self._state.capacity is None:
-            await self._read_and_record()
+            await self._reconcile()
         self._refresh_details()
         while True:
             self._iterations += 1
@@ -177,6 +176,7 @@ class ScalerWorkflow(ApprovalGate):
             last=finished[-1] if finished else None,
             queued=len(self._queued()),
             pending_approvals=len(self.pending()),
+            problem=self._state.last_problem,
         )
 
     @workflow.query(name="operations")
@@ -286,6 +286,16 @@ class ScalerWorkflow(ApprovalGate):
             await workflow.sleep(self._input.health_poll_interval)
 
     async def _reconcile(self) -> None:
+        """Read the resource; replace dead pool members. A failure here only waits for the next round."""
+        try:
+            await self._repair_if_needed()
+        except ActivityError as error:  # e.g. the pool's host is gone, or AWS refuses: the scaler lives on
+            self._state.last_problem = f"{workflow.now():%H:%M:%S} UTC: {self._why(error)}"
+            workflow.logger.warning("reading %s failed: %s", self._input.resource.id, self._why(error))
+        else:
+            self._state.last_problem = None
+
+    async def _repair_if_needed(self) -> None:
         reading = await self._read_and_record()
         if self._input.resource.kind == ResourceKind.LOCAL_POOL and reading.running < reading.desired:
             # A member died (killed, crashed): start its replacement; this is no change of capacity.
@@ -306,7 +316,9 @@ class ScalerWorkflow(ApprovalGate):
             ReadCapacityInput(resource=self._input.resource),
             result_type=CapacityReading,
             task_queue=self._input.provider_task_queue,
-            start_to_close_timeout=READ_TIMEOUT,
+            start_to_close_timeout=self._input.read_timeout,
+            # Bounded even when nobody serves the queue (the pool's host went away).
+            schedule_to_close_timeout=self._input.read_timeout * FORWARD_RETRY.maximum_attempts,
             retry_policy=FORWARD_RETRY,
             summary=f"read the capacity of {self._input.resource.id}",
         )
@@ -418,6 +430,8 @@ def render_details(status: ScalerStatus) -> str:
     if status.last is not None:
         op = status.last
         lines.append(f"last: {op.operation_id} {op.status.value}: {op.detail}")
+    if status.problem:
+        lines.append(f"problem: {status.problem}")
     return "\n\n".join(lines)
 
 
