@@ -114,6 +114,8 @@ class ScalerInput(BaseModel):
     reconcile_interval: Duration = Field(timedelta(minutes=1), gt=timedelta(0))
     approval_timeout: Duration = Field(timedelta(hours=1), gt=timedelta(0))
     read_timeout: Duration = Field(timedelta(seconds=30), gt=timedelta(0))  # one reading of the resource
+    # A compensation refused for good (e.g. access denied) tries again after this, doubling to 10 min.
+    compensation_backoff: Duration = Field(timedelta(seconds=10), gt=timedelta(0))
     state: ScalerState | None = None
     approvals: list[ApprovalRequest] = Field(default_factory=list)  # carried for the approval gate
     iterations_per_run: int = Field(200, ge=1)

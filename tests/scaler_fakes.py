@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from autarky.policy.scaling_types import ResourceKind, ResourceRef, ScalingPolicy
 from autarky.scaler_types import CapacityReading, ReadCapacityInput, ScalerInput, SetCapacityInput
@@ -26,6 +27,7 @@ class FakeResource:
     changes: list[tuple[str, int]] = field(default_factory=list)  # (idempotency key, desired)
     changed_at: float = 0.0
     healthy_before_change: int = -1  # -1: all of `desired`
+    refuse_sets: int = 0  # the next this many changes are refused for good (e.g. access denied)
 
     def __post_init__(self) -> None:
         if self.healthy_before_change < 0:
@@ -50,6 +52,9 @@ class FakeResource:
 
     @activity.defn(name="set_capacity_aws")
     async def set_capacity(self, request: SetCapacityInput) -> CapacityReading:
+        if self.refuse_sets > 0:
+            self.refuse_sets -= 1
+            raise ApplicationError("AccessDenied: not allowed to change the group", non_retryable=True)
         self.changes.append((request.idempotency_key, request.desired))
         if request.desired != self.desired:
             self.healthy_before_change = min(self.healthy(), request.desired)

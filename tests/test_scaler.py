@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
 from autarky.scaler_types import (
@@ -217,3 +217,51 @@ async def test_a_resource_nobody_serves_is_reported_and_the_scaler_lives_on(clie
         await handle.terminate("test finished")
     assert "timed out" in problem.lower() or "timeout" in problem.lower(), problem
     assert description.status is not None and description.status.name == "RUNNING"
+
+
+async def test_a_refused_undo_is_tried_again_until_done_and_the_scaler_lives_on(client: Client) -> None:
+    resource = FakeResource(desired=2, never_healthy=True)
+    scalers = Scalers(client, resource)
+    input = fake_input(scalers.queue).model_copy(update={"compensation_backoff": timedelta(seconds=1)})
+    async with scalers.worker():
+        handle = await scalers.start(input)
+        running = asyncio.create_task(scale(handle, 3))
+        await eventually(lambda: _at_step(handle, SagaStep.WAITING_HEALTHY))
+        resource.refuse_sets = 1000  # from now on every change is refused
+        await eventually(lambda: _undo_refused(handle))
+        resource.refuse_sets = 0  # e.g. a person fixed the permissions
+        done = await running
+        description = await handle.describe()
+        await handle.terminate("test finished")
+    assert done.status == OperationStatus.COMPENSATED and resource.desired == 2
+    assert description.status is not None and description.status.name == "RUNNING"
+
+
+async def test_cancelling_the_scaler_mid_undo_still_finishes_the_undo(client: Client) -> None:
+    resource = FakeResource(desired=2, never_healthy=True)
+    scalers = Scalers(client, resource)
+    input = fake_input(scalers.queue).model_copy(update={"compensation_backoff": timedelta(seconds=1)})
+    async with scalers.worker():
+        handle = await scalers.start(input)
+        running = asyncio.create_task(scale(handle, 3))
+        await eventually(lambda: _at_step(handle, SagaStep.WAITING_HEALTHY))
+        resource.refuse_sets = 1000  # from now on every change is refused
+        await eventually(lambda: _undo_refused(handle))
+        await handle.cancel()  # arrives while the undo waits to try again
+        resource.refuse_sets = 0
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        operations = await handle.query(ScalerWorkflow.operations)
+    running.cancel()
+    assert resource.desired == 2 and [d for _, d in resource.changes] == [3, 2]
+    assert operations[-1].status == OperationStatus.COMPENSATED
+
+
+async def _at_step(handle: WorkflowHandle, step: SagaStep) -> bool:
+    current = (await status(handle)).current
+    return current is not None and current.step == step
+
+
+async def _undo_refused(handle: WorkflowHandle) -> bool:
+    current = (await status(handle)).current
+    return current is not None and "attempt 1 failed" in current.detail

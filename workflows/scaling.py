@@ -57,6 +57,9 @@ COMPENSATION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1), maximum_attempts=0
 )
 SET_CAPACITY_TIMEOUT = timedelta(minutes=10)  # stopping pool members lets each drain for up to 30 s
+PROVIDER_PICKUP = timedelta(minutes=1)
+MAX_COMPENSATION_BACKOFF = timedelta(minutes=10)
+WITHDRAWN = "autarky:withdrawn"
 
 
 class HealthTimeout(Exception):
@@ -201,7 +204,10 @@ class ScalerWorkflow(ApprovalGate):
                 with contextlib.suppress(ActivityError, HealthTimeout, asyncio.CancelledError):
                     await self._forward
             why = self._why(error)
-            if operation.previous is None or operation.step == SagaStep.WAITING_APPROVAL:
+            if operation.finished:
+                pass  # the forward steps ended (e.g. succeeded) in the same moment: nothing to undo
+            elif operation.previous is None or operation.step == SagaStep.WAITING_APPROVAL:
+                self._withdraw_approval(operation, why)
                 self._finish(operation, OperationStatus.COMPENSATED, f"nothing changed: {why}")
             else:
                 await self._compensate(operation, why)
@@ -261,16 +267,52 @@ class ScalerWorkflow(ApprovalGate):
         return False
 
     async def _compensate(self, operation: ScaleOperation, why: str) -> None:
+        """Undo to the recorded capacity. A cancellation of the workflow meanwhile waits for the undo:
+        a scaler never ends with its resource half changed."""
+        self._step(operation, SagaStep.COMPENSATING)
+        undo = asyncio.create_task(self._undo(operation, why))
+        cancelled = False
+        while not undo.done():
+            try:
+                await asyncio.shield(undo)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _undo(self, operation: ScaleOperation, why: str) -> None:
         previous = operation.previous
         assert previous is not None
-        self._step(operation, SagaStep.COMPENSATING)
-        operation.detail = f"compensating to {previous}: {why}"
-        self._refresh_details()
-        await self._set_capacity(previous, self._key(operation, "compensate"), COMPENSATION_RETRY)
+        backoff = self._input.compensation_backoff
+        attempt = 0
+        while True:  # until done: each round retries what may pass; a refusal waits and tries again
+            operation.detail = f"compensating to {previous}: {why}"
+            self._refresh_details()
+            try:
+                await self._set_capacity(previous, self._key(operation, "compensate"), COMPENSATION_RETRY)
+                break
+            except ActivityError as error:
+                attempt += 1
+                workflow.logger.warning("compensation of %s failed: %s", operation.operation_id, error)
+                operation.detail = (
+                    f"compensating to {previous} ({why}): attempt {attempt} failed: {self._why(error)}; "
+                    f"trying again in {backoff}"
+                )
+                self._refresh_details()
+                await workflow.sleep(backoff)
+                backoff = min(backoff * 2, MAX_COMPENSATION_BACKOFF)
         self._state.last_event_at = workflow.now()
-        reading = await self._read_and_record()
+        with contextlib.suppress(ActivityError):  # the undo is done; a reading is only for the record
+            await self._read_and_record()
         self._finish(operation, OperationStatus.COMPENSATED, f"back to {previous}: {why}")
-        operation.reached = reading.desired
+        operation.reached = previous
+
+    def _withdraw_approval(self, operation: ScaleOperation, why: str) -> None:
+        """A request that ends while waiting for a person no longer needs their answer."""
+        approval_id = f"scale-{_number(operation)}"
+        for request in self.pending():
+            if request.approval_id == approval_id:
+                self._record_decision(request, ApprovalState.REJECTED, WITHDRAWN, f"withdrawn: {why}")
 
     async def _wait_healthy(self, target: int, timeout: timedelta) -> None:
         deadline = workflow.now() + timeout
@@ -334,10 +376,18 @@ class ScalerWorkflow(ApprovalGate):
             result_type=CapacityReading,
             task_queue=self._input.provider_task_queue,
             start_to_close_timeout=SET_CAPACITY_TIMEOUT,
-            heartbeat_timeout=timedelta(minutes=1),
             retry_policy=retry,
+            # A cancelled change finishes its call before the undo starts (no two resizes at once).
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"set {self._input.resource.id} to {desired}",
+            **self._provider_options(),  # type: ignore[arg-type]
         )
+
+    def _provider_options(self) -> dict[str, object]:
+        if self._input.resource.kind != ResourceKind.LOCAL_POOL:
+            return {}
+        # The pool's own host serves these: if it is gone, say so within a minute instead of waiting.
+        return {"heartbeat_timeout": timedelta(minutes=1), "schedule_to_start_timeout": PROVIDER_PICKUP}
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -383,8 +433,11 @@ class ScalerWorkflow(ApprovalGate):
         return self._digest(f"{_number(operation)}-{step}")
 
     def _digest(self, text: str) -> str:
-        # Within the 64 characters providers allow (EC2's ClientToken), unique per workflow and step.
-        workflow_hash = hashlib.sha256(workflow.info().workflow_id.encode()).hexdigest()[:24]
+        # Within the 64 characters providers allow (EC2's ClientToken), unique per step and per scaler
+        # execution (the first run id stays across continue-as-new; a new scaler restarts its numbering).
+        info = workflow.info()
+        chain = f"{info.workflow_id}/{info.first_execution_run_id}"
+        workflow_hash = hashlib.sha256(chain.encode()).hexdigest()[:24]
         return f"{workflow_hash}-{text}"
 
     def _step(self, operation: ScaleOperation, step: SagaStep) -> None:

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ class LocalWorkerPool:
         self.dir = data_dir / "pool"
         self.log_dir = data_dir / "logs"
         self.command = command or [sys.executable, "-m", "autarky.cli", "worker", MEMBER_FLAG]
+        # One change of membership at a time (a resize, a restart, a cancelled resize still finishing).
+        self._changing = threading.RLock()
 
     def members(self) -> list[PoolMember]:
         """Live members, found through their pid files (stale files are removed)."""
@@ -75,27 +78,30 @@ class LocalWorkerPool:
 
     def set_size(self, size: int) -> list[PoolMember]:
         """Record `size` as the pool's size, then start or stop members to match it."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / "desired.tmp"
-        tmp.write_text(str(size))
-        tmp.replace(self.dir / "desired")
-        return self.ensure(size)
+        with self._changing:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.dir / "desired.tmp"
+            tmp.write_text(str(size))
+            tmp.replace(self.dir / "desired")
+            return self.ensure(size)
 
     def ensure(self, size: int) -> list[PoolMember]:
         """Start or stop members until exactly `size` run."""
-        members = {m.slot: m for m in self.members()}
-        for slot in range(size):
-            if slot not in members:
-                members[slot] = self._start(slot)
-        for slot in sorted((s for s in members if s >= size), reverse=True):  # newest slots first
-            self._stop(members.pop(slot))
-        POOL_MEMBERS.set(len(members))
-        return sorted(members.values(), key=lambda m: m.slot)
+        with self._changing:
+            members = {m.slot: m for m in self.members()}
+            for slot in range(size):
+                if slot not in members:
+                    members[slot] = self._start(slot)
+            for slot in sorted((s for s in members if s >= size), reverse=True):  # newest slots first
+                self._stop(members.pop(slot))
+            POOL_MEMBERS.set(len(members))
+            return sorted(members.values(), key=lambda m: m.slot)
 
     def replace(self, member: PoolMember) -> PoolMember:
         """Stop one member (it drains its activities) and start a fresh one in its slot."""
-        self._stop(member)
-        return self._start(member.slot)
+        with self._changing:
+            self._stop(member)
+            return self._start(member.slot)
 
     def stop_all(self) -> None:
         for member in self.members():
