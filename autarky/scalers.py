@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from autarky import search_attributes as sa
 from autarky.config import AutarkySettings
@@ -94,3 +95,19 @@ async def request_scale(
     return await client.execute_update_with_start_workflow(
         "scale", request, start_workflow_operation=start, result_type=ScaleOperation
     )
+
+
+async def push_policies(client: Client, settings: AutarkySettings) -> list[str]:
+    """Send the configured policy to every configured resource's running scaler (a scaler keeps the
+    policy it started with otherwise); returns the ids of the scalers that took it."""
+    updated = []
+    for resource_id, policy in configured(settings).items():
+        handle = client.get_workflow_handle(ResourceRef.parse(resource_id).workflow_id)
+        try:
+            await handle.execute_update("set_policy", policy, result_type=ScalingPolicy)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:  # not running yet: it starts with the policy
+                raise
+        else:
+            updated.append(resource_id)
+    return updated

@@ -12,6 +12,8 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
+from autarky.config import AutarkySettings, ScalableResource, ScalingSettings
+from autarky.policy.scaling_types import ScalingPolicy
 from autarky.scaler_types import (
     OperationStatus,
     SagaStep,
@@ -20,6 +22,7 @@ from autarky.scaler_types import (
     ScalerInput,
     ScalerStatus,
 )
+from autarky.scalers import push_policies
 from autarky.types import ApprovalDecision, ApprovalRequest
 from tests.scaler_fakes import FakeResource, fake_input
 from tests.test_autopilot import eventually
@@ -265,3 +268,26 @@ async def _at_step(handle: WorkflowHandle, step: SagaStep) -> bool:
 async def _undo_refused(handle: WorkflowHandle) -> bool:
     current = (await status(handle)).current
     return current is not None and "attempt 1 failed" in current.detail
+
+
+async def test_a_running_scaler_takes_the_configured_policy(client: Client) -> None:
+    resource = FakeResource(desired=1)
+    scalers = Scalers(client, resource)
+    input = fake_input(scalers.queue, max_capacity=4)
+    settings = AutarkySettings(
+        task_queue=scalers.queue,
+        scaling=ScalingSettings(
+            resources=[
+                ScalableResource(resource=input.resource.id, policy=ScalingPolicy(max_capacity=6)),
+                ScalableResource(resource="aws-asg/not-running-" + uuid.uuid4().hex[:6]),
+            ]
+        ),
+    )
+    async with scalers.worker():
+        handle = await scalers.start(input)
+        before = await status(handle)
+        pushed = await push_policies(client, settings)
+        after = await status(handle)
+        await handle.terminate("test finished")
+    assert before.max_capacity == 4 and after.max_capacity == 6
+    assert pushed == [input.resource.id]  # the pool's and the other resource's scalers do not run

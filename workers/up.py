@@ -13,11 +13,13 @@ import os
 import structlog
 from rich.console import Console
 from rich.panel import Panel
+from temporalio.service import RPCError
 
 from activities.infra.worker_pool import LocalWorkerPool
 from autarky import metrics
 from autarky.client import AutarkyClient
 from autarky.config import AutarkySettings, ConfigError
+from autarky.scalers import push_policies
 from autarky.temporal import AUTOPILOT_WORKFLOW_ID, connect, external_profile, metrics_runtime
 from schedules import sync_schedules
 from workers.dev_server import EmbeddedServer
@@ -74,6 +76,13 @@ async def up(settings: AutarkySettings) -> None:
                     "the running autopilot did not take the new settings in time; it keeps its own",
                     workflow_id=handle.id,
                 )
+            try:
+                pushed = await push_policies(client, settings)
+            except RPCError as error:  # a scaler that does not take it keeps its old policy
+                log.warning("could not send the scaling policies to the running scalers", error=str(error))
+            else:
+                if pushed:
+                    log.info("running scalers took the configured policies", scalers=pushed)
             _print_banner(settings, server is not None, profile.address if profile else None, handle.id)
 
         await run_until(stop, workers, on_started=start_autopilot)

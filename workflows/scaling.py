@@ -29,7 +29,7 @@ from workflows.approval import ApprovalGate
 with workflow.unsafe.imports_passed_through():
     from autarky import search_attributes as sa
     from autarky.policy.scaling import approval_needed, cooldown_remaining
-    from autarky.policy.scaling_types import ResourceKind
+    from autarky.policy.scaling_types import ResourceKind, ScalingPolicy
     from autarky.scaler_types import (
         CapacityReading,
         OperationStatus,
@@ -157,6 +157,14 @@ class ScalerWorkflow(ApprovalGate):
                 f"{resource} is busy with {busy.operation_id} (→ {busy.target}, {busy.status.value}); "
                 "ask again when it is done, or queue the request"
             )
+
+    @workflow.update(name="set_policy")
+    def set_policy(self, policy: ScalingPolicy) -> ScalingPolicy:
+        """New bounds, cooldown or thresholds (`autarky up` sends the configured policy); what runs keeps
+        going, the next request is judged by the new policy."""
+        self._input = self._input.model_copy(update={"policy": policy})
+        self._refresh_details()
+        return policy
 
     @workflow.signal(name="cancel_operation")
     def cancel_operation(self, reason: str) -> None:
