@@ -23,8 +23,24 @@ def sample(utilisation: float | None, at: datetime = T0, **backlog: float) -> Lo
     return LoadSample(at=at, utilisation=utilisation, **backlog)
 
 
+def seasoned(policy: ScalingPolicy) -> ScalingMemory:
+    """A memory that has watched the resource for a whole stabilisation window (nothing recommended)."""
+    return ScalingMemory(observed_since=T0 - policy.stabilisation_window)
+
+
 def desired(policy: ScalingPolicy, current: int, utilisation: float | None, **backlog: float) -> int:
-    return recommend(policy, current, sample(utilisation, **backlog), ScalingMemory()).desired
+    return recommend(policy, current, sample(utilisation, **backlog), seasoned(policy)).desired
+
+
+def test_a_fresh_start_or_a_gap_watches_a_whole_window_before_scaling_down() -> None:
+    memory = ScalingMemory()
+    first = recommend(DEFAULT, 4, sample(0.1, T0), memory)
+    assert first.desired == 4 and "whole stabilisation window" in first.reason
+    assert recommend(DEFAULT, 4, sample(0.95, T0), ScalingMemory()).desired == 5  # growing never waits
+    window = DEFAULT.stabilisation_window
+    assert recommend(DEFAULT, 4, sample(0.1, T0 + window), memory).desired == 3  # seen all along
+    after_gap = T0 + 3 * window  # e.g. the autopilot was down: what happened meanwhile is unknown
+    assert recommend(DEFAULT, 4, sample(0.1, after_gap), memory).desired == 4
 
 
 # ------------------------------------------------------------------------------------------ steps

@@ -42,16 +42,24 @@ def recommend(
 ) -> Recommendation:
     """The capacity this sample calls for. Updates `memory` (the stabilisation window)."""
     raw, why = _raw_recommendation(policy, current, sample)
-    window_start = sample.at - policy.stabilisation_window
+    window = policy.stabilisation_window
+    window_start = sample.at - window
+    last = memory.recommendations[-1].at if memory.recommendations else None
+    if memory.observed_since is None or (last is not None and sample.at - last > window):
+        memory.observed_since = sample.at  # a fresh start, or a gap: the window has seen nothing yet
     memory.recommendations = [r for r in memory.recommendations if r.at >= window_start]
     memory.recommendations.append(Recommended(at=sample.at, capacity=raw))
     desired = raw
     if raw < current <= policy.max_capacity:
-        # Scale down by at most step_down, and only as far as every recommendation in the window allows.
+        # Scale down by at most step_down, and only as far as every recommendation in the window allows;
+        # a window not yet seen in full (just started, or after a gap) allows nothing.
         stable = max(r.capacity for r in memory.recommendations)
         desired = min(current, max(stable, current - policy.step_down))
-        if desired == stable > raw:
-            why += f"; held at {desired} by the stabilisation window ({policy.stabilisation_window})"
+        if sample.at - memory.observed_since < window:
+            desired = current
+            why += f"; waits until the load was seen for a whole stabilisation window ({window})"
+        elif desired == stable > raw:
+            why += f"; held at {desired} by the stabilisation window ({window})"
     if desired != current and policy.min_capacity <= current <= policy.max_capacity:  # bounds don't wait
         remaining = cooldown_remaining(policy, memory.last_scaled_at, sample.at)
         if remaining > timedelta(0):

@@ -133,6 +133,7 @@ class ScalingMemory(BaseModel):
 
     recommendations: list[Recommended] = Field(default_factory=list)
     last_scaled_at: datetime | None = None
+    observed_since: datetime | None = None  # the start of the current unbroken run of samples
 
 
 class Recommendation(BaseModel):
