@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 from datetime import timedelta
@@ -19,9 +18,7 @@ from autarky.types import ActionRequest, ActionStatus, ApprovalDecision
 from tests.fakes import FakeHost
 from tests.pool_worker import MEMBER_SCRIPT
 from tests.test_autopilot import Harness, _first, actions, decide, eventually, fast_settings, of_type, pending
-
-ROOT = Path(__file__).resolve().parents[1]
-DRAINS: set[asyncio.Task[bytes]] = set()
+from tests.worker_process import spawn_worker as start_worker
 
 
 def started(starts: Path) -> list[int]:
@@ -68,28 +65,10 @@ async def test_a_repeated_restart_with_the_same_action_id_restarts_nobody_again(
 async def spawn_worker(
     client: Client, control_queue: str, data_dir: Path, starts: Path
 ) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.pool_worker",
-        client.service_client.config.target_host,
-        control_queue,
-        "test-host",
-        str(data_dir),
-        str(starts),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    target = client.service_client.config.target_host
+    return await start_worker(
+        "tests.pool_worker", target, control_queue, "test-host", str(data_dir), str(starts)
     )
-    assert process.stdout is not None
-    seen = []
-    while (line := await asyncio.wait_for(process.stdout.readline(), 30)).strip() != b"polling":
-        assert line, b"".join(seen)  # the worker exited before polling
-        seen.append(line)
-    # Keep reading its log, so a full pipe never blocks the worker.
-    DRAINS.add(asyncio.create_task(process.stdout.read()))
-    return process
 
 
 async def test_a_worker_killed_mid_restart_leaves_each_member_restarted_exactly_once(

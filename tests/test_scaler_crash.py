@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -18,31 +15,12 @@ from autarky.scaler_types import OperationStatus, SagaStep
 from tests.scaler_fakes import FakeResource, fake_input
 from tests.test_autopilot import eventually
 from tests.test_scaler import scale, status
+from tests.worker_process import spawn_worker
 from workflows.scaling import ScalerWorkflow
-
-ROOT = Path(__file__).resolve().parents[1]
-DRAINS: set[asyncio.Task[bytes]] = set()
 
 
 async def spawn(client: Client, task_queue: str) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.scaler_worker",
-        client.service_client.config.target_host,
-        task_queue,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert process.stdout is not None
-    seen = []
-    while (line := await asyncio.wait_for(process.stdout.readline(), 30)).strip() != b"polling":
-        assert line, b"".join(seen)
-        seen.append(line)
-    DRAINS.add(asyncio.create_task(process.stdout.read()))
-    return process
+    return await spawn_worker("tests.scaler_worker", client.service_client.config.target_host, task_queue)
 
 
 @pytest.mark.parametrize("healthy", [True, False], ids=["completes", "compensates"])
