@@ -504,8 +504,9 @@ class AutopilotWorkflow(ApprovalGate):
         self._remember(record)
         if self._scaling and candidate.action_type == SCALE_POOL and candidate.host:
             hs = self._state.hosts.get(candidate.host)
-            if hs is not None and record.status == ActionStatus.SUCCEEDED:
-                hs.scaling.last_scaled_at = record.finished_at  # the policy's cooldown starts here too
+            # A compensated change moved capacity twice: the scaler's cooldown runs, and so does the policy's.
+            if hs is not None and record.status in (ActionStatus.SUCCEEDED, ActionStatus.FAILED):
+                hs.scaling.last_scaled_at = record.finished_at
         if record.status in (ActionStatus.NOTHING_TO_DO, ActionStatus.NOT_DELIVERED):  # teaches nothing
             self._bump(record.status.value)
             return
