@@ -36,10 +36,12 @@ async def test_each_hosts_samples_and_remedies_stay_on_that_host(client: Client,
     # A long cooldown: each remedy runs once per host, so the first outcomes stay in view.
     async with harness.running(fast_settings(action_cooldown=timedelta(hours=1))) as handle:
         # Both hosts are found (their workers poll the shared queue) and probed through their own queues.
+        # A probe sent before a host's worker polls waits out HOST_PICKUP_TIMEOUT (10 s) first: allow two.
         both = await eventually(
             lambda: _first(
                 status(handle), lambda s: s if all(s.hosts.get(h) for h in ("host-a", "host-b")) else None
-            )
+            ),
+            timeout=40,
         )
         remedied = await eventually(
             lambda: _first(
