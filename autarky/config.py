@@ -242,6 +242,9 @@ class AutarkySettings(BaseSettings):
     sdk_metrics_port: int | None = Field(9464, gt=0, lt=65536)
     metrics_port: int | None = Field(9465, gt=0, lt=65536)
     cache_max_age: Duration = timedelta(days=7)
+    # The research knowledge base (SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db);
+    # None: SQLite in the data directory (`knowledge_db_url`).
+    knowledge_base_url: str | None = Field(None, min_length=1)
     openai_api_key: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
     autopilot: AutopilotSettings = Field(default_factory=AutopilotSettings)
@@ -250,6 +253,13 @@ class AutarkySettings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def knowledge_db_url(self) -> str:
+        """The knowledge base's URL: the configured one, else ``sqlite:///<data_dir>/knowledge.db``."""
+        if self.knowledge_base_url:
+            return self.knowledge_base_url
+        return f"sqlite:///{(self.data_dir / 'knowledge.db').as_posix()}"
 
     @classmethod
     def settings_customise_sources(

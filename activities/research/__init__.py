@@ -1,0 +1,1 @@
+"""Research activities: the knowledge base (items, analyses, experiments); sources and analysis follow."""

@@ -1,0 +1,1 @@
+"""Knowledge-base schema revisions, oldest first (Alembic skips this file)."""

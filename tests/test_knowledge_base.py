@@ -1,0 +1,224 @@
+"""The knowledge base keeps one row per thing however often a cycle or an activity runs, on both databases.
+
+PostgreSQL runs when AUTARKY_TEST_POSTGRES_URL names an empty database the tests may fill and empty
+(e.g. ``postgresql+psycopg://autarky:autarky@127.0.0.1/autarky_test``); without it those cases skip.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from activities.research.knowledge_base import KnowledgeBase
+from autarky.config import AutarkySettings
+from autarky.research_types import AnalysisIn, ExperimentUpdate, ItemIn
+
+POSTGRES_ENV = "AUTARKY_TEST_POSTGRES_URL"
+
+
+def _drop_all(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        for table in ("experiments", "analyses", "items", "alembic_version"):
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'knowledge.db'}"
+        return
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    _drop_all(url)
+    yield url
+    _drop_all(url)
+
+
+@pytest.fixture
+def kb(db_url: str) -> Iterator[KnowledgeBase]:
+    base = KnowledgeBase(db_url)
+    base.migrate()
+    yield base
+    base.close()
+
+
+def _paper(source_id: str = "2401.00001", title: str = "A paper", **fields: object) -> ItemIn:
+    return ItemIn(kind="paper", source="arxiv", source_id=source_id, title=title, **fields)
+
+
+def _analysis(item_id: int, score: float = 0.8, **fields: object) -> AnalysisIn:
+    return AnalysisIn(
+        **({"item_id": item_id, "provider": "offline", "model": "offline", "score": score} | fields)
+    )
+
+
+def _count(kb: KnowledgeBase, table: str) -> int:
+    with kb.engine.connect() as connection:
+        return connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def test_migrate_twice_is_a_no_op(kb: KnowledgeBase) -> None:
+    kb.upsert_item(_paper())
+    kb.migrate()
+    assert kb.revision() == "0002"
+    assert _count(kb, "items") == 1
+
+
+def test_old_database_upgrades_in_place(db_url: str) -> None:
+    old = KnowledgeBase(db_url)
+    old.migrate("0001")
+    assert old.revision() == "0001"
+    item = old.upsert_item(_paper())
+    old.record_analysis(_analysis(item.item_id))
+    old.close()
+
+    upgraded = KnowledgeBase(db_url)
+    upgraded.migrate()
+    assert upgraded.revision() == "0002"
+    assert [i.item_id for i in upgraded.items_above(0.5)] == [item.item_id]
+    upgraded.close()
+
+
+def test_upsert_twice_keeps_one_row_and_updates_last_seen(kb: KnowledgeBase) -> None:
+    first = kb.upsert_item(_paper(title="Old title"))
+    before = kb.item(first.item_id)
+    second = kb.upsert_item(_paper(title="New title", abstract="more"))
+    after = kb.item(second.item_id)
+
+    assert first.created and not second.created
+    assert first.item_id == second.item_id
+    assert _count(kb, "items") == 1
+    assert before is not None and after is not None
+    assert after["last_seen"] > before["last_seen"]
+    assert after["first_seen"] == before["first_seen"]
+    assert (after["title"], after["abstract"]) == ("New title", "more")
+
+
+def test_arxiv_versions_are_one_item(kb: KnowledgeBase) -> None:
+    v2 = kb.upsert_item(_paper("2401.00001v2", title="Second version"))
+    v1 = kb.upsert_item(_paper("2401.00001v1", title="First version"))  # an older listing, seen later
+
+    assert v1.item_id == v2.item_id and not v1.created
+    stored = kb.item(v2.item_id)
+    assert stored is not None
+    assert (stored["source_id"], stored["version"], stored["title"]) == ("2401.00001", 2, "Second version")
+    v3 = kb.upsert_item(_paper("arXiv:2401.00001v3", title="Third version"))
+    stored = kb.item(v3.item_id)
+    assert stored is not None and (stored["version"], stored["title"]) == (3, "Third version")
+    assert _count(kb, "items") == 1
+
+
+def test_known_source_ids_sees_new_versions_as_new(kb: KnowledgeBase) -> None:
+    kb.upsert_item(_paper("2401.00001v2"))
+    kb.upsert_item(ItemIn(kind="repository", source="github", source_id="a/b", title="b", authors=["a"]))
+
+    ids = ["2401.00001v1", "2401.00001v2", "2401.00001v3", "2401.00001", "2402.99999v1"]
+    assert kb.known_source_ids("arxiv", ids) == {"2401.00001v1", "2401.00001v2", "2401.00001"}
+    assert kb.known_source_ids("github", ["a/b", "c/d"]) == {"a/b"}
+    assert kb.known_source_ids("arxiv", []) == set()
+
+
+def test_analysis_recorded_twice_is_one_row(kb: KnowledgeBase) -> None:
+    item = kb.upsert_item(_paper())
+    first = kb.record_analysis(_analysis(item.item_id, tags=["rl"], tokens_in=10, cost=0.01))
+    again = kb.record_analysis(_analysis(item.item_id, tags=["rl"], tokens_in=10, cost=0.01))
+    other_prompt = kb.record_analysis(_analysis(item.item_id, prompt_version="2"))
+
+    assert first.created and not again.created and other_prompt.created
+    assert first.analysis_id == again.analysis_id
+    assert _count(kb, "analyses") == 2
+
+
+def test_concurrent_upserts_make_one_row(kb: KnowledgeBase) -> None:
+    barrier = threading.Barrier(2)
+    results: list[tuple[int, bool]] = []
+    errors: list[BaseException] = []
+
+    def upsert(n: int) -> None:
+        try:
+            barrier.wait()
+            for _ in range(20):
+                ref = kb.upsert_item(_paper(title=f"thread {n}"))
+                results.append((ref.item_id, ref.created))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=upsert, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not errors
+    assert _count(kb, "items") == 1
+    assert len({item_id for item_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+def test_bad_score_is_refused_and_earlier_rows_stay(kb: KnowledgeBase) -> None:
+    item = kb.upsert_item(_paper())
+    kb.record_analysis(_analysis(item.item_id, score=0.4))
+
+    with pytest.raises(ValueError, match="score"):
+        kb.record_analysis(_analysis(item.item_id, score=1.5))
+    bad = AnalysisIn.model_construct(**_analysis(item.item_id, model="other").model_dump() | {"score": 1.5})
+    with pytest.raises(ValueError, match=r"score must be between 0 and 1, got 1\.5"):
+        kb.record_analysis(bad)
+    with pytest.raises(ValueError, match="unknown item id 999"):
+        kb.record_analysis(_analysis(999))
+
+    assert _count(kb, "items") == 1
+    assert _count(kb, "analyses") == 1
+
+
+def test_items_above(kb: KnowledgeBase) -> None:
+    high = kb.upsert_item(_paper("2401.00001"))
+    low = kb.upsert_item(_paper("2401.00002"))
+    kb.record_analysis(_analysis(high.item_id, score=0.9))
+    kb.record_analysis(_analysis(high.item_id, score=0.2, provider="openai", model="gpt"))
+    kb.record_analysis(_analysis(low.item_id, score=0.3))
+
+    above = kb.items_above(0.7)
+    assert [(i.item_id, i.score) for i in above] == [(high.item_id, 0.9)]
+    assert kb.items_above(0.7, since=datetime.now(UTC) + timedelta(minutes=1)) == []
+    with pytest.raises(ValueError, match="min_score"):
+        kb.items_above(2)
+
+
+def test_experiments(kb: KnowledgeBase) -> None:
+    item = kb.upsert_item(_paper())
+    created = kb.create_or_get_experiment("experiment/1", item.item_id)
+    again = kb.create_or_get_experiment("experiment/1", item.item_id)
+    assert created == again and created.state == "proposed"
+
+    updated = kb.update_experiment(
+        ExperimentUpdate(workflow_id="experiment/1", state="awaiting_approval", plan={"try": "x"})
+    )
+    assert updated.state == "awaiting_approval"
+    stored = kb.experiment("experiment/1")
+    assert stored is not None and stored["plan"] == {"try": "x"} and stored["outcome"] is None
+
+    with pytest.raises(ValueError, match="no experiment for workflow 'experiment/2'"):
+        kb.update_experiment(ExperimentUpdate(workflow_id="experiment/2", state="approved"))
+    with pytest.raises(ValueError, match="unknown item id 999"):
+        kb.create_or_get_experiment("experiment/3", 999)
+    with pytest.raises(ValueError, match="about item"):
+        kb.create_or_get_experiment("experiment/1", kb.upsert_item(_paper("2401.00002")).item_id)
+    assert _count(kb, "experiments") == 1
+
+
+def test_default_url_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    settings = AutarkySettings(data_dir=tmp_path)
+    assert settings.knowledge_db_url == f"sqlite:///{tmp_path.as_posix()}/knowledge.db"
+    assert AutarkySettings(knowledge_base_url="postgresql+psycopg://h/db").knowledge_db_url == (
+        "postgresql+psycopg://h/db"
+    )
