@@ -208,6 +208,34 @@ class ScalingSettings(BaseModel):
     aws: AwsSettings = Field(default_factory=AwsSettings)
 
 
+class ResearchSettings(BaseModel):
+    """Where the research cycle looks for papers and repositories (arXiv and GitHub), and how politely."""
+
+    arxiv_base_url: str = Field("https://export.arxiv.org/api/query", min_length=1)
+    arxiv_categories: list[str] = Field(default_factory=lambda: ["cs.AI", "cs.MA", "cs.DC", "cs.LG"])
+    keywords: list[str] = Field(
+        default_factory=lambda: [
+            "AI agents",
+            "autonomous systems",
+            "LLM inference",
+            "distributed systems",
+            "ML optimisation",
+        ]
+    )
+    arxiv_page_size: int = Field(50, ge=1, le=2000)
+    arxiv_max_results: int = Field(200, ge=1, le=10000)
+    # arXiv's terms of use: no more than one request every 3 seconds.
+    arxiv_delay_seconds: float = Field(3.0, ge=0)
+    github_base_url: str = Field("https://api.github.com", min_length=1)
+    github_topics: list[str] = Field(default_factory=lambda: ["llm", "ai-agents", "mlops"])
+    github_languages: list[str] = Field(default_factory=lambda: ["Python"])
+    github_max_results: int = Field(50, ge=1, le=1000)
+    # Optional; the caller also reads GITHUB_TOKEN. Never logged.
+    github_token: SecretStr | None = None
+    # arXiv asks API clients to say who they are: add a contact (AUTARKY_RESEARCH__USER_AGENT).
+    user_agent: str = Field("Autarky research cycle (self-maintaining AI platform)", min_length=1)
+
+
 class AutarkySettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AUTARKY_",
@@ -249,6 +277,7 @@ class AutarkySettings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     autopilot: AutopilotSettings = Field(default_factory=AutopilotSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+    research: ResearchSettings = Field(default_factory=ResearchSettings)
 
     @property
     def cache_dir(self) -> Path:
