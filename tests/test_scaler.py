@@ -225,13 +225,8 @@ async def test_a_resource_nobody_serves_is_reported_and_the_scaler_lives_on(clie
 async def test_a_refused_undo_is_tried_again_until_done_and_the_scaler_lives_on(client: Client) -> None:
     resource = FakeResource(desired=2, never_healthy=True)
     scalers = Scalers(client, resource)
-    input = fake_input(scalers.queue).model_copy(update={"compensation_backoff": timedelta(seconds=1)})
     async with scalers.worker():
-        handle = await scalers.start(input)
-        running = asyncio.create_task(scale(handle, 3))
-        await eventually(lambda: _at_step(handle, SagaStep.WAITING_HEALTHY))
-        resource.refuse_sets = 1000  # from now on every change is refused
-        await eventually(lambda: _undo_refused(handle))
+        handle, running = await _undo_refused_once(scalers, resource)
         resource.refuse_sets = 0  # e.g. a person fixed the permissions
         done = await running
         description = await handle.describe()
@@ -243,13 +238,8 @@ async def test_a_refused_undo_is_tried_again_until_done_and_the_scaler_lives_on(
 async def test_cancelling_the_scaler_mid_undo_still_finishes_the_undo(client: Client) -> None:
     resource = FakeResource(desired=2, never_healthy=True)
     scalers = Scalers(client, resource)
-    input = fake_input(scalers.queue).model_copy(update={"compensation_backoff": timedelta(seconds=1)})
     async with scalers.worker():
-        handle = await scalers.start(input)
-        running = asyncio.create_task(scale(handle, 3))
-        await eventually(lambda: _at_step(handle, SagaStep.WAITING_HEALTHY))
-        resource.refuse_sets = 1000  # from now on every change is refused
-        await eventually(lambda: _undo_refused(handle))
+        handle, running = await _undo_refused_once(scalers, resource)
         await handle.cancel()  # arrives while the undo waits to try again
         resource.refuse_sets = 0
         with pytest.raises(WorkflowFailureError):
@@ -258,6 +248,19 @@ async def test_cancelling_the_scaler_mid_undo_still_finishes_the_undo(client: Cl
     running.cancel()
     assert resource.desired == 2 and [d for _, d in resource.changes] == [3, 2]
     assert operations[-1].status == OperationStatus.COMPENSATED
+
+
+async def _undo_refused_once(
+    scalers: Scalers, resource: FakeResource
+) -> tuple[WorkflowHandle, asyncio.Task[ScaleOperation]]:
+    """A scale-up 2 → 3 that fails health, whose undo is then refused once (e.g. access denied)."""
+    input = fake_input(scalers.queue).model_copy(update={"compensation_backoff": timedelta(seconds=1)})
+    handle = await scalers.start(input)
+    running = asyncio.create_task(scale(handle, 3))
+    await eventually(lambda: _at_step(handle, SagaStep.WAITING_HEALTHY))
+    resource.refuse_sets = 1000  # from now on every change is refused
+    await eventually(lambda: _undo_refused(handle))
+    return handle, running
 
 
 async def _at_step(handle: WorkflowHandle, step: SagaStep) -> bool:
