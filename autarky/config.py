@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +23,7 @@ from pydantic_settings import (
 
 from autarky.detectors.anomaly import AnomalyConfig
 from autarky.durations import Duration
+from autarky.llm_types import LlmSettings
 from autarky.policy.scaling_types import ScalingPolicy
 
 CONFIG_FILE_ENV = "AUTARKY_CONFIG"
@@ -234,6 +236,18 @@ class ResearchSettings(BaseModel):
     github_token: SecretStr | None = None
     # arXiv asks API clients to say who they are: add a contact (AUTARKY_RESEARCH__USER_AGENT).
     user_agent: str = Field("Autarky research cycle (self-maintaining AI platform)", min_length=1)
+    # The cycle: how often (the Schedule), how far back the very first one looks, how much it analyses.
+    enabled: bool = True
+    interval: Duration = Field(timedelta(hours=1), ge=timedelta(minutes=1))
+    first_lookback: Duration = Field(timedelta(days=2), gt=timedelta(0))
+    max_items_per_cycle: int = Field(300, ge=0)
+    analysis_concurrency: int = Field(4, ge=1, le=32)
+    # An item scoring above this starts an experiment (a plan, then a person's decision).
+    experiment_threshold: float = Field(0.7, ge=0, le=1)
+    experiment_approval_timeout: Duration = Field(timedelta(days=7), gt=timedelta(0))
+    # Digests go to <data_dir>/research/digests/; with an s3://bucket/prefix URI to S3 as well.
+    digest_s3_uri: str | None = Field(None, pattern=r"^s3://[^/]+(/.*)?$")
+    digest_s3_endpoint_url: str | None = None
 
 
 class AutarkySettings(BaseSettings):
@@ -254,6 +268,9 @@ class AutarkySettings(BaseSettings):
     # The local pool's members poll this queue (`<pool_task_queue>@<host_id>`) beside the shared one;
     # its pollers tell which members are healthy, its backlog whether the pool is big enough.
     pool_task_queue: str = Field("autarky-pool", min_length=1)
+    # The research cycle's activities (sources, knowledge base, LLM): served by full workers only, so the
+    # pool members never load those libraries.
+    research_task_queue: str = Field("autarky-research", min_length=1)
     namespace: str = "default"
     # Embedded Temporal dev server (used when no TEMPORAL_ADDRESS / envconfig profile is set).
     server_ip: str = "127.0.0.1"
@@ -273,15 +290,29 @@ class AutarkySettings(BaseSettings):
     # The research knowledge base (SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db);
     # None: SQLite in the data directory (`knowledge_db_url`).
     knowledge_base_url: str | None = Field(None, min_length=1)
+    # Also read from OPENAI_API_KEY / ANTHROPIC_API_KEY, which win (`llm_environ`).
     openai_api_key: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
     autopilot: AutopilotSettings = Field(default_factory=AutopilotSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     research: ResearchSettings = Field(default_factory=ResearchSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
 
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    def llm_environ(self, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+        """The environment the LLM gateway reads its keys from: `environ`, plus the AUTARKY_-prefixed
+        keys where the plain variables are unset."""
+        merged = dict(environ)
+        for name, secret in (
+            ("OPENAI_API_KEY", self.openai_api_key),
+            ("ANTHROPIC_API_KEY", self.anthropic_api_key),
+        ):
+            if secret is not None and not merged.get(name, "").strip():
+                merged[name] = secret.get_secret_value()
+        return merged
 
     @property
     def knowledge_db_url(self) -> str:

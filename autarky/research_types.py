@@ -114,3 +114,4 @@ class ExperimentUpdate(BaseModel):
     state: ExperimentState | None = None
     plan: dict[str, Any] | None = None
     outcome: dict[str, Any] | None = None
+    cost: float | None = Field(None, ge=0, description="what planning it cost (USD)")

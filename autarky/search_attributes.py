@@ -9,8 +9,10 @@ from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKe
 KIND = SearchAttributeKey.for_keyword("AutarkyKind")  # autopilot, housekeeping, ab_test, ...
 RISK = SearchAttributeKey.for_float("AutarkyRisk")  # highest risk among pending approvals
 APPROVAL = SearchAttributeKey.for_keyword("AutarkyApproval")  # "pending" or "none"
+RESEARCH_ITEMS = SearchAttributeKey.for_int("AutarkyItems")  # items a research cycle analysed
+RESEARCH_TOP_SCORE = SearchAttributeKey.for_float("AutarkyTopScore")  # a research cycle's best score
 
-ALL = (KIND, RISK, APPROVAL)
+ALL = (KIND, RISK, APPROVAL, RESEARCH_ITEMS, RESEARCH_TOP_SCORE)
 
 # How the `temporal` CLI (and tcld) spell each indexed value type.
 TYPE_NAMES = {

@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from autarky import search_attributes as sa
 from autarky.config import AutarkySettings
+from autarky.research_cycle_types import CycleInput
 from autarky.types import HousekeepingInput
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,8 @@ class DeclaredSchedule:
     schedule_id: str
     description: str
     build: Callable[[AutarkySettings], Schedule]
+    # Whether the settings want it; a schedule switched off is deleted by the next sync.
+    enabled: Callable[[AutarkySettings], bool] = lambda _settings: True
 
 
 def _housekeeping(settings: AutarkySettings) -> Schedule:
@@ -61,11 +64,37 @@ def _housekeeping(settings: AutarkySettings) -> Schedule:
     )
 
 
+def _research(settings: AutarkySettings) -> Schedule:
+    interval = settings.research.interval
+    return Schedule(
+        # Runs are named by Temporal: `research-2026-11-22T18:00:00Z`.
+        action=ScheduleActionStartWorkflow(
+            "ResearchCycleWorkflow",
+            CycleInput(trigger="schedule", activity_task_queue=settings.research_task_queue),
+            id=RESEARCH_SCHEDULE_ID,
+            task_queue=settings.task_queue,
+            typed_search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, "research")]),
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval)]),
+        # A cycle still running when the next is due: skip it. After downtime, catch up one missed cycle
+        # (the last one within one interval), not one per missed interval.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=max(interval, MIN_CATCHUP)),
+    )
+
+
+RESEARCH_SCHEDULE_ID = "research"
+MIN_CATCHUP = timedelta(seconds=10)  # Temporal's minimum catch-up window
+
 SCHEDULES: list[DeclaredSchedule] = [
     DeclaredSchedule(
         "autarky-housekeeping", "hourly: prune cache files older than cache_max_age", _housekeeping
     ),
-    # The research cycle (hourly) arrives with its own issue.
+    DeclaredSchedule(
+        RESEARCH_SCHEDULE_ID,
+        "every research.interval (1 h): new arXiv papers and GitHub repositories, analysed and stored",
+        _research,
+        enabled=lambda settings: settings.research.enabled,
+    ),
 ]
 
 
@@ -74,7 +103,7 @@ async def sync_schedules(
 ) -> dict[str, str]:
     """Create each declared schedule (marked as Autarky's), or update the existing one to match; then delete
     the schedules Autarky marked that are no longer declared. {id: "created"|"updated"|"deleted"}."""
-    declared = SCHEDULES if declared is None else declared
+    declared = [item for item in (SCHEDULES if declared is None else declared) if item.enabled(settings)]
     outcome: dict[str, str] = {}
     for item in declared:
         schedule = item.build(settings)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from activities.research.knowledge_base import KnowledgeBase
 from autarky.config import AutarkySettings
+from autarky.research_cycle_types import CycleOutcome
 from autarky.research_types import AnalysisIn, ExperimentUpdate, ItemIn
 
 POSTGRES_ENV = "AUTARKY_TEST_POSTGRES_URL"
@@ -25,7 +26,7 @@ POSTGRES_ENV = "AUTARKY_TEST_POSTGRES_URL"
 def _drop_all(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        for table in ("experiments", "analyses", "items", "alembic_version"):
+        for table in ("cycles", "sources", "experiments", "analyses", "items", "alembic_version"):
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
     engine.dispose()
 
@@ -69,7 +70,7 @@ def _count(kb: KnowledgeBase, table: str) -> int:
 def test_migrate_twice_is_a_no_op(kb: KnowledgeBase) -> None:
     kb.upsert_item(_paper())
     kb.migrate()
-    assert kb.revision() == "0002"
+    assert kb.revision() == "0003"
     assert _count(kb, "items") == 1
 
 
@@ -83,7 +84,7 @@ def test_old_database_upgrades_in_place(db_url: str) -> None:
 
     upgraded = KnowledgeBase(db_url)
     upgraded.migrate()
-    assert upgraded.revision() == "0002"
+    assert upgraded.revision() == "0003"
     assert [i.item_id for i in upgraded.items_above(0.5)] == [item.item_id]
     upgraded.close()
 
@@ -214,6 +215,49 @@ def test_experiments(kb: KnowledgeBase) -> None:
     with pytest.raises(ValueError, match="about item"):
         kb.create_or_get_experiment("experiment/1", kb.upsert_item(_paper("2401.00002")).item_id)
     assert _count(kb, "experiments") == 1
+
+
+def test_watermarks_only_move_forward(kb: KnowledgeBase) -> None:
+    assert kb.watermark("arxiv") is None
+    later = datetime(2026, 11, 22, 18, tzinfo=UTC)
+    kb.record_source_ok("arxiv", later)
+    kb.record_source_ok("arxiv", later - timedelta(days=1))  # an older page must not move it back
+    kb.record_source_ok("arxiv", None)  # nothing found: keeps it
+    kb.record_source_error("arxiv", "503 from export.arxiv.org")
+    assert kb.watermark("arxiv") == later
+    kb.record_source_ok("arxiv", later + timedelta(hours=1))
+    assert kb.watermark("arxiv") == later + timedelta(hours=1)
+    assert kb.watermark("github") is None
+
+
+def test_unanalysed_items_and_spending(kb: KnowledgeBase) -> None:
+    first = kb.upsert_item(_paper("2401.00001")).item_id
+    second = kb.upsert_item(_paper("2401.00002")).item_id
+    assert kb.unanalysed_items(10) == [first, second] and kb.count_unanalysed() == 2
+    kb.record_analysis(_analysis(first, cost=0.25))
+    assert kb.unanalysed_items(10) == [second] and kb.unanalysed_items(0) == []
+    kb.create_or_get_experiment("experiment-1", first)
+    kb.update_experiment(ExperimentUpdate(workflow_id="experiment-1", state="planned", cost=0.5))
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    assert kb.spent_since(an_hour_ago) == pytest.approx(0.75)
+    assert kb.spent_since(datetime.now(UTC) + timedelta(minutes=1)) == 0
+    [listed] = kb.experiments()
+    assert listed["workflow_id"] == "experiment-1" and listed["score"] == 0.8 and listed["title"] == "A paper"
+
+
+def test_cycles(kb: KnowledgeBase) -> None:
+    started = datetime(2026, 11, 22, 18, tzinfo=UTC)
+    kb.open_cycle("research-1", "schedule", started)
+    kb.open_cycle("research-1", "schedule", started)  # a retried activity
+    assert kb.last_cycle() is None  # not finished yet
+    outcome = CycleOutcome(cycle_id="research-1", status="stopped_for_budget", analyser="offline", analysed=3)
+    kb.close_cycle(outcome)
+    kb.open_cycle("research-2", "cli", started + timedelta(hours=1))
+    last = kb.last_cycle()
+    assert last is not None and last.cycle_id == "research-1" and last.status == "stopped_for_budget"
+    with pytest.raises(ValueError, match="no research cycle 'research-3'"):
+        kb.close_cycle(outcome.model_copy(update={"cycle_id": "research-3"}))
+    assert _count(kb, "cycles") == 2
 
 
 def test_default_url_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:

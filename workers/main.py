@@ -16,7 +16,13 @@ from temporalio.worker import Worker
 from activities.infra.worker_pool import LocalWorkerPool
 from autarky.config import AutarkySettings
 from autarky.hosts import host_queue, worker_identity
-from workers.registry import WORKFLOWS, control_activities, host_activities, main_activities
+from workers.registry import (
+    WORKFLOWS,
+    control_activities,
+    host_activities,
+    main_activities,
+    research_activities,
+)
 
 log = structlog.get_logger(__name__)
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
@@ -55,6 +61,17 @@ def build_workers(
             identity=identity,
         ),
     ]
+    if workflows:  # full workers serve the research queue; pool members stay light
+        workers.append(
+            Worker(
+                client,
+                task_queue=settings.research_task_queue,
+                activities=research_activities(settings),
+                graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                max_concurrent_activities=10,
+                identity=identity,
+            )
+        )
     if pool_member:
         workers.append(
             Worker(

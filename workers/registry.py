@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from activities.infra.hosts import discover_hosts
@@ -12,12 +13,24 @@ from activities.infra.remediation import RemediationActivities
 from activities.infra.scaling_requests import ScalingRequestActivities
 from activities.infra.task_queues import probe_task_queue
 from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
+from activities.research.analysis import AnalysisActivities
+from activities.research.digest import DigestActivities
+from activities.research.gather import GatherActivities
+from activities.research.store import KnowledgeBaseHandle, ResearchStoreActivities
 from autarky.config import AutarkySettings
 from workflows.autopilot import AutopilotWorkflow
+from workflows.experiment import ExperimentWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
+from workflows.research import ResearchCycleWorkflow
 from workflows.scaling import ScalerWorkflow
 
-WORKFLOWS: list[type] = [AutopilotWorkflow, HousekeepingWorkflow, ScalerWorkflow]
+WORKFLOWS: list[type] = [
+    AutopilotWorkflow,
+    HousekeepingWorkflow,
+    ScalerWorkflow,
+    ResearchCycleWorkflow,
+    ExperimentWorkflow,
+]
 
 
 def main_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
@@ -55,4 +68,26 @@ def control_activities(pool: LocalWorkerPool, settings: AutarkySettings) -> list
         WorkerPoolActivities(pool, warmup=settings.worker_pool_warmup).restart_worker_pool,
         scaling.read_capacity,
         scaling.set_capacity,
+    ]
+
+
+def research_activities(
+    settings: AutarkySettings, environ: Mapping[str, str] = os.environ
+) -> list[Callable[..., Any]]:
+    """The research queue: sources, knowledge base, analysis, digests. Their libraries (arxiv, PyGithub,
+    SQLAlchemy, the LLM SDKs) are imported when a cycle first needs them, not when the worker starts."""
+    kb = KnowledgeBaseHandle(settings.knowledge_db_url)
+    store = ResearchStoreActivities(settings, kb, environ)
+    analysis = AnalysisActivities(settings, kb, environ)
+    return [
+        store.open_cycle,
+        store.unanalysed_items,
+        store.count_unanalysed,
+        store.close_cycle,
+        store.open_experiment,
+        store.update_experiment,
+        GatherActivities(settings, kb).gather_source,
+        analysis.analyse_item,
+        analysis.plan_experiment,
+        DigestActivities(settings, kb).write_digest,
     ]

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from autarky.research_cycle_types import CycleOutcome
 from autarky.research_types import (
     AnalysisIn,
     AnalysisRef,
@@ -113,6 +114,31 @@ class Experiment(Base):
     outcome: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    cost: Mapped[float] = mapped_column(sa.Float, server_default="0")
+
+
+class SourceState(Base):
+    """Per source: the watermark the next fetch starts from, and its last success and failure."""
+
+    __tablename__ = "sources"
+
+    source: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    watermark: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_ok_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    last_error_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class Cycle(Base):
+    __tablename__ = "cycles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    trigger: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(32))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
 
 
 def _now() -> datetime:
@@ -340,6 +366,163 @@ class KnowledgeBase:
         with self._transaction() as connection:
             row = connection.execute(sa.select(Item.__table__).where(Item.id == item_id)).first()
             return dict(row._mapping) if row is not None else None
+
+    def experiments(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest experiments with their item's title and best score, newest first."""
+        best = (
+            sa.select(sa.func.max(Analysis.score))
+            .where(Analysis.item_id == Experiment.item_id)
+            .scalar_subquery()
+            .label("score")
+        )
+        query = (
+            sa.select(
+                Experiment.workflow_id,
+                Experiment.item_id,
+                Experiment.state,
+                Experiment.cost,
+                Experiment.updated_at,
+                Item.title,
+                Item.url,
+                best,
+            )
+            .join(Item, Item.id == Experiment.item_id)
+            .order_by(Experiment.updated_at.desc(), Experiment.id.desc())
+            .limit(limit)
+        )
+        with self._transaction() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def analysed_items(self, item_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """Items with their latest analysis (title, url, score, rationale, tags, provider, model), as the
+        digest shows them; items without an analysis are left out."""
+        ids = list(item_ids)
+        latest = (
+            sa.select(Analysis.item_id, sa.func.max(Analysis.id).label("analysis_id"))
+            .group_by(Analysis.item_id)
+            .subquery()
+        )
+        rows: list[dict[str, Any]] = []
+        with self._transaction() as connection:
+            for start in range(0, len(ids), _CHUNK):
+                query = (
+                    sa.select(
+                        Item.id.label("item_id"),
+                        Item.kind,
+                        Item.source,
+                        Item.source_id,
+                        Item.title,
+                        Item.url,
+                        Analysis.score,
+                        Analysis.rationale,
+                        Analysis.tags,
+                        Analysis.provider,
+                        Analysis.model,
+                    )
+                    .join(latest, latest.c.item_id == Item.id)
+                    .join(Analysis, Analysis.id == latest.c.analysis_id)
+                    .where(Item.id.in_(ids[start : start + _CHUNK]))
+                )
+                rows.extend(dict(row._mapping) for row in connection.execute(query))
+        return rows
+
+    # --- sources and cycles ----------------------------------------------------------------------------
+
+    def watermark(self, source: str) -> datetime | None:
+        with self._transaction() as connection:
+            return connection.execute(
+                sa.select(SourceState.watermark).where(SourceState.source == source)
+            ).scalar_one_or_none()
+
+    def record_source_ok(self, source: str, newest: datetime | None) -> None:
+        """A fetch succeeded: the watermark moves to `newest` (never back), the success time is kept."""
+        now = _now()
+        insert = self._insert(SourceState).values(source=source, watermark=newest, last_ok_at=now)
+        keep_newer = sa.case(
+            (
+                sa.or_(SourceState.watermark.is_(None), SourceState.watermark < insert.excluded.watermark),
+                insert.excluded.watermark,
+            ),
+            else_=SourceState.watermark,
+        )
+        with self._transaction() as connection:
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["source"], set_={"watermark": keep_newer, "last_ok_at": now}
+                )
+            )
+
+    def record_source_error(self, source: str, error: str) -> None:
+        now = _now()
+        insert = self._insert(SourceState).values(source=source, last_error=error, last_error_at=now)
+        with self._transaction() as connection:
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["source"], set_={"last_error": error, "last_error_at": now}
+                )
+            )
+
+    def unanalysed_items(self, limit: int) -> list[int]:
+        """Ids of items without any analysis, oldest first: a cycle stopped by its budget leaves some,
+        and the next cycle takes them before its own."""
+        analysed = sa.select(Analysis.id).where(Analysis.item_id == Item.id).exists()
+        query = sa.select(Item.id).where(~analysed).order_by(Item.first_seen, Item.id).limit(limit)
+        with self._transaction() as connection:
+            return list(connection.execute(query).scalars())
+
+    def count_unanalysed(self) -> int:
+        analysed = sa.select(Analysis.id).where(Analysis.item_id == Item.id).exists()
+        with self._transaction() as connection:
+            return connection.execute(sa.select(sa.func.count(Item.id)).where(~analysed)).scalar_one()
+
+    def spent_since(self, moment: datetime) -> float:
+        """What analyses and experiment plans cost since `moment` (USD)."""
+        with self._transaction() as connection:
+            analyses = connection.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(Analysis.cost), 0.0)).where(
+                    Analysis.created_at >= moment
+                )
+            ).scalar_one()
+            plans = connection.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(Experiment.cost), 0.0)).where(
+                    Experiment.updated_at >= moment
+                )
+            ).scalar_one()
+        return float(analyses) + float(plans)
+
+    def open_cycle(self, workflow_id: str, trigger: str, started_at: datetime) -> None:
+        """Record a cycle as running (again: a no-op)."""
+        with self._transaction() as connection:
+            connection.execute(
+                self._insert(Cycle)
+                .values(workflow_id=workflow_id, trigger=trigger, status="running", started_at=started_at)
+                .on_conflict_do_nothing(index_elements=["workflow_id"])
+            )
+
+    def close_cycle(self, outcome: CycleOutcome) -> None:
+        with self._transaction() as connection:
+            changed = connection.execute(
+                sa.update(Cycle)
+                .where(Cycle.workflow_id == outcome.cycle_id)
+                .values(
+                    status=outcome.status,
+                    finished_at=outcome.finished_at or _now(),
+                    outcome=outcome.model_dump(mode="json"),
+                )
+            ).rowcount
+            if not changed:
+                raise ValueError(f"no research cycle {outcome.cycle_id!r} was opened")
+
+    def last_cycle(self) -> CycleOutcome | None:
+        """The latest finished cycle's outcome."""
+        with self._transaction() as connection:
+            stored = connection.execute(
+                sa.select(Cycle.outcome)
+                .where(Cycle.outcome.is_not(None))
+                .order_by(Cycle.started_at.desc(), Cycle.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        return CycleOutcome.model_validate(stored) if stored else None
 
     # --- helpers ---------------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Model activities: the LLM gateway (activities.models.llm) and its provider adapters."""

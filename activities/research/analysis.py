@@ -1,0 +1,215 @@
+"""Analysis activities: score an item's relevance, plan an experiment; by an LLM, or offline.
+
+With an LLM configured (`llm.*`, a key in the environment) the gateway asks it for structured output; without
+one the offline analyser scores lexically and plans from a template, and every analysis says "offline".
+Each activity reads its documents from the knowledge base and stores what it produced there, returning
+only ids, scores and costs to the workflow. A retry records nothing twice (analyses are unique per item,
+provider, model and prompt version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime, time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.models.llm import LlmGateway
+from activities.research.store import BAD_INPUT, KnowledgeBaseHandle
+from autarky.config import AutarkySettings
+from autarky.llm_types import LlmRequest, LlmSettings, resolve_provider
+from autarky.research_cycle_types import AnalyseInput, AnalyseResult, ExperimentStep, PlanSummary
+from autarky.research_types import OFFLINE_MODEL, AnalysisIn, ExperimentUpdate
+
+log = structlog.get_logger(__name__)
+
+PROMPT_VERSION = "research-1"
+MAX_RATIONALE = 1000
+MAX_TAGS = 8
+
+
+def analyser_label(settings: LlmSettings, environ: Mapping[str, str] = os.environ) -> str:
+    """'offline', or 'provider:model' of the LLM the gateway would ask."""
+    choice = resolve_provider(settings, environ)
+    return OFFLINE_MODEL if choice is None else f"{choice.kind}:{choice.model}"
+
+
+class ItemAnalysis(BaseModel):
+    """What the LLM answers about one item."""
+
+    score: float = Field(ge=0, le=1, description="relevance to our interests: 0 unrelated, 1 must try")
+    rationale: str = Field(min_length=1, max_length=MAX_RATIONALE, description="why, in two sentences")
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+
+
+class ExperimentPlan(BaseModel):
+    """What the LLM answers when asked how to try an item."""
+
+    what_to_try: str = Field(min_length=1, max_length=400)
+    steps: list[str] = Field(min_length=1, max_length=10)
+    metric: str = Field(min_length=1, max_length=200)
+    baseline: str = Field(min_length=1, max_length=300)
+    success_criterion: str = Field(min_length=1, max_length=300)
+    risks: list[str] = Field(default_factory=list, max_length=10)
+
+
+SYSTEM = (
+    "You review new research for Autarky, a platform that keeps an AI system running and improving by "
+    "itself (autopilot, research, A/B tests of models, self-modification, scaling). Answer in the "
+    "requested JSON only."
+)
+
+
+def _describe(item: dict[str, Any]) -> str:
+    kind = "Paper" if item["kind"] == "paper" else "Repository"
+    authors = ", ".join(item["authors"][:8])
+    return (
+        f"{kind}: {item['title']}\nBy: {authors}\n"
+        f"Source: {item['source']} {item['source_id']} {item['url']}\nAbstract: {item['abstract']}"
+    )
+
+
+class AnalysisActivities:
+    def __init__(
+        self, settings: AutarkySettings, kb: KnowledgeBaseHandle, environ: Mapping[str, str] = os.environ
+    ) -> None:
+        self.settings = settings
+        self.kb = kb
+        self.gateway = LlmGateway(settings.llm, settings.llm_environ(environ))
+        self._scorer: Any = None
+
+    def _offline_scorer(self) -> Any:
+        if self._scorer is None:
+            from autarky.policy.relevance import RelevanceScorer
+
+            self._scorer = RelevanceScorer(self.settings.research.keywords)
+        return self._scorer
+
+    async def _item(self, item_id: int) -> dict[str, Any]:
+        item = await self.kb.run(lambda: self.kb.get().item(item_id))
+        if item is None:
+            raise ApplicationError(f"unknown item id {item_id}", type=BAD_INPUT, non_retryable=True)
+        return item
+
+    @activity.defn(name="analyse_item")
+    async def analyse_item(self, request: AnalyseInput) -> AnalyseResult:
+        item = await self._item(request.item_id)
+        if self.gateway.offline:
+            relevance = await asyncio.to_thread(self._offline_scorer().score, item["title"], item["abstract"])
+            analysis = AnalysisIn(
+                item_id=request.item_id,
+                provider=OFFLINE_MODEL,
+                model=relevance.model,
+                prompt_version=PROMPT_VERSION,
+                score=relevance.score,
+                rationale=relevance.rationale,
+                tags=relevance.tags[:MAX_TAGS],
+            )
+        else:
+            interests = "; ".join(self.settings.research.keywords)
+            answer = await self.gateway.complete(
+                LlmRequest(
+                    system=SYSTEM,
+                    prompt=(
+                        f"Our interests: {interests}.\n\n{_describe(item)}\n\n"
+                        "How relevant is this to our interests, and worth trying in our platform? Score 0 to "
+                        "1 (above 0.7: we should try it), give a two-sentence rationale and up to 8 short "
+                        "tags."
+                    ),
+                    max_tokens=600,
+                    purpose="research-analysis",
+                ),
+                ItemAnalysis,
+            )
+            analysis = AnalysisIn(
+                item_id=request.item_id,
+                provider=answer.provider,
+                model=answer.model,
+                prompt_version=PROMPT_VERSION,
+                score=answer.output.score,
+                rationale=answer.output.rationale,
+                tags=answer.output.tags,
+                tokens_in=answer.tokens_in,
+                tokens_out=answer.tokens_out,
+                cost=answer.cost_usd,
+            )
+        ref = await self.kb.run(lambda: self.kb.get().record_analysis(analysis))
+        return AnalyseResult(
+            item_id=request.item_id,
+            source=item["source"],
+            source_id=item["source_id"],
+            analysis_id=ref.analysis_id,
+            score=analysis.score,
+            provider=analysis.provider,
+            model=analysis.model,
+            tokens_in=analysis.tokens_in,
+            tokens_out=analysis.tokens_out,
+            # A retry after the row was stored must not be counted against the budget twice.
+            cost=analysis.cost if ref.created else 0.0,
+        )
+
+    async def _day_budget_spent(self) -> bool:
+        midnight = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC)
+        spent = await self.kb.run(lambda: self.kb.get().spent_since(midnight))
+        return spent >= self.settings.llm.budget_per_day_usd
+
+    @activity.defn(name="plan_experiment")
+    async def plan_experiment(self, step: ExperimentStep) -> PlanSummary:
+        """An integration plan for the experiment's item, stored with the experiment (state 'planned').
+        With today's LLM budget spent, the offline template (labelled so) instead of an LLM call."""
+        item = await self._item(step.item_id)
+        over_budget = not self.gateway.offline and await self._day_budget_spent()
+        if self.gateway.offline or over_budget:
+            from autarky.policy.relevance import offline_plan
+
+            relevance = await asyncio.to_thread(self._offline_scorer().score, item["title"], item["abstract"])
+            plan = offline_plan(item["title"], relevance.interest, relevance.matched_terms)
+            if over_budget:  # say why an LLM was not asked
+                plan["label"] += (
+                    f"; today's LLM budget (${self.settings.llm.budget_per_day_usd:.2f}) is spent"
+                )
+            summary = PlanSummary(
+                provider=OFFLINE_MODEL,
+                model=relevance.model,
+                offline=True,
+                what=_bounded(plan["try"][0], 400),
+                metric=_bounded(plan["metric"], 200),
+            )
+        else:
+            answer = await self.gateway.complete(
+                LlmRequest(
+                    system=SYSTEM,
+                    prompt=(
+                        f"{_describe(item)}\n\nPlan an experiment that tries this in our platform: what to "
+                        "try, the steps, the metric, its baseline, the success criterion and the risks. It "
+                        "will run in a sandbox and be benchmarked against the current version."
+                    ),
+                    max_tokens=1200,
+                    purpose="experiment-plan",
+                ),
+                ExperimentPlan,
+            )
+            plan = answer.output.model_dump() | {"provider": answer.provider, "model": answer.model}
+            summary = PlanSummary(
+                provider=answer.provider,
+                model=answer.model,
+                offline=False,
+                what=_bounded(answer.output.what_to_try, 400),
+                metric=_bounded(answer.output.metric, 200),
+                cost=answer.cost_usd,
+            )
+        update = ExperimentUpdate(workflow_id=step.workflow_id, state="planned", plan=plan, cost=summary.cost)
+        await self.kb.run(lambda: self.kb.get().update_experiment(update))
+        log.info("experiment planned", experiment=step.workflow_id, by=f"{summary.provider}:{summary.model}")
+        return summary
+
+
+def _bounded(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,132 @@
+"""Knowledge-base activities of the research cycle and of experiments: open and close cycles, list what is
+left to analyse, record experiments.
+
+The knowledge base (SQLAlchemy, Alembic) is opened and migrated on first use, not when a worker starts: a
+worker that never runs research does not pay for those imports. Each call runs in a thread, since the
+database driver blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, time
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from autarky.config import AutarkySettings
+from autarky.research_cycle_types import (
+    SOURCES,
+    CycleOutcome,
+    CyclePlan,
+    ExperimentStep,
+    OpenCycleInput,
+    PendingInput,
+)
+from autarky.research_types import ExperimentRef, ExperimentUpdate
+
+if TYPE_CHECKING:
+    from activities.research.knowledge_base import KnowledgeBase
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+BAD_INPUT = "KnowledgeBaseRefused"
+
+
+class KnowledgeBaseHandle:
+    """One knowledge base per process, opened and migrated the first time an activity needs it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._kb: KnowledgeBase | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> KnowledgeBase:
+        with self._lock:
+            if self._kb is None:
+                from activities.research.knowledge_base import KnowledgeBase
+
+                kb = KnowledgeBase(self.url)
+                kb.migrate()
+                self._kb = kb
+            return self._kb
+
+    async def run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`call(kb, …)` in a thread; a ValueError (bad input, refused by a constraint) is final."""
+
+        def in_thread() -> T:
+            self.get()
+            try:
+                return call(*args, **kwargs)
+            except ValueError as error:
+                raise ApplicationError(str(error), type=BAD_INPUT, non_retryable=True) from error
+
+        return await asyncio.to_thread(in_thread)
+
+
+class ResearchStoreActivities:
+    def __init__(
+        self,
+        settings: AutarkySettings,
+        kb: KnowledgeBaseHandle | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
+        self.settings = settings
+        self.kb = kb or KnowledgeBaseHandle(settings.knowledge_db_url)
+        self.environ = environ
+
+    @activity.defn(name="open_research_cycle")
+    async def open_cycle(self, request: OpenCycleInput) -> CyclePlan:
+        """Record the cycle as running and say how it runs: analyser, limits, budgets, watermarks."""
+        from activities.research.analysis import analyser_label
+
+        research, llm = self.settings.research, self.settings.llm
+        midnight = datetime.combine(request.started_at.astimezone(UTC).date(), time(), tzinfo=UTC)
+
+        def open_and_read() -> CyclePlan:
+            kb = self.kb.get()
+            kb.open_cycle(request.cycle_id, request.trigger, request.started_at)
+            return CyclePlan(
+                analyser=analyser_label(llm, self.settings.llm_environ(self.environ)),
+                concurrency=research.analysis_concurrency,
+                max_items=research.max_items_per_cycle,
+                experiment_threshold=research.experiment_threshold,
+                budget_per_cycle_usd=llm.budget_per_cycle_usd,
+                budget_per_day_usd=llm.budget_per_day_usd,
+                spent_today_usd=kb.spent_since(midnight),
+                approval_timeout=research.experiment_approval_timeout,
+                # No watermark yet (the very first cycle): look back `first_lookback`, not to the beginning.
+                watermarks={
+                    source: kb.watermark(source) or request.started_at - research.first_lookback
+                    for source in SOURCES
+                },
+            )
+
+        return await self.kb.run(open_and_read)
+
+    @activity.defn(name="unanalysed_items")
+    async def unanalysed_items(self, request: PendingInput) -> list[int]:
+        return await self.kb.run(lambda: self.kb.get().unanalysed_items(request.limit))
+
+    @activity.defn(name="count_unanalysed_items")
+    async def count_unanalysed(self) -> int:
+        return await self.kb.run(lambda: self.kb.get().count_unanalysed())
+
+    @activity.defn(name="close_research_cycle")
+    async def close_cycle(self, outcome: CycleOutcome) -> None:
+        await self.kb.run(lambda: self.kb.get().close_cycle(outcome))
+
+    @activity.defn(name="open_experiment")
+    async def open_experiment(self, step: ExperimentStep) -> ExperimentRef:
+        return await self.kb.run(
+            lambda: self.kb.get().create_or_get_experiment(step.workflow_id, step.item_id)
+        )
+
+    @activity.defn(name="update_experiment")
+    async def update_experiment(self, update: ExperimentUpdate) -> ExperimentRef:
+        return await self.kb.run(lambda: self.kb.get().update_experiment(update))

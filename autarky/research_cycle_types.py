@@ -1,0 +1,176 @@
+"""Messages of the research cycle and of experiments: workflow inputs, activity inputs and results.
+
+They carry ids, scores and counts, never documents: titles, abstracts, rationales and plans stay in the
+knowledge base, so a cycle over hundreds of items keeps a small history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SourceName = Literal["arxiv", "github"]
+SOURCES: tuple[SourceName, ...] = ("arxiv", "github")
+SourceStatus = Literal["ok", "unavailable"]
+CycleStatus = Literal["running", "completed", "stopped_for_budget", "failed"]
+
+
+class CycleInput(BaseModel):
+    """How a research cycle runs. None: the worker's configuration (`research.*`, `llm.*`) decides."""
+
+    trigger: str = Field("schedule", description="'schedule' or who asked (e.g. 'cli')")
+    # Where the research activities run (None: the workflow's own task queue).
+    activity_task_queue: str | None = None
+    concurrency: int | None = Field(None, ge=1, le=32)
+    max_items: int | None = Field(None, ge=0)
+    experiment_threshold: float | None = Field(None, ge=0, le=1)
+    # How often a source is tried before the cycle goes on without it.
+    source_attempts: int = Field(3, ge=1)
+    source_retry_interval: timedelta = timedelta(seconds=5)
+    analysis_attempts: int = Field(5, ge=1)
+    analysis_retry_interval: timedelta = timedelta(seconds=2)
+    # How long an experiment waits for a person's decision before it expires (rejected).
+    approval_timeout: timedelta | None = None
+
+
+class CyclePlan(BaseModel):
+    """What `open_cycle` read from the worker's configuration and the knowledge base."""
+
+    analyser: str = Field(description="'offline' or 'provider:model'")
+    concurrency: int
+    max_items: int
+    experiment_threshold: float
+    budget_per_cycle_usd: float
+    budget_per_day_usd: float
+    spent_today_usd: float
+    approval_timeout: timedelta
+    watermarks: dict[str, datetime | None] = Field(default_factory=dict)
+
+
+class OpenCycleInput(BaseModel):
+    cycle_id: str
+    trigger: str
+    started_at: datetime
+
+
+class GatherInput(BaseModel):
+    """Fetch one source from its watermark, store what it found, advance the watermark."""
+
+    cycle_id: str
+    source: SourceName
+    since: datetime | None = None
+
+
+class GatherResult(BaseModel):
+    source: SourceName
+    fetched: int
+    new_items: int
+    updated_items: int
+    newest: datetime | None = None
+
+
+class SourceOutcome(BaseModel):
+    """One source in one cycle, as the digest, the memo and `autarky status` show it."""
+
+    source: SourceName
+    status: SourceStatus
+    fetched: int = 0
+    new_items: int = 0
+    updated_items: int = 0
+    error: str | None = None
+
+
+class PendingInput(BaseModel):
+    limit: int = Field(ge=0)
+
+
+class AnalyseInput(BaseModel):
+    cycle_id: str
+    item_id: int
+
+
+class AnalyseResult(BaseModel):
+    item_id: int
+    source: str
+    source_id: str
+    analysis_id: int
+    score: float
+    provider: str
+    model: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+
+
+class ItemScore(BaseModel):
+    item_id: int
+    score: float
+    source: str = ""
+    source_id: str = ""
+
+
+class CycleOutcome(BaseModel):
+    """The result of a cycle: what the digest, the memo, `autarky status` and the autopilot read."""
+
+    cycle_id: str
+    status: CycleStatus
+    analyser: str
+    sources: list[SourceOutcome] = Field(default_factory=list)
+    new_items: int = 0
+    analysed: int = 0
+    failed: int = 0
+    pending: int = Field(0, description="items left unanalysed (budget, limit): the next cycle takes them")
+    top_score: float | None = None
+    cost_usd: float = 0.0
+    stopped_reason: str | None = None
+    experiments: list[str] = Field(default_factory=list, description="workflow ids started")
+    digest: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def unavailable_sources(self) -> list[SourceOutcome]:
+        return [s for s in self.sources if s.status != "ok"]
+
+
+class DigestInput(BaseModel):
+    outcome: CycleOutcome
+    scores: list[ItemScore] = Field(default_factory=list)
+
+
+class ExperimentInput(BaseModel):
+    item_id: int
+    score: float
+    cycle_id: str
+    title: str = Field("", max_length=300, description="for the UI only; the item is read by id")
+    approval_timeout: timedelta = timedelta(days=7)
+    activity_task_queue: str | None = None
+
+
+class ExperimentStep(BaseModel):
+    workflow_id: str
+    item_id: int
+
+
+class PlanSummary(BaseModel):
+    """What the approval shows a person; the full plan is in the knowledge base."""
+
+    provider: str
+    model: str
+    offline: bool
+    what: str = Field(max_length=400)
+    metric: str = Field(max_length=200)
+    cost: float = 0.0
+
+
+ExperimentResultState = Literal["approved", "rejected", "expired", "failed"]
+
+
+class ExperimentOutcome(BaseModel):
+    workflow_id: str
+    item_id: int
+    state: ExperimentResultState
+    decided_by: str | None = None
+    reason: str | None = None

@@ -1,0 +1,298 @@
+"""The research cycle end to end on the real Temporal server: local arXiv and GitHub servers speaking their
+wire formats, the knowledge base on SQLite, the offline analyser or an LLM server speaking OpenAI's format.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import Worker
+
+from activities.research.knowledge_base import KnowledgeBase
+from autarky import search_attributes as sa
+from autarky.config import AutarkySettings, ResearchSettings
+from autarky.llm_types import LlmSettings, ModelPrice
+from autarky.research_cycle_types import CycleInput, CycleOutcome, ExperimentOutcome
+from autarky.types import ApprovalDecision, ApprovalRequest
+from tests.llm_servers import OpenAIServer
+from tests.research_servers import ArxivServer, GitHubServer, Paper, Repo
+from workers.registry import research_activities
+from workflows.experiment import ExperimentWorkflow
+from workflows.research import ResearchCycleWorkflow
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+ON_TOPIC = [
+    (
+        "Speculative decoding with a KV cache for faster LLM inference serving",
+        "We speed up LLM inference: speculative decoding and paged KV cache management raise serving "
+        "throughput 2.1x and cut latency on vLLM, with quantization of the draft model.",
+    ),
+    (
+        "Tool-using AI agents that plan multi-step tasks",
+        "Autonomous AI agents with tool use and planning: a multi-agent framework where LLM agents "
+        "decompose tasks, call tools and reflect, improving agent success rates on benchmarks.",
+    ),
+]
+OFF_TOPIC = [
+    ("Bird migration timing in Northern Europe", "We ringed 4,000 swallows and tracked their routes."),
+    ("Medieval trade routes of the Hanseatic League", "An archival study of salt and herring prices."),
+]
+
+
+# Experiments are named by their item's arXiv id, and the Temporal server outlives each test: each test's
+# papers get their own ids.
+PREFIX = {"value": 0}
+
+
+def paper(index: int, title: str, abstract: str, version: int = 1, hours_ago: float = 1) -> Paper:
+    return Paper(
+        arxiv_id=f"{PREFIX['value']}.{index:05d}v{version}",
+        title=title,
+        summary=abstract,
+        authors=["Ada Lovelace", f"Author {index}"],
+        published=NOW - timedelta(hours=hours_ago),
+    )
+
+
+@pytest.fixture
+def arxiv_server() -> Iterator[ArxivServer]:
+    PREFIX["value"] = uuid.uuid4().int % 9000 + 1000
+    papers = [paper(i, t, a, hours_ago=i) for i, (t, a) in enumerate(ON_TOPIC + OFF_TOPIC, start=1)]
+    with ArxivServer(papers) as server:
+        yield server
+
+
+@pytest.fixture
+def github_server() -> Iterator[GitHubServer]:
+    repos = [
+        Repo(
+            f"alice/agent-planner-{PREFIX['value']}",
+            "AI agents with tool use, planning and multi-agent orchestration for autonomous systems",
+            500,
+            NOW - timedelta(hours=2),
+            NOW - timedelta(days=30),
+            topics=["llm", "ai-agents"],
+        ),
+        Repo(
+            "bob/css-grid",
+            "A CSS grid framework for websites",
+            900,
+            NOW - timedelta(hours=3),
+            NOW,
+            topics=["llm"],
+        ),
+    ]
+    with GitHubServer(repos, limit=100) as server:
+        yield server
+
+
+@dataclass
+class Stack:
+    client: Client
+    settings: AutarkySettings
+    queue: str
+    arxiv: ArxivServer
+    github: GitHubServer
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        return KnowledgeBase(self.settings.knowledge_db_url)
+
+    async def cycle(self, **fields: object) -> CycleOutcome:
+        return await self.client.execute_workflow(
+            ResearchCycleWorkflow.run,
+            CycleInput(trigger="test", source_retry_interval=timedelta(milliseconds=100), **fields),
+            id=f"research-test-{uuid.uuid4().hex[:8]}",
+            task_queue=self.queue,
+            execution_timeout=timedelta(minutes=2),
+        )
+
+
+def make_settings(tmp_path: Path, arxiv: ArxivServer, github: GitHubServer, **llm: object) -> AutarkySettings:
+    return AutarkySettings(
+        data_dir=tmp_path,
+        research=ResearchSettings(
+            arxiv_base_url=arxiv.api_url,
+            github_base_url=github.url,
+            arxiv_delay_seconds=0.01,
+            github_topics=["ai-agents", "llm"],
+            user_agent="Autarky tests (mailto:test@example.org)",
+        ),
+        llm=LlmSettings(**llm),
+    )
+
+
+@pytest.fixture
+async def make_stack(
+    client: Client, tmp_path: Path, arxiv_server: ArxivServer, github_server: GitHubServer
+) -> AsyncIterator:
+    workers: list[Worker] = []
+
+    async def start(environ: Mapping[str, str] | None = None, **llm: object) -> Stack:
+        settings = make_settings(tmp_path, arxiv_server, github_server, **llm)
+        queue = f"research-test-{uuid.uuid4().hex[:8]}"
+        worker = Worker(
+            client,
+            task_queue=queue,
+            workflows=[ResearchCycleWorkflow, ExperimentWorkflow],
+            activities=research_activities(settings, environ or {}),
+        )
+        await worker.__aenter__()
+        workers.append(worker)
+        return Stack(client, settings, queue, arxiv_server, github_server)
+
+    yield start
+    for worker in workers:
+        await worker.__aexit__(None, None, None)
+
+
+def count(kb: KnowledgeBase, table: str) -> int:
+    import sqlalchemy
+
+    with kb.engine.connect() as connection:
+        return connection.execute(sqlalchemy.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+async def test_offline_cycle_end_to_end_then_a_second_cycle_stores_nothing_new(make_stack) -> None:
+    stack: Stack = await make_stack()
+    first = await stack.cycle()
+
+    assert first.status == "completed" and first.analyser == "offline", first
+    assert [(s.source, s.status) for s in first.sources] == [("arxiv", "ok"), ("github", "ok")]
+    assert first.new_items == 6 and first.analysed == 6 and first.failed == 0 and first.pending == 0
+    assert first.cost_usd == 0
+    kb = stack.kb
+    assert count(kb, "items") == 6 and count(kb, "analyses") == 6
+    high = {i.title for i in kb.items_above(0.7)}
+    assert {t for t, _ in ON_TOPIC} <= high, high
+    assert not {t for t, _ in OFF_TOPIC} & high
+    assert "bob/css-grid" not in high
+    # Every item above 0.7 got one experiment, waiting for a person.
+    assert len(first.experiments) == len(high)
+    assert first.top_score is not None and first.top_score > 0.7
+
+    digest = Path(first.digest or "")
+    text = digest.read_text()
+    assert digest.parent == stack.settings.data_dir / "research" / "digests"
+    assert "offline" in text and ON_TOPIC[0][0] in text and "Bird migration" in text
+    assert text.index(ON_TOPIC[0][0]) < text.index("Bird migration")  # best first
+
+    # The UI: memo and search attributes of the cycle.
+    description = await stack.client.get_workflow_handle(first.cycle_id).describe()
+    memo = await description.memo()
+    assert memo["status"] == "completed" and memo["analyser"] == "offline" and memo["analysed"] == 6
+    assert description.typed_search_attributes.get(sa.RESEARCH_ITEMS) == 6
+    assert description.typed_search_attributes.get(sa.KIND) == "research"
+
+    second = await stack.cycle()
+    assert second.status == "completed" and second.new_items == 0 and second.analysed == 0, second
+    assert second.experiments == []  # the first cycle's experiments are not proposed again
+    assert count(kb, "items") == 6 and count(kb, "analyses") == 6 and count(kb, "experiments") == len(high)
+    assert stack.kb.last_cycle() == second
+
+
+async def test_an_approved_experiment_is_ready_for_self_modification(make_stack) -> None:
+    stack: Stack = await make_stack()
+    cycle = await stack.cycle()
+    assert cycle.experiments, cycle
+    handle = stack.client.get_workflow_handle(cycle.experiments[0], result_type=ExperimentOutcome)
+
+    async def pending() -> list[ApprovalRequest]:
+        return await handle.query("pending_approvals", result_type=list[ApprovalRequest])
+
+    for _ in range(100):  # the plan is made, then the approval asked
+        if await pending():
+            break
+        await _pause()
+    [approval] = await pending()
+    assert "offline" in approval.why and approval.subject.startswith("try item")
+    plan = stack.kb.experiment(handle.id)
+    assert plan is not None and plan["state"] == "awaiting_approval" and plan["plan"]["provider"] == "offline"
+
+    await handle.execute_update(
+        "approve", ApprovalDecision(approval_id=approval.approval_id, approver="ada", reason="worth a try")
+    )
+    result = await handle.result()
+    assert result.state == "approved" and result.decided_by == "ada"
+    stored = stack.kb.experiment(handle.id)
+    assert stored is not None and stored["state"] == "approved"
+    assert stored["outcome"]["ready_for"] == "self-modification"
+    # The other experiments still wait; the cycle did not wait for them.
+    for other in cycle.experiments[1:]:
+        description = await stack.client.get_workflow_handle(other).describe()
+        assert description.status == WorkflowExecutionStatus.RUNNING
+        await stack.client.get_workflow_handle(other).terminate("test over")
+
+
+async def test_a_v2_paper_updates_its_item(make_stack) -> None:
+    stack: Stack = await make_stack()
+    await stack.cycle()
+    title, _ = ON_TOPIC[0]
+    v2 = paper(
+        1, title + " (revised)", "Revised abstract on LLM inference serving.", version=2, hours_ago=0.1
+    )
+    stack.arxiv.papers.insert(0, v2)
+
+    again = await stack.cycle()
+    assert [s.fetched for s in again.sources if s.source == "arxiv"] == [1]
+    assert again.new_items == 0
+    assert count(stack.kb, "items") == 6
+    [item] = [i for i in stack.kb.items_above(0) if i.source_id == f"{PREFIX['value']}.00001"]
+    stored = stack.kb.item(item.item_id)
+    assert stored is not None and stored["version"] == 2 and stored["title"].endswith("(revised)")
+
+
+async def test_a_source_answering_503_does_not_stop_the_cycle(make_stack) -> None:
+    stack: Stack = await make_stack()
+    stack.arxiv.mode = "unavailable"
+    outcome = await stack.cycle(source_attempts=2)
+
+    assert outcome.status == "completed"
+    arxiv, github = outcome.sources
+    assert arxiv.status == "unavailable" and "503" in (arxiv.error or ""), arxiv
+    assert github.status == "ok" and github.new_items == 2
+    assert outcome.analysed == 2
+    text = Path(outcome.digest or "").read_text()
+    assert "arxiv: **unavailable**" in text and "503" in text
+    # Recovered, the next cycle fetches what it missed.
+    stack.arxiv.mode = "ok"
+    later = await stack.cycle()
+    assert later.sources[0].status == "ok" and later.sources[0].new_items == 4
+
+
+async def test_budget_exhaustion_stops_analysis_and_the_next_cycle_goes_on(make_stack) -> None:
+    with OpenAIServer() as llm:
+        price = {"gpt-test": ModelPrice(input=1000.0, output=1000.0)}  # a call costs cents
+        stack: Stack = await make_stack(
+            {"OPENAI_API_KEY": "sk-test"},
+            openai_base_url=llm.base_url,
+            openai_model="gpt-test",
+            prices=price,
+            budget_per_cycle_usd=0.01,
+        )
+        outcome = await stack.cycle(concurrency=1)
+        assert outcome.analyser == "openai:gpt-test"
+        assert outcome.status == "stopped_for_budget", outcome
+        assert "cycle's budget of $0.01 is spent" in (outcome.stopped_reason or "")
+        assert outcome.analysed == 1 and outcome.pending == 5 and outcome.cost_usd >= 0.01
+        analyses = [r for r in llm.requests if "ItemAnalysis" in str(r.body)]
+        assert len(analyses) == 1  # no analysis after the budget was spent
+        text = Path(outcome.digest or "").read_text()
+        assert "stopped for budget" in text and "openai:gpt-test" in text
+
+        # The items left over are the next cycle's first.
+        after = await stack.cycle(concurrency=1)
+        assert after.analysed == 1 and after.pending == 4
+
+
+async def _pause() -> None:
+    import asyncio
+
+    await asyncio.sleep(0.1)

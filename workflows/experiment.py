@@ -1,0 +1,144 @@
+"""ExperimentWorkflow: a research item worth trying becomes a plan, and a person decides.
+
+record the experiment → ask the LLM (or the offline analyser, which says so) for an integration plan: what
+to try and how to measure it → store the plan → wait for a decision through the approval gate → an
+approved experiment is recorded as ready for self-modification; a rejected or expired one as rejected.
+
+Started by a research cycle for each item above its threshold, with the id `experiment-<source>-<id>`, so
+an item keeps one experiment however many cycles choose it. `autarky approvals` lists the waiting ones.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from autarky import search_attributes as sa
+    from autarky.research_cycle_types import ExperimentInput, ExperimentOutcome, ExperimentStep, PlanSummary
+    from autarky.research_types import ExperimentRef, ExperimentUpdate
+    from autarky.types import ApprovalState
+    from workflows.approval import ApprovalGate
+
+STORE_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(minutes=1))
+PLAN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=5)
+READY_FOR = "self-modification"
+APPROVAL_RISK = 0.3  # trying it costs a sandbox run and a person's attention, nothing in production yet
+
+
+def experiment_id(source: str, source_id: str) -> str:
+    """``experiment-arxiv-2401.00001``, ``experiment-github-owner/name``: readable, one per item."""
+    return f"experiment-{source}-{source_id}"
+
+
+@workflow.defn(name="ExperimentWorkflow")
+class ExperimentWorkflow(ApprovalGate):
+    def __init__(self) -> None:
+        self._init_approval_gate([])
+        self._state = "proposed"
+        self._plan: PlanSummary | None = None
+
+    @workflow.run
+    async def run(self, input: ExperimentInput) -> ExperimentOutcome:
+        self._input = input
+        workflow_id = workflow.info().workflow_id
+        workflow.upsert_search_attributes([sa.KIND.value_set("experiment")])
+        workflow.upsert_memo({"item_id": input.item_id, "score": input.score, "cycle": input.cycle_id})
+        ref = await self._store(
+            "open_experiment", ExperimentStep(workflow_id=workflow_id, item_id=input.item_id)
+        )
+        if ref.state in ("approved", "rejected"):  # decided before (e.g. this id was reset and re-run)
+            return ExperimentOutcome(workflow_id=workflow_id, item_id=input.item_id, state=ref.state)
+
+        self._set_state("planning")
+        try:
+            plan = await workflow.execute_activity(
+                "plan_experiment",
+                ExperimentStep(workflow_id=workflow_id, item_id=input.item_id),
+                result_type=PlanSummary,
+                task_queue=input.activity_task_queue,
+                start_to_close_timeout=timedelta(minutes=3),
+                retry_policy=PLAN_RETRY,
+                summary=f"plan an experiment for item {input.item_id}",
+            )
+        except ActivityError as error:
+            reason = str(error.cause or error)
+            await self._store(
+                "update_experiment",
+                ExperimentUpdate(workflow_id=workflow_id, state="failed", outcome={"error": reason}),
+            )
+            self._set_state("failed")
+            return ExperimentOutcome(
+                workflow_id=workflow_id, item_id=input.item_id, state="failed", reason=reason
+            )
+        self._plan = plan
+        workflow.upsert_memo({"plan_by": "offline" if plan.offline else f"{plan.provider}:{plan.model}"})
+
+        await self._store(
+            "update_experiment", ExperimentUpdate(workflow_id=workflow_id, state="awaiting_approval")
+        )
+        self._set_state("awaiting approval")
+        by = "the offline analyser (no LLM configured)" if plan.offline else f"{plan.provider}:{plan.model}"
+        approval_id = f"{workflow_id}/try"
+        self.request_approval(
+            approval_id,
+            subject=f"try item {input.item_id} (score {input.score:.2f}): {plan.what}",
+            why=f"plan by {by}; measure: {plan.metric}",
+            timeout=input.approval_timeout,
+            risk=APPROVAL_RISK,
+        )
+        decision = await self.wait_for_decision(approval_id)
+        approved = decision.state == ApprovalState.APPROVED
+        state = "approved" if approved else "rejected"
+        outcome = {
+            "decision": decision.state.value,
+            "decided_by": decision.decided_by,
+            "reason": decision.decision_reason,
+        } | ({"ready_for": READY_FOR} if approved else {})
+        await self._store(
+            "update_experiment", ExperimentUpdate(workflow_id=workflow_id, state=state, outcome=outcome)
+        )
+        self._set_state(f"ready for {READY_FOR}" if approved else decision.state.value)
+        return ExperimentOutcome(
+            workflow_id=workflow_id,
+            item_id=input.item_id,
+            state="approved"
+            if approved
+            else ("expired" if decision.state == ApprovalState.EXPIRED else "rejected"),
+            decided_by=decision.decided_by,
+            reason=decision.decision_reason,
+        )
+
+    @workflow.query(name="state")
+    def state(self) -> str:
+        return self._state
+
+    @workflow.query(name="plan")
+    def plan(self) -> PlanSummary | None:
+        return self._plan
+
+    def on_approvals_changed(self) -> None:
+        pending = self.pending()
+        if pending:
+            workflow.set_current_details(f"**waiting for a decision**: {pending[0].subject}")
+
+    async def _store(self, name: str, arg: object) -> ExperimentRef:
+        return await workflow.execute_activity(
+            name,
+            arg,
+            result_type=ExperimentRef,
+            task_queue=self._input.activity_task_queue,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=STORE_RETRY,
+            summary=f"{name.replace('_', ' ')} {self._input.item_id}",
+        )
+
+    def _set_state(self, state: str) -> None:
+        self._state = state
+        workflow.upsert_memo({"state": state})
+        workflow.set_current_details(
+            f"**{state}** · item {self._input.item_id} · score {self._input.score:.2f}"
+        )
