@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import UTC, datetime, time
 from collections.abc import Mapping
+from datetime import UTC, datetime, time
 from typing import Any
 
 import structlog
@@ -86,9 +86,9 @@ class AnalysisActivities:
 
     def _offline_scorer(self) -> Any:
         if self._scorer is None:
-            from autarky.policy.relevance import RelevanceScorer
+            from autarky.policy.relevance import DEFAULT_INTERESTS, RelevanceScorer
 
-            self._scorer = RelevanceScorer(self.settings.research.keywords)
+            self._scorer = RelevanceScorer(self.settings.research.keywords or DEFAULT_INTERESTS)
         return self._scorer
 
     async def _item(self, item_id: int) -> dict[str, Any]:

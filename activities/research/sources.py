@@ -122,7 +122,9 @@ def arxiv_query(settings: ResearchSettings) -> str:
     if settings.arxiv_categories:
         parts.append(" OR ".join(f"cat:{c}" for c in settings.arxiv_categories))
     if settings.keywords:
-        parts.append(" OR ".join(f"all:{_quote(k)}" for k in settings.keywords))
+        # An interest may carry its own keywords ("phrase: kw, kw", for the offline analyser): arXiv gets
+        # the phrase.
+        parts.append(" OR ".join(f"all:{_quote(k.split(':', 1)[0])}" for k in settings.keywords))
     return " AND ".join(f"({p})" for p in parts)
 
 
