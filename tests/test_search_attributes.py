@@ -39,7 +39,7 @@ async def custom_attributes(client: Client) -> dict[str, int]:
     return dict(listed.custom_attributes)
 
 
-async def test_registers_the_three_then_finds_them_present(client: Client) -> None:
+async def test_registers_them_then_finds_them_present(client: Client) -> None:
     assert not set(NAMES) & set(await custom_attributes(client))
     out = io.StringIO()
 
@@ -51,6 +51,8 @@ async def test_registers_the_three_then_finds_them_present(client: Client) -> No
         "AutarkyKind": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
         "AutarkyRisk": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
         "AutarkyApproval": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "AutarkyItems": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+        "AutarkyTopScore": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
     }
 
     second = await register_search_attributes(client, out=out)
