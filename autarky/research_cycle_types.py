@@ -23,6 +23,8 @@ class CycleInput(BaseModel):
     trigger: str = Field("schedule", description="'schedule' or who asked (e.g. 'cli')")
     # Where the research activities run (None: the workflow's own task queue).
     activity_task_queue: str | None = None
+    # The autopilot to tell how the cycle ended (a failed or budget-stopped cycle is one of its findings).
+    report_to: str | None = None
     concurrency: int | None = Field(None, ge=1, le=32)
     max_items: int | None = Field(None, ge=0)
     experiment_threshold: float | None = Field(None, ge=0, le=1)
@@ -174,3 +176,12 @@ class ExperimentOutcome(BaseModel):
     state: ExperimentResultState
     decided_by: str | None = None
     reason: str | None = None
+
+
+class ResearchReport(BaseModel):
+    """What a finished cycle tells the autopilot (signal `research_outcome`)."""
+
+    cycle_id: str
+    status: CycleStatus
+    reason: str | None = None
+    unavailable_sources: list[str] = Field(default_factory=list)

@@ -373,6 +373,8 @@ class AutopilotState(BaseModel):
     snoozes: list[Snooze] = Field(default_factory=list)
     totals: dict[str, int] = Field(default_factory=dict)
     sequence: int = 0
+    # The latest research cycle's finding (failed, stopped for budget), None while research is well.
+    research_finding: Finding | None = None
     # Single-host state of runs before per-host routing: read once into `hosts[""]`, then left empty.
     window: list[MetricPoint] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)

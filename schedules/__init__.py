@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from autarky import search_attributes as sa
 from autarky.config import AutarkySettings
 from autarky.research_cycle_types import CycleInput
+from autarky.temporal import AUTOPILOT_WORKFLOW_ID
 from autarky.types import HousekeepingInput
 
 log = structlog.get_logger(__name__)
@@ -70,7 +71,11 @@ def _research(settings: AutarkySettings) -> Schedule:
         # Runs are named by Temporal: `research-2026-11-22T18:00:00Z`.
         action=ScheduleActionStartWorkflow(
             "ResearchCycleWorkflow",
-            CycleInput(trigger="schedule", activity_task_queue=settings.research_task_queue),
+            CycleInput(
+                trigger="schedule",
+                activity_task_queue=settings.research_task_queue,
+                report_to=AUTOPILOT_WORKFLOW_ID,
+            ),
             id=RESEARCH_SCHEDULE_ID,
             task_queue=settings.task_queue,
             typed_search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, "research")]),

@@ -22,6 +22,7 @@ from autarky import search_attributes as sa
 from autarky.config import AutopilotSettings
 from autarky.hosts import host_queue, worker_identity
 from autarky.policy.learning import success_probability
+from autarky.research_cycle_types import ResearchReport
 from autarky.types import (
     ActionRecord,
     ActionStatus,
@@ -31,6 +32,7 @@ from autarky.types import (
     ApprovalState,
     AutopilotInput,
     AutopilotStatus,
+    Finding,
     Goal,
     RecentActionsQuery,
 )
@@ -531,3 +533,30 @@ async def test_an_expired_approval_cannot_be_granted(client: Client, tmp_path: P
             )
         assert "expired" in str(refused.value.cause)
         assert not of_type(await actions(handle), "restart_worker_pool", ActionStatus.SUCCEEDED)
+
+
+async def test_a_research_cycle_that_stopped_for_budget_is_a_finding_until_a_good_one(
+    client: Client, tmp_path: Path, host: FakeHost
+) -> None:
+    harness = Harness(client, tmp_path, host)
+    async with harness.running(fast_settings()) as handle:
+        report = ResearchReport(
+            cycle_id="research-2026-11-22T18:00:00Z", status="stopped_for_budget", reason="today's budget"
+        )
+        await handle.signal("research_outcome", report)
+        found = await eventually(
+            lambda: _first(
+                handle.query("findings", result_type=list[Finding]),
+                lambda fs: [f for f in fs if f.kind == "research_budget_spent"],
+            )
+        )
+        assert "research-2026-11-22T18:00:00Z stopped for budget: today's budget" in found[0].message
+        assert any(f.kind == "research_budget_spent" for f in (await status(handle)).findings)
+
+        await handle.signal("research_outcome", report.model_copy(update={"status": "completed"}))
+        await eventually(
+            lambda: _first(
+                handle.query("findings", result_type=list[Finding]),
+                lambda fs: [True] if not [f for f in fs if f.kind.startswith("research")] else [],
+            )
+        )

@@ -17,7 +17,7 @@ from autarky import search_attributes as sa
 from autarky.temporal import temporal_binary
 from workers.search_attributes import Registration, register_search_attributes
 
-NAMES = ["AutarkyKind", "AutarkyRisk", "AutarkyApproval"]
+NAMES = ["AutarkyKind", "AutarkyRisk", "AutarkyApproval", "AutarkyItems", "AutarkyTopScore"]
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ async def test_a_name_with_another_type_is_reported_and_left_alone(client: Clien
     out = io.StringIO()
 
     result = await register_search_attributes(client, out=out)
-    assert result.registered == ["AutarkyKind", "AutarkyApproval"]
+    assert result.registered == ["AutarkyKind", "AutarkyApproval", "AutarkyItems", "AutarkyTopScore"]
     assert list(result.conflicts) == ["AutarkyRisk"]
     assert (await custom_attributes(client))["AutarkyRisk"] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
     printed = out.getvalue()

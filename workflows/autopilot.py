@@ -40,7 +40,9 @@ with workflow.unsafe.imports_passed_through():
     from autarky.policy.goals import evaluate_goals
     from autarky.policy.pool_scaling import pool_scaling_findings
     from autarky.policy.remediation import PLAYBOOK, candidates_for
+    from autarky.policy.research_budget import research_finding
     from autarky.policy.rules import analyze, default_analyzers
+    from autarky.research_cycle_types import ResearchReport
     from autarky.types import (
         ActionRecord,
         ActionRequest,
@@ -647,6 +649,12 @@ class AutopilotWorkflow(ApprovalGate):
                 goals.append(goal)
         return goals
 
+    @workflow.signal(name="research_outcome")
+    def research_outcome(self, report: ResearchReport) -> None:
+        """A research cycle ended: one that failed or stopped for budget is a finding until one does not.
+        (No action in the playbook: a person reads it in `autarky status` and the digest.)"""
+        self._state.research_finding = research_finding(report, workflow.now())
+
     @workflow.query
     def findings(self) -> list[Finding]:
         return self._all_findings()
@@ -654,7 +662,9 @@ class AutopilotWorkflow(ApprovalGate):
     # ------------------------------------------------------------------------------ helpers
 
     def _all_findings(self) -> list[Finding]:
-        return [f for hs in self._state.hosts.values() for f in hs.findings]
+        found = [f for hs in self._state.hosts.values() for f in hs.findings]
+        research = self._state.research_finding
+        return [*found, research] if research is not None else found
 
     def on_approvals_changed(self) -> None:
         self._wake = True

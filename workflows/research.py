@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ItemScore,
         OpenCycleInput,
         PendingInput,
+        ResearchReport,
         SourceName,
         SourceOutcome,
     )
@@ -118,6 +119,7 @@ class ResearchCycleWorkflow:
         outcome.finished_at = workflow.now()
         await self._activity("close_research_cycle", outcome, None, "record the outcome")
         self._publish()
+        await self._report(input.report_to)
         return outcome
 
     @workflow.query(name="outcome")
@@ -255,6 +257,22 @@ class ResearchCycleWorkflow:
         except ActivityError as error:  # the analyses are stored; a missing page is not worth failing for
             workflow.logger.warning("research digest not written: %s", _cause(error))
             return None
+
+    async def _report(self, autopilot_id: str | None) -> None:
+        """Tell the autopilot how the cycle ended; a stack without a running autopilot just goes on."""
+        outcome = self._outcome
+        if autopilot_id is None or outcome is None:
+            return
+        report = ResearchReport(
+            cycle_id=outcome.cycle_id,
+            status=outcome.status,
+            reason=outcome.stopped_reason,
+            unavailable_sources=[s.source for s in outcome.unavailable_sources],
+        )
+        try:
+            await workflow.get_external_workflow_handle(autopilot_id).signal("research_outcome", report)
+        except Exception as error:  # e.g. no such workflow: the outcome is stored and in the memo anyway
+            workflow.logger.info("could not tell the autopilot %s: %s", autopilot_id, error)
 
     # ------------------------------------------------------------------------------------------ helpers
 

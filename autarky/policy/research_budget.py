@@ -8,6 +8,10 @@ offline analyser, a local model without a price) never spend anything and so are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+
+from autarky.research_cycle_types import ResearchReport
+from autarky.types import Finding, Severity
 
 
 @dataclass
@@ -33,3 +37,23 @@ class ResearchBudget:
         if today >= self.per_day_usd:
             return f"today's budget of ${self.per_day_usd:.2f} is spent (${today:.4f})"
         return None
+
+
+def research_finding(report: ResearchReport, now: datetime) -> Finding | None:
+    """The autopilot's finding for a cycle that failed or stopped for budget; None for a good one."""
+    if report.status == "stopped_for_budget":
+        kind, severity, what = "research_budget_spent", Severity.WARNING, "stopped for budget"
+    elif report.status == "failed":
+        kind, severity, what = "research_cycle_failed", Severity.WARNING, "failed"
+    else:
+        return None
+    return Finding(
+        kind=kind,
+        metric="research",
+        value=1.0,
+        threshold=1.0,
+        severity=severity,
+        message=f"research cycle {report.cycle_id} {what}" + (f": {report.reason}" if report.reason else ""),
+        observed_at=now,
+        subject=report.cycle_id,
+    )
