@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import (
     Client,
@@ -27,6 +27,7 @@ from autarky import scalers as scaling
 from autarky import search_attributes as sa
 from autarky.config import AutarkySettings, AutopilotSettings, load_settings
 from autarky.policy.scaling_types import ResourceRef, ScalingPolicy
+from autarky.research_cycle_types import CycleInput, CycleOutcome
 from autarky.scaler_types import ScaleOperation, ScaleRequest, ScalerStatus
 from autarky.temporal import AUTOPILOT_WORKFLOW_ID, connect, external_profile
 from autarky.types import (
@@ -107,6 +108,14 @@ async def connect_client(settings: AutarkySettings, runtime: Runtime | None = No
         if is_unreachable(error):
             raise ServerUnavailable(server_address(settings)) from None
         raise
+
+
+@dataclass
+class ResearchCycleSummary:
+    workflow_id: str
+    status: WorkflowExecutionStatus | None
+    started_at: datetime
+    outcome: CycleOutcome | None
 
 
 @dataclass
@@ -203,6 +212,40 @@ class AutarkyClient:
 
     async def findings(self, workflow_id: str = AUTOPILOT_WORKFLOW_ID) -> list[Finding]:
         return await self.autopilot(workflow_id).query("findings", result_type=list[Finding])
+
+    # ------------------------------------------------------------------ research
+
+    async def run_research(self, wait: bool = True) -> tuple[str, CycleOutcome | None]:
+        """Start a research cycle now (as the schedule would); its id, and its outcome when `wait`."""
+        cycle_id = f"research-{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
+        handle = await self.client.start_workflow(
+            "ResearchCycleWorkflow",
+            CycleInput(
+                trigger="cli",
+                activity_task_queue=self.settings.research_task_queue,
+                report_to=AUTOPILOT_WORKFLOW_ID,
+            ),
+            id=cycle_id,
+            task_queue=self.settings.task_queue,
+            result_type=CycleOutcome,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, "research")]),
+        )
+        return cycle_id, (await handle.result() if wait else None)
+
+    async def last_research_cycle(self) -> ResearchCycleSummary | None:
+        """The latest research cycle: running, or its outcome (None: no cycle has run yet)."""
+        query = f'{sa.KIND.name} = "research"'
+        latest = None
+        async for execution in self.client.list_workflows(query, limit=20):
+            if latest is None or execution.start_time > latest.start_time:
+                latest = execution
+        if latest is None:
+            return None
+        summary = ResearchCycleSummary(latest.id, latest.status, latest.start_time, None)
+        if latest.status == WorkflowExecutionStatus.COMPLETED:
+            handle = self.client.get_workflow_handle(latest.id, result_type=CycleOutcome)
+            summary.outcome = await handle.result()
+        return summary
 
     # ------------------------------------------------------------------ approvals (any workflow)
 
