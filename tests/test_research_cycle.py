@@ -61,17 +61,14 @@ def paper(index: int, title: str, abstract: str, version: int = 1, hours_ago: fl
     )
 
 
-@pytest.fixture
-def arxiv_server() -> Iterator[ArxivServer]:
+def on_topic_papers() -> list[Paper]:
+    """Two on-topic and two off-topic papers, with ids of their own (a new PREFIX)."""
     PREFIX["value"] = uuid.uuid4().int % 9000 + 1000
-    papers = [paper(i, t, a, hours_ago=i) for i, (t, a) in enumerate(ON_TOPIC + OFF_TOPIC, start=1)]
-    with ArxivServer(papers) as server:
-        yield server
+    return [paper(i, t, a, hours_ago=i) for i, (t, a) in enumerate(ON_TOPIC + OFF_TOPIC, start=1)]
 
 
-@pytest.fixture
-def github_server() -> Iterator[GitHubServer]:
-    repos = [
+def github_repos() -> list[Repo]:
+    return [
         Repo(
             f"alice/agent-planner-{PREFIX['value']}",
             "AI agents with tool use, planning and multi-agent orchestration for autonomous systems",
@@ -89,7 +86,17 @@ def github_server() -> Iterator[GitHubServer]:
             topics=["llm"],
         ),
     ]
-    with GitHubServer(repos, limit=100) as server:
+
+
+@pytest.fixture
+def arxiv_server() -> Iterator[ArxivServer]:
+    with ArxivServer(on_topic_papers()) as server:
+        yield server
+
+
+@pytest.fixture
+def github_server() -> Iterator[GitHubServer]:
+    with GitHubServer(github_repos(), limit=100) as server:
         yield server
 
 

@@ -35,3 +35,19 @@ def test_a_default_worker_does_not_import_boto3() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_worker_loads_the_research_libraries_only_when_a_cycle_needs_them() -> None:
+    # arxiv, PyGithub, SQLAlchemy, the LLM SDKs and bm25s cost a worker well over 100 MiB together.
+    heavy = ["sqlalchemy", "alembic", "arxiv", "github", "openai", "anthropic", "bm25s", "numpy"]
+    code = "\n".join(
+        [
+            "import sys",
+            "from autarky.config import AutarkySettings",
+            "from workers.registry import research_activities",
+            "research_activities(AutarkySettings())",
+            f"print([m for m in {heavy!r} if m in sys.modules])",
+        ]
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -82,7 +82,7 @@ class ExperimentWorkflow(ApprovalGate):
         )
         self._set_state("awaiting approval")
         by = "the offline analyser (no LLM configured)" if plan.offline else f"{plan.provider}:{plan.model}"
-        approval_id = f"{workflow_id}/try"
+        approval_id = f"try-item-{input.item_id}"  # `autarky approve try-item-12 --reason …`
         self.request_approval(
             approval_id,
             subject=f"try item {input.item_id} (score {input.score:.2f}): {plan.what}",
