@@ -20,7 +20,7 @@ from autarky.config import AutarkySettings, ResearchSettings
 from autarky.llm_types import LlmSettings, ModelPrice
 from autarky.research_cycle_types import CycleInput, CycleOutcome, ExperimentOutcome
 from autarky.types import ApprovalDecision, ApprovalRequest
-from tests.llm_servers import OpenAIServer
+from tests.llm_servers import OpenAIServer, Reply, openai_completion
 from tests.research_servers import ArxivServer, GitHubServer, Paper, Repo
 from workers.registry import research_activities
 from workflows.experiment import ExperimentWorkflow
@@ -304,3 +304,21 @@ async def _pause() -> None:
     import asyncio
 
     await asyncio.sleep(0.1)
+
+
+async def test_an_item_the_llm_answers_badly_fails_alone_and_its_cost_counts(make_stack) -> None:
+    with OpenAIServer() as llm:
+        stack: Stack = await make_stack(
+            {"OPENAI_API_KEY": "sk-test"},
+            openai_base_url=llm.base_url,
+            openai_model="gpt-test",
+            prices={"gpt-test": ModelPrice(input=10.0, output=10.0)},
+        )
+        bad = Reply(body=openai_completion("this is not JSON", tokens_in=1000, tokens_out=1000))
+        llm.script(bad, bad)  # the first item's answer, and its one repair
+        outcome = await stack.cycle(concurrency=1)
+
+    assert outcome.status == "completed" and outcome.failed == 1 and outcome.analysed == 5, outcome
+    assert outcome.pending == 1  # the next cycle tries it again
+    # The two paid calls of the failed item count: 2 × 2000 tokens at $10 per million.
+    assert outcome.cost_usd >= 0.04

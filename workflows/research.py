@@ -59,6 +59,17 @@ def _cause(error: ActivityError) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
+def _spent_by_failure(error: ActivityError) -> float:
+    """What a failed analysis still cost (the gateway puts its usage in the failure's details): refused
+    and invalid answers are paid for too."""
+    cause = error.cause
+    if not isinstance(cause, ApplicationError) or not cause.details:
+        return 0.0
+    usage = cause.details[0]
+    cost = usage.get("cost_usd") if isinstance(usage, dict) else None
+    return float(cost) if isinstance(cost, int | float) and cost > 0 else 0.0
+
+
 def _cause_type(error: ActivityError) -> str | None:
     cause = error.cause
     return cause.type if isinstance(cause, ApplicationError) else None
@@ -189,6 +200,8 @@ class ResearchCycleWorkflow:
                     )
                 except ActivityError as error:
                     outcome.failed += 1
+                    budget.spend(_spent_by_failure(error))
+                    outcome.cost_usd = budget.spent_usd
                     if _cause_type(error) in STOP_ANALYSIS_TYPES:
                         outcome.status, outcome.stopped_reason = (
                             "failed",
