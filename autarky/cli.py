@@ -195,7 +195,7 @@ def _outcome_text(outcome: CycleOutcome) -> str:
         f"{outcome.top_score or 0:.2f}; ${outcome.cost_usd:.4f}"
     )
     for source in outcome.unavailable_sources:
-        text += f"; {source.source} unavailable: {source.error}"
+        text += f"; {source.source} unavailable: {_shorten(source.error or '', 100)}"
     if outcome.stopped_reason:
         text += f"; {outcome.stopped_reason}"
     if outcome.experiments:

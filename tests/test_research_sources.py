@@ -111,7 +111,10 @@ async def test_arxiv_503_is_retryable(arxiv_server: ArxivServer) -> None:
 async def test_arxiv_unreachable_is_retryable() -> None:
     with pytest.raises(ApplicationError) as caught:
         await run(ResearchSources(settings()).fetch_arxiv)
-    assert not caught.value.non_retryable and "could not reach 127.0.0.1:9" in caught.value.message
+    assert (
+        not caught.value.non_retryable
+        and "could not reach 127.0.0.1:9 (connection refused)" in caught.value.message
+    )
 
 
 async def test_github_items(github_server: GitHubServer) -> None:

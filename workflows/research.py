@@ -157,8 +157,9 @@ class ResearchCycleWorkflow:
                 summary=f"fetch {source} since {plan.watermarks.get(source)}",
             )
         except ActivityError as error:
-            workflow.logger.warning("research source %s unavailable: %s", source, _cause(error))
-            return SourceOutcome(source=source, status="unavailable", error=_cause(error))
+            reason = _cause(error).removesuffix("; retrying")  # it was retried: this is the last word
+            workflow.logger.warning("research source %s unavailable: %s", source, reason)
+            return SourceOutcome(source=source, status="unavailable", error=reason)
         return SourceOutcome(
             source=source,
             status="ok",

@@ -339,7 +339,7 @@ class ResearchSources:
             raise self._http_error(source, url, error.status, error.message) from error
         except (requests.exceptions.RequestException, OSError) as error:  # refused, reset, timeouts, DNS
             raise ApplicationError(
-                f"{source}: could not reach {_host(url)} ({type(error).__name__}: {error}); retrying",
+                f"{source}: could not reach {_host(url)} ({_network_reason(error)}); retrying",
                 type=SOURCE_UNAVAILABLE,
             ) from error
 
@@ -378,6 +378,31 @@ class ResearchSources:
             type=SOURCE_REJECTED,
             non_retryable=True,
         )
+
+
+def _network_reason(error: BaseException) -> str:
+    """Why a request did not get through, in a few words (requests' own message repeats the whole URL)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:  # the chain: requests → urllib3 → socket
+        seen.append(current)
+        current = (
+            current.__cause__
+            or current.__context__
+            or next((arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)), None)
+        )
+    names = {type(e).__name__ for e in seen}
+    if names & {"gaierror", "NameResolutionError"}:
+        return "name resolution failed: no network, or a wrong host"
+    if names & {"ConnectTimeout", "ReadTimeout", "Timeout", "TimeoutError", "socket.timeout"}:
+        return f"timed out after {REQUEST_TIMEOUT:.0f} s"
+    if names & {"ConnectionRefusedError", "NewConnectionError"}:
+        return "connection refused"
+    if "SSLError" in names:
+        return "TLS failed"
+    last = seen[-1]
+    text = str(last)
+    return f"{type(last).__name__}: {text[:120]}" if text else type(last).__name__
 
 
 def _reset(headers: dict[str, Any] | None) -> float | None:
