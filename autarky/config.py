@@ -289,7 +289,7 @@ class AutarkySettings(BaseSettings):
     cache_max_age: Duration = timedelta(days=7)
     # The research knowledge base (SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db);
     # None: SQLite in the data directory (`knowledge_db_url`).
-    knowledge_base_url: str | None = Field(None, min_length=1)
+    knowledge_base_url: SecretStr | None = None  # secret: a URL may carry a password
     # Also read from OPENAI_API_KEY / ANTHROPIC_API_KEY, which win (`llm_environ`).
     openai_api_key: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
@@ -317,8 +317,8 @@ class AutarkySettings(BaseSettings):
     @property
     def knowledge_db_url(self) -> str:
         """The knowledge base's URL: the configured one, else ``sqlite:///<data_dir>/knowledge.db``."""
-        if self.knowledge_base_url:
-            return self.knowledge_base_url
+        if self.knowledge_base_url is not None and self.knowledge_base_url.get_secret_value().strip():
+            return self.knowledge_base_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'knowledge.db').as_posix()}"
 
     @classmethod

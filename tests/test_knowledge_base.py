@@ -263,6 +263,6 @@ def test_cycles(kb: KnowledgeBase) -> None:
 def test_default_url_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
     settings = AutarkySettings(data_dir=tmp_path)
     assert settings.knowledge_db_url == f"sqlite:///{tmp_path.as_posix()}/knowledge.db"
-    assert AutarkySettings(knowledge_base_url="postgresql+psycopg://h/db").knowledge_db_url == (
-        "postgresql+psycopg://h/db"
-    )
+    configured = AutarkySettings(knowledge_base_url="postgresql+psycopg://u:s3cret-pw@h/db")
+    assert configured.knowledge_db_url == "postgresql+psycopg://u:s3cret-pw@h/db"
+    assert "s3cret-pw" not in repr(configured) and "s3cret-pw" not in configured.model_dump_json()
