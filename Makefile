@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-nab bench-scaling lint install clean
+.PHONY: run test bench bench-nab bench-scaling bench-research lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-bench: bench-nab bench-scaling
+bench: bench-nab bench-scaling bench-research
 	$(BIN)/python bench/footprint.py
 
 # Anomaly detection scored on NAB (../shared/data/nab); other data: bench/nab.py --data DIR --windows FILE
@@ -35,6 +35,11 @@ bench-nab: $(STAMP)
 # any other load: bench/scaling.py --trace FILE (a timestamp,value CSV; repeatable)
 bench-scaling: $(STAMP)
 	$(BIN)/python bench/scaling.py
+
+# The research cycle's analysis stage through Temporal against a local LLM server (300 ms a call) at
+# concurrency 1, 4 and 8, beside the limit (concurrency / latency); other runs: python -m bench.research --help
+bench-research: $(STAMP)
+	$(BIN)/python -m bench.research
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -7,7 +7,8 @@ worker registered as production registers it (`workers.registry.research_activit
 knowledge base seeded with N synthetic items (titles and abstracts from bench/offline_analyser). The arXiv
 and GitHub servers answer with nothing, so every item the cycle analyses is a seeded one. The analyser is
 the OpenAI provider pointed at the local OpenAIServer (tests/llm_servers.py), which answers each call
-after `--latency` seconds; it runs in a process of its own, as a real LLM is not in the worker's process.
+after `--latency` seconds; it runs in a process of its own, as a real LLM is not in the worker's process,
+with TCP_NODELAY (see `_serve_llm`).
 
 What is timed: the analysis stage only, read from the workflow's history (server timestamps): from the
 first `analyse_item` scheduled to the last `analyse_item` completed. Gathering, the digest and the rest
@@ -207,6 +208,10 @@ def table(runs: Sequence[Run]) -> str:
 def _serve_llm(latency: float, conn: multiprocessing.connection.Connection) -> None:
     """The LLM server in its own process: its threads must not share the worker's GIL."""
     with OpenAIServer(latency=latency) as server:
+        # http.server writes a reply's headers and body in two sends; with Nagle's algorithm on, the body
+        # waits for the client's delayed ACK (~40 ms a call on Linux), a cost of this server and not of
+        # any real provider. Measured without it.
+        server.httpd.RequestHandlerClass.disable_nagle_algorithm = True
         conn.send(server.base_url)
         conn.recv()  # until told to stop
 

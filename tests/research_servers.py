@@ -100,11 +100,12 @@ class _Server:
 
 
 class ArxivServer(_Server):
-    """export.arxiv.org/api/query: papers newest first (as sortBy=submittedDate&sortOrder=descending)."""
+    """export.arxiv.org/api/query: papers newest first, by `sortBy` (submittedDate or lastUpdatedDate),
+    descending."""
 
     def __init__(self, papers: list[Paper]) -> None:
         super().__init__()
-        self.papers = sorted(papers, key=lambda p: p.published, reverse=True)
+        self.papers = list(papers)
 
     @property
     def api_url(self) -> str:
@@ -117,7 +118,11 @@ class ArxivServer(_Server):
             return 404, {"Content-Type": "text/plain"}, b"Not Found"
         start = int(query.get("start", "0"))
         size = int(query.get("max_results", "10"))
-        page = self.papers[start : start + size]
+        if query.get("sortBy") == "lastUpdatedDate":
+            ordered = sorted(self.papers, key=lambda p: p.updated or p.published, reverse=True)
+        else:
+            ordered = sorted(self.papers, key=lambda p: p.published, reverse=True)
+        page = ordered[start : start + size]
         return 200, {"Content-Type": "application/atom+xml; charset=utf-8"}, self.feed(query, start, page)
 
     def feed(self, query: dict[str, str], start: int, page: list[Paper]) -> bytes:

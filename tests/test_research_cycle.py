@@ -242,10 +242,10 @@ async def test_a_v2_paper_updates_its_item(make_stack) -> None:
     stack: Stack = await make_stack()
     await stack.cycle()
     title, _ = ON_TOPIC[0]
-    v2 = paper(
-        1, title + " (revised)", "Revised abstract on LLM inference serving.", version=2, hours_ago=0.1
-    )
-    stack.arxiv.papers.insert(0, v2)
+    # A new version keeps its first submission date; arXiv's `updated` says when it was revised.
+    v2 = paper(1, title + " (revised)", "Revised abstract on LLM inference.", version=2, hours_ago=1)
+    v2.updated = datetime.now(UTC)
+    stack.arxiv.papers.append(v2)
 
     again = await stack.cycle()
     assert [s.fetched for s in again.sources if s.source == "arxiv"] == [1]

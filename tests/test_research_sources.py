@@ -84,7 +84,7 @@ async def test_arxiv_items_pages_and_user_agent(arxiv_server: ArxivServer) -> No
         "Autarky tests (mailto:test@example.org)"
     }
     query = arxiv_server.requests[0].query
-    assert query["sortBy"] == "submittedDate" and query["sortOrder"] == "descending"
+    assert query["sortBy"] == "lastUpdatedDate" and query["sortOrder"] == "descending"
     assert query["search_query"].startswith("(cat:cs.AI OR cat:cs.MA OR cat:cs.DC OR cat:cs.LG) AND (")
     assert 'all:"AI agents"' in query["search_query"]
 

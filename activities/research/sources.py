@@ -220,7 +220,8 @@ class ResearchSources:
         search = arxiv.Search(
             query=query,
             max_results=settings.arxiv_max_results,
-            sort_by=arxiv.SortCriterion.SubmittedDate,
+            # By last update, not submission: a new version (v2) of an older paper comes back too.
+            sort_by=arxiv.SortCriterion.LastUpdatedDate,
             sort_order=arxiv.SortOrder.Descending,
         )
         items: list[ItemIn] = []
@@ -229,7 +230,7 @@ class ResearchSources:
             if self._arxiv is None:
                 self._arxiv = _ArxivClient(settings)
             for result in self._arxiv.results(search):
-                published = _utc(result.published)
+                published = _utc(result.updated or result.published)
                 if since is not None and published <= since:
                     break  # newest first: everything from here on was seen by an earlier cycle
                 items.append(_paper(result))
