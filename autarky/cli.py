@@ -22,12 +22,14 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from autarky.client import (
     ApprovalRefused,
     AutarkyClient,
+    ResearchBusy,
     ResearchCycleSummary,
     ScaleRefused,
     ScalerSummary,
@@ -89,6 +91,15 @@ def _run(make: Callable[[AutarkySettings], Awaitable[T]]) -> T:
         _fail(str(error))
     except WorkflowUpdateFailedError as error:
         _fail(f"refused: {error.cause.message if error.cause else error}")
+    except ResearchBusy as error:
+        _fail(str(error))
+    except WorkflowFailureError as error:  # e.g. a research cycle that failed: its reason
+        cause = error.cause
+        while getattr(cause, "cause", None) is not None:
+            cause = cause.cause
+        _fail(f"the workflow failed: {getattr(cause, 'message', None) or cause or error}")
+    except WorkflowAlreadyStartedError as error:
+        _fail(f"{error.workflow_id} is already running")
     except RPCError as error:
         if is_unreachable(error):  # the server went away after we connected
             _fail(str(ServerUnavailable(server_address(settings))))

@@ -110,6 +110,13 @@ async def connect_client(settings: AutarkySettings, runtime: Runtime | None = No
         raise
 
 
+RUNNING_RESEARCH = f'{sa.KIND.name} = "research" AND ExecutionStatus = "Running"'
+
+
+class ResearchBusy(RuntimeError):
+    """A research cycle is running already."""
+
+
 @dataclass
 class ResearchCycleSummary:
     workflow_id: str
@@ -217,6 +224,12 @@ class AutarkyClient:
 
     async def run_research(self, wait: bool = True) -> tuple[str, CycleOutcome | None]:
         """Start a research cycle now (as the schedule would); its id, and its outcome when `wait`."""
+        running = [e.id async for e in self.client.list_workflows(RUNNING_RESEARCH, limit=1)]
+        if running:  # two cycles at once would analyse (and pay for) the same items twice
+            raise ResearchBusy(
+                f"research cycle {running[0]} is running; wait for it (`autarky status`) or cancel it "
+                "in the UI"
+            )
         cycle_id = f"research-{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
         handle = await self.client.start_workflow(
             "ResearchCycleWorkflow",

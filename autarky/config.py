@@ -245,6 +245,8 @@ class ResearchSettings(BaseModel):
     # An item scoring above this starts an experiment (a plan, then a person's decision).
     experiment_threshold: float = Field(0.7, ge=0, le=1)
     experiment_approval_timeout: Duration = Field(timedelta(days=7), gt=timedelta(0))
+    # At most this many experiments start per cycle (each asks the LLM for a plan); the rest wait a cycle.
+    max_experiments_per_cycle: int = Field(10, ge=0)
     # Digests go to <data_dir>/research/digests/; with an s3://bucket/prefix URI to S3 as well.
     digest_s3_uri: str | None = Field(None, pattern=r"^s3://[^/]+(/.*)?$")
     digest_s3_endpoint_url: str | None = None

@@ -49,6 +49,9 @@ class CyclePlan(BaseModel):
     spent_today_usd: float
     approval_timeout: timedelta
     watermarks: dict[str, datetime | None] = Field(default_factory=dict)
+    # Whether the analyser's calls cost money (a priced model): a free one is never stopped by a budget.
+    priced: bool = False
+    max_experiments: int = 10
 
 
 class OpenCycleInput(BaseModel):
@@ -106,6 +109,20 @@ class AnalyseResult(BaseModel):
     cost: float = 0.0
 
 
+class AnalysisFailure(BaseModel):
+    """An analysis that gave up: counted on the item (set aside after a few), its cost spent."""
+
+    cycle_id: str
+    item_id: int
+    error: str = Field(max_length=1000)
+    cost: float = Field(0.0, ge=0)
+
+
+class CandidatesInput(BaseModel):
+    min_score: float = Field(ge=0, le=1)
+    limit: int = Field(ge=0)
+
+
 class ItemScore(BaseModel):
     item_id: int
     score: float
@@ -129,6 +146,7 @@ class CycleOutcome(BaseModel):
     stopped_reason: str | None = None
     experiments: list[str] = Field(default_factory=list, description="workflow ids started")
     digest: str | None = None
+    digest_error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -154,6 +172,8 @@ class ExperimentInput(BaseModel):
 class ExperimentStep(BaseModel):
     workflow_id: str
     item_id: int
+    # Plan without the LLM (and say why): it failed, or today's budget is spent.
+    offline_because: str | None = None
 
 
 class PlanSummary(BaseModel):

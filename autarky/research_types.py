@@ -12,7 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 ItemKind = Literal["paper", "repository"]
-ExperimentState = Literal["proposed", "planned", "awaiting_approval", "approved", "rejected", "failed"]
+ExperimentState = Literal[
+    "proposed", "planned", "awaiting_approval", "approved", "rejected", "expired", "failed"
+]
 
 OFFLINE_MODEL = "offline"
 

@@ -79,6 +79,8 @@ def _research(settings: AutarkySettings) -> Schedule:
             id=RESEARCH_SCHEDULE_ID,
             task_queue=settings.task_queue,
             typed_search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, "research")]),
+            # A wedged cycle must not skip every later one (overlap: skip): it ends after two intervals.
+            run_timeout=2 * interval,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval)]),
         # A cycle still running when the next is due: skip it. After downtime, catch up one missed cycle

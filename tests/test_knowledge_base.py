@@ -26,7 +26,7 @@ POSTGRES_ENV = "AUTARKY_TEST_POSTGRES_URL"
 def _drop_all(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        for table in ("cycles", "sources", "experiments", "analyses", "items", "alembic_version"):
+        for table in ("spending", "cycles", "sources", "experiments", "analyses", "items", "alembic_version"):
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
     engine.dispose()
 
@@ -70,7 +70,7 @@ def _count(kb: KnowledgeBase, table: str) -> int:
 def test_migrate_twice_is_a_no_op(kb: KnowledgeBase) -> None:
     kb.upsert_item(_paper())
     kb.migrate()
-    assert kb.revision() == "0003"
+    assert kb.revision() == "0004"
     assert _count(kb, "items") == 1
 
 
@@ -84,7 +84,7 @@ def test_old_database_upgrades_in_place(db_url: str) -> None:
 
     upgraded = KnowledgeBase(db_url)
     upgraded.migrate()
-    assert upgraded.revision() == "0003"
+    assert upgraded.revision() == "0004"
     assert [i.item_id for i in upgraded.items_above(0.5)] == [item.item_id]
     upgraded.close()
 
@@ -238,11 +238,43 @@ def test_unanalysed_items_and_spending(kb: KnowledgeBase) -> None:
     assert kb.unanalysed_items(10) == [second] and kb.unanalysed_items(0) == []
     kb.create_or_get_experiment("experiment-1", first)
     kb.update_experiment(ExperimentUpdate(workflow_id="experiment-1", state="planned", cost=0.5))
+    assert kb.record_spending("plan", "experiment-1", 0.5)
+    assert not kb.record_spending("plan", "experiment-1", 0.5)  # a retried activity
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     assert kb.spent_since(an_hour_ago) == pytest.approx(0.75)
     assert kb.spent_since(datetime.now(UTC) + timedelta(minutes=1)) == 0
     [listed] = kb.experiments()
     assert listed["workflow_id"] == "experiment-1" and listed["score"] == 0.8 and listed["title"] == "A paper"
+
+
+def test_an_item_that_keeps_failing_is_set_aside(kb: KnowledgeBase) -> None:
+    bad = kb.upsert_item(_paper("2401.00001")).item_id
+    good = kb.upsert_item(_paper("2401.00002")).item_id
+    assert kb.record_analysis_failure(bad, "LlmRefused: no", 0.1, "research-1/1")
+    assert not kb.record_analysis_failure(bad, "LlmRefused: no", 0.1, "research-1/1")  # retried
+    assert kb.unanalysed_items(10) == [good, bad]  # a failed item goes last
+    for cycle in (2, 3):
+        kb.record_analysis_failure(bad, "LlmRefused: no", 0.1, f"research-{cycle}/1")
+    assert kb.unanalysed_items(10) == [good] and kb.count_unanalysed() == 1
+    assert kb.item(bad)["last_analysis_error"] == "LlmRefused: no"
+    assert kb.spent_since(datetime.now(UTC) - timedelta(hours=1)) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="unknown item id 999"):
+        kb.record_analysis_failure(999, "x", 0, "r")
+
+
+def test_experiment_candidates_and_finding_an_analysis(kb: KnowledgeBase) -> None:
+    high = kb.upsert_item(_paper("2401.00001")).item_id
+    low = kb.upsert_item(_paper("2401.00002")).item_id
+    chosen = kb.upsert_item(_paper("2401.00003")).item_id
+    kb.record_analysis(_analysis(high, score=0.9, cost=0.02))
+    kb.record_analysis(_analysis(low, score=0.7))
+    kb.record_analysis(_analysis(chosen, score=0.95))
+    kb.create_or_get_experiment("experiment-3", chosen)
+    assert [c.item_id for c in kb.experiment_candidates(0.7, 10)] == [high]  # above, not at, 0.7
+    assert kb.experiment_candidates(0.7, 0) == []
+    found = kb.find_analysis(high, "offline", "offline", "1")
+    assert found is not None and found["score"] == 0.9 and found["cost"] == 0.02
+    assert kb.find_analysis(high, "openai", "gpt", "1") is None
 
 
 def test_cycles(kb: KnowledgeBase) -> None:

@@ -18,7 +18,8 @@ from activities.research.knowledge_base import KnowledgeBase
 from autarky import search_attributes as sa
 from autarky.config import AutarkySettings, ResearchSettings
 from autarky.llm_types import LlmSettings, ModelPrice
-from autarky.research_cycle_types import CycleInput, CycleOutcome, ExperimentOutcome
+from autarky.research_cycle_types import AnalyseInput, CycleInput, CycleOutcome, ExperimentOutcome
+from autarky.research_types import ItemIn
 from autarky.types import ApprovalDecision, ApprovalRequest
 from tests.llm_servers import OpenAIServer, Reply, openai_completion
 from tests.research_servers import ArxivServer, GitHubServer, Paper, Repo
@@ -110,7 +111,9 @@ class Stack:
 
     @property
     def kb(self) -> KnowledgeBase:
-        return KnowledgeBase(self.settings.knowledge_db_url)
+        kb = KnowledgeBase(self.settings.knowledge_db_url)
+        kb.migrate()  # a no-op once a cycle has run
+        return kb
 
     async def cycle(self, **fields: object) -> CycleOutcome:
         return await self.client.execute_workflow(
@@ -322,3 +325,55 @@ async def test_an_item_the_llm_answers_badly_fails_alone_and_its_cost_counts(mak
     assert outcome.pending == 1  # the next cycle tries it again
     # The two paid calls of the failed item count: 2 × 2000 tokens at $10 per million.
     assert outcome.cost_usd >= 0.04
+
+
+async def test_a_provider_that_rejects_every_call_stops_analysis_after_three(make_stack) -> None:
+    with OpenAIServer() as llm:
+        stack: Stack = await make_stack({"OPENAI_API_KEY": "sk-test"}, openai_base_url=llm.base_url)
+        unauthorised = Reply(status=401, body={"error": {"message": "Incorrect API key", "type": "invalid"}})
+        llm.script(*[unauthorised] * 10)
+        outcome = await stack.cycle(concurrency=1)
+        assert len(llm.requests) == 3  # not one per item
+
+    assert outcome.status == "failed" and outcome.failed == 3 and outcome.analysed == 0, outcome
+    assert "analysis stopped after 3 failure(s) in a row" in (outcome.stopped_reason or "")
+    assert "OPENAI_API_KEY" in (outcome.stopped_reason or "")  # the gateway's advice, not a traceback
+    assert outcome.pending == 6  # nothing lost: once per failure counted, under the set-aside limit
+
+
+async def test_an_item_that_keeps_failing_is_set_aside_after_three_cycles(make_stack) -> None:
+    stack: Stack = await make_stack()
+    for cycle in ("research-1", "research-2", "research-3"):
+        stack.kb.upsert_item(
+            ItemIn(kind="paper", source="arxiv", source_id=f"{PREFIX['value']}.99999", title="Bad")
+        )
+        [bad] = [i for i in stack.kb.unanalysed_items(10) if stack.kb.item(i)["title"] == "Bad"]
+        stack.kb.record_analysis_failure(bad, "LlmRefused: no", 0.0, f"{cycle}/{bad}")
+    outcome = await stack.cycle()
+    assert outcome.analysed == 6 and outcome.failed == 0 and outcome.pending == 0, outcome
+
+
+async def test_a_retried_analysis_does_not_ask_the_llm_again(tmp_path: Path) -> None:
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.research.analysis import AnalysisActivities
+    from activities.research.store import KnowledgeBaseHandle
+
+    with OpenAIServer() as llm, ArxivServer([]) as arxiv, GitHubServer([]) as github:
+        settings = make_settings(
+            tmp_path,
+            arxiv,
+            github,
+            openai_base_url=llm.base_url,
+            openai_model="gpt-test",
+            prices={"gpt-test": ModelPrice(input=1.0, output=1.0)},
+        )
+        kb = KnowledgeBaseHandle(settings.knowledge_db_url)
+        item = kb.get().upsert_item(ItemIn(kind="paper", source="arxiv", source_id="2611.00042", title="T"))
+        analysis = AnalysisActivities(settings, kb, {"OPENAI_API_KEY": "sk-test"})
+        request = AnalyseInput(cycle_id="research-1", item_id=item.item_id)
+
+        first = await ActivityEnvironment().run(analysis.analyse_item, request)
+        again = await ActivityEnvironment().run(analysis.analyse_item, request)  # its result was lost
+    assert len(llm.requests) == 1
+    assert again == first and first.cost > 0  # the stored cost: the workflow had not counted it yet

@@ -84,6 +84,8 @@ def research_activities(
         store.unanalysed_items,
         store.count_unanalysed,
         store.close_cycle,
+        store.record_analysis_failure,
+        store.experiment_candidates,
         store.open_experiment,
         store.update_experiment,
         GatherActivities(settings, kb).gather_source,

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from autarky import search_attributes as sa
@@ -24,9 +24,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval import ApprovalGate
 
 STORE_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(minutes=1))
+# A person's decision must not be lost to a database that is down for a while: retried until stored.
+DECISION_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
 PLAN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=5)
 READY_FOR = "self-modification"
 APPROVAL_RISK = 0.3  # trying it costs a sandbox run and a person's attention, nothing in production yet
+STORED_STATE = {ApprovalState.APPROVED: "approved", ApprovalState.EXPIRED: "expired"}
 
 
 def experiment_id(source: str, source_id: str) -> str:
@@ -47,33 +50,30 @@ class ExperimentWorkflow(ApprovalGate):
         workflow_id = workflow.info().workflow_id
         workflow.upsert_search_attributes([sa.KIND.value_set("experiment")])
         workflow.upsert_memo({"item_id": input.item_id, "score": input.score, "cycle": input.cycle_id})
-        ref = await self._store(
-            "open_experiment", ExperimentStep(workflow_id=workflow_id, item_id=input.item_id)
-        )
-        if ref.state in ("approved", "rejected"):  # decided before (e.g. this id was reset and re-run)
+        step = ExperimentStep(workflow_id=workflow_id, item_id=input.item_id)
+        ref = await self._store("open_experiment", step)
+        if ref.state in ("approved", "rejected", "expired"):  # decided before (this id reset and re-run)
             return ExperimentOutcome(workflow_id=workflow_id, item_id=input.item_id, state=ref.state)
 
         self._set_state("planning")
         try:
-            plan = await workflow.execute_activity(
-                "plan_experiment",
-                ExperimentStep(workflow_id=workflow_id, item_id=input.item_id),
-                result_type=PlanSummary,
-                task_queue=input.activity_task_queue,
-                start_to_close_timeout=timedelta(minutes=3),
-                retry_policy=PLAN_RETRY,
-                summary=f"plan an experiment for item {input.item_id}",
-            )
-        except ActivityError as error:
-            reason = str(error.cause or error)
-            await self._store(
-                "update_experiment",
-                ExperimentUpdate(workflow_id=workflow_id, state="failed", outcome={"error": reason}),
-            )
-            self._set_state("failed")
-            return ExperimentOutcome(
-                workflow_id=workflow_id, item_id=input.item_id, state="failed", reason=reason
-            )
+            plan = await self._plan_with(step)
+        except ActivityError as error:  # the LLM stayed unavailable: the offline template, saying why
+            try:
+                plan = await self._plan_with(
+                    step.model_copy(update={"offline_because": f"it failed: {_why(error)}"})
+                )
+            except ActivityError as again:
+                reason = _why(again)
+                await self._store(
+                    "update_experiment",
+                    ExperimentUpdate(workflow_id=workflow_id, state="failed", outcome={"error": reason}),
+                    DECISION_RETRY,
+                )
+                self._set_state("failed")
+                return ExperimentOutcome(
+                    workflow_id=workflow_id, item_id=input.item_id, state="failed", reason=reason
+                )
         self._plan = plan
         workflow.upsert_memo({"plan_by": "offline" if plan.offline else f"{plan.provider}:{plan.model}"})
 
@@ -81,7 +81,7 @@ class ExperimentWorkflow(ApprovalGate):
             "update_experiment", ExperimentUpdate(workflow_id=workflow_id, state="awaiting_approval")
         )
         self._set_state("awaiting approval")
-        by = "the offline analyser (no LLM configured)" if plan.offline else f"{plan.provider}:{plan.model}"
+        by = "the offline analyser (no LLM asked)" if plan.offline else f"{plan.provider}:{plan.model}"
         approval_id = f"try-item-{input.item_id}"  # `autarky approve try-item-12 --reason …`
         self.request_approval(
             approval_id,
@@ -92,22 +92,22 @@ class ExperimentWorkflow(ApprovalGate):
         )
         decision = await self.wait_for_decision(approval_id)
         approved = decision.state == ApprovalState.APPROVED
-        state = "approved" if approved else "rejected"
+        state = STORED_STATE.get(decision.state, "rejected")
         outcome = {
             "decision": decision.state.value,
             "decided_by": decision.decided_by,
             "reason": decision.decision_reason,
         } | ({"ready_for": READY_FOR} if approved else {})
         await self._store(
-            "update_experiment", ExperimentUpdate(workflow_id=workflow_id, state=state, outcome=outcome)
+            "update_experiment",
+            ExperimentUpdate(workflow_id=workflow_id, state=state, outcome=outcome),
+            DECISION_RETRY,
         )
-        self._set_state(f"ready for {READY_FOR}" if approved else decision.state.value)
+        self._set_state(f"ready for {READY_FOR}" if approved else state)
         return ExperimentOutcome(
             workflow_id=workflow_id,
             item_id=input.item_id,
-            state="approved"
-            if approved
-            else ("expired" if decision.state == ApprovalState.EXPIRED else "rejected"),
+            state=state,
             decided_by=decision.decided_by,
             reason=decision.decision_reason,
         )
@@ -125,14 +125,26 @@ class ExperimentWorkflow(ApprovalGate):
         if pending:
             workflow.set_current_details(f"**waiting for a decision**: {pending[0].subject}")
 
-    async def _store(self, name: str, arg: object) -> ExperimentRef:
+    async def _plan_with(self, step: ExperimentStep) -> PlanSummary:
+        return await workflow.execute_activity(
+            "plan_experiment",
+            step,
+            result_type=PlanSummary,
+            task_queue=self._input.activity_task_queue,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=PLAN_RETRY,
+            summary=f"plan an experiment for item {step.item_id}"
+            + (" (offline template)" if step.offline_because else ""),
+        )
+
+    async def _store(self, name: str, arg: object, retry: RetryPolicy = STORE_RETRY) -> ExperimentRef:
         return await workflow.execute_activity(
             name,
             arg,
             result_type=ExperimentRef,
             task_queue=self._input.activity_task_queue,
             start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=STORE_RETRY,
+            retry_policy=retry,
             summary=f"{name.replace('_', ' ')} {self._input.item_id}",
         )
 
@@ -142,3 +154,8 @@ class ExperimentWorkflow(ApprovalGate):
         workflow.set_current_details(
             f"**{state}** · item {self._input.item_id} · score {self._input.score:.2f}"
         )
+
+
+def _why(error: ActivityError) -> str:
+    cause = error.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(cause or error)

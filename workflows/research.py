@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
         SOURCES,
         AnalyseInput,
         AnalyseResult,
+        AnalysisFailure,
+        CandidatesInput,
         CycleInput,
         CycleOutcome,
         CyclePlan,
@@ -41,21 +43,28 @@ with workflow.unsafe.imports_passed_through():
         SourceName,
         SourceOutcome,
     )
-    from autarky.research_types import OFFLINE_MODEL
     from workflows.experiment import ExperimentWorkflow, experiment_id
 
 STORE_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(minutes=1))
-# Failures of the analyser that no other item would escape: stop analysing instead of failing every item.
-STOP_ANALYSIS_TYPES = frozenset({"LlmRejected", "LlmNotConfigured", "KnowledgeBaseRefused"})
+# An analyser that is not configured fails every item alike: stop at once. Any other failure may be the
+# item's own (a refusal, an answer that does not validate), so analysis stops after a few in a row.
+STOP_ANALYSIS_TYPES = frozenset({"LlmNotConfigured"})
+STOP_AFTER_FAILURES = 3
+# A source that stays down (or rate-limited for long) must not hold the cycle past this.
+GATHER_DEADLINE = timedelta(minutes=15)
 MAX_ERROR_CHARS = 300
 
 
 def _cause(error: ActivityError) -> str:
-    """The message of the failure behind an activity error (what a person needs), bounded."""
-    cause: BaseException = error
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    text = str(cause) or type(cause).__name__
+    """The activity's own message (written for a person), bounded; its Python causes (the library's
+    exception, e.g. the whole URL) are left to the worker's log."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        text = cause.message
+    elif cause is not None:
+        text = str(cause) or type(cause).__name__  # a timeout, a cancellation
+    else:
+        text = str(error)
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
@@ -96,12 +105,30 @@ class ResearchCycleWorkflow:
             "read budgets and watermarks",
         )
         outcome.analyser = plan.analyser
+        try:
+            await self._cycle(input, plan)
+        except ActivityError as error:  # the knowledge base stayed down: say so everywhere, then fail
+            outcome.status, outcome.stopped_reason = "failed", f"the cycle failed: {_cause(error)}"
+            outcome.finished_at = workflow.now()
+            self._publish()
+            await self._report(input.report_to)
+            raise
+        if outcome.status == "running":
+            outcome.status = "completed"
+        outcome.finished_at = workflow.now()
+        await self._activity("close_research_cycle", outcome, None, "record the outcome")
+        self._publish()
+        await self._report(input.report_to)
+        return outcome
+
+    async def _cycle(self, input: CycleInput, plan: CyclePlan) -> None:
+        outcome = self._outcome
+        assert outcome is not None
         concurrency = input.concurrency or plan.concurrency
         max_items = plan.max_items if input.max_items is None else input.max_items
         threshold = (
             plan.experiment_threshold if input.experiment_threshold is None else input.experiment_threshold
         )
-
         self._details("gathering arXiv and GitHub")
         outcome.sources = list(await asyncio.gather(*(self._gather(s, plan) for s in SOURCES)))
         outcome.new_items = sum(s.new_items for s in outcome.sources)
@@ -113,25 +140,24 @@ class ResearchCycleWorkflow:
             per_cycle_usd=plan.budget_per_cycle_usd,
             per_day_usd=plan.budget_per_day_usd,
             spent_today_before_usd=plan.spent_today_usd,
-            paid=plan.analyser != OFFLINE_MODEL,
+            paid=plan.priced,
         )
         scores = await self._analyse(item_ids, concurrency, budget)
         outcome.top_score = max((s.score for s in scores), default=None)
         outcome.pending = await self._activity(
             "count_unanalysed_items", None, int, "items left for the next cycle"
         )
-        await self._start_experiments(
-            [s for s in scores if s.score > threshold], plan.approval_timeout, input.approval_timeout
+        # From the knowledge base, not this cycle's scores: an item an earlier cycle could not start an
+        # experiment for (it failed on the way) gets one now.
+        chosen = await self._activity(
+            "experiment_candidates",
+            CandidatesInput(min_score=threshold, limit=plan.max_experiments),
+            list[ItemScore],
+            "items worth an experiment",
         )
-        if outcome.status == "running":
-            outcome.status = "completed"
+        await self._start_experiments(chosen, input.approval_timeout or plan.approval_timeout)
         self._details("writing the digest")
         outcome.digest = await self._digest(scores)
-        outcome.finished_at = workflow.now()
-        await self._activity("close_research_cycle", outcome, None, "record the outcome")
-        self._publish()
-        await self._report(input.report_to)
-        return outcome
 
     @workflow.query(name="outcome")
     def current_outcome(self) -> CycleOutcome | None:
@@ -150,6 +176,7 @@ class ResearchCycleWorkflow:
                 result_type=GatherResult,
                 task_queue=self._input.activity_task_queue,
                 start_to_close_timeout=timedelta(minutes=10),
+                schedule_to_close_timeout=GATHER_DEADLINE,
                 retry_policy=RetryPolicy(
                     initial_interval=self._input.source_retry_interval,
                     maximum_attempts=self._input.source_attempts,
@@ -172,13 +199,16 @@ class ResearchCycleWorkflow:
         self, item_ids: list[int], concurrency: int, budget: ResearchBudget
     ) -> list[ItemScore]:
         """Analyse with at most `concurrency` activities at once; stop starting new ones when the budget is
-        spent or the analyser refuses every item alike (bad key, unknown model)."""
+        spent, when the analyser is not configured, or after failures in a row (a provider that is down or
+        refuses every call: no use paying or hammering it for the rest)."""
         outcome = self._outcome
         assert outcome is not None
         queue = deque(item_ids)
         scores: list[ItemScore] = []
+        failures_in_a_row = 0
 
         async def lane() -> None:
+            nonlocal failures_in_a_row
             while queue and outcome.stopped_reason is None:
                 reason = budget.exhausted()
                 if reason is not None:
@@ -200,17 +230,15 @@ class ResearchCycleWorkflow:
                         summary=f"analyse item {item_id}",
                     )
                 except ActivityError as error:
-                    outcome.failed += 1
-                    budget.spend(_spent_by_failure(error))
-                    outcome.cost_usd = budget.spent_usd
-                    if _cause_type(error) in STOP_ANALYSIS_TYPES:
-                        outcome.status, outcome.stopped_reason = (
-                            "failed",
-                            f"analysis stopped: {_cause(error)}",
+                    failures_in_a_row += 1
+                    await self._failed(item_id, error, budget)
+                    if _cause_type(error) in STOP_ANALYSIS_TYPES or failures_in_a_row >= STOP_AFTER_FAILURES:
+                        outcome.status = "failed"
+                        outcome.stopped_reason = (
+                            f"analysis stopped after {failures_in_a_row} failure(s) in a row: {_cause(error)}"
                         )
-                    else:
-                        workflow.logger.warning("analysis of item %s failed: %s", item_id, _cause(error))
                     continue
+                failures_in_a_row = 0
                 budget.spend(result.cost)
                 outcome.analysed += 1
                 outcome.cost_usd = budget.spent_usd
@@ -227,14 +255,30 @@ class ResearchCycleWorkflow:
         await asyncio.gather(*(lane() for _ in range(min(concurrency, max(len(item_ids), 1)))))
         return scores
 
-    async def _start_experiments(
-        self, chosen: list[ItemScore], plan_timeout: timedelta, override: timedelta | None
-    ) -> None:
+    async def _failed(self, item_id: int, error: ActivityError, budget: ResearchBudget) -> None:
+        """Count the failure on the item (set aside after a few) and what it still cost."""
+        outcome = self._outcome
+        assert outcome is not None
+        outcome.failed += 1
+        cost = _spent_by_failure(error)
+        budget.spend(cost)
+        outcome.cost_usd = budget.spent_usd
+        workflow.logger.warning("analysis of item %s failed: %s", item_id, _cause(error))
+        await self._activity(
+            "record_analysis_failure",
+            AnalysisFailure(
+                cycle_id=outcome.cycle_id, item_id=item_id, error=_cause(error)[:1000], cost=cost
+            ),
+            bool,
+            f"record the failed analysis of item {item_id}",
+        )
+
+    async def _start_experiments(self, chosen: list[ItemScore], approval_timeout: timedelta) -> None:
         """An ExperimentWorkflow per chosen item, left running after the cycle ends (it waits for a person).
         Its id is the item's (source and id), so an item chosen twice keeps its one experiment."""
         outcome = self._outcome
         assert outcome is not None
-        for score in sorted(chosen, key=lambda s: (-s.score, s.item_id)):
+        for score in chosen:
             workflow_id = experiment_id(score.source, score.source_id)
             try:
                 await workflow.start_child_workflow(
@@ -243,7 +287,7 @@ class ResearchCycleWorkflow:
                         item_id=score.item_id,
                         score=score.score,
                         cycle_id=outcome.cycle_id,
-                        approval_timeout=override or plan_timeout,
+                        approval_timeout=approval_timeout,
                         activity_task_queue=self._input.activity_task_queue,
                     ),
                     id=workflow_id,
@@ -252,7 +296,7 @@ class ResearchCycleWorkflow:
                     static_summary=f"experiment for item {score.item_id} (score {score.score:.2f})",
                 )
             except WorkflowAlreadyStartedError:
-                continue  # proposed by an earlier cycle
+                continue  # started by an earlier cycle, its record not written yet
             outcome.experiments.append(workflow_id)
 
     async def _digest(self, scores: list[ItemScore]) -> str | None:
@@ -270,6 +314,7 @@ class ResearchCycleWorkflow:
             )
         except ActivityError as error:  # the analyses are stored; a missing page is not worth failing for
             workflow.logger.warning("research digest not written: %s", _cause(error))
+            outcome.digest_error = _cause(error)
             return None
 
     async def _report(self, autopilot_id: str | None) -> None:
@@ -285,7 +330,7 @@ class ResearchCycleWorkflow:
         )
         try:
             await workflow.get_external_workflow_handle(autopilot_id).signal("research_outcome", report)
-        except Exception as error:  # e.g. no such workflow: the outcome is stored and in the memo anyway
+        except (ApplicationError, ActivityError) as error:  # no such workflow: the memo has it anyway
             workflow.logger.info("could not tell the autopilot %s: %s", autopilot_id, error)
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -326,6 +371,7 @@ class ResearchCycleWorkflow:
                 "stopped_reason": outcome.stopped_reason,
                 "experiments": outcome.experiments,
                 "digest": outcome.digest,
+                "digest_error": outcome.digest_error,
             }
         )
         workflow.upsert_search_attributes(

@@ -97,15 +97,42 @@ class AnalysisActivities:
             raise ApplicationError(f"unknown item id {item_id}", type=BAD_INPUT, non_retryable=True)
         return item
 
+    def _analyser(self) -> tuple[str, str]:
+        """(provider, model) an analysis is stored under: the configured model, not a dated snapshot the
+        API may answer with, so a retry finds what an earlier attempt stored."""
+        choice = self.gateway.choice
+        if choice is None:
+            from autarky.policy.relevance import MODEL
+
+            return OFFLINE_MODEL, MODEL
+        return choice.kind, choice.model
+
     @activity.defn(name="analyse_item")
     async def analyse_item(self, request: AnalyseInput) -> AnalyseResult:
         item = await self._item(request.item_id)
+        provider, model = self._analyser()
+        stored = await self.kb.run(
+            lambda: self.kb.get().find_analysis(request.item_id, provider, model, PROMPT_VERSION)
+        )
+        if stored is not None:  # an earlier attempt stored it, then its result was lost: do not pay again
+            return AnalyseResult(
+                item_id=request.item_id,
+                source=item["source"],
+                source_id=item["source_id"],
+                analysis_id=stored["id"],
+                score=stored["score"],
+                provider=provider,
+                model=model,
+                tokens_in=stored["tokens_in"],
+                tokens_out=stored["tokens_out"],
+                cost=stored["cost"],
+            )
         if self.gateway.offline:
             relevance = await asyncio.to_thread(self._offline_scorer().score, item["title"], item["abstract"])
             analysis = AnalysisIn(
                 item_id=request.item_id,
-                provider=OFFLINE_MODEL,
-                model=relevance.model,
+                provider=provider,
+                model=model,
                 prompt_version=PROMPT_VERSION,
                 score=relevance.score,
                 rationale=relevance.rationale,
@@ -129,8 +156,8 @@ class AnalysisActivities:
             )
             analysis = AnalysisIn(
                 item_id=request.item_id,
-                provider=answer.provider,
-                model=answer.model,
+                provider=provider,
+                model=model,
                 prompt_version=PROMPT_VERSION,
                 score=answer.output.score,
                 rationale=answer.output.rationale,
@@ -140,6 +167,8 @@ class AnalysisActivities:
                 cost=answer.cost_usd,
             )
         ref = await self.kb.run(lambda: self.kb.get().record_analysis(analysis))
+        if not ref.created:  # a concurrent attempt stored it first; this call was paid for all the same
+            log.warning("analysis stored twice", item=request.item_id, cost=analysis.cost)
         return AnalyseResult(
             item_id=request.item_id,
             source=item["source"],
@@ -150,8 +179,7 @@ class AnalysisActivities:
             model=analysis.model,
             tokens_in=analysis.tokens_in,
             tokens_out=analysis.tokens_out,
-            # A retry after the row was stored must not be counted against the budget twice.
-            cost=analysis.cost if ref.created else 0.0,
+            cost=analysis.cost,
         )
 
     async def _day_budget_spent(self) -> bool:
@@ -164,16 +192,16 @@ class AnalysisActivities:
         """An integration plan for the experiment's item, stored with the experiment (state 'planned').
         With today's LLM budget spent, the offline template (labelled so) instead of an LLM call."""
         item = await self._item(step.item_id)
-        over_budget = not self.gateway.offline and await self._day_budget_spent()
-        if self.gateway.offline or over_budget:
+        because = step.offline_because
+        if because is None and not self.gateway.offline and await self._day_budget_spent():
+            because = f"today's LLM budget (${self.settings.llm.budget_per_day_usd:.2f}) is spent"
+        if self.gateway.offline or because is not None:
             from autarky.policy.relevance import offline_plan
 
             relevance = await asyncio.to_thread(self._offline_scorer().score, item["title"], item["abstract"])
             plan = offline_plan(item["title"], relevance.interest, relevance.matched_terms)
-            if over_budget:  # say why an LLM was not asked
-                plan["label"] += (
-                    f"; today's LLM budget (${self.settings.llm.budget_per_day_usd:.2f}) is spent"
-                )
+            if because is not None:  # say why the LLM was not asked
+                plan["label"] += f"; the LLM was not asked: {because}"
             summary = PlanSummary(
                 provider=OFFLINE_MODEL,
                 model=relevance.model,
@@ -205,7 +233,13 @@ class AnalysisActivities:
                 cost=answer.cost_usd,
             )
         update = ExperimentUpdate(workflow_id=step.workflow_id, state="planned", plan=plan, cost=summary.cost)
-        await self.kb.run(lambda: self.kb.get().update_experiment(update))
+
+        def store() -> None:
+            kb = self.kb.get()
+            kb.record_spending("plan", step.workflow_id, summary.cost)  # today's, for the daily budget
+            kb.update_experiment(update)
+
+        await self.kb.run(store)
         log.info("experiment planned", experiment=step.workflow_id, by=f"{summary.provider}:{summary.model}")
         return summary
 

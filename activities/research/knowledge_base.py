@@ -35,6 +35,7 @@ from autarky.research_types import (
 )
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MAX_ANALYSIS_FAILURES = 3
 _CHUNK = 500  # ids per IN (…) query: well below SQLite's bound-parameter limit
 
 
@@ -80,6 +81,10 @@ class Item(Base):
     first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
     version: Mapped[int] = mapped_column(sa.Integer)
+    # Failed analyses (not retried attempts: analyses that gave up); at MAX_ANALYSIS_FAILURES the item is
+    # set aside, so one item nobody can analyse does not head every cycle forever.
+    analysis_failures: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    last_analysis_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
 
 
 class Analysis(Base):
@@ -115,6 +120,20 @@ class Experiment(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     cost: Mapped[float] = mapped_column(sa.Float, server_default="0")
+
+
+class Spending(Base):
+    """LLM spending that is not an analysis's own cost (failed analyses, experiment plans), by when it
+    was spent; (purpose, ref) makes recording it again a no-op."""
+
+    __tablename__ = "spending"
+    __table_args__ = (sa.UniqueConstraint("purpose", "ref", name="uq_spending_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    cost: Mapped[float] = mapped_column(sa.Float)
+    purpose: Mapped[str] = mapped_column(sa.String(64))
+    ref: Mapped[str] = mapped_column(sa.String(255))
 
 
 class SourceState(Base):
@@ -462,33 +481,104 @@ class KnowledgeBase:
                 )
             )
 
-    def unanalysed_items(self, limit: int) -> list[int]:
-        """Ids of items without any analysis, oldest first: a cycle stopped by its budget leaves some,
-        and the next cycle takes them before its own."""
+    @staticmethod
+    def _waiting() -> Any:
+        """Items without an analysis that have not failed too often."""
         analysed = sa.select(Analysis.id).where(Analysis.item_id == Item.id).exists()
-        query = sa.select(Item.id).where(~analysed).order_by(Item.first_seen, Item.id).limit(limit)
+        return sa.and_(~analysed, Item.analysis_failures < MAX_ANALYSIS_FAILURES)
+
+    def unanalysed_items(self, limit: int) -> list[int]:
+        """Ids of items waiting for an analysis, oldest first (those that failed before last): a cycle
+        stopped by its budget leaves some, and the next cycle takes them before its own."""
+        query = (
+            sa.select(Item.id)
+            .where(self._waiting())
+            .order_by(Item.analysis_failures, Item.first_seen, Item.id)
+            .limit(limit)
+        )
         with self._transaction() as connection:
             return list(connection.execute(query).scalars())
 
     def count_unanalysed(self) -> int:
-        analysed = sa.select(Analysis.id).where(Analysis.item_id == Item.id).exists()
         with self._transaction() as connection:
-            return connection.execute(sa.select(sa.func.count(Item.id)).where(~analysed)).scalar_one()
+            return connection.execute(sa.select(sa.func.count(Item.id)).where(self._waiting())).scalar_one()
+
+    def record_analysis_failure(self, item_id: int, error: str, cost: float, ref: str) -> bool:
+        """An analysis of the item gave up (`ref` names the attempt, e.g. cycle and item: recording it
+        again is a no-op); what it cost is spent all the same. True when recorded now."""
+        with self._transaction() as connection:
+            self._require_item(connection, item_id)
+            if not self._spend(connection, "analysis-failure", ref, cost):
+                return False
+            connection.execute(
+                sa.update(Item)
+                .where(Item.id == item_id)
+                .values(analysis_failures=Item.analysis_failures + 1, last_analysis_error=error[:1000])
+            )
+            return True
+
+    def record_spending(self, purpose: str, ref: str, cost: float) -> bool:
+        """Record an LLM cost that is not an analysis (e.g. an experiment's plan) once."""
+        with self._transaction() as connection:
+            return self._spend(connection, purpose, ref, cost)
+
+    def _spend(self, connection: Connection, purpose: str, ref: str, cost: float) -> bool:
+        if cost < 0:
+            raise ValueError(f"a cost must not be negative, got {cost!r}")
+        inserted = connection.execute(
+            self._insert(Spending)
+            .values(at=_now(), cost=cost, purpose=purpose, ref=ref)
+            .on_conflict_do_nothing(index_elements=["purpose", "ref"])
+            .returning(Spending.id)
+        ).scalar_one_or_none()
+        return inserted is not None
+
+    def find_analysis(
+        self, item_id: int, provider: str, model: str, prompt_version: str
+    ) -> dict[str, Any] | None:
+        """The analysis of this item by this provider, model and prompt version, if one was stored."""
+        with self._transaction() as connection:
+            row = connection.execute(
+                sa.select(Analysis.__table__).where(
+                    Analysis.item_id == item_id,
+                    Analysis.provider == provider,
+                    Analysis.model == model,
+                    Analysis.prompt_version == prompt_version,
+                )
+            ).first()
+            return dict(row._mapping) if row is not None else None
+
+    def experiment_candidates(self, min_score: float, limit: int) -> list[ScoredItem]:
+        """Items whose best analysis scores above `min_score` and that have no experiment yet, best first."""
+        has_experiment = sa.select(Experiment.id).where(Experiment.item_id == Item.id).exists()
+        best = sa.func.max(Analysis.score).label("score")
+        query = (
+            sa.select(Item.id, Item.kind, Item.source, Item.source_id, Item.title, best)
+            .join(Analysis, Analysis.item_id == Item.id)
+            .where(~has_experiment)
+            .group_by(Item.id, Item.kind, Item.source, Item.source_id, Item.title)
+            .having(best > min_score)
+            .order_by(best.desc(), Item.id)
+            .limit(limit)
+        )
+        with self._transaction() as connection:
+            return [
+                ScoredItem(item_id=i, kind=k, source=s, source_id=sid, title=t, score=sc)
+                for i, k, s, sid, t, sc in connection.execute(query)
+            ]
 
     def spent_since(self, moment: datetime) -> float:
-        """What analyses and experiment plans cost since `moment` (USD)."""
+        """What analyses, failed analyses and experiment plans cost since `moment` (USD)."""
         with self._transaction() as connection:
             analyses = connection.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(Analysis.cost), 0.0)).where(
                     Analysis.created_at >= moment
                 )
             ).scalar_one()
-            plans = connection.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(Experiment.cost), 0.0)).where(
-                    Experiment.updated_at >= moment
-                )
+            other = connection.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(Spending.cost), 0.0)).where(Spending.at >= moment)
             ).scalar_one()
-        return float(analyses) + float(plans)
+        return float(analyses) + float(other)
 
     def open_cycle(self, workflow_id: str, trigger: str, started_at: datetime) -> None:
         """Record a cycle as running (again: a no-op)."""

@@ -21,9 +21,12 @@ from temporalio.exceptions import ApplicationError
 from autarky.config import AutarkySettings
 from autarky.research_cycle_types import (
     SOURCES,
+    AnalysisFailure,
+    CandidatesInput,
     CycleOutcome,
     CyclePlan,
     ExperimentStep,
+    ItemScore,
     OpenCycleInput,
     PendingInput,
 )
@@ -83,10 +86,15 @@ class ResearchStoreActivities:
     @activity.defn(name="open_research_cycle")
     async def open_cycle(self, request: OpenCycleInput) -> CyclePlan:
         """Record the cycle as running and say how it runs: analyser, limits, budgets, watermarks."""
+        from activities.models.llm import LlmGateway
         from activities.research.analysis import analyser_label
+        from autarky.llm_types import price_of
 
         research, llm = self.settings.research, self.settings.llm
         midnight = datetime.combine(request.started_at.astimezone(UTC).date(), time(), tzinfo=UTC)
+
+        choice = LlmGateway(llm, self.settings.llm_environ(self.environ)).choice
+        priced = choice is not None and price_of(llm.prices, choice.model) is not None
 
         def open_and_read() -> CyclePlan:
             kb = self.kb.get()
@@ -100,6 +108,8 @@ class ResearchStoreActivities:
                 budget_per_day_usd=llm.budget_per_day_usd,
                 spent_today_usd=kb.spent_since(midnight),
                 approval_timeout=research.experiment_approval_timeout,
+                priced=priced,
+                max_experiments=research.max_experiments_per_cycle,
                 # No watermark yet (the very first cycle): look back `first_lookback`, not to the beginning.
                 watermarks={
                     source: kb.watermark(source) or request.started_at - research.first_lookback
@@ -116,6 +126,24 @@ class ResearchStoreActivities:
     @activity.defn(name="count_unanalysed_items")
     async def count_unanalysed(self) -> int:
         return await self.kb.run(lambda: self.kb.get().count_unanalysed())
+
+    @activity.defn(name="record_analysis_failure")
+    async def record_analysis_failure(self, failure: AnalysisFailure) -> bool:
+        ref = f"{failure.cycle_id}/{failure.item_id}"
+        return await self.kb.run(
+            lambda: self.kb.get().record_analysis_failure(failure.item_id, failure.error, failure.cost, ref)
+        )
+
+    @activity.defn(name="experiment_candidates")
+    async def experiment_candidates(self, request: CandidatesInput) -> list[ItemScore]:
+        """Analysed items above the threshold without an experiment yet (this cycle's or an earlier one's
+        that could not start them)."""
+        found = await self.kb.run(
+            lambda: self.kb.get().experiment_candidates(request.min_score, request.limit)
+        )
+        return [
+            ItemScore(item_id=i.item_id, score=i.score, source=i.source, source_id=i.source_id) for i in found
+        ]
 
     @activity.defn(name="close_research_cycle")
     async def close_cycle(self, outcome: CycleOutcome) -> None:
