@@ -63,6 +63,7 @@ from autarky.temporal import temporal_binary
 from bench.offline_analyser import offline_items_per_second, synthetic_items
 from tests.llm_servers import OpenAIServer
 from tests.research_servers import ArxivServer, GitHubServer
+from workers.main import RESEARCH_WORKER_OPTIONS
 from workers.registry import research_activities
 from workflows.experiment import ExperimentWorkflow
 from workflows.research import ResearchCycleWorkflow
@@ -72,7 +73,6 @@ ANALYSE = "analyse_item"
 MODEL = "gpt-5-mini"  # a priced model: the cycle counts a cost, as it would against OpenAI
 UNLIMITED_USD = 1e6  # the budget must not stop a run
 WARMUP_ITEMS = 16
-RESEARCH_WORKER_SLOTS = 10  # max_concurrent_activities of the research worker in workers/main.py
 
 
 # ------------------------------------------------------------------------------------------ pure helpers
@@ -266,7 +266,7 @@ class Bench:
                 self.client,
                 task_queue=f"{queue}-activities",
                 activities=research_activities(settings, environ),
-                max_concurrent_activities=RESEARCH_WORKER_SLOTS,
+                **RESEARCH_WORKER_OPTIONS,
             )
             async with workflows, activities:
                 started = time.perf_counter()

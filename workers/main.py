@@ -8,10 +8,11 @@ import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 from activities.infra.worker_pool import LocalWorkerPool
 from autarky.config import AutarkySettings
@@ -26,6 +27,12 @@ from workers.registry import (
 
 log = structlog.get_logger(__name__)
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+# The research queue's worker (bench/research.py measures with the same): a cycle analyses a few items at a
+# time, and the queue is idle 59 minutes an hour, so two long polls are enough.
+RESEARCH_WORKER_OPTIONS: dict[str, Any] = {
+    "max_concurrent_activities": 10,
+    "activity_task_poller_behavior": PollerBehaviorSimpleMaximum(2),
+}
 
 
 def build_workers(
@@ -68,7 +75,7 @@ def build_workers(
                 task_queue=settings.research_task_queue,
                 activities=research_activities(settings),
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-                max_concurrent_activities=10,
+                **RESEARCH_WORKER_OPTIONS,
                 identity=identity,
             )
         )
