@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-nab bench-scaling bench-research lint install clean
+.PHONY: run test bench bench-nab bench-scaling bench-research bench-abtest lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-bench: bench-nab bench-scaling bench-research
+bench: bench-nab bench-scaling bench-research bench-abtest
 	$(BIN)/python bench/footprint.py
 
 # Anomaly detection scored on NAB (../shared/data/nab); other data: bench/nab.py --data DIR --windows FILE
@@ -40,6 +40,11 @@ bench-scaling: $(STAMP)
 # concurrency 1, 4 and 8, beside the limit (concurrency / latency); other runs: python -m bench.research --help
 bench-research: $(STAMP)
 	$(BIN)/python -m bench.research
+
+# The sequential A/B test (autarky.policy.sequential) peeked every 100 samples per arm beside a fixed-horizon
+# test, 1000 simulated runs per metric (binary, latency) and effect; other runs: python -m bench.abtest --help
+bench-abtest: $(STAMP)
+	$(BIN)/python -m bench.abtest
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -26,6 +26,7 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from autarky.cli_abtest import abtest_app
 from autarky.client import (
     ApprovalRefused,
     AutarkyClient,
@@ -60,6 +61,7 @@ research_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(research_app, name="research")
+app.add_typer(abtest_app, name="abtest")
 console = Console()
 T = TypeVar("T")
 

@@ -12,7 +12,10 @@ APPROVAL = SearchAttributeKey.for_keyword("AutarkyApproval")  # "pending" or "no
 RESEARCH_ITEMS = SearchAttributeKey.for_int("AutarkyItems")  # items a research cycle analysed
 RESEARCH_TOP_SCORE = SearchAttributeKey.for_float("AutarkyTopScore")  # a research cycle's best score
 
-ALL = (KIND, RISK, APPROVAL, RESEARCH_ITEMS, RESEARCH_TOP_SCORE)
+SLOT = SearchAttributeKey.for_keyword("AutarkySlot")  # the model slot an A/B test runs on
+DECISION = SearchAttributeKey.for_keyword("AutarkyDecision")  # an A/B test's: running, promoted, kept, …
+
+ALL = (KIND, RISK, APPROVAL, RESEARCH_ITEMS, RESEARCH_TOP_SCORE, SLOT, DECISION)
 
 # How the `temporal` CLI (and tcld) spell each indexed value type.
 TYPE_NAMES = {

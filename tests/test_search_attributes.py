@@ -17,7 +17,15 @@ from autarky import search_attributes as sa
 from autarky.temporal import temporal_binary
 from workers.search_attributes import Registration, register_search_attributes
 
-NAMES = ["AutarkyKind", "AutarkyRisk", "AutarkyApproval", "AutarkyItems", "AutarkyTopScore"]
+NAMES = [
+    "AutarkyKind",
+    "AutarkyRisk",
+    "AutarkyApproval",
+    "AutarkyItems",
+    "AutarkyTopScore",
+    "AutarkySlot",
+    "AutarkyDecision",
+]
 
 
 @pytest.fixture
@@ -53,6 +61,8 @@ async def test_registers_them_then_finds_them_present(client: Client) -> None:
         "AutarkyApproval": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
         "AutarkyItems": IndexedValueType.INDEXED_VALUE_TYPE_INT,
         "AutarkyTopScore": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+        "AutarkySlot": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "AutarkyDecision": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     }
 
     second = await register_search_attributes(client, out=out)
@@ -71,7 +81,7 @@ async def test_a_name_with_another_type_is_reported_and_left_alone(client: Clien
     out = io.StringIO()
 
     result = await register_search_attributes(client, out=out)
-    assert result.registered == ["AutarkyKind", "AutarkyApproval", "AutarkyItems", "AutarkyTopScore"]
+    assert result.registered == [n for n in NAMES if n != "AutarkyRisk"]
     assert list(result.conflicts) == ["AutarkyRisk"]
     assert (await custom_attributes(client))["AutarkyRisk"] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
     printed = out.getvalue()

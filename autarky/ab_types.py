@@ -1,0 +1,127 @@
+"""Messages of the A/B model test: its input (validated before anything changes), status and result."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+Metric = Literal["quality", "valid", "latency_ms", "cost"]
+Direction = Literal["higher", "lower"]
+ABDecision = Literal["running", "promoted", "kept", "rolled_back", "aborted"]
+# Which way is better for each metric unless the input says otherwise.
+DEFAULT_DIRECTION: dict[str, Direction] = {
+    "quality": "higher",
+    "valid": "higher",
+    "latency_ms": "lower",
+    "cost": "lower",
+}
+
+
+class Guardrails(BaseModel):
+    """Limits the challenger must stay within; a breach stops the test at once and routes all traffic
+    back to the incumbent. None: not checked."""
+
+    max_error_rate: float | None = Field(0.05, ge=0, le=1)
+    max_p95_latency_ms: float | None = Field(None, gt=0)
+    max_cost_per_call: float | None = Field(None, ge=0)
+    # Guardrails are judged once the challenger has this many calls (a single early error is not a rate).
+    min_calls: int = Field(20, ge=1)
+
+
+class ABTestState(BaseModel):
+    """Carried across continue-as-new."""
+
+    incumbent: str | None = None
+    started_at: datetime | None = None
+    step: int = 0
+    step_started_calls: int = 0
+    batch: int = 0
+    paused: bool = False
+    evaluations: int = 0
+
+
+class ABTestInput(BaseModel):
+    slot: str = Field(min_length=1)
+    challenger: str = Field(min_length=1)
+    share: float = Field(0.10, gt=0, lt=1, description="the challenger's final traffic share")
+    # Ramp: the challenger's share step by step up to `share`; each step is held for `calls_per_step`.
+    ramp: list[float] = Field(default_factory=lambda: [0.01])
+    calls_per_step: int = Field(100, ge=1)
+    metric: Metric = "quality"
+    direction: Direction | None = None  # None: the metric's usual direction
+    min_improvement: float = Field(0.10, gt=0, lt=10, description="minimum relative improvement")
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+    max_duration: timedelta = Field(timedelta(days=7), gt=timedelta(0))
+    max_samples: int = Field(100_000, ge=100, description="per arm")
+    evaluation_interval: timedelta = Field(timedelta(minutes=1), gt=timedelta(0))
+    # Promotion waits for a person's approval (the approval gate).
+    require_approval: bool = False
+    approval_timeout: timedelta = Field(timedelta(days=1), gt=timedelta(0))
+    # Offline slots have no traffic of their own: each period the test evaluates a batch of labelled
+    # examples through the split (None: when the slot's variants are offline).
+    drive_offline: bool | None = None
+    batch_size: int = Field(200, ge=1, le=10_000)
+    activity_task_queue: str | None = None
+    evaluations_per_run: int = Field(300, ge=1, description="continue-as-new after this many periods")
+    # Set by the workflow when it continues as new; None for a new test.
+    state: ABTestState | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ABTestInput:
+        steps = [*self.ramp, self.share]
+        for step in self.ramp:
+            if not 0 < step < 1:
+                raise ValueError(f"ramp step {step} must be between 0 and 1 (exclusive)")
+        if any(b < a for a, b in pairwise(steps)):
+            raise ValueError(f"ramp {self.ramp} must rise to the share {self.share}")
+        return self
+
+    @property
+    def better_direction(self) -> Direction:
+        return self.direction or DEFAULT_DIRECTION[self.metric]
+
+    @property
+    def steps(self) -> list[float]:
+        return sorted({s for s in [*self.ramp, self.share] if s <= self.share})
+
+    def workflow_id(self) -> str:
+        return f"abtest/{self.slot}/{self.challenger}"
+
+
+class ArmView(BaseModel):
+    variant: str
+    calls: int = 0
+    samples: int = 0
+    mean: float | None = None
+    error_rate: float = 0.0
+    latency_p95_ms: float | None = None
+    cost_per_call: float = 0.0
+
+
+class ABTestStatus(BaseModel):
+    workflow_id: str
+    slot: str
+    incumbent: str | None
+    challenger: str
+    share: float
+    metric: Metric
+    direction: Direction
+    decision: ABDecision
+    paused: bool = False
+    arms: list[ArmView] = Field(default_factory=list)
+    estimate: float | None = None  # relative effect, positive = better
+    lower: float | None = None
+    upper: float | None = None
+    statistic: str = ""  # the sequential test's own words
+    reason: str | None = None
+
+
+class ABTestResult(BaseModel):
+    workflow_id: str
+    decision: ABDecision
+    reason: str
+    status: ABTestStatus

@@ -1,0 +1,231 @@
+"""ModelABTestWorkflow on the real Temporal server, the registry on SQLite, traffic from a seeded simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from activities.models.registry import ModelRegistry
+from activities.models.registry_activities import ModelRegistryActivities
+from activities.research.knowledge_base import KnowledgeBase
+from activities.research.store import KnowledgeBaseHandle
+from autarky import abtests
+from autarky import search_attributes as sa
+from autarky.ab_types import ABTestInput, ABTestResult, ABTestStatus, Guardrails
+from autarky.config import AutarkySettings
+from autarky.model_registry_types import Variant
+from autarky.types import ApprovalDecision, ApprovalRequest
+from tests.ab_simulator import Behaviour, Simulator
+from tests.test_autopilot import eventually
+from workflows.ab_test import ModelABTestWorkflow
+
+FAST = {
+    "evaluation_interval": timedelta(milliseconds=300),
+    "ramp": [0.2],
+    "share": 0.5,
+    "calls_per_step": 50,
+    "max_samples": 5000,
+}
+
+
+@dataclass
+class Lab:
+    client: Client
+    settings: AutarkySettings
+    registry: ModelRegistry
+    queue: str
+    slot: str
+
+    def input(self, **fields: object) -> ABTestInput:
+        return ABTestInput(**({"slot": self.slot, "challenger": "challenger"} | FAST | fields))
+
+    async def start(self, **fields: object) -> WorkflowHandle:
+        input = self.input(**fields).model_copy(update={"activity_task_queue": self.queue})
+        return await abtests.start(self.client, self.settings.model_copy(update={"task_queue": self.queue}), input)
+
+    @asynccontextmanager
+    async def traffic(self, **behaviours: Behaviour) -> AsyncIterator[Simulator]:
+        simulator = Simulator(self.registry, self.slot, behaviours, seed=len(self.slot))
+        stop = asyncio.Event()
+        task = asyncio.create_task(simulator.run(stop))
+        try:
+            yield simulator
+        finally:
+            stop.set()
+            await task
+
+
+@asynccontextmanager
+async def worker(client: Client, settings: AutarkySettings, queue: str) -> AsyncIterator[Worker]:
+    activities = ModelRegistryActivities(settings, KnowledgeBaseHandle(settings.knowledge_db_url))
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[ModelABTestWorkflow],
+        activities=[
+            activities.describe_model_slot,
+            activities.set_model_split,
+            activities.promote_model_variant,
+            activities.restore_model_incumbent,
+            activities.model_arm_stats,
+            activities.evaluate_offline_batch,
+        ],
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def lab(client: Client, tmp_path: Path) -> AsyncIterator[Lab]:
+    settings = AutarkySettings(data_dir=tmp_path)
+    kb = KnowledgeBase(settings.knowledge_db_url)
+    kb.migrate()
+    registry = ModelRegistry(kb)
+    slot = f"test-slot-{uuid.uuid4().hex[:8]}"
+    registry.register_slot(
+        slot,
+        [
+            Variant(name="incumbent", provider="external", model="m1"),
+            Variant(name="challenger", provider="external", model="m2"),
+        ],
+        active="incumbent",
+        external=True,
+    )
+    queue = f"abtest-{uuid.uuid4().hex[:8]}"
+    async with worker(client, settings, queue):
+        yield Lab(client, settings, registry, queue, slot)
+    kb.close()
+
+
+async def test_a_clear_winner_is_promoted(lab: Lab) -> None:
+    async with lab.traffic(incumbent=Behaviour(quality=0.5), challenger=Behaviour(quality=0.7)):
+        handle = await lab.start()
+        result = await handle.result()
+    assert result.decision == "promoted", result
+    slot = lab.registry.slot(lab.slot)
+    assert slot.active == "challenger" and slot.split == {"challenger": 1.0}
+    assert result.status.estimate is not None and result.status.lower is not None and result.status.lower > 0
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(sa.DECISION) == "promoted"
+    assert description.typed_search_attributes.get(sa.SLOT) == lab.slot
+
+
+async def test_an_a_a_test_keeps_the_incumbent(lab: Lab) -> None:
+    same = Behaviour(quality=0.6)
+    async with lab.traffic(incumbent=same, challenger=same):
+        result = await (await lab.start()).result()
+    assert result.decision == "kept", result
+    slot = lab.registry.slot(lab.slot)
+    assert slot.active == "incumbent" and slot.split == {"incumbent": 1.0}
+
+
+async def test_a_guardrail_breach_rolls_back_within_one_period(lab: Lab) -> None:
+    async with lab.traffic(
+        incumbent=Behaviour(quality=0.5), challenger=Behaviour(quality=0.9, error_rate=0.3)
+    ) as simulator:
+        handle = await lab.start(guardrails=Guardrails(max_error_rate=0.05, min_calls=20))
+        result = await handle.result()
+    assert result.decision == "rolled_back" and "error rate" in result.reason, result
+    assert lab.registry.slot(lab.slot).split == {"incumbent": 1.0}
+    # Within one period: the challenger got at most a few ticks' share of calls.
+    assert simulator.calls.get("challenger", 0) < 2000
+
+
+async def test_abort_restores_the_incumbent(lab: Lab) -> None:
+    same = Behaviour(quality=0.6)
+    async with lab.traffic(incumbent=same, challenger=same):
+        handle = await lab.start(max_samples=10**6, min_improvement=0.01)
+        await eventually(lambda: _share(lab, "challenger"))
+        await handle.signal("pause")
+        status = await eventually(lambda: _paused(handle))
+        assert status.paused
+        await handle.signal("abort", "wrong challenger")
+        result = await handle.result()
+    assert result.decision == "aborted" and "wrong challenger" in result.reason
+    assert lab.registry.slot(lab.slot).split == {"incumbent": 1.0}
+
+
+async def test_a_worker_restart_mid_test_loses_nothing(client: Client, lab: Lab) -> None:
+    # The lab's worker serves the queue; a second queue gets a worker we stop and replace.
+    queue = f"abtest-restart-{uuid.uuid4().hex[:8]}"
+    lab.queue = queue
+    async with lab.traffic(incumbent=Behaviour(quality=0.5), challenger=Behaviour(quality=0.7)):
+        async with worker(client, lab.settings, queue):
+            handle = await lab.start()
+            await eventually(lambda: _share(lab, "challenger"))
+        await asyncio.sleep(1.0)  # no worker: the test waits, nothing changes
+        async with worker(client, lab.settings, queue):
+            result: ABTestResult = await handle.result()
+    assert result.decision == "promoted", result
+
+
+async def test_a_promotion_needing_approval_waits_then_promotes(lab: Lab) -> None:
+    async with lab.traffic(incumbent=Behaviour(quality=0.5), challenger=Behaviour(quality=0.7)):
+        handle = await lab.start(require_approval=True)
+        pending = await eventually(lambda: _pending(handle))
+        assert lab.registry.slot(lab.slot).active == "incumbent"  # not before a person says so
+        await handle.execute_update(
+            "approve",
+            ApprovalDecision(approval_id=pending[0].approval_id, approver="ada", reason="numbers look right"),
+            result_type=ApprovalRequest,
+        )
+        result = await handle.result()
+    assert result.decision == "promoted"
+    assert lab.registry.slot(lab.slot).active == "challenger"
+
+
+async def test_an_offline_slot_is_driven_by_labelled_examples(lab: Lab) -> None:
+    from activities.models.offline_variants import OFFLINE_SLOT, ensure_default_slots
+
+    ensure_default_slots(lab.registry)
+    slot = lab.registry.slot(OFFLINE_SLOT)
+    challenger = next(v.name for v in slot.variants if v.name != slot.active)
+    handle = await abtests.start(
+        lab.client,
+        lab.settings.model_copy(update={"task_queue": lab.queue}),
+        ABTestInput(
+            slot=OFFLINE_SLOT,
+            challenger=challenger,
+            activity_task_queue=lab.queue,
+            batch_size=400,
+            **(FAST | {"max_samples": 20_000}),
+        ),
+    )
+    result = await handle.result()
+    assert result.decision in ("promoted", "kept"), result
+    assert sum(a.samples for a in result.status.arms) > 0
+
+
+async def test_bad_input_is_refused_before_anything_changes(lab: Lab) -> None:
+    with pytest.raises(abtests.ABTestRefused, match="unknown model slot"):
+        await lab.start(slot="no-such-slot")
+    with pytest.raises(abtests.ABTestRefused, match="has no variant 'nope'"):
+        await lab.start(challenger="nope")
+    with pytest.raises(abtests.ABTestRefused, match="already the active variant"):
+        await lab.start(challenger="incumbent")
+    with pytest.raises(ValueError, match="alpha"):
+        lab.input(alpha=0.7)
+    with pytest.raises(ValueError, match="share"):
+        lab.input(share=1.0)
+    assert lab.registry.slot(lab.slot).split == {"incumbent": 1.0}
+
+
+async def _share(lab: Lab, variant: str) -> bool:
+    return lab.registry.slot(lab.slot).split.get(variant, 0) > 0
+
+
+async def _paused(handle: WorkflowHandle) -> ABTestStatus | None:
+    status = await handle.query("status", result_type=ABTestStatus | None)
+    return status if status is not None and status.paused else None
+
+
+async def _pending(handle: WorkflowHandle) -> list[ApprovalRequest]:
+    return await handle.query("pending_approvals", result_type=list[ApprovalRequest])
