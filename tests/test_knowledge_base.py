@@ -26,7 +26,7 @@ POSTGRES_ENV = "AUTARKY_TEST_POSTGRES_URL"
 def _drop_all(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        for table in ("spending", "cycles", "sources", "experiments", "analyses", "items", "alembic_version"):
+        for table in ("model_outcomes", "model_changes", "model_variants", "model_slots", "spending", "cycles", "sources", "experiments", "analyses", "items", "alembic_version"):
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
     engine.dispose()
 

@@ -24,6 +24,15 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from autarky import search_attributes as sa
+    from autarky.ab_types import (
+        ABDecision,
+        ABTestInput,
+        ABTestResult,
+        ABTestState,
+        ABTestStatus,
+        ArmView,
+    )
     from autarky.model_registry_types import (
         ArmsInput,
         ArmStats,
@@ -36,16 +45,6 @@ with workflow.unsafe.imports_passed_through():
         SlotRef,
     )
     from autarky.policy.sequential import ArmSummary, SequentialDesign, SequentialResult, evaluate
-
-    from autarky import search_attributes as sa
-    from autarky.ab_types import (
-        ABDecision,
-        ABTestInput,
-        ABTestResult,
-        ABTestState,
-        ABTestStatus,
-        ArmView,
-    )
     from autarky.types import ApprovalState
     from workflows.approval import ApprovalGate
 
