@@ -27,6 +27,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from autarky.cli_abtest import abtest_app
+from autarky.cli_models import models_app
 from autarky.client import (
     ApprovalRefused,
     AutarkyClient,
@@ -62,6 +63,7 @@ research_app = typer.Typer(
 )
 app.add_typer(research_app, name="research")
 app.add_typer(abtest_app, name="abtest")
+app.add_typer(models_app, name="models")
 console = Console()
 T = TypeVar("T")
 

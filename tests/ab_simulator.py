@@ -7,6 +7,7 @@ It runs beside the workflow under test, so ramps, promotions and rollbacks chang
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from dataclasses import dataclass, field
 
@@ -60,7 +61,5 @@ class Simulator:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await asyncio.to_thread(self.run_tick)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.tick)
-            except TimeoutError:
-                pass

@@ -1,4 +1,4 @@
-"""ModelABTestWorkflow on the real Temporal server, the registry on SQLite, traffic from a seeded simulator."""
+"""ModelABTestWorkflow on the real server: the registry on SQLite, traffic from a seeded simulator."""
 
 from __future__ import annotations
 
@@ -50,7 +50,9 @@ class Lab:
 
     async def start(self, **fields: object) -> WorkflowHandle:
         input = self.input(**fields).model_copy(update={"activity_task_queue": self.queue})
-        return await abtests.start(self.client, self.settings.model_copy(update={"task_queue": self.queue}), input)
+        return await abtests.start(
+            self.client, self.settings.model_copy(update={"task_queue": self.queue}), input
+        )
 
     @asynccontextmanager
     async def traffic(self, **behaviours: Behaviour) -> AsyncIterator[Simulator]:

@@ -26,7 +26,19 @@ POSTGRES_ENV = "AUTARKY_TEST_POSTGRES_URL"
 def _drop_all(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        for table in ("model_outcomes", "model_changes", "model_variants", "model_slots", "spending", "cycles", "sources", "experiments", "analyses", "items", "alembic_version"):
+        for table in (
+            "model_outcomes",
+            "model_changes",
+            "model_variants",
+            "model_slots",
+            "spending",
+            "cycles",
+            "sources",
+            "experiments",
+            "analyses",
+            "items",
+            "alembic_version",
+        ):
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
     engine.dispose()
 
@@ -70,7 +82,7 @@ def _count(kb: KnowledgeBase, table: str) -> int:
 def test_migrate_twice_is_a_no_op(kb: KnowledgeBase) -> None:
     kb.upsert_item(_paper())
     kb.migrate()
-    assert kb.revision() == "0004"
+    assert kb.revision() == "0005"
     assert _count(kb, "items") == 1
 
 
@@ -84,7 +96,7 @@ def test_old_database_upgrades_in_place(db_url: str) -> None:
 
     upgraded = KnowledgeBase(db_url)
     upgraded.migrate()
-    assert upgraded.revision() == "0004"
+    assert upgraded.revision() == "0005"
     assert [i.item_id for i in upgraded.items_above(0.5)] == [item.item_id]
     upgraded.close()
 

@@ -13,11 +13,13 @@ from activities.infra.remediation import RemediationActivities
 from activities.infra.scaling_requests import ScalingRequestActivities
 from activities.infra.task_queues import probe_task_queue
 from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
+from activities.models.registry_activities import ModelRegistryActivities
 from activities.research.analysis import AnalysisActivities
 from activities.research.digest import DigestActivities
 from activities.research.gather import GatherActivities
 from activities.research.store import KnowledgeBaseHandle, ResearchStoreActivities
 from autarky.config import AutarkySettings
+from workflows.ab_test import ModelABTestWorkflow
 from workflows.autopilot import AutopilotWorkflow
 from workflows.experiment import ExperimentWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
@@ -30,6 +32,7 @@ WORKFLOWS: list[type] = [
     ScalerWorkflow,
     ResearchCycleWorkflow,
     ExperimentWorkflow,
+    ModelABTestWorkflow,
 ]
 
 
@@ -92,4 +95,19 @@ def research_activities(
         analysis.analyse_item,
         analysis.plan_experiment,
         DigestActivities(settings, kb).write_digest,
+        *model_registry_activities(settings, kb),
+    ]
+
+
+def model_registry_activities(settings: AutarkySettings, kb: KnowledgeBaseHandle) -> list[Callable[..., Any]]:
+    """The model registry (in the knowledge base): what A/B tests read and change."""
+    registry = ModelRegistryActivities(settings, kb)
+    return [
+        registry.describe_model_slot,
+        registry.set_model_split,
+        registry.promote_model_variant,
+        registry.restore_model_incumbent,
+        registry.model_arm_stats,
+        registry.ensure_default_model_slots,
+        registry.evaluate_offline_batch,
     ]

@@ -1,0 +1,112 @@
+"""Model-registry activities: read a slot, change its routing (split, promote, restore: idempotent by key),
+read per-arm statistics, and evaluate the built-in offline slot on labelled examples.
+
+They share the worker's `KnowledgeBaseHandle` (one knowledge base per process, opened and migrated on first
+use; each call in a thread). Bad input (an unknown slot or variant, a split that does not sum to 1, a key
+reused for another change) is a ValueError there, so a non-retryable ApplicationError here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from temporalio import activity
+
+from activities.research.store import KnowledgeBaseHandle
+from autarky.config import AutarkySettings
+from autarky.model_registry_types import (
+    ArmsInput,
+    ArmStats,
+    EvaluateBatch,
+    EvaluationResult,
+    OutcomeIn,
+    Promote,
+    RestoreIncumbent,
+    SetSplit,
+    SlotInfo,
+    SlotRef,
+)
+from autarky.policy.routing import choose_variant
+
+if TYPE_CHECKING:
+    from activities.models.registry import ModelRegistry
+
+
+class ModelRegistryActivities:
+    def __init__(self, settings: AutarkySettings, kb: KnowledgeBaseHandle | None = None) -> None:
+        self.settings = settings
+        self.kb = kb or KnowledgeBaseHandle(settings.knowledge_db_url)
+
+    def _registry(self) -> ModelRegistry:
+        # imported here: SQLAlchemy is loaded only by a worker that uses the registry
+        from activities.models.registry import ModelRegistry
+
+        return ModelRegistry(self.kb.get())
+
+    @activity.defn(name="describe_model_slot")
+    async def describe_model_slot(self, request: SlotRef) -> SlotInfo:
+        return await self.kb.run(lambda: self._registry().slot(request.slot))
+
+    @activity.defn(name="set_model_split")
+    async def set_model_split(self, request: SetSplit) -> SlotInfo:
+        return await self.kb.run(lambda: self._registry().set_split(request.slot, request.split, request.key))
+
+    @activity.defn(name="promote_model_variant")
+    async def promote_model_variant(self, request: Promote) -> SlotInfo:
+        return await self.kb.run(lambda: self._registry().promote(request.slot, request.variant, request.key))
+
+    @activity.defn(name="restore_model_incumbent")
+    async def restore_model_incumbent(self, request: RestoreIncumbent) -> SlotInfo:
+        return await self.kb.run(
+            lambda: self._registry().restore(request.slot, request.incumbent, request.key)
+        )
+
+    @activity.defn(name="model_arm_stats")
+    async def model_arm_stats(self, request: ArmsInput) -> list[ArmStats]:
+        return await self.kb.run(lambda: self._registry().arm_stats(request))
+
+    @activity.defn(name="ensure_default_model_slots")
+    async def ensure_default_model_slots(self) -> list[str]:
+        """Register the built-in slots (again: a no-op, also when an A/B test changed their routing)."""
+        from activities.models import offline_variants as offline
+
+        return await self.kb.run(lambda: offline.ensure_default_slots(self._registry()))
+
+    @activity.defn(name="evaluate_offline_batch")
+    async def evaluate_offline_batch(self, request: EvaluateBatch) -> EvaluationResult:
+        """Score `size` labelled examples drawn for (slot, batch), each with the variant the slot's split
+        routes ``"{example_id}:{batch}"`` to, and record one outcome each (quality: 1 when the judgement
+        matches the label). The outcomes carry refs ``eval:{batch}:{index}``: a retried or repeated batch
+        records nothing twice."""
+        from activities.models import offline_variants as offline
+
+        def evaluate() -> EvaluationResult:
+            registry = self._registry()
+            info = registry.slot(request.slot)
+            prefix = f"eval:{request.batch}:"
+            if registry.count_refs(request.slot, prefix) >= request.size:
+                return EvaluationResult(slot=request.slot, recorded=request.size, new=0)
+            outcomes = []
+            for index, example in enumerate(offline.draw(request.slot, request.batch, request.size)):
+                routing_key = f"{example.id}:{request.batch}"
+                variant = choose_variant(request.slot, info.split, routing_key)
+                started = time.perf_counter()
+                score = offline.score(variant, example)
+                latency_ms = (time.perf_counter() - started) * 1000
+                judged = score > offline.THRESHOLD
+                outcomes.append(
+                    OutcomeIn(
+                        slot=request.slot,
+                        variant=variant,
+                        routing_key=routing_key,
+                        latency_ms=latency_ms,
+                        valid=True,
+                        quality=1.0 if judged == example.relevant else 0.0,
+                        ref=f"{prefix}{index}",
+                    )
+                )
+            new = registry.record_outcomes(outcomes)
+            return EvaluationResult(slot=request.slot, recorded=len(outcomes), new=new)
+
+        return await self.kb.run(evaluate)
