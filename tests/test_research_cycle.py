@@ -377,3 +377,27 @@ async def test_a_retried_analysis_does_not_ask_the_llm_again(tmp_path: Path) -> 
         again = await ActivityEnvironment().run(analysis.analyse_item, request)  # its result was lost
     assert len(llm.requests) == 1
     assert again == first and first.cost > 0  # the stored cost: the workflow had not counted it yet
+
+
+async def test_analyses_are_routed_by_the_slot_split_and_their_outcomes_recorded(make_stack) -> None:
+    from activities.models.registry import ModelRegistry
+    from autarky.model_registry_types import Variant
+
+    with OpenAIServer() as llm:
+        stack: Stack = await make_stack(
+            {"OPENAI_API_KEY": "sk-test"}, openai_base_url=llm.base_url, openai_model="gpt-a"
+        )
+        registry = ModelRegistry(stack.kb)
+        first = Variant(name="openai-gpt-a", provider="openai", model="gpt-a")
+        registry.register_slot("research-analyst", [first], first.name)
+        registry.add_variant(
+            "research-analyst", Variant(name="openai-gpt-b", provider="openai", model="gpt-b")
+        )
+        registry.set_split("research-analyst", {"openai-gpt-a": 0.5, "openai-gpt-b": 0.5}, key="test-split")
+        outcome = await stack.cycle()
+        asked = [r.body["model"] for r in llm.requests if "ItemAnalysis" in str(r.body)]
+
+    assert outcome.analysed == 6
+    counts = registry.outcome_counts("research-analyst", NOW - timedelta(days=1))
+    assert counts["openai-gpt-a"] + counts["openai-gpt-b"] == 6 and min(counts.values()) >= 1, counts
+    assert sorted(asked) == sorted(["gpt-a"] * counts["openai-gpt-a"] + ["gpt-b"] * counts["openai-gpt-b"])

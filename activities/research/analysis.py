@@ -21,15 +21,18 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.models.llm import LlmGateway
+from activities.models.routed import RoutedGateway
 from activities.research.store import BAD_INPUT, KnowledgeBaseHandle
 from autarky.config import AutarkySettings
 from autarky.llm_types import LlmRequest, LlmSettings, resolve_provider
+from autarky.model_registry_types import Variant
 from autarky.research_cycle_types import AnalyseInput, AnalyseResult, ExperimentStep, PlanSummary
 from autarky.research_types import OFFLINE_MODEL, AnalysisIn, ExperimentUpdate
 
 log = structlog.get_logger(__name__)
 
 PROMPT_VERSION = "research-1"
+ANALYST_SLOT = "research-analyst"
 MAX_RATIONALE = 1000
 MAX_TAGS = 8
 
@@ -82,6 +85,8 @@ class AnalysisActivities:
         self.settings = settings
         self.kb = kb
         self.gateway = LlmGateway(settings.llm, settings.llm_environ(environ))
+        # Analyses are the calls of the model slot `research-analyst`: routed by its split, recorded.
+        self.routed = RoutedGateway(settings.llm, settings.llm_environ(environ), kb, ANALYST_SLOT)
         self._scorer: Any = None
 
     def _offline_scorer(self) -> Any:
@@ -97,20 +102,21 @@ class AnalysisActivities:
             raise ApplicationError(f"unknown item id {item_id}", type=BAD_INPUT, non_retryable=True)
         return item
 
-    def _analyser(self) -> tuple[str, str]:
-        """(provider, model) an analysis is stored under: the configured model, not a dated snapshot the
-        API may answer with, so a retry finds what an earlier attempt stored."""
-        choice = self.gateway.choice
-        if choice is None:
+    async def _analyser(self, item_id: int) -> tuple[Variant | None, str, str]:
+        """The variant of the `research-analyst` slot this item is routed to (sticky by item: a retry goes
+        to the same one) and the (provider, model) its analysis is stored under: the variant's model, not
+        a dated snapshot the API may answer with, so a retry finds what an earlier attempt stored."""
+        if self.gateway.offline:
             from autarky.policy.relevance import MODEL
 
-            return OFFLINE_MODEL, MODEL
-        return choice.kind, choice.model
+            return None, OFFLINE_MODEL, MODEL
+        variant = await self.routed.route(str(item_id))
+        return variant, variant.provider, variant.model
 
     @activity.defn(name="analyse_item")
     async def analyse_item(self, request: AnalyseInput) -> AnalyseResult:
         item = await self._item(request.item_id)
-        provider, model = self._analyser()
+        variant, provider, model = await self._analyser(request.item_id)
         stored = await self.kb.run(
             lambda: self.kb.get().find_analysis(request.item_id, provider, model, PROMPT_VERSION)
         )
@@ -127,7 +133,7 @@ class AnalysisActivities:
                 tokens_out=stored["tokens_out"],
                 cost=stored["cost"],
             )
-        if self.gateway.offline:
+        if variant is None:
             relevance = await asyncio.to_thread(self._offline_scorer().score, item["title"], item["abstract"])
             analysis = AnalysisIn(
                 item_id=request.item_id,
@@ -140,7 +146,9 @@ class AnalysisActivities:
             )
         else:
             interests = "; ".join(self.settings.research.keywords)
-            answer = await self.gateway.complete(
+            answer = await self.routed.complete(
+                variant,
+                str(request.item_id),
                 LlmRequest(
                     system=SYSTEM,
                     prompt=(
