@@ -40,6 +40,7 @@ from tests.fakes import FakeHost
 from tests.scaler_fakes import FakePool, FakeResource, fake_input
 from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, pending
 from tests.test_scaler import scale
+from workflows.ab_test import ModelABTestWorkflow
 from workflows.autopilot import AutopilotWorkflow
 from workflows.experiment import ExperimentWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
@@ -259,6 +260,70 @@ async def _research_histories(
     return cycle_history, experiment_history
 
 
+async def record_abtest_history(
+    client: Client, data_dir: Path, workflow_id: str | None = None
+) -> WorkflowHistory:
+    """An A/B test's first run: ramp, evaluations with a seeded simulator, pause and resume, then
+    continue-as-new (the second run goes on and promotes)."""
+    from activities.models.registry import ModelRegistry
+    from activities.research.knowledge_base import KnowledgeBase
+    from autarky import abtests
+    from autarky.ab_types import ABTestInput
+    from autarky.model_registry_types import Variant
+    from tests.ab_simulator import Behaviour, Simulator
+    from tests.test_ab_test import worker as abtest_worker
+
+    settings = AutarkySettings(data_dir=data_dir)
+    kb = KnowledgeBase(settings.knowledge_db_url)
+    kb.migrate()
+    registry = ModelRegistry(kb)
+    slot = workflow_id or f"replay-slot-{uuid.uuid4().hex[:8]}"
+    registry.register_slot(
+        slot,
+        [
+            Variant(name="a", provider="external", model="a"),
+            Variant(name="b", provider="external", model="b"),
+        ],
+        active="a",
+        external=True,
+    )
+    queue = f"abtest-replay-{uuid.uuid4().hex[:8]}"
+    simulator = Simulator(
+        registry, slot, {"a": Behaviour(quality=0.5), "b": Behaviour(quality=0.7)}, calls_per_tick=10
+    )
+    stop = asyncio.Event()
+    traffic = asyncio.create_task(simulator.run(stop))
+    try:
+        async with abtest_worker(client, settings, queue):
+            handle = await abtests.start(
+                client,
+                settings.model_copy(update={"task_queue": queue}),
+                ABTestInput(
+                    slot=slot,
+                    challenger="b",
+                    share=0.5,
+                    ramp=[0.2],
+                    calls_per_step=20,
+                    evaluation_interval=timedelta(milliseconds=300),
+                    evaluations_per_run=2,
+                    activity_task_queue=queue,
+                ),
+            )
+            first_run = (await handle.describe()).run_id
+            await handle.signal("pause")
+            await asyncio.sleep(0.5)
+            await handle.signal("resume")
+            await handle.result()
+            history = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
+    finally:
+        stop.set()
+        await traffic
+        kb.close()
+    if workflow_id:  # replay names a history by its file
+        history = WorkflowHistory(workflow_id, history.events)
+    return history
+
+
 async def _continued(handle: WorkflowHandle, first_run: str | None) -> bool:
     return (await handle.describe()).run_id != first_run
 
@@ -277,6 +342,7 @@ RECORDERS = {
     "scaler": record_scaler_history,
     "research-cycle": record_research_history,
     "experiment": record_experiment_history,
+    "abtest": record_abtest_history,
 }
 # Long-running loops must show timers and continue-as-new; a research cycle and an experiment have
 # neither (an experiment waits on a condition with a timeout, its approval's expiry).
@@ -311,6 +377,7 @@ REQUIRED = {
     },
 }
 NOT_LOOPS = {"research-cycle", "experiment"}
+REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
 
 
 def replayer() -> Replayer:
@@ -321,6 +388,7 @@ def replayer() -> Replayer:
             ScalerWorkflow,
             ResearchCycleWorkflow,
             ExperimentWorkflow,
+            ModelABTestWorkflow,
         ],
         data_converter=pydantic_data_converter,
     )
