@@ -42,6 +42,7 @@ def start(
     challenger: Annotated[str, typer.Argument(help="the variant to test against the active one")],
     share: Annotated[float, typer.Option(help="the challenger's final traffic share, in (0, 1)")] = 0.10,
     ramp: Annotated[list[float] | None, typer.Option(help="shares before the final one (repeat)")] = None,
+    calls_per_step: Annotated[int, typer.Option(help="challenger calls before the next ramp step")] = 100,
     metric: Annotated[str, typer.Option(help="quality | valid | latency_ms | cost")] = "quality",
     direction: Annotated[str | None, typer.Option(help="higher | lower (default: the metric's)")] = None,
     min_improvement: Annotated[float, typer.Option(help="minimum relative improvement")] = 0.10,
@@ -62,6 +63,7 @@ def start(
             challenger=challenger,
             share=share,
             ramp=ramp if ramp is not None else [min(0.01, share)],
+            calls_per_step=calls_per_step,
             metric=metric,  # type: ignore[arg-type]
             direction=direction,  # type: ignore[arg-type]
             min_improvement=min_improvement,

@@ -140,6 +140,9 @@ class EvaluateBatch(BaseModel):
     slot: str
     size: int = Field(ge=1, le=10_000)
     batch: int = Field(ge=0)
+    # Whose batch: a later test of the same slot numbers its batches from 1 again and must not find
+    # its outcomes already recorded (e.g. the A/B test's workflow and first run id).
+    run: str = Field("", max_length=200)
 
 
 class EvaluationResult(BaseModel):

@@ -353,8 +353,8 @@ def _run(command: tuple[str, ...], *args: str, data_dir: Path) -> tuple[int, str
 
 @pytest.mark.parametrize("command", _models_commands(), ids=lambda c: c[-1])
 def test_models_cli(command: tuple[str, ...], tmp_path: Path) -> None:
-    code, out = _run(command, "list", data_dir=tmp_path)
-    assert code == 1 and "no knowledge base yet" in out, out
+    code, out = _run(command, "list", data_dir=tmp_path)  # a fresh data dir: the built-in offline slot
+    assert code == 0 and "research-relevance-offline" in out and "bm25-title" in out, out
 
     register = ("register", "summaries", "gpt", "--model", "gpt-4o-mini", "--active", "--description", "sums")
     code, out = _run(command, *register, data_dir=tmp_path)
@@ -388,7 +388,7 @@ def test_models_cli(command: tuple[str, ...], tmp_path: Path) -> None:
     code, out = _run(command, "record", "summaries", "nope", "--latency-ms", "1", data_dir=tmp_path)
     assert code == 1 and "slot 'summaries' has no variant 'nope' (known: claude, gpt)" in out, out
     code, out = _run(command, "record", "nope", "gpt", "--latency-ms", "1", data_dir=tmp_path)
-    assert code == 1 and "unknown model slot 'nope' (known: summaries)" in out, out
+    assert code == 1 and "unknown model slot 'nope' (known: research-relevance-offline, summaries)" in out, out
 
     for args in (("list",), ()):
         code, out = _run(command, *args, data_dir=tmp_path)

@@ -158,7 +158,12 @@ class ModelABTestWorkflow(ApprovalGate):
             self._state.batch += 1
             await workflow.execute_activity(
                 "evaluate_offline_batch",
-                EvaluateBatch(slot=self._input.slot, size=self._input.batch_size, batch=self._state.batch),
+                EvaluateBatch(
+                    slot=self._input.slot,
+                    size=self._input.batch_size,
+                    batch=self._state.batch,
+                    run=_change_prefix(),
+                ),
                 result_type=EvaluationResult,
                 task_queue=self._input.activity_task_queue,
                 start_to_close_timeout=timedelta(minutes=2),
@@ -220,7 +225,7 @@ class ModelABTestWorkflow(ApprovalGate):
             SetSplit(
                 slot=self._input.slot,
                 split={state.incumbent: 1 - share, self._input.challenger: share},
-                key=f"{workflow.info().workflow_id}/share-{state.step}",
+                key=f"{_change_prefix()}/share-{state.step}",
             ),
             f"route {share:.0%} to {self._input.challenger}",
         )
@@ -248,7 +253,7 @@ class ModelABTestWorkflow(ApprovalGate):
             Promote(
                 slot=self._input.slot,
                 variant=self._input.challenger,
-                key=f"{workflow.info().workflow_id}/promote",
+                key=f"{_change_prefix()}/promote",
             ),
             f"promote {self._input.challenger}",
         )
@@ -262,7 +267,7 @@ class ModelABTestWorkflow(ApprovalGate):
                 RestoreIncumbent(
                     slot=self._input.slot,
                     incumbent=state.incumbent,
-                    key=f"{workflow.info().workflow_id}/restore",
+                    key=f"{_change_prefix()}/restore",
                 ),
                 f"route all traffic back to {state.incumbent}",
             )
@@ -339,6 +344,13 @@ class ModelABTestWorkflow(ApprovalGate):
         workflow.upsert_memo({"decision": decision, "reason": reason, "estimate": status.estimate})
         self._refresh()
         return ABTestResult(workflow_id=status.workflow_id, decision=decision, reason=reason, status=status)
+
+
+def _change_prefix() -> str:
+    """Keys of this test's routing changes: the same in every run of one test (continue-as-new keeps the
+    first run id), new for a later test of the same slot and challenger (same workflow id)."""
+    info = workflow.info()
+    return f"{info.workflow_id}/{info.first_execution_run_id}"
 
 
 def _finite(value: float) -> float | None:

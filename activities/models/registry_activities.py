@@ -77,14 +77,14 @@ class ModelRegistryActivities:
     async def evaluate_offline_batch(self, request: EvaluateBatch) -> EvaluationResult:
         """Score `size` labelled examples drawn for (slot, batch), each with the variant the slot's split
         routes ``"{example_id}:{batch}"`` to, and record one outcome each (quality: 1 when the judgement
-        matches the label). The outcomes carry refs ``eval:{batch}:{index}``: a retried or repeated batch
+        matches the label). Outcome refs ``eval:{run}:{batch}:{index}``: a retried or repeated batch
         records nothing twice."""
         from activities.models import offline_variants as offline
 
         def evaluate() -> EvaluationResult:
             registry = self._registry()
             info = registry.slot(request.slot)
-            prefix = f"eval:{request.batch}:"
+            prefix = f"eval:{request.run}:{request.batch}:" if request.run else f"eval:{request.batch}:"
             if registry.count_refs(request.slot, prefix) >= request.size:
                 return EvaluationResult(slot=request.slot, recorded=request.size, new=0)
             outcomes = []

@@ -8,6 +8,7 @@ refused with a ValueError before, or instead of, changing anything. The schema i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -212,6 +213,8 @@ class KnowledgeBase:
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to `revision` with Alembic; a database already there is left as it is."""
+        # Alembic's progress lines ("will assume transactional DDL", plugins) are noise on every CLI call.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         from alembic import command
         from alembic.config import Config
 
