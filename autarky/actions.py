@@ -51,6 +51,7 @@ CLEAR_CACHE = "clear_cache"
 RESTART_WORKER_POOL = "restart_worker_pool"
 PRUNE_CACHE = "prune_cache"
 SCALE_POOL = "scale_pool"
+START_ABTEST = "start_abtest"
 
 
 def _housekeeping_input(request: ActionRequest) -> HousekeepingInput:
@@ -106,7 +107,16 @@ ACTIONS: dict[str, ActionSpec] = {
             needs_host_routing=True,
             own_cooldown=True,
         ),
-        # A/B tests and self-modification arrive as more entries.
+        ActionSpec(
+            START_ABTEST,
+            "start an A/B test of a model variant that was never tested (ModelABTestWorkflow)",
+            Runner.ACTIVITY,
+            "start_model_abtest",
+            0.9,
+            timeout=timedelta(minutes=1),
+            needs_host_routing=True,
+        ),
+        # Self-modification arrives as more entries.
     )
 }
 

@@ -180,6 +180,7 @@ class AutarkyClient:
                 settings=self.autopilot_settings(),
                 control_task_queue=self.settings.control_task_queue,
                 pool_task_queue=self.settings.pool_task_queue,
+                research_task_queue=self.settings.research_task_queue,
             ),
             id=workflow_id,
             task_queue=self.settings.task_queue,

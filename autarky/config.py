@@ -145,6 +145,9 @@ class AutopilotSettings(BaseModel):
     iterations_per_run: int = Field(500, ge=1)
     # Scaling the local worker pool from CPU and the pool queue's backlog (autarky.policy.scaling).
     pool_scaling: bool = True
+    # A model variant registered but never A/B tested becomes a finding, and the planner may start its test.
+    abtest_new_variants: bool = True
+    model_variant_check_interval: Duration = Field(timedelta(minutes=10), gt=timedelta(0))
     pool_policy: LocalPoolPolicy = Field(default_factory=lambda: LocalPoolPolicy())
     rules: ThresholdRules = Field(default_factory=ThresholdRules)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)

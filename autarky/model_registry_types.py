@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from autarky.policy.routing import validate_split
+from autarky.types import Finding
 
 Provider = str  # "openai", "anthropic", "openai-compatible", "offline", "external", …
 ArmMetric = Literal["quality", "valid", "latency_ms", "cost"]
@@ -132,6 +133,27 @@ class RestoreIncumbent(BaseModel):
     slot: str
     incumbent: str
     key: str = Field(min_length=1, max_length=255)
+
+
+class UntestedVariant(BaseModel):
+    """A variant that is not its slot's active one and has never had an A/B test."""
+
+    slot: str
+    variant: str
+
+
+def new_variant_finding(untested: UntestedVariant, now: datetime) -> Finding:
+    """The autopilot's finding for it; the playbook answers with `start_abtest`."""
+    return Finding(
+        kind="new_model_variant",
+        metric="model_variants",
+        value=1.0,
+        threshold=0.0,
+        message=f"variant {untested.variant} of model slot {untested.slot} has never been A/B tested",
+        observed_at=now,
+        subject=f"{untested.slot}/{untested.variant}",
+        params={"slot": untested.slot, "variant": untested.variant},
+    )
 
 
 class EvaluateBatch(BaseModel):

@@ -375,6 +375,9 @@ class AutopilotState(BaseModel):
     sequence: int = 0
     # The latest research cycle's finding (failed, stopped for budget), None while research is well.
     research_finding: Finding | None = None
+    # Model variants never A/B tested (not a host's: routed to the shared queue), and when last looked.
+    model_findings: list[Finding] = Field(default_factory=list)
+    variants_checked_at: datetime | None = None
     # Single-host state of runs before per-host routing: read once into `hosts[""]`, then left empty.
     window: list[MetricPoint] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
@@ -387,6 +390,7 @@ class AutopilotInput(BaseModel):
     # Actions that manage the local worker pool run only where the pool lives (the `autarky up` process).
     control_task_queue: str = "autarky-control"
     pool_task_queue: str = "autarky-pool"  # the local pools' queues are `<pool_task_queue>@<host>`
+    research_task_queue: str = "autarky-research"  # where the model registry's activities run
 
 
 class AutopilotStatus(BaseModel):

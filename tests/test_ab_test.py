@@ -234,3 +234,33 @@ async def _paused(handle: WorkflowHandle) -> ABTestStatus | None:
 
 async def _pending(handle: WorkflowHandle) -> list[ApprovalRequest]:
     return await handle.query("pending_approvals", result_type=list[ApprovalRequest])
+
+
+async def test_the_autopilot_finds_an_untested_variant_and_starts_its_test(lab: Lab) -> None:
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.models.abtest_requests import ABTestRequestActivities
+    from autarky.types import ActionRequest
+
+    registry_activities = ModelRegistryActivities(
+        lab.settings, KnowledgeBaseHandle(lab.settings.knowledge_db_url)
+    )
+    environment = ActivityEnvironment(client=lab.client)
+    found = await environment.run(registry_activities.untested_model_variants)
+    assert [(v.slot, v.variant) for v in found if v.slot == lab.slot] == [(lab.slot, "challenger")]
+    assert not [v for v in found if v.slot == "research-relevance-offline"]  # left to people
+
+    settings = lab.settings.model_copy(update={"task_queue": lab.queue, "research_task_queue": lab.queue})
+    request = ActionRequest(
+        action_id="act-1",
+        action_type="start_abtest",
+        reason="never tested",
+        params={"slot": lab.slot, "variant": "challenger"},
+    )
+    started = await environment.run(ABTestRequestActivities(settings).start_model_abtest, request)
+    again = await environment.run(ABTestRequestActivities(settings).start_model_abtest, request)
+    assert started.success and not started.nothing_to_do and "abtest/" in started.detail
+    assert again.nothing_to_do and "running" in again.detail
+    found = await environment.run(registry_activities.untested_model_variants)
+    assert not [v for v in found if v.slot == lab.slot]
+    await lab.client.get_workflow_handle(f"abtest/{lab.slot}/challenger").signal("abort", "test over")

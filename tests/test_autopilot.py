@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
@@ -21,10 +22,13 @@ from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
 from autarky import search_attributes as sa
 from autarky.config import AutopilotSettings
 from autarky.hosts import host_queue, worker_identity
+from autarky.model_registry_types import UntestedVariant
 from autarky.policy.learning import success_probability
 from autarky.research_cycle_types import ResearchReport
 from autarky.types import (
     ActionRecord,
+    ActionRequest,
+    ActionResult,
     ActionStatus,
     ApprovalDecision,
     ApprovalRequest,
@@ -43,6 +47,7 @@ from workflows.scaling import ScalerWorkflow
 
 FAST = dict(
     pool_scaling=False,  # on in tests/test_autopilot_scaling.py, which serves the scaler too
+    abtest_new_variants=False,  # on in the test of that action, which serves the registry's activities
     action_cooldown=timedelta(0),
     host_discovery_interval=timedelta(milliseconds=500),
     network_targets=["fake-target:7233"],
@@ -94,6 +99,7 @@ class Harness:
         self.pool_activities: dict[str, list[Callable[..., Any]] | None] = {}
         # More for the first host's shared-queue worker (e.g. the scaling request and the scaler).
         self.main_activities: list[Callable[..., Any]] = []
+        self.research_queue: str | None = None  # None: the shared queue (serve its activities there)
 
     @property
     def host(self) -> FakeHost:
@@ -161,7 +167,11 @@ class Harness:
     async def start(self, settings: AutopilotSettings) -> WorkflowHandle:
         return await self.client.start_workflow(
             AutopilotWorkflow.run,
-            AutopilotInput(settings=settings, control_task_queue=self.control_queue),
+            AutopilotInput(
+                settings=settings,
+                control_task_queue=self.control_queue,
+                research_task_queue=self.research_queue or self.task_queue,
+            ),
             id=self.workflow_id,
             task_queue=self.task_queue,
         )
@@ -560,3 +570,44 @@ async def test_a_research_cycle_that_stopped_for_budget_is_a_finding_until_a_goo
                 lambda fs: [True] if not [f for f in fs if f.kind.startswith("research")] else [],
             )
         )
+
+
+async def test_a_model_variant_never_tested_gets_an_abtest_started(
+    client: Client, tmp_path: Path, host: FakeHost
+) -> None:
+    started: list[ActionRequest] = []
+
+    @activity.defn(name="untested_model_variants")
+    async def untested() -> list[UntestedVariant]:  # the registry's own activity is tested with it
+        done = {(r.params["slot"], r.params["variant"]) for r in started}
+        return [
+            v
+            for v in [UntestedVariant(slot="summaries", variant="claude")]
+            if (v.slot, v.variant) not in done
+        ]
+
+    @activity.defn(name="start_model_abtest")
+    async def start(request: ActionRequest) -> ActionResult:
+        started.append(request)
+        return ActionResult(success=True, improvement_measured=False, detail="started")
+
+    harness = Harness(client, tmp_path, host)
+    harness.main_activities += [untested, start]
+    settings = fast_settings(
+        abtest_new_variants=True, model_variant_check_interval=timedelta(milliseconds=200)
+    )
+    async with harness.running(settings) as handle:
+        finding = await eventually(lambda: _variant_findings(handle))
+        assert "variant claude of model slot summaries has never been A/B tested" in finding[0].message
+        await eventually(lambda: asyncio.sleep(0, result=bool(started)))
+        # Once its test exists the variant is no longer a finding, and nothing starts a second test.
+        await eventually(lambda: _variant_findings(handle, expect_none=True))
+    assert started[0].params == {"slot": "summaries", "variant": "claude"}
+    assert started[0].action_type == "start_abtest" and len(started) == 1
+
+
+async def _variant_findings(handle: WorkflowHandle, expect_none: bool = False) -> Any:
+    found = [
+        f for f in await handle.query("findings", result_type=list[Finding]) if f.kind == "new_model_variant"
+    ]
+    return (not found) if expect_none else found

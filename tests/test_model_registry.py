@@ -388,7 +388,9 @@ def test_models_cli(command: tuple[str, ...], tmp_path: Path) -> None:
     code, out = _run(command, "record", "summaries", "nope", "--latency-ms", "1", data_dir=tmp_path)
     assert code == 1 and "slot 'summaries' has no variant 'nope' (known: claude, gpt)" in out, out
     code, out = _run(command, "record", "nope", "gpt", "--latency-ms", "1", data_dir=tmp_path)
-    assert code == 1 and "unknown model slot 'nope' (known: research-relevance-offline, summaries)" in out, out
+    assert code == 1 and "unknown model slot 'nope' (known: research-relevance-offline, summaries)" in out, (
+        out
+    )
 
     for args in (("list",), ()):
         code, out = _run(command, *args, data_dir=tmp_path)

@@ -13,6 +13,7 @@ from activities.infra.remediation import RemediationActivities
 from activities.infra.scaling_requests import ScalingRequestActivities
 from activities.infra.task_queues import probe_task_queue
 from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
+from activities.models.abtest_requests import ABTestRequestActivities
 from activities.models.registry_activities import ModelRegistryActivities
 from activities.research.analysis import AnalysisActivities
 from activities.research.digest import DigestActivities
@@ -42,6 +43,7 @@ def main_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
         discover_hosts,
         probe_task_queue,
         ScalingRequestActivities(settings).request_scaling,
+        ABTestRequestActivities(settings).start_model_abtest,
         *aws_activities(settings),
         *host_activities(settings),
     ]
@@ -110,4 +112,5 @@ def model_registry_activities(settings: AutarkySettings, kb: KnowledgeBaseHandle
         registry.model_arm_stats,
         registry.ensure_default_model_slots,
         registry.evaluate_offline_batch,
+        registry.untested_model_variants,
     ]

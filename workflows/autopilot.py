@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from autarky.actions import ACTIONS, PRIORS, SCALE_POOL, ActionSpec, QueueRole, Runner
     from autarky.config import AnalysisSettings, AutopilotSettings
     from autarky.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
+    from autarky.model_registry_types import UntestedVariant, new_variant_finding
     from autarky.policy import decision as engine
     from autarky.policy import learning
     from autarky.policy.detection import POOL_MEMBER, detector_findings, observe
@@ -77,6 +78,11 @@ DETECTORS_PATCH = "statistical-detectors"
 ROUND2_PATCH = "per-host-routing"
 # Scaling: the host probe reads the pool queue's backlog, and the pool's scaling policy plans `scale_pool`.
 SCALING_PATCH = "pool-scaling"
+# Looks for model variants never A/B tested and may start their tests.
+MODEL_VARIANTS_PATCH = "model-variants"
+MAX_VARIANT_FINDINGS = 5
+# The Monitor stage waits for this read: no research worker must not hold it up for long.
+REGISTRY_PICKUP_TIMEOUT = timedelta(seconds=10)
 LEGACY_HOST = ""  # the one host of runs before per-host routing
 # A probe or remedy for a host whose worker does not pick it up this soon finds the host gone.
 HOST_PICKUP_TIMEOUT = timedelta(seconds=10)
@@ -92,6 +98,7 @@ class AutopilotWorkflow(ApprovalGate):
         self._settings = input.settings
         self._control_queue = input.control_task_queue
         self._pool_queue = input.pool_task_queue
+        self._research_queue = input.research_task_queue
         self._state = input.state or AutopilotState()
         _read_single_host_state(self._state)
         self._running: dict[str, ActionRecord] = {}
@@ -172,6 +179,7 @@ class AutopilotWorkflow(ApprovalGate):
                 state=state,
                 control_task_queue=self._control_queue,
                 pool_task_queue=self._pool_queue,
+                research_task_queue=self._research_queue,
             )
         )
 
@@ -219,11 +227,35 @@ class AutopilotWorkflow(ApprovalGate):
         if discovered is None or now >= discovered + self._settings.host_discovery_interval:
             await self._discover_hosts()
         await asyncio.gather(*(self._probe(host) for host in state.active_hosts if self._reachable(host)))
+        if self._settings.abtest_new_variants and workflow.patched(MODEL_VARIANTS_PATCH):
+            await self._check_model_variants()
         forget = now - HOST_FORGET_AFTER
         for host in [h for h in state.hosts if h not in state.active_hosts]:
             last_seen = state.hosts[host].last_seen
             if host == LEGACY_HOST or last_seen is None or last_seen < forget:
                 del state.hosts[host]
+
+    async def _check_model_variants(self) -> None:
+        """Every `model_variant_check_interval`: variants registered but never A/B tested, as findings."""
+        state, now = self._state, workflow.now()
+        checked = state.variants_checked_at
+        if checked is not None and now < checked + self._settings.model_variant_check_interval:
+            return
+        state.variants_checked_at = now
+        try:
+            found = await workflow.execute_activity(
+                "untested_model_variants",
+                result_type=list[UntestedVariant],
+                task_queue=self._research_queue,
+                schedule_to_start_timeout=REGISTRY_PICKUP_TIMEOUT,
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=PROBE_RETRY,
+                summary="model variants never A/B tested",
+            )
+        except ActivityError as error:  # no research worker, or the registry is down: look again later
+            workflow.logger.warning("could not read the model registry: %s", error.cause or error)
+            return
+        state.model_findings = [new_variant_finding(v, now) for v in found[:MAX_VARIANT_FINDINGS]]
 
     async def _discover_hosts(self) -> None:
         try:
@@ -365,6 +397,9 @@ class AutopilotWorkflow(ApprovalGate):
                     continue  # e.g. a container without a local pool: nobody serves its control queue
                 if (candidate.host, candidate.action_type) not in busy:
                     candidates.append(candidate)
+        for candidate in candidates_for(self._state.model_findings):  # not a host's: the shared queue
+            if (None, candidate.action_type) not in busy:
+                candidates.append(candidate)
         learned_now = now if self._round2 else None
         for decision in engine.plan(
             candidates, self._state.knowledge, self._settings.decision, PRIORS, learned_now
@@ -664,6 +699,7 @@ class AutopilotWorkflow(ApprovalGate):
     def _all_findings(self) -> list[Finding]:
         found = [f for hs in self._state.hosts.values() for f in hs.findings]
         research = self._state.research_finding
+        found += self._state.model_findings
         return [*found, research] if research is not None else found
 
     def on_approvals_changed(self) -> None:

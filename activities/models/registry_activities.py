@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from temporalio import activity
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.research.store import KnowledgeBaseHandle
 from autarky.config import AutarkySettings
@@ -26,6 +27,7 @@ from autarky.model_registry_types import (
     SetSplit,
     SlotInfo,
     SlotRef,
+    UntestedVariant,
 )
 from autarky.policy.routing import choose_variant
 
@@ -72,6 +74,31 @@ class ModelRegistryActivities:
         from activities.models import offline_variants as offline
 
         return await self.kb.run(lambda: offline.ensure_default_slots(self._registry()))
+
+    @activity.defn(name="untested_model_variants")
+    async def untested_model_variants(self) -> list[UntestedVariant]:
+        """Variants that are not their slot's active one and never had an A/B test (no workflow
+        `abtest/<slot>/<variant>` on the server). The built-in offline slot is left to people: its
+        challenger is a known-worse baseline."""
+        from activities.models import offline_variants as offline
+        from autarky.ab_types import ABTestInput
+
+        slots = await self.kb.run(lambda: self._registry().slots())
+        untested = []
+        for slot in slots:
+            if slot.name == offline.OFFLINE_SLOT:
+                continue
+            for variant in slot.variants:
+                if variant.name == slot.active:
+                    continue
+                workflow_id = ABTestInput(slot=slot.name, challenger=variant.name).workflow_id()
+                try:
+                    await activity.client().get_workflow_handle(workflow_id).describe()
+                except RPCError as error:
+                    if error.status != RPCStatusCode.NOT_FOUND:
+                        raise
+                    untested.append(UntestedVariant(slot=slot.name, variant=variant.name))
+        return untested
 
     @activity.defn(name="evaluate_offline_batch")
     async def evaluate_offline_batch(self, request: EvaluateBatch) -> EvaluationResult:

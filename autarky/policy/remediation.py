@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from autarky.actions import CLEAR_CACHE, NOTIFY, PRUNE_CACHE, RESTART_WORKER_POOL, SCALE_POOL
+from autarky.actions import CLEAR_CACHE, NOTIFY, PRUNE_CACHE, RESTART_WORKER_POOL, SCALE_POOL, START_ABTEST
 from autarky.policy.decision import PRIORITY_RANK
 from autarky.types import CandidateAction, Finding, Priority, Severity
 
@@ -34,6 +34,8 @@ PLAYBOOK: dict[str, list[tuple[str, Priority, float, float]]] = {
     # From the pool's scaling policy (autarky.policy.pool_scaling); the finding names the capacity.
     "pool_overloaded": [(SCALE_POOL, Priority.HIGH, 0.3, 0.2)],
     "pool_underused": [(SCALE_POOL, Priority.LOW, 0.1, 0.1)],
+    # A registered model variant nobody tested: the test itself guards traffic (ramp, guardrails).
+    "new_model_variant": [(START_ABTEST, Priority.LOW, 0.1, 0.05)],
 }
 
 
