@@ -239,7 +239,10 @@ class AutopilotWorkflow(ApprovalGate):
         """Every `model_variant_check_interval`: variants registered but never A/B tested, as findings."""
         state, now = self._state, workflow.now()
         checked = state.variants_checked_at
-        if checked is not None and now < checked + self._settings.model_variant_check_interval:
+        if checked is None:  # the first look one interval after start: a fresh stack has nothing new
+            state.variants_checked_at = now
+            return
+        if now < checked + self._settings.model_variant_check_interval:
             return
         state.variants_checked_at = now
         try:
