@@ -20,7 +20,6 @@ def check_slot(settings: AutarkySettings, input: ABTestInput) -> None:
     base; the built-in offline slot is registered on first use)."""
     from activities.models.offline_variants import ensure_default_slots
     from activities.models.registry import ModelRegistry
-
     from activities.research.knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase(settings.knowledge_db_url)
