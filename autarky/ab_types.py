@@ -41,11 +41,16 @@ class ABTestState(BaseModel):
     batch: int = 0
     paused: bool = False
     evaluations: int = 0
+    # Carried across continue-as-new: an abort that arrived in the last period of a run still counts.
+    abort: str | None = None
+    # The sequential test reads outcomes from when the final share took effect: pooling the ramp's
+    # steps would compare arms sampled at different times (drift would look like an effect).
+    test_since: datetime | None = None
 
 
 class ABTestInput(BaseModel):
-    slot: str = Field(min_length=1)
-    challenger: str = Field(min_length=1)
+    slot: str = Field(min_length=1, max_length=128)
+    challenger: str = Field(min_length=1, max_length=128)
     share: float = Field(0.10, gt=0, lt=1, description="the challenger's final traffic share")
     # Ramp: the challenger's share step by step up to `share`; each step is held for `calls_per_step`.
     ramp: list[float] = Field(default_factory=lambda: [0.01])
@@ -58,6 +63,8 @@ class ABTestInput(BaseModel):
     max_duration: timedelta = Field(timedelta(days=7), gt=timedelta(0))
     max_samples: int = Field(100_000, ge=100, description="per arm")
     evaluation_interval: timedelta = Field(timedelta(minutes=1), gt=timedelta(0))
+    # How long a split change takes to reach every caller (the routed gateway caches a slot for 10 s).
+    propagation_delay: timedelta = Field(timedelta(seconds=10), ge=timedelta(0))
     # Promotion waits for a person's approval (the approval gate).
     require_approval: bool = False
     approval_timeout: timedelta = Field(timedelta(days=1), gt=timedelta(0))

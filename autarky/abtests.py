@@ -4,7 +4,7 @@ input changes nothing), read its live status, pause, resume or abort it, list th
 from __future__ import annotations
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from autarky import search_attributes as sa
 from autarky.ab_types import ABTestInput, ABTestResult, ABTestStatus
@@ -42,7 +42,11 @@ def check_slot(settings: AutarkySettings, input: ABTestInput) -> None:
         kb.close()
 
 
-async def start(client: Client, settings: AutarkySettings, input: ABTestInput) -> WorkflowHandle:
+async def start(
+    client: Client, settings: AutarkySettings, input: ABTestInput, rerun: bool = True
+) -> WorkflowHandle:
+    """Start the test; `rerun=False` refuses when a test of this slot and challenger ever ran (the
+    autopilot's way: it tests a variant once, a person may test it again)."""
     check_slot(settings, input)
     if input.activity_task_queue is None:
         input = input.model_copy(update={"activity_task_queue": settings.research_task_queue})
@@ -52,6 +56,9 @@ async def start(client: Client, settings: AutarkySettings, input: ABTestInput) -
         id=input.workflow_id(),
         task_queue=settings.task_queue,
         result_type=ABTestResult,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        if rerun
+        else WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=TypedSearchAttributes(
             [SearchAttributePair(sa.KIND, "abtest"), SearchAttributePair(sa.SLOT, input.slot)]
         ),
@@ -74,8 +81,13 @@ async def signal(client: Client, slot: str, challenger: str, name: str, *args: s
 
 async def listing(client: Client, limit: int = 50) -> list[tuple[str, str, str]]:
     """(workflow id, decision, status) of the latest A/B tests."""
-    rows = []
-    async for execution in client.list_workflows(f'{sa.KIND.name} = "abtest"', limit=limit):
+    rows, seen = [], set()
+    async for execution in client.list_workflows(f'{sa.KIND.name} = "abtest"', limit=limit * 4):
+        if execution.id in seen:  # earlier runs of a test that continued as new
+            continue
+        seen.add(execution.id)
+        if len(rows) >= limit:
+            break
         decision = execution.typed_search_attributes.get(sa.DECISION) or "running"
         state = execution.status.name.lower() if execution.status else "unknown"
         rows.append((execution.id, decision, state))

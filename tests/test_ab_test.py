@@ -34,6 +34,7 @@ FAST = {
     "share": 0.5,
     "calls_per_step": 50,
     "max_samples": 5000,
+    "propagation_delay": timedelta(0),  # the simulator reads the split on every tick
 }
 
 
@@ -264,3 +265,25 @@ async def test_the_autopilot_finds_an_untested_variant_and_starts_its_test(lab: 
     found = await environment.run(registry_activities.untested_model_variants)
     assert not [v for v in found if v.slot == lab.slot]
     await lab.client.get_workflow_handle(f"abtest/{lab.slot}/challenger").signal("abort", "test over")
+
+
+async def test_an_abort_while_a_promotion_awaits_approval_restores_the_incumbent(lab: Lab) -> None:
+    async with lab.traffic(incumbent=Behaviour(quality=0.5), challenger=Behaviour(quality=0.7)):
+        handle = await lab.start(require_approval=True)
+        await eventually(lambda: _pending(handle))
+        await handle.signal("abort", "changed our mind")
+        result = await handle.result()
+    assert result.decision == "aborted" and "changed our mind" in result.reason
+    slot = lab.registry.slot(lab.slot)
+    assert slot.active == "incumbent" and slot.split == {"incumbent": 1.0}
+
+
+async def test_a_signal_before_the_first_task_is_kept(lab: Lab) -> None:
+    input = lab.input().model_copy(update={"activity_task_queue": lab.queue})
+    handle = await lab.client.start_workflow(
+        ModelABTestWorkflow.run, input, id=input.workflow_id(), task_queue=lab.queue, start_signal="pause"
+    )
+    status = await eventually(lambda: _paused(handle))
+    assert status.paused
+    await handle.signal("abort", "test over")
+    assert (await handle.result()).decision == "aborted"

@@ -306,6 +306,7 @@ async def record_abtest_history(
                     calls_per_step=20,
                     evaluation_interval=timedelta(milliseconds=300),
                     evaluations_per_run=2,
+                    propagation_delay=timedelta(0),
                     activity_task_queue=queue,
                 ),
             )

@@ -16,6 +16,7 @@ the running estimate and its interval.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from datetime import timedelta
 
@@ -55,15 +56,17 @@ READ_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=
 
 @workflow.defn(name="ModelABTestWorkflow")
 class ModelABTestWorkflow(ApprovalGate):
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, input: ABTestInput) -> None:
+        # Here, not in run: a signal (pause, abort) may be handled before run starts.
         self._init_approval_gate([])
-        self._abort: str | None = None
+        self._input = input
+        self._state = input.state or ABTestState()
         self._status: ABTestStatus | None = None
 
     @workflow.run
     async def run(self, input: ABTestInput) -> ABTestResult:
-        state = input.state or ABTestState()
-        self._input, self._state = input, state
+        state = self._state
         wid = workflow.info().workflow_id
         self._status = ABTestStatus(
             workflow_id=wid,
@@ -85,19 +88,27 @@ class ModelABTestWorkflow(ApprovalGate):
             state.incumbent, state.started_at = slot.active, workflow.now()
             self._status.incumbent = slot.active
             await self._set_share(input.steps[0])
+            if len(input.steps) == 1:  # no ramp: the comparison starts once the share took effect
+                state.test_since = workflow.now() + input.propagation_delay
         assert state.started_at is not None
         self._status.share = input.steps[min(state.step, len(input.steps) - 1)]
 
         for _ in range(input.evaluations_per_run):
             await self._wait_period()
-            if self._abort is not None:
-                return await self._restore("aborted", f"aborted: {self._abort}")
+            if state.abort is not None:
+                return await self._restore("aborted", f"aborted: {state.abort}")
             stats = await self._stats()
             breach = self._guardrail_breach(stats[1])
             if breach is not None:
                 return await self._restore("rolled_back", f"guardrail breached: {breach}")
+            if state.test_since is None:  # still ramping: guardrails only
+                self._show_arms(stats)
+                await self._maybe_ramp(stats[1].calls)
+                continue
             result = evaluate(_summary(stats[0]), _summary(stats[1]), self._design())
             self._show(stats, result)
+            if state.abort is not None:  # arrived while the statistics were read
+                return await self._restore("aborted", f"aborted: {state.abort}")
             if result.decision == "better":
                 return await self._promote(result.text())
             if result.decision in ("not_better", "worse"):
@@ -106,7 +117,8 @@ class ModelABTestWorkflow(ApprovalGate):
                 return await self._restore("kept", f"no decision within {input.max_samples} samples per arm")
             if workflow.now() - state.started_at >= input.max_duration:
                 return await self._restore("kept", f"no improvement within {input.max_duration}")
-            await self._maybe_ramp(stats[1].calls)
+        if state.abort is not None:
+            return await self._restore("aborted", f"aborted: {state.abort}")
         workflow.continue_as_new(input.model_copy(update={"state": state}))
 
     # ------------------------------------------------------------------------------------ people
@@ -123,7 +135,7 @@ class ModelABTestWorkflow(ApprovalGate):
 
     @workflow.signal(name="abort")
     def abort(self, reason: str) -> None:
-        self._abort = reason.strip() or "no reason given"
+        self._state.abort = reason.strip() or "no reason given"
 
     @workflow.query(name="status")
     def status(self) -> ABTestStatus | None:
@@ -150,8 +162,8 @@ class ModelABTestWorkflow(ApprovalGate):
     async def _wait_period(self) -> None:
         """One evaluation period: drive an offline slot with a batch of labelled examples, or wait for real
         traffic; a pause holds here (an abort ends the wait at once)."""
-        await workflow.wait_condition(lambda: not self._state.paused or self._abort is not None)
-        if self._abort is not None:
+        await workflow.wait_condition(lambda: not self._state.paused or self._state.abort is not None)
+        if self._state.abort is not None:
             return
         self._state.evaluations += 1
         if self._drives_offline:
@@ -172,7 +184,7 @@ class ModelABTestWorkflow(ApprovalGate):
             )
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: self._abort is not None, timeout=self._input.evaluation_interval
+                lambda: self._state.abort is not None, timeout=self._input.evaluation_interval
             )
 
     async def _stats(self) -> list[ArmStats]:
@@ -183,7 +195,7 @@ class ModelABTestWorkflow(ApprovalGate):
             ArmsInput(
                 slot=self._input.slot,
                 variants=[state.incumbent, self._input.challenger],
-                since=state.started_at,
+                since=state.test_since or state.started_at,
                 metric=self._input.metric,
             ),
             result_type=list[ArmStats],
@@ -216,6 +228,8 @@ class ModelABTestWorkflow(ApprovalGate):
         state.step += 1
         state.step_started_calls = challenger_calls
         await self._set_share(steps[state.step])
+        if state.step + 1 == len(steps):  # the final share: the comparison starts once it took effect
+            state.test_since = workflow.now() + self._input.propagation_delay
 
     async def _set_share(self, share: float) -> None:
         state = self._state
@@ -243,6 +257,15 @@ class ModelABTestWorkflow(ApprovalGate):
                 timeout=self._input.approval_timeout,
                 risk=0.5,
             )
+            request = self.pending()[-1]
+            # An abort ends the wait (the challenger keeps its share meanwhile).
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: request.state != ApprovalState.PENDING or self._state.abort is not None,
+                    timeout=max(request.expires_at - workflow.now(), timedelta(0)),
+                )
+            if self._state.abort is not None:
+                return await self._restore("aborted", f"aborted while awaiting approval: {self._state.abort}")
             decision = await self.wait_for_decision(approval_id)
             if decision.state != ApprovalState.APPROVED:
                 return await self._restore(
@@ -257,6 +280,8 @@ class ModelABTestWorkflow(ApprovalGate):
             ),
             f"promote {self._input.challenger}",
         )
+        assert self._status is not None
+        self._status.share = 1.0
         return self._finish("promoted", f"promoted: {why}")
 
     async def _restore(self, decision: ABDecision, reason: str) -> ABTestResult:
@@ -310,6 +335,15 @@ class ModelABTestWorkflow(ApprovalGate):
             direction=self._input.better_direction,
         )
 
+    def _show_arms(self, stats: list[ArmStats]) -> None:
+        assert self._status is not None
+        self._status.arms = [_view(a) for a in stats]
+        self._status.statistic = "ramping: guardrails only until the final share"
+        self._refresh()
+
+    def on_approvals_changed(self) -> None:
+        self._refresh()
+
     def _show(self, stats: list[ArmStats], result: SequentialResult) -> None:
         status = self._status
         assert status is not None
@@ -348,9 +382,11 @@ class ModelABTestWorkflow(ApprovalGate):
 
 def _change_prefix() -> str:
     """Keys of this test's routing changes: the same in every run of one test (continue-as-new keeps the
-    first run id), new for a later test of the same slot and challenger (same workflow id)."""
+    first run id), new for a later test of the same slot and challenger (same workflow id); hashed, so
+    long slot names still fit the registry's 255 characters."""
     info = workflow.info()
-    return f"{info.workflow_id}/{info.first_execution_run_id}"
+    digest = hashlib.sha256(f"{info.workflow_id}/{info.first_execution_run_id}".encode()).hexdigest()
+    return f"abtest-{digest[:24]}"
 
 
 def _finite(value: float) -> float | None:

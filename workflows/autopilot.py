@@ -229,6 +229,8 @@ class AutopilotWorkflow(ApprovalGate):
         await asyncio.gather(*(self._probe(host) for host in state.active_hosts if self._reachable(host)))
         if self._settings.abtest_new_variants and workflow.patched(MODEL_VARIANTS_PATCH):
             await self._check_model_variants()
+        else:
+            self._state.model_findings = []  # switched off: nothing left to plan from
         forget = now - HOST_FORGET_AFTER
         for host in [h for h in state.hosts if h not in state.active_hosts]:
             last_seen = state.hosts[host].last_seen
@@ -257,6 +259,7 @@ class AutopilotWorkflow(ApprovalGate):
             )
         except ActivityError as error:  # no research worker, or the registry is down: look again later
             workflow.logger.warning("could not read the model registry: %s", error.cause or error)
+            state.model_findings = []  # stale findings would keep proposing tests
             return
         state.model_findings = [new_variant_finding(v, now) for v in found[:MAX_VARIANT_FINDINGS]]
 

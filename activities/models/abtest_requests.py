@@ -29,7 +29,7 @@ class ABTestRequestActivities:
                 f"an A/B test action needs params 'slot' and 'variant': {error}", non_retryable=True
             ) from error
         try:
-            handle = await abtests.start(activity.client(), self.settings, input)
+            handle = await abtests.start(activity.client(), self.settings, input, rerun=False)
         except WorkflowAlreadyStartedError:
             return ActionResult(success=True, nothing_to_do=True, detail=f"{input.workflow_id()} is running")
         except abtests.ABTestRefused as error:

@@ -9,7 +9,7 @@ reused for another change) is a ValueError there, so a non-retryable Application
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 from temporalio.service import RPCError, RPCStatusCode
@@ -83,13 +83,18 @@ class ModelRegistryActivities:
         from activities.models import offline_variants as offline
         from autarky.ab_types import ABTestInput
 
-        slots = await self.kb.run(lambda: self._registry().slots())
+        def read() -> list[tuple[SlotInfo, set[str]]]:
+            registry = self._registry()
+            return [(slot, _named_in_changes(registry.changes(slot.name))) for slot in registry.slots()]
+
         untested = []
-        for slot in slots:
+        for slot, routed_before in await self.kb.run(read):
             if slot.name == offline.OFFLINE_SLOT:
                 continue
             for variant in slot.variants:
-                if variant.name == slot.active:
+                # Active, or given traffic by any change (a test, a promotion): not new any more, also
+                # after the test's workflow left the server's retention.
+                if variant.name == slot.active or variant.name in routed_before:
                     continue
                 workflow_id = ABTestInput(slot=slot.name, challenger=variant.name).workflow_id()
                 try:
@@ -137,3 +142,14 @@ class ModelRegistryActivities:
             return EvaluationResult(slot=request.slot, recorded=len(outcomes), new=new)
 
         return await self.kb.run(evaluate)
+
+
+def _named_in_changes(changes: list[dict[str, Any]]) -> set[str]:
+    """Variants a routing change of the slot named (split keys, promoted or restored variants)."""
+    named: set[str] = set()
+    for change in changes:
+        payload = change.get("payload") or {}
+        named.update(payload.get("split", {}))
+        if "variant" in payload:
+            named.add(payload["variant"])
+    return named
