@@ -48,6 +48,12 @@ async def start(
     """Start the test; `rerun=False` refuses when a test of this slot and challenger ever ran (the
     autopilot's way: it tests a variant once, a person may test it again)."""
     check_slot(settings, input)
+    # One test per slot: two would overwrite each other's split, and a promotion would be judged
+    # against an incumbent that is no longer the one in service.
+    query = f'{sa.SLOT.name} = "{input.slot}" AND ExecutionStatus = "Running"'
+    async for running in client.list_workflows(query, limit=1):
+        if running.id != input.workflow_id():
+            raise ABTestRefused(f"{running.id} is testing slot {input.slot!r}; wait for it or abort it first")
     if input.activity_task_queue is None:
         input = input.model_copy(update={"activity_task_queue": settings.research_task_queue})
     return await client.start_workflow(

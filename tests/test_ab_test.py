@@ -287,3 +287,15 @@ async def test_a_signal_before_the_first_task_is_kept(lab: Lab) -> None:
     assert status.paused
     await handle.signal("abort", "test over")
     assert (await handle.result()).decision == "aborted"
+
+
+async def test_a_second_test_on_a_busy_slot_is_refused(lab: Lab) -> None:
+    lab.registry.add_variant(lab.slot, Variant(name="third", provider="external", model="m3"))
+    same = Behaviour(quality=0.6)
+    async with lab.traffic(incumbent=same, challenger=same, third=same):
+        handle = await lab.start(max_samples=10**6)
+        await eventually(lambda: _share(lab, "challenger"))
+        with pytest.raises(abtests.ABTestRefused, match="is testing slot"):
+            await lab.start(challenger="third")
+        await handle.signal("abort", "test over")
+        await handle.result()
