@@ -40,6 +40,9 @@ class ABTestState(BaseModel):
     step_started_calls: int = 0
     batch: int = 0
     paused: bool = False
+    paused_at: datetime | None = None
+    # Paused time does not count against max_duration.
+    paused_total: timedelta = timedelta(0)
     evaluations: int = 0
     # Carried across continue-as-new: an abort that arrived in the last period of a run still counts.
     abort: str | None = None

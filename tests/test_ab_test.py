@@ -299,3 +299,16 @@ async def test_a_second_test_on_a_busy_slot_is_refused(lab: Lab) -> None:
             await lab.start(challenger="third")
         await handle.signal("abort", "test over")
         await handle.result()
+
+
+async def test_a_paused_test_still_guards_and_its_pause_does_not_count_against_the_deadline(lab: Lab) -> None:
+    async with lab.traffic(incumbent=Behaviour(quality=0.5), challenger=Behaviour(quality=0.5)) as simulator:
+        handle = await lab.start(max_samples=10**6, min_improvement=0.01, max_duration=timedelta(seconds=3))
+        await eventually(lambda: _share(lab, "challenger"))
+        await handle.signal("pause")
+        await asyncio.sleep(4)  # longer than max_duration: paused time does not count
+        assert (await handle.describe()).status.name == "RUNNING"
+        simulator.behaviours["challenger"] = Behaviour(quality=0.5, error_rate=0.5)
+        result = await handle.result()  # paused, and still the guardrail stops it
+    assert result.decision == "rolled_back" and "error rate" in result.reason, result
+    assert lab.registry.slot(lab.slot).split == {"incumbent": 1.0}

@@ -101,9 +101,10 @@ class ModelABTestWorkflow(ApprovalGate):
             breach = self._guardrail_breach(stats[1])
             if breach is not None:
                 return await self._restore("rolled_back", f"guardrail breached: {breach}")
-            if state.test_since is None:  # still ramping: guardrails only
+            if state.paused or state.test_since is None:  # paused or still ramping: guardrails only
                 self._show_arms(stats)
-                await self._maybe_ramp(stats[1].calls)
+                if not state.paused:
+                    await self._maybe_ramp(stats[1].calls)
                 continue
             result = evaluate(_summary(stats[0]), _summary(stats[1]), self._design())
             self._show(stats, result)
@@ -115,7 +116,7 @@ class ModelABTestWorkflow(ApprovalGate):
                 return await self._restore("kept", f"the challenger is not better: {result.text()}")
             if min(stats[0].metric.n, stats[1].metric.n) >= input.max_samples:
                 return await self._restore("kept", f"no decision within {input.max_samples} samples per arm")
-            if workflow.now() - state.started_at >= input.max_duration:
+            if workflow.now() - state.started_at - self._paused_so_far() >= input.max_duration:
                 return await self._restore("kept", f"no improvement within {input.max_duration}")
         if state.abort is not None:
             return await self._restore("aborted", f"aborted: {state.abort}")
@@ -125,12 +126,16 @@ class ModelABTestWorkflow(ApprovalGate):
 
     @workflow.signal(name="pause")
     def pause(self) -> None:
-        self._state.paused = True
+        if not self._state.paused:
+            self._state.paused, self._state.paused_at = True, workflow.now()
         self._refresh()
 
     @workflow.signal(name="resume")
     def resume(self) -> None:
-        self._state.paused = False
+        state = self._state
+        if state.paused and state.paused_at is not None:
+            state.paused_total += workflow.now() - state.paused_at
+        state.paused, state.paused_at = False, None
         self._refresh()
 
     @workflow.signal(name="abort")
@@ -161,8 +166,15 @@ class ModelABTestWorkflow(ApprovalGate):
 
     async def _wait_period(self) -> None:
         """One evaluation period: drive an offline slot with a batch of labelled examples, or wait for real
-        traffic; a pause holds here (an abort ends the wait at once)."""
-        await workflow.wait_condition(lambda: not self._state.paused or self._state.abort is not None)
+        traffic. Paused, the period only waits (the guardrails are still read after it); an abort ends
+        the wait at once."""
+        if self._state.paused:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: not self._state.paused or self._state.abort is not None,
+                    timeout=self._input.evaluation_interval,
+                )
+            return
         if self._state.abort is not None:
             return
         self._state.evaluations += 1
@@ -322,6 +334,11 @@ class ModelABTestWorkflow(ApprovalGate):
 
     # ------------------------------------------------------------------------------------ helpers
 
+    def _paused_so_far(self) -> timedelta:
+        state = self._state
+        ongoing = workflow.now() - state.paused_at if state.paused and state.paused_at else timedelta(0)
+        return state.paused_total + ongoing
+
     @property
     def _drives_offline(self) -> bool:
         if self._input.drive_offline is not None:
@@ -338,7 +355,11 @@ class ModelABTestWorkflow(ApprovalGate):
     def _show_arms(self, stats: list[ArmStats]) -> None:
         assert self._status is not None
         self._status.arms = [_view(a) for a in stats]
-        self._status.statistic = "ramping: guardrails only until the final share"
+        self._status.statistic = (
+            "paused: guardrails only"
+            if self._state.paused
+            else "ramping: guardrails only until the final share"
+        )
         self._refresh()
 
     def on_approvals_changed(self) -> None:
