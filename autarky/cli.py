@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -28,11 +27,11 @@ from temporalio.service import RPCError
 
 from autarky.cli_abtest import abtest_app
 from autarky.cli_models import models_app
+from autarky.cli_research import experiments, research_app, research_line
 from autarky.client import (
     ApprovalRefused,
     AutarkyClient,
     ResearchBusy,
-    ResearchCycleSummary,
     ScaleRefused,
     ScalerSummary,
     ServerUnavailable,
@@ -42,7 +41,6 @@ from autarky.client import (
 )
 from autarky.config import AutarkySettings, ConfigError, Duration, load_settings
 from autarky.logging import configure_logging
-from autarky.research_cycle_types import CycleOutcome
 from autarky.scaler_types import OperationStatus, ScaleOperation
 from autarky.scalers import resolve
 from autarky.types import Finding
@@ -57,11 +55,8 @@ scale_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(scale_app, name="scale")
-research_app = typer.Typer(
-    help="The research cycle: new arXiv papers and GitHub repositories, analysed and remembered.",
-    no_args_is_help=True,
-)
 app.add_typer(research_app, name="research")
+app.command()(experiments)
 app.add_typer(abtest_app, name="abtest")
 app.add_typer(models_app, name="models")
 console = Console()
@@ -188,36 +183,8 @@ def status() -> None:
     for z in s.snoozes:
         where = f" on {z.host}" if z.host else ""
         table.add_row("snoozed", f"{z.action_type}{where} until {z.until:%Y-%m-%d %H:%M} UTC ({z.why})")
-    table.add_row("research", escape(_research_line(research)))
+    table.add_row("research", escape(research_line(research)))
     console.print(table)
-
-
-def _research_line(cycle: ResearchCycleSummary | None) -> str:
-    if cycle is None:
-        return "no cycle yet (hourly; `autarky research run` runs one now)"
-    outcome = cycle.outcome
-    if outcome is None:
-        state = cycle.status.name.lower() if cycle.status else "unknown"
-        return f"{cycle.workflow_id}: {state} (started {cycle.started_at:%Y-%m-%d %H:%M} UTC)"
-    return f"{outcome.cycle_id}: {_outcome_text(outcome)}"
-
-
-def _outcome_text(outcome: CycleOutcome) -> str:
-    analyser = "offline analyser (no LLM configured)" if outcome.analyser == "offline" else outcome.analyser
-    text = (
-        f"{outcome.status.replace('_', ' ')}; {outcome.new_items} new, {outcome.analysed} analysed by "
-        f"{analyser}, {outcome.failed} failed, {outcome.pending} left; top score "
-        f"{outcome.top_score or 0:.2f}; ${outcome.cost_usd:.4f}"
-    )
-    for source in outcome.unavailable_sources:
-        text += f"; {source.source} unavailable: {_shorten(source.error or '', 100)}"
-    if outcome.stopped_reason:
-        text += f"; {outcome.stopped_reason}"
-    if outcome.experiments:
-        text += f"; experiments proposed: {', '.join(outcome.experiments)}"
-    if outcome.digest:
-        text += f"; digest {outcome.digest}"
-    return text
 
 
 @app.command()
@@ -568,70 +535,6 @@ def scale_history(
                     o.detail,
                 )
             )
-        )
-    console.print(table)
-
-
-@research_app.command("run")
-def research_run(
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait for the outcome")] = True,
-) -> None:
-    """Run a research cycle now (the schedule runs one every research.interval)."""
-
-    async def run(settings: AutarkySettings) -> Any:
-        return await (await _client(settings)).run_research(wait)
-
-    cycle_id, outcome = _run(run)
-    if outcome is None:
-        console.print(f"started {cycle_id}; `autarky status` shows its outcome when it ends")
-        return
-    console.print(escape(f"{cycle_id}: {_outcome_text(outcome)}"))
-
-
-def _knowledge_base(settings: AutarkySettings) -> Any:
-    from activities.research.knowledge_base import KnowledgeBase
-
-    url = settings.knowledge_db_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        _fail(f"no knowledge base yet at {url}: no research cycle has run (`autarky research run`)")
-    kb = KnowledgeBase(url)
-    kb.migrate()
-    return kb
-
-
-@research_app.command("list")
-def research_list(
-    min_score: Annotated[float, typer.Option(min=0, max=1, help="only items scoring at least this")] = 0.7,
-    limit: Annotated[int, typer.Option(min=1, help="how many")] = 30,
-) -> None:
-    """Items in the knowledge base by their best score."""
-    kb = _knowledge_base(_settings())
-    items = kb.items_above(min_score)[:limit]
-    if not items:
-        console.print(f"no item scores {min_score} or more")
-        return
-    table = Table("score", "source", "id", "title")
-    for item in items:
-        table.add_row(f"{item.score:.2f}", item.source, item.source_id, escape(_shorten(item.title, 80)))
-    console.print(table)
-
-
-@app.command()
-def experiments(limit: Annotated[int, typer.Option(min=1, help="how many")] = 30) -> None:
-    """Experiments proposed by research, newest first (decide the waiting ones: `autarky approvals`)."""
-    rows = _knowledge_base(_settings()).experiments(limit)
-    if not rows:
-        console.print("no experiments yet: an item scoring above research.experiment_threshold starts one")
-        return
-    table = Table("workflow", "state", "score", "item", "cost", "updated (UTC)")
-    for row in rows:
-        table.add_row(
-            row["workflow_id"],
-            row["state"],
-            f"{row['score']:.2f}" if row["score"] is not None else "",
-            escape(_shorten(row["title"], 60)),
-            f"${row['cost']:.4f}",
-            f"{row['updated_at']:%Y-%m-%d %H:%M}",
         )
     console.print(table)
 

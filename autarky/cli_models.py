@@ -11,7 +11,6 @@ It reads and writes the knowledge base directly (no Temporal server needed). Als
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -43,14 +42,9 @@ def _settings() -> AutarkySettings:
 def _registry(settings: AutarkySettings, create: bool = False) -> Any:
     """The registry on the configured knowledge base, which must exist unless `create`."""
     from activities.models.registry import ModelRegistry
-    from activities.research.knowledge_base import KnowledgeBase
+    from autarky.cli_research import open_knowledge_base
 
-    url = settings.knowledge_db_url
-    if not create and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        _fail(f"no knowledge base yet at {url}: start a worker or run `autarky research run` first")
-    kb = KnowledgeBase(url)
-    kb.migrate()
-    return ModelRegistry(kb)
+    return ModelRegistry(open_knowledge_base(settings, create))
 
 
 def _split_text(split: dict[str, float]) -> str:
