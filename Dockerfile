@@ -9,6 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     AUTARKY_DATA_DIR=/data \
     AUTARKY_METRICS_HOST=0.0.0.0
 
+# git keeps self-modification's agent versions; bubblewrap is the sandbox candidates run in.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git bubblewrap \
+    && rm -rf /var/lib/apt/lists/*
+
 # /data is created and owned here so that a fresh named volume mounted on it is writable by the user.
 RUN useradd --create-home --uid 10001 autarky \
     && mkdir /data \

@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from autarky.detectors.anomaly import AnomalyConfig
 from autarky.durations import Duration
+from autarky.evolution_types import EvolutionSettings
 from autarky.llm_types import LlmSettings
 from autarky.policy.scaling_types import ScalingPolicy
 
@@ -302,6 +303,7 @@ class AutarkySettings(BaseSettings):
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     research: ResearchSettings = Field(default_factory=ResearchSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
 
     @property
     def cache_dir(self) -> Path:

@@ -15,7 +15,9 @@ RESEARCH_TOP_SCORE = SearchAttributeKey.for_float("AutarkyTopScore")  # a resear
 SLOT = SearchAttributeKey.for_keyword("AutarkySlot")  # the model slot an A/B test runs on
 DECISION = SearchAttributeKey.for_keyword("AutarkyDecision")  # an A/B test's: running, promoted, kept, …
 
-ALL = (KIND, RISK, APPROVAL, RESEARCH_ITEMS, RESEARCH_TOP_SCORE, SLOT, DECISION)
+AGENT = SearchAttributeKey.for_keyword("AutarkyAgent")  # the agent a self-modification improves
+
+ALL = (KIND, RISK, APPROVAL, RESEARCH_ITEMS, RESEARCH_TOP_SCORE, SLOT, DECISION, AGENT)
 
 # How the `temporal` CLI (and tcld) spell each indexed value type.
 TYPE_NAMES = {

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.nab import DataError, evaluate, load_corpus
-from bench.nab_scoring import (
+from autarky.evaluation.nab_scoring import (
     PROFILES,
     REWARD_LOW_FN,
     REWARD_LOW_FP,
@@ -30,6 +29,7 @@ from bench.nab_scoring import (
     score_file,
     window_rows,
 )
+from bench.nab import DataError, evaluate, load_corpus
 from bench.reference_detectors import RandomDetector, WindowedGaussian
 
 N = 100

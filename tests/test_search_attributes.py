@@ -25,6 +25,7 @@ NAMES = [
     "AutarkyTopScore",
     "AutarkySlot",
     "AutarkyDecision",
+    "AutarkyAgent",
 ]
 
 
@@ -63,6 +64,7 @@ async def test_registers_them_then_finds_them_present(client: Client) -> None:
         "AutarkyTopScore": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
         "AutarkySlot": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
         "AutarkyDecision": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "AutarkyAgent": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     }
 
     second = await register_search_attributes(client, out=out)

@@ -19,6 +19,7 @@ from activities.research.analysis import AnalysisActivities
 from activities.research.digest import DigestActivities
 from activities.research.gather import GatherActivities
 from activities.research.store import KnowledgeBaseHandle, ResearchStoreActivities
+from activities.selfmod.activities import SelfModActivities
 from autarky.config import AutarkySettings
 from workflows.ab_test import ModelABTestWorkflow
 from workflows.autopilot import AutopilotWorkflow
@@ -26,6 +27,7 @@ from workflows.experiment import ExperimentWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
 from workflows.research import ResearchCycleWorkflow
 from workflows.scaling import ScalerWorkflow
+from workflows.self_modify import SelfModificationWorkflow
 
 WORKFLOWS: list[type] = [
     AutopilotWorkflow,
@@ -34,6 +36,7 @@ WORKFLOWS: list[type] = [
     ResearchCycleWorkflow,
     ExperimentWorkflow,
     ModelABTestWorkflow,
+    SelfModificationWorkflow,
 ]
 
 
@@ -98,6 +101,23 @@ def research_activities(
         analysis.plan_experiment,
         DigestActivities(settings, kb).write_digest,
         *model_registry_activities(settings, kb),
+        *selfmod_activities(settings, environ),
+    ]
+
+
+def selfmod_activities(settings: AutarkySettings, environ: Mapping[str, str]) -> list[Callable[..., Any]]:
+    """Self-modification: candidates, the sandbox, benchmarks, promotion and rollback."""
+    selfmod = SelfModActivities(settings, environ)
+    return [
+        selfmod.snapshot_agent,
+        selfmod.make_candidates,
+        selfmod.propose_patches,
+        selfmod.check_candidate,
+        selfmod.measure,
+        selfmod.compare,
+        selfmod.promote_version,
+        selfmod.rollback_version,
+        selfmod.active_agent_version,
     ]
 
 

@@ -42,6 +42,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 PROVIDER = "offline"
 # An analysis is identified by (item, provider, model, prompt version): bump the version here whenever
 # the scores change (expansions, GENERIC, the constants below), or re-analysing keeps the old scores.
@@ -105,6 +107,19 @@ HALF = 2.7  # matches (in units of one exclusive expansion term) that score ½
 STEEPNESS = 2.0  # N in x^N / (x^N + HALF^N): one or two stray matches stay well below ½
 LOOSE = 0.3  # an interest scoring at least this is listed in the tags
 MAX_TERMS = 8  # matched terms named in `matched_terms` and the rationale
+
+
+class RelevanceParams(BaseModel):
+    """The scorer's tunable numbers (self-modification's `relevance-scorer` agent searches them); the
+    defaults are the constants above."""
+
+    core_weight: int = Field(CORE_WEIGHT, ge=1, le=8)
+    title_weight: float = Field(TITLE_WEIGHT, ge=1, le=6)
+    k3: float = Field(K3, gt=0, le=10)
+    half: float = Field(HALF, gt=0, le=20)
+    steepness: float = Field(STEEPNESS, ge=0.5, le=8)
+
+
 _SENTINEL = "\x00unit"  # one per interest document: the unit the matches are counted in
 _WORD = re.compile(r"[a-z0-9]+")
 _WORD_CASED = re.compile(r"[A-Za-z0-9]+")
@@ -196,7 +211,10 @@ class _Index:
 class RelevanceScorer:
     """Scores items against `interests` (phrases, optionally ``"phrase: keyword, keyword"``)."""
 
-    def __init__(self, interests: Sequence[str] = DEFAULT_INTERESTS) -> None:
+    def __init__(
+        self, interests: Sequence[str] = DEFAULT_INTERESTS, params: RelevanceParams | None = None
+    ) -> None:
+        self.params = p = params or RelevanceParams()
         parsed = [parse_interest(i) for i in interests]
         self.interests = [phrase for phrase, _ in parsed if phrase]
         if not self.interests:
@@ -208,7 +226,7 @@ class RelevanceScorer:
             # The phrase itself is what weighs most, not its words apart: "inference" alone is as
             # likely Bayesian as LLM.
             pairs, singles = _phrase_terms(phrase)
-            document = (pairs or singles) * CORE_WEIGHT + (singles if pairs else [])
+            document = (pairs or singles) * p.core_weight + (singles if pairs else [])
             for keyword in expansions:
                 pairs, singles = _phrase_terms(keyword)
                 document += pairs + singles
@@ -253,9 +271,9 @@ class RelevanceScorer:
 
     def score(self, title: str, text: str = "") -> Relevance:
         """The item's relevance to its best-matching interest."""
-        counts = Counter(terms(title))
+        counts: Counter[str] = Counter(terms(title))
         for term in counts:
-            counts[term] *= TITLE_WEIGHT
+            counts[term] *= self.params.title_weight
         counts.update(terms(text))
         if not counts:
             return Relevance(
@@ -272,12 +290,13 @@ class RelevanceScorer:
             per_interest = weights.get(term)
             if per_interest is None:
                 continue
-            saturated = tf * (1 + K3) / (tf + K3)
+            k3 = self.params.k3
+            saturated = tf * (1 + k3) / (tf + k3)
             for i, w in enumerate(per_interest):
                 if w > 0:
                     totals[i] += w * saturated
                     contributions[i][term] = w * saturated
-        scores = [_saturate(x) for x in totals]
+        scores = [_saturate(x, self.params) for x in totals]
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))
         if scores[best] == 0:
             listed = ", ".join(self.interests)
@@ -324,10 +343,11 @@ class RelevanceScorer:
         return list(dict.fromkeys(names))[:MAX_TERMS]
 
 
-def _saturate(x: float) -> float:
+def _saturate(x: float, params: RelevanceParams) -> float:
     if x <= 0:
         return 0.0
-    return x**STEEPNESS / (x**STEEPNESS + HALF**STEEPNESS)
+    n = params.steepness
+    return x**n / (x**n + params.half**n)
 
 
 def _slug(text: str) -> str:

@@ -1,0 +1,386 @@
+"""Self-modification activities: snapshot an agent, make candidates (parameters, or LLM patches), check
+them (static + sandbox tests), measure them in the sandbox and judge them outside it, promote and roll back.
+
+Every run of a candidate's code happens in the sandbox (activities/selfmod/sandbox.py); without
+bubblewrap the activities fail with the install hint and nothing runs. Diffs, logs and per-unit figures go
+to the agent's storage (<data_dir>/agents/<agent>/runs/<run>/); histories carry paths and figures only.
+The blocking work runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.selfmod.evaluation import BadOutputs, Dataset, load_dataset
+from activities.selfmod.sandbox import (
+    DATA_ROOT,
+    SandboxUnavailable,
+    new_workdir,
+    remove_workdir,
+    run_sandboxed,
+    sandbox_python,
+)
+from activities.selfmod.static_checks import static_check
+from activities.selfmod.versions import AgentRepository, PatchRejected, VersionStoreError
+from autarky.agents import agent_spec, default_parameters
+from autarky.config import AutarkySettings
+from autarky.evolution_types import (
+    ActivePointer,
+    AgentRunInput,
+    AgentSpec,
+    BenchmarkOutcome,
+    Candidate,
+    CandidateOrigin,
+    CheckInput,
+    CheckOutcome,
+    CompareInput,
+    MakeCandidatesInput,
+    MeasureInput,
+    Measurement,
+    PromoteInput,
+    ProposeOutcome,
+    ProposePatchesInput,
+    RollbackInput,
+    SandboxLimits,
+    Snapshot,
+)
+from autarky.llm_types import resolve_provider
+from autarky.policy.evolution import improvement_interval
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SANDBOX_UNAVAILABLE = "SandboxUnavailable"
+BAD_AGENT = "BadAgent"
+
+
+def safe_name(run_id: str) -> str:
+    return run_id.replace("/", "-")
+
+
+class SelfModActivities:
+    def __init__(self, settings: AutarkySettings, environ: Mapping[str, str] = os.environ) -> None:
+        self.settings = settings
+        self.environ = environ
+        self.root = settings.data_dir / "agents"
+        self._datasets: dict[tuple[str, str], Dataset] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def repository(self, agent: str) -> tuple[AgentSpec, AgentRepository]:
+        try:
+            spec = agent_spec(agent)
+        except ValueError as e:
+            raise ApplicationError(str(e), type=BAD_AGENT, non_retryable=True) from e
+        repo = AgentRepository(self.root, agent)
+        files = {path: (PROJECT_ROOT / path).read_text() for path in spec.source_files}
+        repo.ensure(files, default_parameters(agent), datetime.now(UTC))
+        return spec, repo
+
+    def run_dir(self, agent: str, run_id: str) -> Path:
+        path = self.root / agent / "runs" / safe_name(run_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def dataset(self, agent: str, part: str) -> Dataset:
+        key = (agent, part)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(agent, part, self.settings.evolution)  # type: ignore[arg-type]
+        return self._datasets[key]
+
+    def data_dir_for(self, agent: str, part: str) -> Path:
+        """The part's inputs, labels stripped, where the sandbox can be lent them read-only."""
+        directory = self.root / agent / "datasets" / part
+        self.dataset(agent, part).write_inputs(directory)
+        return directory
+
+    def workdir(self, spec: AgentSpec, repo: AgentRepository, commit: str) -> Path:
+        """A fresh work directory: the worker's own `autarky` package with the version's files over it,
+        its parameters, and the agent's tests (which a candidate cannot change)."""
+        parent = self.settings.evolution.workdir_parent
+        work = new_workdir(parent)
+        shutil.copytree(
+            PROJECT_ROOT / "autarky", work / "autarky", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        for path, text in repo.files(commit).items():
+            target = work / ("params.json" if path == "parameters.json" else path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        for test in spec.test_files:
+            source = PROJECT_ROOT / test
+            if not source.is_file():
+                remove_workdir(work)
+                raise ApplicationError(
+                    f"the agent's test {test} is not here (install Autarky from its source tree)",
+                    type=BAD_AGENT,
+                    non_retryable=True,
+                )
+            (work / test).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, work / test)
+        return work
+
+    def sandboxed(self, command: list[str], work: Path, limits: SandboxLimits, **kwargs: object):
+        try:
+            return run_sandboxed(command, work, limits, **kwargs)  # type: ignore[arg-type]
+        except SandboxUnavailable as e:
+            raise ApplicationError(str(e), type=SANDBOX_UNAVAILABLE, non_retryable=True) from e
+
+    # ------------------------------------------------------------------ activities
+
+    @activity.defn
+    async def snapshot_agent(self, request: AgentRunInput) -> Snapshot:
+        """The incumbent (bootstrapping the agent's version repository on first use) and its data."""
+
+        def snapshot() -> Snapshot:
+            spec, repo = self.repository(request.agent)
+            try:
+                units = {p: len(self.dataset(request.agent, p).units) for p in ("search", "decision")}
+            except (FileNotFoundError, ValueError) as e:
+                raise ApplicationError(str(e), type=BAD_AGENT, non_retryable=True) from e
+            choice = resolve_provider(self.settings.llm, self.settings.llm_environ(self.environ))
+            llm = "offline" if choice is None else f"{choice.kind}:{choice.model}"
+            return Snapshot(spec=spec, pointer=repo.active(), units=units, llm=llm)
+
+        return await asyncio.to_thread(snapshot)
+
+    @activity.defn
+    async def make_candidates(self, request: MakeCandidatesInput) -> list[Candidate]:
+        """Commit parameter proposals as candidates (idempotent per key)."""
+
+        def make() -> list[Candidate]:
+            _, repo = self.repository(request.agent)
+            return [
+                repo.create_candidate(
+                    request.base,
+                    p.key,
+                    request.run_id,
+                    p.parameters,
+                    None,
+                    CandidateOrigin.MUTATION,
+                    _describe_change(repo.version(request.base).parameters, p.parameters),
+                )
+                for p in request.proposals
+            ]
+
+        return await asyncio.to_thread(make)
+
+    @activity.defn
+    async def propose_patches(self, request: ProposePatchesInput) -> ProposeOutcome:
+        """Ask the LLM for patches; each that passes the patch checks becomes a candidate."""
+        from activities.models.llm import LlmGateway
+        from activities.selfmod.patches import propose_patches
+
+        gateway = LlmGateway(self.settings.llm, self.settings.llm_environ(self.environ))
+        if gateway.offline:
+            raise ApplicationError(
+                "no LLM is configured: self-modification evolves parameters offline instead",
+                type="LlmNotConfigured",
+                non_retryable=True,
+            )
+        spec, repo = await asyncio.to_thread(self.repository, request.agent)
+        sources = await asyncio.to_thread(
+            lambda: {p: repo.read_file(request.base, p) for p in spec.source_files}
+        )
+        answers = await propose_patches(
+            gateway, spec, sources, spec.metric, request.baseline, request.failures, request.count
+        )
+        parameters = (await asyncio.to_thread(repo.version, request.base)).parameters
+        outcome = ProposeOutcome(candidates=[], rejected=[])
+        for i, (proposal, rejection, cost) in enumerate(answers, start=1):
+            outcome.cost_usd += cost
+            if proposal is None or rejection is not None:
+                outcome.rejected.append(rejection or "no proposal")
+                continue
+            key = f"g{request.generation}p{i}"
+            try:
+                candidate = await asyncio.to_thread(
+                    repo.create_candidate,
+                    request.base,
+                    key,
+                    request.run_id,
+                    parameters,
+                    proposal.diff,
+                    CandidateOrigin.LLM,
+                    proposal.summary[:300],
+                )
+            except PatchRejected as e:
+                outcome.rejected.append(f"{key}: {e}")
+                continue
+            outcome.candidates.append(candidate)
+        return outcome
+
+    @activity.defn
+    async def check_candidate(self, request: CheckInput) -> CheckOutcome:
+        """Static checks, then the agent's tests and self-test in the sandbox. A failure is an outcome."""
+
+        def check() -> CheckOutcome:
+            spec, repo = self.repository(request.agent)
+            candidate = request.candidate
+            problem = static_check(spec, repo.files(candidate.commit))
+            if problem:
+                return CheckOutcome(passed=False, reason=f"static check: {problem}")
+            log = self.run_dir(request.agent, request.run_id) / f"{candidate.key}-test.log"
+            work = self.workdir(spec, repo, candidate.commit)
+            try:
+                python = sandbox_python()
+                pytest = [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *spec.test_files]
+                harness = [python, "-m", "autarky.agent_harness", "check", spec.name]
+                steps = [("tests", pytest), ("self-test", [*harness, "--params", "params.json"])]
+                with log.open("w") as out:
+                    for name, command in steps:
+                        result = self.sandboxed(command, work, request.limits)
+                        out.write(f"$ {' '.join(command)}\n{result.output}\n[{result.summary()}]\n\n")
+                        if not result.ok:
+                            tail = result.output.strip().splitlines()[-1:] or [""]
+                            return CheckOutcome(
+                                passed=False,
+                                reason=f"{name} failed in the sandbox ({result.summary()}): {tail[0][:300]}",
+                                log_path=str(log),
+                            )
+            finally:
+                remove_workdir(work)
+            return CheckOutcome(passed=True, log_path=str(log))
+
+        return await asyncio.to_thread(check)
+
+    @activity.defn
+    async def measure(self, request: MeasureInput) -> Measurement:
+        """Each commit on the part, `repeats` times, interleaved; judged here with the labels."""
+
+        def run() -> tuple[Measurement, dict[str, list[dict[str, float]]]]:
+            spec, repo = self.repository(request.agent)
+            data = self.data_dir_for(request.agent, request.part)
+            dataset = self.dataset(request.agent, request.part)
+            units: dict[str, list[dict[str, float]]] = {c: [] for c in request.commits}
+            failures: dict[str, str] = {}
+            runs = 0
+            for _ in range(request.repeats):
+                for commit in request.commits:
+                    if commit in failures:
+                        continue
+                    runs += 1
+                    problem, score = self._run_once(spec, repo, commit, data, dataset, request.limits)
+                    if problem:
+                        failures[commit] = problem
+                    else:
+                        units[commit].append(score)
+            figures = {
+                c: sum(sum(u.values()) for u in per) / len(per)
+                for c, per in units.items()
+                if per and c not in failures
+            }
+            return Measurement(figures=figures, failures=failures, runs=runs), units
+
+        measurement, units = await asyncio.to_thread(run)
+        path = self.run_dir(request.agent, request.run_id) / f"{request.label}-{request.part}.json"
+        path.write_text(json.dumps(units))
+        measurement.units_path = str(path)
+        return measurement
+
+    def _run_once(
+        self,
+        spec: AgentSpec,
+        repo: AgentRepository,
+        commit: str,
+        data: Path,
+        dataset: Dataset,
+        limits: SandboxLimits,
+    ) -> tuple[str | None, dict[str, float]]:
+        work = self.workdir(spec, repo, commit)
+        try:
+            command = [sandbox_python(), "-m", "autarky.agent_harness", "run", spec.name]
+            command += ["--params", "params.json", "--data", f"{DATA_ROOT}/part/inputs.json"]
+            command += ["--out", "outputs.json"]
+            result = self.sandboxed(command, work, limits, data={"part": data})
+            if not result.ok:
+                return f"benchmark run failed in the sandbox ({result.summary()})", {}
+            try:
+                outputs = json.loads(_read_own_file(work / "outputs.json"))
+                return None, dataset.score(outputs).units
+            except (OSError, ValueError, BadOutputs) as e:
+                return f"benchmark outputs rejected: {e}", {}
+        finally:
+            remove_workdir(work)
+
+    @activity.defn
+    async def compare(self, request: CompareInput) -> BenchmarkOutcome:
+        """Incumbent and candidate on the decision part, A B A B …; the relative improvement's bootstrap
+        interval is paired by unit (a data file, a labelled example)."""
+        measurement = await self.measure(
+            MeasureInput(
+                agent=request.agent,
+                run_id=request.run_id,
+                part="decision",
+                commits=[request.incumbent, request.candidate],
+                repeats=request.repeats,
+                label="compare",
+                limits=request.limits,
+            )
+        )
+        if measurement.failures:
+            commit, why = next(iter(measurement.failures.items()))
+            raise ApplicationError(f"{commit[:10]}: {why}", type="BenchmarkFailed", non_retryable=True)
+        per_run = json.loads(Path(measurement.units_path or "").read_text())
+        spec = agent_spec(request.agent)
+        a, b = _mean_units(per_run[request.incumbent]), _mean_units(per_run[request.candidate])
+        keys = sorted(a)
+        interval = improvement_interval(
+            [a[k] for k in keys], [b[k] for k in keys], spec.direction, seed=request.seed
+        )
+        return BenchmarkOutcome(
+            incumbent=measurement.figures[request.incumbent],
+            candidate=measurement.figures[request.candidate],
+            improvement=interval,
+            runs=measurement.runs,
+            log_path=measurement.units_path,
+        )
+
+    @activity.defn
+    async def promote_version(self, request: PromoteInput) -> ActivePointer:
+        """Make `commit` the active version (a no-op when it already is)."""
+
+        def promote() -> ActivePointer:
+            _, repo = self.repository(request.agent)
+            return repo.promote(request.commit, request.by, request.reason, request.metric, datetime.now(UTC))
+
+        return await asyncio.to_thread(promote)
+
+    @activity.defn
+    async def rollback_version(self, request: RollbackInput) -> ActivePointer:
+        def rollback() -> ActivePointer:
+            _, repo = self.repository(request.agent)
+            try:
+                return repo.rollback(request.by, request.reason, datetime.now(UTC), to=request.to)
+            except VersionStoreError as e:
+                raise ApplicationError(str(e), type="RollbackRefused", non_retryable=True) from e
+
+        return await asyncio.to_thread(rollback)
+
+    @activity.defn
+    async def active_agent_version(self, agent: str) -> ActivePointer:
+        """What the product runs: the active version of `agent`."""
+        return await asyncio.to_thread(lambda: self.repository(agent)[1].active())
+
+
+def _read_own_file(path: Path) -> str:
+    """A file the sandbox wrote, never through a symlink it planted (which would point at the host)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd) as f:
+        return f.read()
+
+
+def _mean_units(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = runs[0].keys()
+    return {k: sum(r[k] for r in runs) / len(runs) for k in keys}
+
+
+def _describe_change(before: dict[str, float], after: dict[str, float]) -> str:
+    changed = [f"{k} {before.get(k)} → {v:g}" for k, v in after.items() if before.get(k) != v]
+    return ", ".join(changed) or "no change"

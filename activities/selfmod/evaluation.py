@@ -1,0 +1,156 @@
+"""The judge: data parts without labels for the sandbox, and the scoring of a candidate's outputs with the
+labels, outside the sandbox.
+
+Each agent's data is split once, by a fixed rule recorded in its spec, into the part the search sees
+(`search`) and the part that decides promotion (`decision`). A candidate's code only ever receives the
+inputs of a part (values, texts), read-only; the labels stay here. A part's score is a sum of per-unit
+contributions (one per data file, one per labelled example), so a paired bootstrap over units can say
+how sure an improvement is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from autarky.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER
+from autarky.evaluation.nab_data import NabFile, load_corpus
+from autarky.evaluation.nab_scoring import STANDARD, best_threshold, null_and_perfect, score_file
+from autarky.evolution_types import EvolutionSettings
+
+Part = Literal["search", "decision"]
+PARTS: tuple[Part, ...] = ("search", "decision")
+DEV_SET = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
+RELEVANCE_THRESHOLD = 0.5  # as the offline model slot judges an example (offline_variants.THRESHOLD)
+
+
+class BadOutputs(ValueError):
+    """A candidate's outputs do not fit its inputs: it fails, as a candidate failing a test does."""
+
+
+@dataclass(frozen=True)
+class PartScore:
+    metric: float
+    units: dict[str, float]  # sums to `metric`
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One part of an agent's data: the inputs lent to the sandbox and the labels kept back."""
+
+    agent: str
+    part: Part
+    inputs: dict[str, Any]
+    labels: Any
+    units: list[str]
+
+    def write_inputs(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "inputs.json"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.inputs))
+            tmp.replace(path)
+        path.chmod(0o644)
+        directory.chmod(0o755)
+        return path
+
+    def score(self, outputs: dict[str, Any]) -> PartScore:
+        if self.agent == ANOMALY_DETECTOR.name:
+            return _score_nab(self.labels, outputs)
+        return _score_relevance(self.labels, outputs)
+
+
+def nab_paths(settings: EvolutionSettings) -> tuple[Path, Path]:
+    data = settings.nab_data_dir or DEV_SET / "data"
+    windows = settings.nab_windows_file or (data.parent / "combined_windows.json")
+    if not data.is_dir() or not windows.is_file():
+        raise FileNotFoundError(
+            f"no NAB-format data for the anomaly detector at {data} (windows {windows}): set "
+            "AUTARKY_EVOLUTION__NAB_DATA_DIR and AUTARKY_EVOLUTION__NAB_WINDOWS_FILE"
+        )
+    return data, windows
+
+
+def split_nab(files: list[NabFile]) -> dict[Part, list[NabFile]]:
+    """Within each category, files sorted by name alternate: search, decision, search, …"""
+    by_category: dict[str, list[NabFile]] = defaultdict(list)
+    for f in files:
+        by_category[f.category].append(f)
+    parts: dict[Part, list[NabFile]] = {"search": [], "decision": []}
+    for category in sorted(by_category):
+        for i, f in enumerate(sorted(by_category[category], key=lambda f: f.key)):
+            parts[PARTS[i % 2]].append(f)
+    return parts
+
+
+def load_dataset(agent: str, part: Part, settings: EvolutionSettings) -> Dataset:
+    if agent == ANOMALY_DETECTOR.name:
+        files = split_nab(load_corpus(*nab_paths(settings)))[part]
+        return Dataset(
+            agent,
+            part,
+            {"files": {f.key: f.values for f in files}},
+            {f.key: f.labels for f in files},
+            [f.key for f in files],
+        )
+    if agent == RELEVANCE_SCORER.name:
+        from activities.models.offline_variants import examples
+
+        chosen = [e for i, e in enumerate(examples()) if PARTS[i % 2] == part]
+        return Dataset(
+            agent,
+            part,
+            {"examples": [{"id": e.id, "title": e.title, "abstract": e.abstract} for e in chosen]},
+            {e.id: e.relevant for e in chosen},
+            [e.id for e in chosen],
+        )
+    raise ValueError(f"no data for agent {agent!r}")
+
+
+def _score_nab(labels: dict[str, Any], outputs: dict[str, Any]) -> PartScore:
+    scores = _outputs_for(labels, outputs)
+    pairs = []
+    for key, lab in labels.items():
+        row_scores = scores[key]
+        if not isinstance(row_scores, list) or len(row_scores) != lab.n_rows:
+            raise BadOutputs(f"{key}: expected {lab.n_rows} scores")
+        if not all(isinstance(s, int | float) and 0.0 <= s <= 1.0 for s in row_scores):
+            raise BadOutputs(f"{key}: a score is not a number in [0, 1]")
+        pairs.append((lab, row_scores))
+    threshold, _ = best_threshold(pairs, STANDARD)
+    n_windows = sum(len(lab.windows) for lab in labels.values())
+    null_total, perfect_total = null_and_perfect(n_windows, STANDARD)
+    units = {}
+    for key, lab in labels.items():
+        null_f = null_and_perfect(len(lab.windows), STANDARD)[0]
+        # An infinite threshold means detecting nothing was best: every file scores as the null detector.
+        raw = score_file(lab, scores[key], threshold, STANDARD).raw if math.isfinite(threshold) else null_f
+        units[key] = 100.0 * (raw - null_f) / (perfect_total - null_total)
+    return PartScore(sum(units.values()), units)
+
+
+def _score_relevance(labels: dict[str, bool], outputs: dict[str, Any]) -> PartScore:
+    scores = _outputs_for(labels, outputs)
+    n = len(labels)
+    units = {}
+    for key, relevant in labels.items():
+        s = scores[key]
+        if not isinstance(s, int | float) or not 0.0 <= s <= 1.0:
+            raise BadOutputs(f"{key}: the score is not a number in [0, 1]")
+        units[key] = 100.0 / n if (s > RELEVANCE_THRESHOLD) == relevant else 0.0
+    return PartScore(sum(units.values()), units)
+
+
+def _outputs_for(labels: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
+    scores = outputs.get("scores") if isinstance(outputs, dict) else None
+    if not isinstance(scores, dict):
+        raise BadOutputs("the outputs have no 'scores' object")
+    missing = [k for k in labels if k not in scores]
+    if missing:
+        raise BadOutputs(f"no scores for {len(missing)} inputs, e.g. {missing[0]}")
+    return scores

@@ -1,0 +1,242 @@
+"""The agent version store (activities/selfmod/versions.py) against real git in a temporary directory."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from activities.selfmod.versions import (
+    AgentRepository,
+    PatchRejected,
+    VersionStoreError,
+    count_diff_lines,
+    sanitise_run_id,
+)
+from autarky.evolution_types import CandidateOrigin
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+AGENT = "anomaly-detector"
+SOURCE = "autarky/detectors/anomaly.py"
+SOURCE_TEXT = "THRESHOLD = 3.0\nSCALE = 1.0\nOFFSET = 0.0\ndef score(x: float) -> float:\n    return abs(x)\n"
+PARAMS = {"z_threshold": 3.0, "window": 50.0}
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+RUN = "evolve/anomaly-detector/3"
+
+GOOD_PATCH = """\
+diff --git a/autarky/detectors/anomaly.py b/autarky/detectors/anomaly.py
+--- a/autarky/detectors/anomaly.py
++++ b/autarky/detectors/anomaly.py
+@@ -1,5 +1,5 @@
+-THRESHOLD = 3.0
++THRESHOLD = 2.5
+ SCALE = 1.0
+ OFFSET = 0.0
+ def score(x: float) -> float:
+-    return abs(x)
++    return abs(x) * 1.1
+"""
+
+BAD_PATCH = GOOD_PATCH.replace("-THRESHOLD = 3.0", "-THRESHOLD = 9.9")
+
+
+def repo_of(tmp_path: Path) -> AgentRepository:
+    return AgentRepository(tmp_path, AGENT)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> AgentRepository:
+    repo = repo_of(tmp_path)
+    repo.ensure({SOURCE: SOURCE_TEXT}, PARAMS, NOW)
+    return repo
+
+
+def git(repo: AgentRepository, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo.repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def candidate(store: AgentRepository, key: str, params: dict[str, float], patch: str | None = None):
+    return store.create_candidate(
+        store.active().commit, key, RUN, params, patch, CandidateOrigin.MUTATION, f"try {key}"
+    )
+
+
+def test_bootstrap_commits_files_and_parameters_once(tmp_path: Path) -> None:
+    repo = repo_of(tmp_path)
+    pointers = []
+
+    def boot() -> None:
+        pointers.append(AgentRepository(tmp_path, AGENT).ensure({SOURCE: SOURCE_TEXT}, PARAMS, NOW))
+
+    threads = [threading.Thread(target=boot) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(pointers) == 2 and pointers[0] == pointers[1]
+    pointer = repo.active()
+    assert pointer.changed_by == "bootstrap" and pointer.previous is None
+    assert pointer.parameters == PARAMS
+    assert git(repo, "rev-list", "--count", "main") == "1"
+    assert git(repo, "rev-parse", "main") == pointer.commit
+    assert len(repo.history()) == 1
+    files = repo.files(pointer.commit)
+    assert files[SOURCE] == SOURCE_TEXT
+    assert files["parameters.json"] == '{\n  "window": 50.0,\n  "z_threshold": 3.0\n}\n'
+    assert repo.version(pointer.commit).message == f"bootstrap {AGENT}"
+
+    # Later calls change nothing, even with other files.
+    again = repo.ensure({SOURCE: "changed\n"}, {"z_threshold": 1.0}, datetime.now(UTC))
+    assert again == pointer and len(repo.history()) == 1
+
+
+def test_not_bootstrapped_says_so(tmp_path: Path) -> None:
+    with pytest.raises(VersionStoreError, match="not bootstrapped"):
+        repo_of(tmp_path).active()
+
+
+def test_candidate_from_parameters_only(store: AgentRepository) -> None:
+    base = store.active().commit
+    cand = candidate(store, "g1c1", {"z_threshold": 2.0, "window": 50.0})
+
+    assert cand.parameters == {"z_threshold": 2.0, "window": 50.0}
+    assert git(store, "rev-parse", f"{cand.commit}^") == base
+    assert git(store, "rev-parse", "refs/candidates/evolve-anomaly-detector-3/g1c1") == cand.commit
+    assert store.read_file(cand.commit, SOURCE) == SOURCE_TEXT
+    assert store.version(cand.commit).message == "g1c1: try g1c1"
+    assert cand.diff_path is not None
+    assert Path(cand.diff_path) == store.dir / "runs" / "evolve-anomaly-detector-3" / "g1c1.diff"
+    assert cand.diff_lines == 2  # one parameter line out, one in
+    # The base and main stay where they were.
+    assert store.active().commit == base == git(store, "rev-parse", "main")
+
+
+def test_candidate_with_patch(store: AgentRepository, tmp_path: Path) -> None:
+    cand = candidate(store, "g1c2", PARAMS, GOOD_PATCH)
+
+    text = store.read_file(cand.commit, SOURCE)
+    assert text.startswith("THRESHOLD = 2.5\n") and "abs(x) * 1.1" in text
+    assert cand.diff_lines == 4
+    diff = Path(cand.diff_path or "").read_text()
+    assert "+THRESHOLD = 2.5" in diff and "-    return abs(x)" in diff
+    out = tmp_path / "export"
+    store.export(cand.commit, out)
+    assert (out / SOURCE).read_text() == text
+    assert (out / "parameters.json").exists()
+
+
+def test_patch_that_does_not_apply_is_rejected_without_a_ref(store: AgentRepository) -> None:
+    with pytest.raises(PatchRejected, match="does not apply") as err:
+        candidate(store, "g1c3", PARAMS, BAD_PATCH)
+    assert "anomaly.py" in err.value.reason
+    assert git(store, "for-each-ref", "refs/candidates") == ""
+
+
+def test_patch_may_not_change_parameters(store: AgentRepository) -> None:
+    patch = """\
+--- a/parameters.json
++++ b/parameters.json
+@@ -1,4 +1,4 @@
+ {
+-  "window": 50.0,
++  "window": 10.0,
+   "z_threshold": 3.0
+ }
+"""
+    with pytest.raises(PatchRejected, match="changes parameters"):
+        candidate(store, "g1c4", PARAMS, patch)
+    assert git(store, "for-each-ref", "refs/candidates") == ""
+
+
+def test_create_candidate_is_idempotent_by_key(store: AgentRepository) -> None:
+    first = candidate(store, "g2c1", {"z_threshold": 2.2, "window": 40.0}, GOOD_PATCH)
+    second = candidate(store, "g2c1", {"z_threshold": 2.2, "window": 40.0}, GOOD_PATCH)
+    assert second == first
+    assert git(store, "for-each-ref", "--format=%(refname)", "refs/candidates").splitlines() == [
+        "refs/candidates/evolve-anomaly-detector-3/g2c1"
+    ]
+
+
+def test_promote_moves_pointer_and_main_once(store: AgentRepository) -> None:
+    base = store.active()
+    cand = candidate(store, "g1c1", {"z_threshold": 2.0, "window": 50.0})
+    later = datetime(2025, 1, 3, tzinfo=UTC)
+
+    pointer = store.promote(cand.commit[:10], by=RUN, reason="better", metric=0.7, now=later)
+    assert pointer.commit == cand.commit and pointer.previous == base.commit
+    assert pointer.parameters == cand.parameters and pointer.metric == 0.7
+    assert store.active() == pointer
+    assert git(store, "rev-parse", "main") == cand.commit
+    assert len(store.history()) == 2
+
+    assert store.promote(cand.commit, by=RUN, reason="again", metric=0.9, now=datetime.now(UTC)) == pointer
+    assert len(store.history()) == 2
+
+
+def test_rollback_walks_back_then_stops(store: AgentRepository) -> None:
+    first = store.active()
+    c1 = candidate(store, "g1c1", {"z_threshold": 2.0, "window": 50.0})
+    store.promote(c1.commit, by=RUN, reason="better", metric=None, now=NOW)
+    c2 = store.create_candidate(
+        c1.commit, "g2c1", RUN, {"z_threshold": 1.5, "window": 50.0}, None, CandidateOrigin.MUTATION, ""
+    )
+    store.promote(c2.commit, by=RUN, reason="better still", metric=None, now=NOW)
+
+    back = store.rollback(by="alice", reason="regressed", now=NOW)
+    assert back.commit == c1.commit and back.parameters == c1.parameters
+    assert back.previous == first.commit and back.changed_by == "alice"
+    assert git(store, "rev-parse", "main") == c1.commit
+    assert store.rollback(by="alice", reason="again", now=NOW, to=c1.commit) == back  # already there
+
+    further = store.rollback(by="alice", reason="still bad", now=NOW)
+    assert further.commit == first.commit and further.parameters == PARAMS and further.previous is None
+    with pytest.raises(VersionStoreError, match="nothing to roll back to"):
+        store.rollback(by="alice", reason="more", now=NOW)
+    assert [p.reason for p in store.history()][-2:] == ["regressed", "still bad"]
+    assert len(store.history()) == 5
+
+
+def test_corrupt_pointer_is_named_and_nothing_is_touched(store: AgentRepository) -> None:
+    cand = candidate(store, "g1c1", {"z_threshold": 2.0, "window": 50.0})
+    refs_before = git(store, "for-each-ref")
+    store.pointer_path.write_text("{not json")
+
+    for call in (
+        store.active,
+        lambda: store.ensure({SOURCE: SOURCE_TEXT}, PARAMS, NOW),
+        lambda: store.promote(cand.commit, by="x", reason="", metric=None, now=NOW),
+        lambda: store.rollback(by="x", reason="", now=NOW),
+    ):
+        with pytest.raises(VersionStoreError, match=r"active\.json"):
+            call()
+    assert git(store, "for-each-ref") == refs_before
+    assert store.pointer_path.read_text() == "{not json"
+    assert len(store.history()) == 1
+
+
+def test_unknown_commit_is_a_clear_error(store: AgentRepository) -> None:
+    with pytest.raises(VersionStoreError, match="not a commit"):
+        store.version("deadbeef")
+    with pytest.raises(VersionStoreError, match="not a commit"):
+        store.promote("--all", by="x", reason="", metric=None, now=NOW)
+
+
+def test_git_missing_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(VersionStoreError, match="install git"):
+        repo_of(tmp_path).ensure({SOURCE: SOURCE_TEXT}, PARAMS, NOW)
+    assert not (tmp_path / AGENT / "active.json").exists()
+
+
+def test_helpers() -> None:
+    assert sanitise_run_id(RUN) == "evolve-anomaly-detector-3"
+    assert sanitise_run_id("../x y.lock") == "x-y-lock"
+    assert count_diff_lines("3\t1\ta.py\n-\t-\tlogo.png\n") == 4

@@ -1,0 +1,358 @@
+"""`SelfModificationWorkflow`: propose a better version of an agent, test it in the sandbox, benchmark it
+against the incumbent, promote it only on evidence (and a person's approval when risky), watch it, and
+roll it back on a regression.
+
+1. Snapshot the incumbent (its version and its figure on the search part).
+2. Each generation makes candidates from the best so far: LLM patches when an LLM is configured and the
+   run is not `offline`, else a (1+λ) evolution strategy over the declared parameters.
+3. Each candidate passes static checks and its tests in the sandbox, or it is a failed candidate and is
+   never benchmarked.
+4. The survivors are measured on the search part; the best of all generations goes on.
+5. It is compared with the incumbent on the decision part, which the search never saw (A B A B …); the
+   bootstrap interval's lower bound must clear the threshold.
+6. LLM-written code, and parameter changes of a risky agent, wait for approval.
+7. Promotion moves the agent's active pointer; the product reads it at run time.
+8. Watch: the benchmark runs again `watch_runs` times; a figure worse than the promotion figure by more
+   than the tolerance rolls back to the incumbent.
+
+The ID is `evolve/<agent>/<n>`; the UI shows the step, candidates and best figure as current details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.approval import ApprovalGate
+
+with workflow.unsafe.imports_passed_through():
+    from activities.selfmod.activities import SelfModActivities
+    from autarky import search_attributes as sa
+    from autarky.evolution_types import (
+        AgentRunInput,
+        BenchmarkOutcome,
+        Candidate,
+        CandidateOrigin,
+        CheckInput,
+        CheckOutcome,
+        CompareInput,
+        MakeCandidatesInput,
+        MeasureInput,
+        Measurement,
+        ParameterProposal,
+        PromoteInput,
+        ProposeOutcome,
+        ProposePatchesInput,
+        RollbackInput,
+        SelfModifyInput,
+        SelfModifyResult,
+        Snapshot,
+    )
+    from autarky.policy.evolution import (
+        adapt_step,
+        better,
+        mutate,
+        relative_improvement,
+        should_promote,
+    )
+    from autarky.types import ApprovalState
+
+KIND = "self_modify"
+FIRST_STEP = 0.2  # of each parameter's normalised range
+# Below this many paired units (files, examples) a bootstrap interval is not worth trusting.
+MIN_PAIRED_UNITS = 8
+FINAL = ["SandboxUnavailable", "BadAgent", "BenchmarkFailed", "RollbackRefused", "LlmNotConfigured"]
+RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=FINAL)
+
+
+@dataclass
+class Best:
+    commit: str
+    parameters: dict[str, float]
+    figure: float
+    origin: CandidateOrigin
+    key: str = "incumbent"
+    summary: str = ""
+    diff_path: str | None = None
+
+
+def evolve_workflow_id(agent: str, n: int) -> str:
+    return f"evolve/{agent}/{n}"
+
+
+@workflow.defn
+class SelfModificationWorkflow(ApprovalGate):
+    @workflow.init
+    def __init__(self, request: SelfModifyInput) -> None:
+        self._init_approval_gate([])
+        self._step = "starting"
+        self._candidates = 0
+        self._failed = 0
+        self._sandbox_runs = 0
+        self._best: float | None = None
+
+    @workflow.query
+    def progress(self) -> dict[str, object]:
+        return {
+            "step": self._step,
+            "candidates": self._candidates,
+            "failed": self._failed,
+            "sandbox_runs": self._sandbox_runs,
+            "best": self._best,
+        }
+
+    @workflow.run
+    async def run(self, request: SelfModifyInput) -> SelfModifyResult:
+        self._request = request
+        workflow.upsert_search_attributes(
+            [sa.KIND.value_set(KIND), sa.AGENT.value_set(request.agent), sa.DECISION.value_set("running")]
+        )
+        run_id = workflow.info().workflow_id
+        snap: Snapshot = await self._activity(
+            SelfModActivities.snapshot_agent, AgentRunInput(agent=request.agent, run_id=run_id)
+        )
+        spec, incumbent = snap.spec, snap.pointer
+        result = SelfModifyResult(agent=spec.name, status="running", incumbent_commit=incumbent.commit)
+        self._show("measuring the incumbent")
+        baseline = await self._measure(run_id, "search", [incumbent.commit], "baseline")
+        if incumbent.commit not in baseline.figures:
+            return self._end(result, "failed", f"the incumbent fails its own benchmark: {baseline.failures}")
+        result.baseline_search = self._best = baseline.figures[incumbent.commit]
+        best = Best(incumbent.commit, incumbent.parameters, result.baseline_search, CandidateOrigin.INCUMBENT)
+        use_llm = not request.offline and snap.llm != "offline"
+        step, failures = FIRST_STEP, list[str]()
+        for generation in range(1, request.generations + 1):
+            self._show(f"generation {generation}/{request.generations}")
+            candidates = await self._propose(request, run_id, spec, best, generation, step, failures, use_llm)
+            if candidates is None:  # no LLM after all: parameters from here on
+                use_llm = False
+                candidates = await self._propose(
+                    request, run_id, spec, best, generation, step, failures, False
+                )
+            assert candidates is not None
+            self._candidates += len(candidates)
+            passing = await self._check_all(request, run_id, candidates, failures)
+            improved = 0
+            if passing:
+                measured = await self._measure(
+                    run_id, "search", [c.commit for c in passing], f"g{generation}"
+                )
+                for c in passing:
+                    figure = measured.figures.get(c.commit)
+                    if figure is None:
+                        self._failed += 1
+                        failures.append(f"{c.key}: {measured.failures.get(c.commit, 'no figure')}")
+                        continue
+                    if better(figure, best.figure, spec.direction):
+                        improved += 1
+                        best = Best(c.commit, c.parameters, figure, c.origin, c.key, c.summary, c.diff_path)
+                        self._best = figure
+            step = adapt_step(step, improved, max(len(candidates), 1))
+        result.candidates, result.failed_candidates = self._candidates, self._failed
+        result.best_search = best.figure
+        if best.origin == CandidateOrigin.INCUMBENT:
+            return self._end(result, "not_promoted", "no candidate beat the incumbent on the search part")
+
+        self._show(f"comparing {best.key} with the incumbent on the decision part")
+        compared: BenchmarkOutcome = await self._activity(
+            SelfModActivities.compare,
+            CompareInput(
+                agent=spec.name,
+                run_id=run_id,
+                incumbent=incumbent.commit,
+                candidate=best.commit,
+                repeats=spec.repeats,
+                seed=workflow.random().randint(0, 2**31 - 1),
+                limits=request.limits,
+            ),
+        )
+        self._sandbox_runs += compared.runs
+        result.baseline_decision, result.best_decision = compared.incumbent, compared.candidate
+        result.improvement = gain = compared.improvement
+        threshold = spec.threshold if request.threshold is None else request.threshold
+        figures = (
+            f"{best.key} ({best.summary}): decision part {compared.incumbent:.2f} → "
+            f"{compared.candidate:.2f}, {gain.estimate:+.1%} (95 % interval {gain.low:+.1%} … "
+            f"{gain.high:+.1%}); threshold {threshold:.0%}"
+        )
+        if snap.units.get("decision", 0) < MIN_PAIRED_UNITS:
+            return self._end(
+                result, "not_promoted", f"too few units on the decision part to judge. {figures}"
+            )
+        if not should_promote(gain, threshold):
+            return self._end(result, "not_promoted", f"not better enough on unseen data: {figures}")
+
+        ask = best.origin == CandidateOrigin.LLM or (
+            spec.risky if request.require_approval is None else request.require_approval
+        )
+        if ask:
+            self._show("waiting for approval")
+            approval_id = f"promote-{spec.name}-{best.commit[:10]}"
+            diff = f"; diff: {best.diff_path}" if best.diff_path else ""
+            self.request_approval(
+                approval_id,
+                subject=f"promote {spec.name} version {best.commit[:10]}",
+                why=f"{figures}{diff}",
+                timeout=request.approval_timeout,
+                risk=0.8 if best.origin == CandidateOrigin.LLM else 0.4,
+            )
+            decided = await self.wait_for_decision(approval_id)
+            if decided.state != ApprovalState.APPROVED:
+                return self._end(result, "rejected", f"promotion {decided.state.value}: {figures}")
+
+        self._show("promoting")
+        await self._activity(
+            SelfModActivities.promote_version,
+            PromoteInput(
+                agent=spec.name, commit=best.commit, by=run_id, reason=figures, metric=compared.candidate
+            ),
+        )
+        result.promoted_commit = best.commit
+        workflow.upsert_search_attributes([sa.DECISION.value_set("promoted")])
+        regression = await self._watch(request, run_id, spec.direction, best.commit, compared.candidate)
+        if regression is not None:
+            await self._activity(
+                SelfModActivities.rollback_version,
+                RollbackInput(agent=spec.name, by=run_id, reason=regression, to=incumbent.commit),
+            )
+            return self._end(result, "rolled_back", regression)
+        return self._end(result, "promoted", figures)
+
+    # ------------------------------------------------------------------ steps
+
+    async def _propose(
+        self,
+        request: SelfModifyInput,
+        run_id: str,
+        spec,
+        best: Best,
+        generation: int,
+        step: float,
+        failures: list[str],
+        use_llm: bool,
+    ) -> list[Candidate] | None:
+        if use_llm:
+            try:
+                outcome: ProposeOutcome = await self._activity(
+                    SelfModActivities.propose_patches,
+                    ProposePatchesInput(
+                        agent=spec.name,
+                        run_id=run_id,
+                        base=best.commit,
+                        generation=generation,
+                        count=request.population,
+                        baseline=best.figure,
+                        failures=failures[-5:],
+                    ),
+                )
+            except ActivityError as error:
+                cause = error.cause
+                if isinstance(cause, ApplicationError) and cause.type == "LlmNotConfigured":
+                    return None
+                raise
+            self._failed += len(outcome.rejected)
+            failures.extend(outcome.rejected)
+            return outcome.candidates
+        children = mutate(best.parameters, spec.parameters, step, workflow.random(), request.population)
+        proposals = [
+            ParameterProposal(key=f"g{generation}c{i}", parameters=p) for i, p in enumerate(children, 1)
+        ]
+        if not proposals:
+            return []
+        return await self._activity(
+            SelfModActivities.make_candidates,
+            MakeCandidatesInput(agent=spec.name, run_id=run_id, base=best.commit, proposals=proposals),
+        )
+
+    async def _check_all(
+        self, request: SelfModifyInput, run_id: str, candidates: list[Candidate], failures: list[str]
+    ) -> list[Candidate]:
+        """Static checks and sandbox tests, a few candidates at a time; the ones that pass."""
+        passing: list[Candidate] = []
+        batch = max(1, request.parallel_checks)
+        for start in range(0, len(candidates), batch):
+            group = candidates[start : start + batch]
+            outcomes: list[CheckOutcome] = await asyncio.gather(
+                *(
+                    self._activity(
+                        SelfModActivities.check_candidate,
+                        CheckInput(agent=request.agent, run_id=run_id, candidate=c, limits=request.limits),
+                    )
+                    for c in group
+                )
+            )
+            for c, outcome in zip(group, outcomes, strict=True):
+                self._sandbox_runs += 2 if outcome.passed else 1
+                if outcome.passed:
+                    passing.append(c)
+                else:
+                    self._failed += 1
+                    failures.append(f"{c.key}: {outcome.reason}")
+        return passing
+
+    async def _measure(self, run_id: str, part: str, commits: list[str], label: str) -> Measurement:
+        measured: Measurement = await self._activity(
+            SelfModActivities.measure,
+            MeasureInput(
+                agent=self._request.agent,
+                run_id=run_id,
+                part=part,  # type: ignore[arg-type]
+                commits=commits,
+                label=label,
+                limits=self._request.limits,
+            ),
+        )
+        self._sandbox_runs += measured.runs
+        return measured
+
+    async def _watch(
+        self, request: SelfModifyInput, run_id: str, direction: str, commit: str, promised: float
+    ) -> str | None:
+        """None if the promoted version holds its figure through the watch, else why it is rolled back."""
+        for i in range(1, request.watch_runs + 1):
+            self._show(f"watching ({i}/{request.watch_runs})")
+            await workflow.sleep(request.watch_interval)
+            measured = await self._measure(run_id, "decision", [commit], f"watch{i}")
+            figure = measured.figures.get(commit)
+            if figure is None:
+                return f"watch run {i}: the promoted version failed: {measured.failures.get(commit)}"
+            change = relative_improvement(promised, figure, direction)  # type: ignore[arg-type]
+            if change < -request.regression_tolerance:
+                return (
+                    f"watch run {i}: figure {figure:.2f} is {change:+.1%} against {promised:.2f} at "
+                    f"promotion (tolerance {request.regression_tolerance:.0%}): rolled back"
+                )
+        return None
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _activity(self, fn, arg):
+        return await workflow.execute_activity(
+            fn,
+            arg,
+            task_queue=self._request.activity_task_queue,
+            start_to_close_timeout=timedelta(hours=1),
+            retry_policy=RETRY,
+        )
+
+    def _show(self, step: str) -> None:
+        self._step = step
+        best = "—" if self._best is None else f"{self._best:.2f}"
+        workflow.set_current_details(
+            f"**{self._request.agent}**: {step} · candidates {self._candidates} "
+            f"({self._failed} failed) · best on the search part {best} · sandbox runs {self._sandbox_runs}"
+        )
+
+    def _end(self, result: SelfModifyResult, status: str, message: str) -> SelfModifyResult:
+        result.status, result.message = status, message
+        result.candidates, result.failed_candidates = self._candidates, self._failed
+        result.sandbox_runs = self._sandbox_runs
+        self._show(f"{status}: {message}")
+        workflow.upsert_search_attributes([sa.DECISION.value_set(status)])
+        workflow.upsert_memo({"status": status, "message": message, "best_search": result.best_search})
+        return result
