@@ -1,0 +1,259 @@
+"""SelfModificationWorkflow end to end on the real Temporal server, with the real activities: real sandbox
+runs (bubblewrap), the real judge outside the sandbox, the real version repository. The LLM path talks to a
+local server speaking OpenAI's wire format.
+
+The relevance scorer is the agent here (its benchmark takes well under a second); each test starts from a
+degraded incumbent (parameters that judge almost nothing relevant), so that a real improvement exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from activities.selfmod.activities import PROJECT_ROOT, SelfModActivities, safe_name
+from activities.selfmod.versions import AgentRepository
+from autarky.agents import RELEVANCE_SCORER, default_parameters
+from autarky.config import AutarkySettings
+from autarky.evolution_types import (
+    CandidateOrigin,
+    MeasureInput,
+    Measurement,
+    SandboxLimits,
+    SelfModifyInput,
+    SelfModifyResult,
+)
+from autarky.llm_types import LlmSettings
+from autarky.types import ApprovalDecision
+from tests.llm_servers import OpenAIServer, Reply, openai_completion
+from workers.registry import selfmod_activities
+from workflows.self_modify import SelfModificationWorkflow
+
+AGENT = RELEVANCE_SCORER.name
+SOURCE = RELEVANCE_SCORER.source_files[0]
+DEGRADED = {**default_parameters(AGENT), "half": 12.0, "steepness": 6.0}
+LIMITS = SandboxLimits(cpu_seconds=60, wall_seconds=60, memory_mib=2048)
+
+
+@dataclass
+class Stack:
+    client: Client
+    settings: AutarkySettings
+    queue: str
+    repo: AgentRepository
+    incumbent: str
+
+    async def evolve(self, **fields: object) -> WorkflowHandle:
+        defaults: dict[str, object] = {"limits": LIMITS, "watch_interval": timedelta(milliseconds=100)}
+        request = SelfModifyInput(
+            agent=AGENT,
+            activity_task_queue=self.queue,
+            **{**defaults, **fields},  # type: ignore[arg-type]
+        )
+        return await self.client.start_workflow(
+            SelfModificationWorkflow.run,
+            request,
+            id=f"evolve/{AGENT}/{uuid.uuid4().hex[:6]}",
+            task_queue=self.queue,
+        )
+
+    def run_dir(self, handle: WorkflowHandle) -> Path:
+        return self.settings.data_dir / "agents" / AGENT / "runs" / safe_name(handle.id)
+
+
+def degrade(settings: AutarkySettings) -> tuple[AgentRepository, str]:
+    """Bootstrap the agent's repository and make a poor version the active one."""
+    repo = AgentRepository(settings.data_dir / "agents", AGENT)
+    now = datetime.now(UTC)
+    repo.ensure({SOURCE: (PROJECT_ROOT / SOURCE).read_text()}, default_parameters(AGENT), now)
+    poor = repo.create_candidate(
+        repo.active().commit, "poor", "setup", DEGRADED, None, CandidateOrigin.MUTATION, "degraded"
+    )
+    repo.promote(poor.commit, "test", "a poor incumbent", None, now)
+    return repo, poor.commit
+
+
+@pytest.fixture
+async def stack(client: Client, tmp_path: Path) -> AsyncIterator[Stack]:
+    async with make_stack(client, tmp_path) as s:
+        yield s
+
+
+class make_stack:
+    def __init__(
+        self,
+        client: Client,
+        tmp_path: Path,
+        llm: LlmSettings | None = None,
+        environ: Mapping[str, str] | None = None,
+        extra: list | None = None,
+    ) -> None:
+        self.settings = AutarkySettings(
+            data_dir=tmp_path / "data", llm=llm or LlmSettings(provider="offline")
+        )
+        self.client, self.environ, self.extra = client, environ or {}, extra or []
+
+    async def __aenter__(self) -> Stack:
+        queue = f"selfmod-{uuid.uuid4().hex[:8]}"
+        acts = selfmod_activities(self.settings, self.environ)
+        replaced = {getattr(a, "__temporal_activity_definition").name for a in self.extra}
+        acts = [a for a in acts if getattr(a, "__temporal_activity_definition").name not in replaced]
+        self.worker = Worker(
+            self.client,
+            task_queue=queue,
+            workflows=[SelfModificationWorkflow],
+            activities=[*acts, *self.extra],
+        )
+        await self.worker.__aenter__()
+        repo, incumbent = degrade(self.settings)
+        return Stack(self.client, self.settings, queue, repo, incumbent)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.worker.__aexit__(*exc)
+
+
+async def test_offline_evolution_promotes_a_real_improvement_judged_on_unseen_data(stack: Stack) -> None:
+    handle = await stack.evolve(offline=True, generations=3, population=4, watch_runs=1)
+    result: SelfModifyResult = await handle.result()
+
+    assert result.status == "promoted", result.message
+    assert result.baseline_search is not None and result.best_search is not None
+    assert result.best_search > result.baseline_search
+    # Decided on the decision part, which the search never measured.
+    assert result.improvement is not None and result.improvement.low >= RELEVANCE_SCORER.threshold
+    assert result.best_decision is not None and result.baseline_decision is not None
+    assert result.best_decision > result.baseline_decision
+    pointer = stack.repo.active()
+    assert pointer.commit == result.promoted_commit != stack.incumbent
+    assert pointer.previous == stack.incumbent
+    assert pointer.parameters != DEGRADED
+    assert result.sandbox_runs > result.candidates  # tests and benchmarks, each in the sandbox
+    described = await handle.describe()
+    assert described.search_attributes.get("AutarkyDecision") == ["promoted"]
+    assert described.search_attributes.get("AutarkyAgent") == [AGENT]
+
+
+async def test_a_regression_after_promotion_rolls_back(client: Client, tmp_path: Path) -> None:
+    real = SelfModActivities(AutarkySettings(data_dir=tmp_path / "data"))
+
+    @activity.defn(name="measure")
+    async def measure_then_regress(request: MeasureInput) -> Measurement:
+        """The real measurement, except that the watch after promotion sees the figure fall by half."""
+        measured = await real.measure(request)
+        if request.label.startswith("watch"):
+            measured.figures = {c: f / 2 for c, f in measured.figures.items()}
+        return measured
+
+    async with make_stack(client, tmp_path, extra=[measure_then_regress]) as stack:
+        handle = await stack.evolve(offline=True, generations=3, population=4, watch_runs=2)
+        result: SelfModifyResult = await handle.result()
+
+    assert result.status == "rolled_back", result.message
+    assert "watch run 1" in result.message
+    pointer = stack.repo.active()
+    assert pointer.commit == stack.incumbent
+    assert pointer.changed_by == handle.id
+    history = stack.repo.history()
+    assert [h.commit for h in history[-2:]] == [result.promoted_commit, stack.incumbent]
+
+
+def patch_of(old: str, new: str) -> str:
+    text = (PROJECT_ROOT / SOURCE).read_text()
+    assert old in text
+    changed = text.replace(old, new, 1)
+    lines = difflib.unified_diff(
+        text.splitlines(keepends=True), changed.splitlines(keepends=True), f"a/{SOURCE}", f"b/{SOURCE}"
+    )
+    return "".join(lines)
+
+
+# The LLM's patch: the saturation ignores the (degraded) parameters and uses the shipped constants.
+GOOD_PATCH = patch_of(
+    "    n = params.steepness\n    return x**n / (x**n + params.half**n)",
+    "    n = STEEPNESS  # the tuned constants: the parameters were set too strictly\n"
+    "    return x**n / (x**n + HALF**n)",
+)
+# A patch that hangs the scorer: its tests run into the sandbox's limits.
+HANGING_PATCH = patch_of(
+    "    if x <= 0:\n        return 0.0\n", "    while x <= 0 or x > 0:\n        x += 0.0\n"
+)
+
+
+def llm_stack(client: Client, tmp_path: Path, server: OpenAIServer) -> make_stack:
+    llm = LlmSettings(
+        provider="openai", openai_base_url=server.base_url, request_timeout=timedelta(seconds=10)
+    )
+    return make_stack(client, tmp_path, llm=llm, environ={"OPENAI_API_KEY": "sk-test-not-real"})
+
+
+def proposal(diff: str, summary: str) -> Reply:
+    return Reply(body=openai_completion(json.dumps({"summary": summary, "diff": diff})))
+
+
+async def test_llm_patch_is_sandbox_tested_approved_and_promoted(client: Client, tmp_path: Path) -> None:
+    with OpenAIServer() as server:
+        server.script(
+            proposal(GOOD_PATCH, "use the tuned saturation constants"),
+            proposal(patch_of("import re\n", "import re\nimport socket\n"), "a forbidden import"),
+        )
+        async with llm_stack(client, tmp_path, server) as stack:
+            handle = await stack.evolve(generations=1, population=2, watch_runs=0)
+            approval = await wait_for_pending(handle)
+            assert approval["subject"].startswith(f"promote {AGENT}")
+            assert ".diff" in approval["why"] and "decision part" in approval["why"]
+            await handle.execute_update(
+                "approve", ApprovalDecision(approval_id=approval["approval_id"], approver="ann", reason="ok")
+            )
+            result: SelfModifyResult = await handle.result()
+
+    assert result.status == "promoted", result.message
+    assert result.failed_candidates == 1  # the forbidden import: refused by the static check
+    version = stack.repo.version(stack.repo.active().commit)
+    assert "the tuned constants" in stack.repo.read_file(version.commit, SOURCE)
+    assert (
+        "the relevance-scorer" in server.requests[0].body["messages"][-1]["content"]
+        or SOURCE in (server.requests[0].body["messages"][-1]["content"])
+    )
+
+
+async def test_a_candidate_failing_in_the_sandbox_is_never_benchmarked(
+    client: Client, tmp_path: Path
+) -> None:
+    with OpenAIServer() as server:
+        server.script(proposal(HANGING_PATCH, "a scorer that never returns"))
+        async with llm_stack(client, tmp_path, server) as stack:
+            stack_limits = SandboxLimits(cpu_seconds=5, wall_seconds=15)
+            handle = await stack.evolve(generations=1, population=1, watch_runs=0, limits=stack_limits)
+            result: SelfModifyResult = await handle.result()
+
+    assert result.status == "not_promoted"
+    assert result.failed_candidates == 1
+    assert result.promoted_commit is None
+    assert stack.repo.active().commit == stack.incumbent
+    run_dir = stack.run_dir(handle)
+    log = (run_dir / "g1p1-test.log").read_text()
+    assert "limit" in log
+    # Measured: only the incumbent's baseline; the failed candidate never reached a benchmark.
+    assert sorted(p.name for p in run_dir.glob("*-search.json")) == ["baseline-search.json"]
+
+
+async def wait_for_pending(handle: WorkflowHandle) -> dict:
+    import asyncio
+
+    for _ in range(600):
+        pending = await handle.query("pending_approvals")
+        if pending:
+            first = pending[0]
+            return first if isinstance(first, dict) else first.model_dump()
+        await asyncio.sleep(0.2)
+    raise AssertionError("no approval was requested")
