@@ -46,6 +46,7 @@ from workflows.experiment import ExperimentWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
 from workflows.research import ResearchCycleWorkflow
 from workflows.scaling import ScalerWorkflow
+from workflows.self_modify import SelfModificationWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -325,6 +326,37 @@ async def record_abtest_history(
     return history
 
 
+async def record_self_modify_history(
+    client: Client, data_dir: Path, workflow_id: str | None = None
+) -> WorkflowHistory:
+    """An offline evolution of the relevance scorer from a degraded incumbent: candidates checked and
+    measured in the sandbox, compared on the decision part, promoted, watched once (a timer)."""
+    from autarky.evolution_types import SelfModifyInput
+    from tests.test_self_modify import AGENT, LIMITS, make_stack
+
+    async with make_stack(client, data_dir) as stack:
+        handle = await client.start_workflow(
+            SelfModificationWorkflow.run,
+            SelfModifyInput(
+                agent=AGENT,
+                generations=3,
+                population=4,
+                offline=True,
+                watch_runs=1,
+                watch_interval=timedelta(milliseconds=100),
+                limits=LIMITS,
+                activity_task_queue=stack.queue,
+            ),
+            id=f"evolve/{AGENT}/replay-{uuid.uuid4().hex[:6]}",
+            task_queue=stack.queue,
+        )
+        await handle.result()
+        history = await handle.fetch_history()
+    if workflow_id:  # replay names a history by its file
+        history = WorkflowHistory(workflow_id, history.events)
+    return history
+
+
 async def _continued(handle: WorkflowHandle, first_run: str | None) -> bool:
     return (await handle.describe()).run_id != first_run
 
@@ -344,6 +376,7 @@ RECORDERS = {
     "research-cycle": record_research_history,
     "experiment": record_experiment_history,
     "abtest": record_abtest_history,
+    "self-modify": record_self_modify_history,
 }
 # Long-running loops must show timers and continue-as-new; a research cycle and an experiment have
 # neither (an experiment waits on a condition with a timeout, its approval's expiry).
@@ -377,8 +410,9 @@ REQUIRED = {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
     },
 }
-NOT_LOOPS = {"research-cycle", "experiment"}
+NOT_LOOPS = {"research-cycle", "experiment", "self-modify"}
 REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
+REQUIRED["self-modify"] = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_FIRED}
 
 
 def replayer() -> Replayer:
@@ -390,6 +424,7 @@ def replayer() -> Replayer:
             ResearchCycleWorkflow,
             ExperimentWorkflow,
             ModelABTestWorkflow,
+            SelfModificationWorkflow,
         ],
         data_converter=pydantic_data_converter,
     )
