@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-nab bench-scaling bench-research bench-abtest lint install clean
+.PHONY: run test bench bench-nab bench-scaling bench-research bench-abtest bench-selfmod lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-bench: bench-nab bench-scaling bench-research bench-abtest
+bench: bench-nab bench-scaling bench-research bench-abtest bench-selfmod
 	$(BIN)/python bench/footprint.py
 
 # Anomaly detection scored on NAB (../shared/data/nab); other data: bench/nab.py --data DIR --windows FILE
@@ -45,6 +45,11 @@ bench-research: $(STAMP)
 # test, 1000 simulated runs per metric (binary, latency) and effect; other runs: python -m bench.abtest --help
 bench-abtest: $(STAMP)
 	$(BIN)/python -m bench.abtest
+
+# Offline self-modification of both agents (4 generations × 4 children) with real sandbox runs and the outside
+# judge, without Temporal, then the sandbox's overhead per run (needs bubblewrap); python -m bench.selfmod --help
+bench-selfmod: $(STAMP)
+	$(BIN)/python -m bench.selfmod
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

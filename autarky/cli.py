@@ -26,6 +26,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from autarky.cli_abtest import abtest_app
+from autarky.cli_agents import agents_app, evolve, sandbox_app
 from autarky.cli_models import models_app
 from autarky.cli_research import experiments, research_app, research_line
 from autarky.client import (
@@ -59,6 +60,9 @@ app.add_typer(research_app, name="research")
 app.command()(experiments)
 app.add_typer(abtest_app, name="abtest")
 app.add_typer(models_app, name="models")
+app.add_typer(agents_app, name="agents")
+app.command()(evolve)
+app.add_typer(sandbox_app, name="sandbox")
 console = Console()
 T = TypeVar("T")
 

@@ -149,6 +149,10 @@ class AutopilotSettings(BaseModel):
     # A model variant registered but never A/B tested becomes a finding, and the planner may start its test.
     abtest_new_variants: bool = True
     model_variant_check_interval: Duration = Field(timedelta(minutes=10), gt=timedelta(0))
+    # The anomaly detector runs with the parameters of its active version (self-modification promotes
+    # and rolls back versions); read this often.
+    evolved_agents: bool = True
+    agent_version_check_interval: Duration = Field(timedelta(minutes=10), gt=timedelta(0))
     pool_policy: LocalPoolPolicy = Field(default_factory=lambda: LocalPoolPolicy())
     rules: ThresholdRules = Field(default_factory=ThresholdRules)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)

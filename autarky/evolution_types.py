@@ -229,6 +229,10 @@ class AgentRunInput(BaseModel):
     run_id: str
 
 
+class ActiveAgentInput(BaseModel):
+    agent: str
+
+
 class ParameterProposal(BaseModel):
     key: str
     parameters: dict[str, float]

@@ -378,6 +378,10 @@ class AutopilotState(BaseModel):
     # Model variants never A/B tested (not a host's: routed to the shared queue), and when last looked.
     model_findings: list[Finding] = Field(default_factory=list)
     variants_checked_at: datetime | None = None
+    # The anomaly detector's active version (self-modification), read every agent_version_check_interval.
+    anomaly_version: str | None = None
+    anomaly_parameters: dict[str, float] | None = None
+    agents_checked_at: datetime | None = None
     # Single-host state of runs before per-host routing: read once into `hosts[""]`, then left empty.
     window: list[MetricPoint] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
@@ -413,6 +417,8 @@ class AutopilotStatus(BaseModel):
     hosts: dict[str, MetricPoint | None] = Field(default_factory=dict)  # each host's last sample
     draining: bool = False  # waiting for running actions before continue-as-new; starts nothing new
     snoozes: list[Snooze] = Field(default_factory=list)
+    # Evolved agents the autopilot runs (self-modification): agent → active version's commit.
+    agent_versions: dict[str, str] = Field(default_factory=dict)
 
 
 class RecentActionsQuery(BaseModel):

@@ -48,6 +48,7 @@ from workflows.scaling import ScalerWorkflow
 FAST = dict(
     pool_scaling=False,  # on in tests/test_autopilot_scaling.py, which serves the scaler too
     abtest_new_variants=False,  # on in the test of that action, which serves the registry's activities
+    evolved_agents=False,  # on in the test of evolved agents, which serves the pointer's activity
     action_cooldown=timedelta(0),
     host_discovery_interval=timedelta(milliseconds=500),
     network_targets=["fake-target:7233"],

@@ -117,7 +117,7 @@ def selfmod_activities(settings: AutarkySettings, environ: Mapping[str, str]) ->
         selfmod.compare,
         selfmod.promote_version,
         selfmod.rollback_version,
-        selfmod.active_agent_version,
+        selfmod.active_agent_parameters,
     ]
 
 

@@ -32,7 +32,9 @@ from temporalio.exceptions import TimeoutError as TemporalTimeout
 with workflow.unsafe.imports_passed_through():
     from autarky import search_attributes as sa
     from autarky.actions import ACTIONS, PRIORS, SCALE_POOL, ActionSpec, QueueRole, Runner
+    from autarky.agents import ANOMALY_DETECTOR, anomaly_config
     from autarky.config import AnalysisSettings, AutopilotSettings
+    from autarky.evolution_types import ActiveAgentInput, ActivePointer
     from autarky.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
     from autarky.model_registry_types import UntestedVariant, new_variant_finding
     from autarky.policy import decision as engine
@@ -80,6 +82,8 @@ ROUND2_PATCH = "per-host-routing"
 SCALING_PATCH = "pool-scaling"
 # Looks for model variants never A/B tested and may start their tests.
 MODEL_VARIANTS_PATCH = "model-variants"
+EVOLVED_AGENTS_PATCH = "evolved-agents"
+ANOMALY_AGENT = ANOMALY_DETECTOR.name
 MAX_VARIANT_FINDINGS = 5
 # The Monitor stage waits for this read: no research worker must not hold it up for long.
 REGISTRY_PICKUP_TIMEOUT = timedelta(seconds=10)
@@ -231,6 +235,8 @@ class AutopilotWorkflow(ApprovalGate):
             await self._check_model_variants()
         else:
             self._state.model_findings = []  # switched off: nothing left to plan from
+        if self._settings.evolved_agents and workflow.patched(EVOLVED_AGENTS_PATCH):
+            await self._check_agent_versions()
         forget = now - HOST_FORGET_AFTER
         for host in [h for h in state.hosts if h not in state.active_hosts]:
             last_seen = state.hosts[host].last_seen
@@ -262,6 +268,33 @@ class AutopilotWorkflow(ApprovalGate):
             state.model_findings = []  # stale findings would keep proposing tests
             return
         state.model_findings = [new_variant_finding(v, now) for v in found[:MAX_VARIANT_FINDINGS]]
+
+    async def _check_agent_versions(self) -> None:
+        """Every `agent_version_check_interval`: the anomaly detector's active version. A promotion or a
+        rollback takes effect here; the detectors' learnt state carries on under the new parameters."""
+        state, now = self._state, workflow.now()
+        checked = state.agents_checked_at
+        if checked is not None and now < checked + self._settings.agent_version_check_interval:
+            return
+        state.agents_checked_at = now
+        try:
+            pointer = await workflow.execute_activity(
+                "active_agent_parameters",
+                ActiveAgentInput(agent=ANOMALY_AGENT),
+                result_type=ActivePointer | None,
+                task_queue=self._research_queue,
+                schedule_to_start_timeout=REGISTRY_PICKUP_TIMEOUT,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PROBE_RETRY,
+                summary="the anomaly detector's active version",
+            )
+        except ActivityError as error:  # no research worker: keep the parameters we have
+            workflow.logger.warning("could not read the agents' active versions: %s", error.cause or error)
+            return
+        if pointer is None or pointer.commit == state.anomaly_version:
+            return
+        workflow.logger.info("anomaly detector now runs version %s", pointer.commit[:10])
+        state.anomaly_version, state.anomaly_parameters = pointer.commit, pointer.parameters
 
     async def _discover_hosts(self) -> None:
         try:
@@ -371,7 +404,10 @@ class AutopilotWorkflow(ApprovalGate):
         # An anomaly finding must outlast the gap between plan rounds, or no plan would see it.
         s = self._settings
         hold = max(s.analysis.anomaly_hold, s.optimization_interval)
-        return s.analysis.model_copy(update={"anomaly_hold": hold})
+        update: dict[str, object] = {"anomaly_hold": hold}
+        if self._state.anomaly_parameters:  # an evolved version is active (self-modification)
+            update["anomaly"] = anomaly_config(self._state.anomaly_parameters, s.analysis.anomaly)
+        return s.analysis.model_copy(update=update)
 
     def _detectors_enabled(self) -> bool:
         # Histories recorded before the detectors existed replay without them (same commands).
@@ -649,6 +685,7 @@ class AutopilotWorkflow(ApprovalGate):
             active_actions=len(self._running),
             completed_actions=state.totals.get("succeeded", 0) + state.totals.get("failed", 0),
             totals=dict(state.totals),
+            agent_versions={ANOMALY_AGENT: state.anomaly_version} if state.anomaly_version else {},
             success_probabilities={
                 t: round(engine.probability(state.knowledge.get(t), p, decision, learned_now), 4)
                 for t, p in PRIORS.items()

@@ -30,10 +30,11 @@ from activities.selfmod.sandbox import (
     sandbox_python,
 )
 from activities.selfmod.static_checks import static_check
-from activities.selfmod.versions import AgentRepository, PatchRejected, VersionStoreError
+from activities.selfmod.versions import AgentRepository, PatchRejected, VersionStoreError, read_active_pointer
 from autarky.agents import agent_spec, default_parameters
 from autarky.config import AutarkySettings
 from autarky.evolution_types import (
+    ActiveAgentInput,
     ActivePointer,
     AgentRunInput,
     AgentSpec,
@@ -364,9 +365,10 @@ class SelfModActivities:
         return await asyncio.to_thread(rollback)
 
     @activity.defn
-    async def active_agent_version(self, agent: str) -> ActivePointer:
-        """What the product runs: the active version of `agent`."""
-        return await asyncio.to_thread(lambda: self.repository(agent)[1].active())
+    async def active_agent_parameters(self, request: ActiveAgentInput) -> ActivePointer | None:
+        """What the product runs: the active version of an agent, or None while it was never evolved (the
+        shipped parameters apply). Reads the pointer file only: no git, no bootstrap."""
+        return await asyncio.to_thread(read_active_pointer, self.root, request.agent)
 
 
 def _read_own_file(path: Path) -> str:

@@ -484,3 +484,9 @@ class AgentRepository:
                     f"{self.history_path} line {number} is not a pointer: {exc.errors()[0]['msg']}"
                 ) from exc
         return out
+
+
+def read_active_pointer(root: Path, agent: str) -> ActivePointer | None:
+    """The agent's active version as the product reads it: the pointer file alone (no git), None while the
+    agent was never evolved."""
+    return AgentRepository(root, agent)._read_pointer()
