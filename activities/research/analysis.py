@@ -88,12 +88,26 @@ class AnalysisActivities:
         # Analyses are the calls of the model slot `research-analyst`: routed by its split, recorded.
         self.routed = RoutedGateway(settings.llm, settings.llm_environ(environ), kb, ANALYST_SLOT)
         self._scorer: Any = None
+        self._scorer_version: str | None = None
 
     def _offline_scorer(self) -> Any:
-        if self._scorer is None:
+        """The offline scorer with the parameters of the `relevance-scorer` agent's active version
+        (self-modification promotes and rolls back versions; the shipped ones until then)."""
+        from activities.selfmod.versions import VersionStoreError, read_active_pointer
+        from autarky.agents import RELEVANCE_SCORER, relevance_params
+
+        try:
+            pointer = read_active_pointer(self.settings.data_dir / "agents", RELEVANCE_SCORER.name)
+        except VersionStoreError as error:  # a damaged pointer must not stop research: shipped version
+            log.warning("relevance_scorer_pointer_unreadable", error=str(error))
+            pointer = None
+        version = pointer.commit if pointer else None
+        if self._scorer is None or self._scorer_version != version:
             from autarky.policy.relevance import DEFAULT_INTERESTS, RelevanceScorer
 
-            self._scorer = RelevanceScorer(self.settings.research.keywords or DEFAULT_INTERESTS)
+            params = relevance_params(pointer.parameters) if pointer else None
+            self._scorer = RelevanceScorer(self.settings.research.keywords or DEFAULT_INTERESTS, params)
+            self._scorer_version = version
         return self._scorer
 
     async def _item(self, item_id: int) -> dict[str, Any]:

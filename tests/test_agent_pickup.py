@@ -1,5 +1,6 @@
-"""The autopilot runs the anomaly detector's active version: a promotion by self-modification (and a
-rollback) reaches the running autopilot without a restart, its detectors' learnt state kept."""
+"""The product runs each agent's active version: a promotion by self-modification (and a rollback)
+reaches the running autopilot's anomaly detector and the research cycle's offline scorer without a
+restart."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from activities.research.analysis import AnalysisActivities
+from activities.research.store import KnowledgeBaseHandle
 from activities.selfmod.activities import PROJECT_ROOT, SelfModActivities
 from activities.selfmod.versions import AgentRepository
-from autarky.agents import ANOMALY_DETECTOR, anomaly_config, default_parameters
+from autarky.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER, anomaly_config, default_parameters
 from autarky.config import AutarkySettings
 from autarky.detectors.anomaly import AnomalyConfig
 from autarky.evolution_types import CandidateOrigin
@@ -20,11 +23,11 @@ from tests.test_autopilot import Harness, eventually, fast_settings, status
 AGENT = ANOMALY_DETECTOR.name
 
 
-def promote(data_dir: Path, parameters: dict[str, float]) -> str:
-    repo = AgentRepository(data_dir / "agents", AGENT)
+def promote(data_dir: Path, parameters: dict[str, float], agent: str = AGENT) -> str:
+    repo = AgentRepository(data_dir / "agents", agent)
     now = datetime.now(UTC)
-    source = ANOMALY_DETECTOR.source_files[0]
-    repo.ensure({source: (PROJECT_ROOT / source).read_text()}, default_parameters(AGENT), now)
+    source = {AGENT: ANOMALY_DETECTOR, RELEVANCE_SCORER.name: RELEVANCE_SCORER}[agent].source_files[0]
+    repo.ensure({source: (PROJECT_ROOT / source).read_text()}, default_parameters(agent), now)
     candidate = repo.create_candidate(
         repo.active().commit, "c1", "test", parameters, None, CandidateOrigin.MUTATION, "wider window"
     )
@@ -57,3 +60,28 @@ def test_an_evolved_version_changes_only_its_parameters() -> None:
     evolved = anomaly_config({"window": 256.0, "z_half": 4.5, "suppression": 10.0}, base)
     assert (evolved.window, evolved.z_half, evolved.suppression, evolved.resolution) == (256, 4.5, 10, 0.1)
     assert isinstance(evolved.window, int)
+
+
+def test_the_research_analyser_scores_with_the_active_relevance_version(tmp_path: Path) -> None:
+    settings = AutarkySettings(data_dir=tmp_path)
+    analysis = AnalysisActivities(settings, KnowledgeBaseHandle(settings.knowledge_db_url))
+    title = "Speculative decoding for faster large language model inference"
+    shipped = analysis._offline_scorer().score(title).score
+    assert analysis._offline_scorer().params.half == default_parameters(RELEVANCE_SCORER.name)["half"]
+
+    promote(tmp_path, {**default_parameters(RELEVANCE_SCORER.name), "half": 12.0}, RELEVANCE_SCORER.name)
+    assert analysis._offline_scorer().params.half == 12.0
+    assert analysis._offline_scorer().score(title).score < shipped
+
+    AgentRepository(tmp_path / "agents", RELEVANCE_SCORER.name).rollback("test", "undo", datetime.now(UTC))
+    assert analysis._offline_scorer().score(title).score == shipped
+
+
+def test_a_damaged_pointer_leaves_research_on_the_shipped_version(tmp_path: Path) -> None:
+    settings = AutarkySettings(data_dir=tmp_path)
+    promote(tmp_path, {**default_parameters(RELEVANCE_SCORER.name), "half": 12.0}, RELEVANCE_SCORER.name)
+    pointer = tmp_path / "agents" / RELEVANCE_SCORER.name / "active.json"
+    pointer.write_text("{not json")
+    analysis = AnalysisActivities(settings, KnowledgeBaseHandle(settings.knowledge_db_url))
+    assert analysis._offline_scorer().params.half == default_parameters(RELEVANCE_SCORER.name)["half"]
+    assert pointer.read_text() == "{not json"  # left for a person to see and fix
