@@ -52,6 +52,7 @@ RESTART_WORKER_POOL = "restart_worker_pool"
 PRUNE_CACHE = "prune_cache"
 SCALE_POOL = "scale_pool"
 START_ABTEST = "start_abtest"
+EVOLVE_AGENT = "evolve_agent"
 
 
 def _housekeeping_input(request: ActionRequest) -> HousekeepingInput:
@@ -116,7 +117,15 @@ ACTIONS: dict[str, ActionSpec] = {
             timeout=timedelta(minutes=1),
             needs_host_routing=True,
         ),
-        # Self-modification arrives as more entries.
+        ActionSpec(
+            EVOLVE_AGENT,
+            "start a self-modification of an agent short of its goal (SelfModificationWorkflow)",
+            Runner.ACTIVITY,
+            "start_agent_evolution",
+            0.9,
+            timeout=timedelta(minutes=1),
+            needs_host_routing=True,
+        ),
     )
 }
 

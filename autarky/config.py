@@ -153,6 +153,10 @@ class AutopilotSettings(BaseModel):
     # and rolls back versions); read this often.
     evolved_agents: bool = True
     agent_version_check_interval: Duration = Field(timedelta(minutes=10), gt=timedelta(0))
+    # An agent short of its goal (measured once per version) becomes a finding; the planner may start its
+    # self-modification (not again within agent_evolve_cooldown).
+    agent_goal_check_interval: Duration = Field(timedelta(days=1), gt=timedelta(0))
+    agent_evolve_cooldown: Duration = Field(timedelta(days=7), ge=timedelta(0))
     pool_policy: LocalPoolPolicy = Field(default_factory=lambda: LocalPoolPolicy())
     rules: ThresholdRules = Field(default_factory=ThresholdRules)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)

@@ -51,6 +51,8 @@ class AgentSpec(BaseModel):
     repeats: int = Field(2, ge=1, le=20)
     # How the data is split into the part the search sees and the part that decides, fixed and recorded.
     split: str = ""
+    # The figure on the decision part the agent should reach; below it the autopilot may evolve it.
+    goal: float | None = None
 
 
 class SandboxLimits(BaseModel):
@@ -231,6 +233,34 @@ class AgentRunInput(BaseModel):
 
 class ActiveAgentInput(BaseModel):
     agent: str
+
+
+class ShortfallInput(BaseModel):
+    # An agent evolved this recently is not proposed again, whatever its figure.
+    cooldown: timedelta = timedelta(days=7)
+
+
+class AgentShortfall(BaseModel):
+    agent: str
+    commit: str
+    figure: float
+    goal: float
+    metric: str
+
+
+class MeasuredFigure(BaseModel):
+    """The active version's figure on the decision part, cached beside the agent's repository."""
+
+    commit: str
+    figure: float
+    measured_at: datetime
+
+
+def shortfall_finding_message(s: AgentShortfall) -> str:
+    return (
+        f"agent {s.agent} scores {s.figure:.1f} on its decision data ({s.metric}), "
+        f"short of its goal {s.goal:.1f}"
+    )
 
 
 class ParameterProposal(BaseModel):

@@ -382,6 +382,9 @@ class AutopilotState(BaseModel):
     anomaly_version: str | None = None
     anomaly_parameters: dict[str, float] | None = None
     agents_checked_at: datetime | None = None
+    agent_findings: list[Finding] = Field(default_factory=list)  # agents short of their goals
+    goals_checked_at: datetime | None = None
+    agents_evolve_planned_at: dict[str, datetime] = Field(default_factory=dict)  # per agent, for the cooldown
     # Single-host state of runs before per-host routing: read once into `hosts[""]`, then left empty.
     window: list[MetricPoint] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)

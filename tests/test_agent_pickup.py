@@ -4,9 +4,12 @@ restart."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from temporalio import activity
 from temporalio.client import Client
 
 from activities.research.analysis import AnalysisActivities
@@ -17,6 +20,7 @@ from autarky.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER, anomaly_config, d
 from autarky.config import AutarkySettings
 from autarky.detectors.anomaly import AnomalyConfig
 from autarky.evolution_types import CandidateOrigin
+from autarky.types import ActionRequest, ActionResult
 from tests.fakes import FakeHost
 from tests.test_autopilot import Harness, eventually, fast_settings, status
 
@@ -85,3 +89,33 @@ def test_a_damaged_pointer_leaves_research_on_the_shipped_version(tmp_path: Path
     analysis = AnalysisActivities(settings, KnowledgeBaseHandle(settings.knowledge_db_url))
     assert analysis._offline_scorer().params.half == default_parameters(RELEVANCE_SCORER.name)["half"]
     assert pointer.read_text() == "{not json"  # left for a person to see and fix
+
+
+async def test_agents_short_of_their_goals_get_one_evolution_each(client: Client, tmp_path: Path) -> None:
+    """The real shortfall check (the sandboxed benchmark of each active version, judged outside); the
+    action's activity is replaced by a recorder (its own test starts real evolutions: test_cli_agents)."""
+    data_dir = tmp_path / "shared-data"
+    started: list[ActionRequest] = []
+
+    @activity.defn(name="start_agent_evolution")
+    async def start(request: ActionRequest) -> ActionResult:
+        started.append(request)
+        return ActionResult(success=True, improvement_measured=False, detail="started")
+
+    harness = Harness(client, tmp_path, FakeHost())
+    selfmod = SelfModActivities(AutarkySettings(data_dir=data_dir))
+    harness.main_activities += [selfmod.agent_shortfalls, selfmod.active_agent_parameters, start]
+    settings = fast_settings(
+        evolved_agents=True,
+        agent_version_check_interval=timedelta(milliseconds=200),
+        agent_goal_check_interval=timedelta(milliseconds=300),
+    )
+    async with harness.running(settings):
+        await eventually(lambda: asyncio.sleep(0, result=len(started) >= 2), timeout=60)
+        await asyncio.sleep(1.0)  # more goal checks and plan rounds: no second start for either agent
+    agents = sorted(r.params["agent"] for r in started)
+    assert agents == ["anomaly-detector", "relevance-scorer"]  # both are short of their goals today
+    assert all(r.action_type == "evolve_agent" for r in started)
+    assert "short of its goal" in started[0].reason
+    figures = {a: json.loads((data_dir / "agents" / a / "figure.json").read_text()) for a in agents}
+    assert figures["relevance-scorer"]["figure"] < 90.0 and figures["anomaly-detector"]["figure"] < 70.0

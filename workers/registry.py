@@ -20,6 +20,7 @@ from activities.research.digest import DigestActivities
 from activities.research.gather import GatherActivities
 from activities.research.store import KnowledgeBaseHandle, ResearchStoreActivities
 from activities.selfmod.activities import SelfModActivities
+from activities.selfmod.requests import EvolutionRequestActivities
 from autarky.config import AutarkySettings
 from workflows.ab_test import ModelABTestWorkflow
 from workflows.autopilot import AutopilotWorkflow
@@ -47,6 +48,7 @@ def main_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
         probe_task_queue,
         ScalingRequestActivities(settings).request_scaling,
         ABTestRequestActivities(settings).start_model_abtest,
+        EvolutionRequestActivities(settings).start_agent_evolution,
         *aws_activities(settings),
         *host_activities(settings),
     ]
@@ -118,6 +120,7 @@ def selfmod_activities(settings: AutarkySettings, environ: Mapping[str, str]) ->
         selfmod.promote_version,
         selfmod.rollback_version,
         selfmod.active_agent_parameters,
+        selfmod.agent_shortfalls,
     ]
 
 

@@ -31,10 +31,16 @@ from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
     from autarky import search_attributes as sa
-    from autarky.actions import ACTIONS, PRIORS, SCALE_POOL, ActionSpec, QueueRole, Runner
+    from autarky.actions import ACTIONS, EVOLVE_AGENT, PRIORS, SCALE_POOL, ActionSpec, QueueRole, Runner
     from autarky.agents import ANOMALY_DETECTOR, anomaly_config
     from autarky.config import AnalysisSettings, AutopilotSettings
-    from autarky.evolution_types import ActiveAgentInput, ActivePointer
+    from autarky.evolution_types import (
+        ActiveAgentInput,
+        ActivePointer,
+        AgentShortfall,
+        ShortfallInput,
+        shortfall_finding_message,
+    )
     from autarky.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
     from autarky.model_registry_types import UntestedVariant, new_variant_finding
     from autarky.policy import decision as engine
@@ -237,6 +243,9 @@ class AutopilotWorkflow(ApprovalGate):
             self._state.model_findings = []  # switched off: nothing left to plan from
         if self._settings.evolved_agents and workflow.patched(EVOLVED_AGENTS_PATCH):
             await self._check_agent_versions()
+            await self._check_agent_goals()
+        else:
+            self._state.agent_findings = []  # switched off: nothing left to plan from
         forget = now - HOST_FORGET_AFTER
         for host in [h for h in state.hosts if h not in state.active_hosts]:
             last_seen = state.hosts[host].last_seen
@@ -291,10 +300,52 @@ class AutopilotWorkflow(ApprovalGate):
         except ActivityError as error:  # no research worker: keep the parameters we have
             workflow.logger.warning("could not read the agents' active versions: %s", error.cause or error)
             return
-        if pointer is None or pointer.commit == state.anomaly_version:
+        if pointer is not None and pointer.commit != state.anomaly_version:
+            workflow.logger.info("anomaly detector now runs version %s", pointer.commit[:10])
+            state.anomaly_version, state.anomaly_parameters = pointer.commit, pointer.parameters
+
+    async def _check_agent_goals(self) -> None:
+        """Every `agent_goal_check_interval` (the first one interval after start): agents short of their
+        goals, as findings the planner answers with `evolve_agent`."""
+        state, now = self._state, workflow.now()
+        checked = state.goals_checked_at
+        if checked is None:
+            state.goals_checked_at = now
             return
-        workflow.logger.info("anomaly detector now runs version %s", pointer.commit[:10])
-        state.anomaly_version, state.anomaly_parameters = pointer.commit, pointer.parameters
+        if now < checked + self._settings.agent_goal_check_interval:
+            return
+        state.goals_checked_at = now
+        try:
+            short = await workflow.execute_activity(
+                "agent_shortfalls",
+                ShortfallInput(cooldown=self._settings.agent_evolve_cooldown),
+                result_type=list[AgentShortfall],
+                task_queue=self._research_queue,
+                schedule_to_start_timeout=REGISTRY_PICKUP_TIMEOUT,
+                start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=PROBE_RETRY,
+                summary="agents short of their goals",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("could not check the agents' goals: %s", error.cause or error)
+            state.agent_findings = []
+            return
+        cooldown = self._settings.agent_evolve_cooldown
+        planned = state.agents_evolve_planned_at
+        state.agent_findings = [
+            Finding(
+                kind="agent_below_goal",
+                metric=s.metric,
+                value=s.figure,
+                threshold=s.goal,
+                message=shortfall_finding_message(s),
+                observed_at=now,
+                subject=s.agent,
+                params={"agent": s.agent},
+            )
+            for s in short
+            if s.agent not in planned or now >= planned[s.agent] + cooldown
+        ]
 
     async def _discover_hosts(self) -> None:
         try:
@@ -439,7 +490,8 @@ class AutopilotWorkflow(ApprovalGate):
                     continue  # e.g. a container without a local pool: nobody serves its control queue
                 if (candidate.host, candidate.action_type) not in busy:
                     candidates.append(candidate)
-        for candidate in candidates_for(self._state.model_findings):  # not a host's: the shared queue
+        shared = [*self._state.model_findings, *self._state.agent_findings]
+        for candidate in candidates_for(shared):  # not a host's: the shared queue
             if (None, candidate.action_type) not in busy:
                 candidates.append(candidate)
         learned_now = now if self._round2 else None
@@ -469,6 +521,12 @@ class AutopilotWorkflow(ApprovalGate):
                 self._remember(record)
                 continue
             self._state.queued.append(record)
+            if decision.candidate.action_type == EVOLVE_AGENT:  # planned once: the evolution decides
+                agent = decision.candidate.params.get("agent", "")
+                self._state.agents_evolve_planned_at[agent] = workflow.now()
+                self._state.agent_findings = [
+                    f for f in self._state.agent_findings if f.params.get("agent") != agent
+                ]
             if decision.needs_approval:
                 c = decision.candidate
                 record.status = ActionStatus.AWAITING_APPROVAL
@@ -742,7 +800,7 @@ class AutopilotWorkflow(ApprovalGate):
     def _all_findings(self) -> list[Finding]:
         found = [f for hs in self._state.hosts.values() for f in hs.findings]
         research = self._state.research_finding
-        found += self._state.model_findings
+        found += self._state.model_findings + self._state.agent_findings
         return [*found, research] if research is not None else found
 
     def on_approvals_changed(self) -> None:

@@ -31,12 +31,13 @@ from activities.selfmod.sandbox import (
 )
 from activities.selfmod.static_checks import static_check
 from activities.selfmod.versions import AgentRepository, PatchRejected, VersionStoreError, read_active_pointer
-from autarky.agents import agent_spec, default_parameters
+from autarky.agents import AGENTS, agent_spec, default_parameters
 from autarky.config import AutarkySettings
 from autarky.evolution_types import (
     ActiveAgentInput,
     ActivePointer,
     AgentRunInput,
+    AgentShortfall,
     AgentSpec,
     BenchmarkOutcome,
     Candidate,
@@ -45,6 +46,7 @@ from autarky.evolution_types import (
     CheckOutcome,
     CompareInput,
     MakeCandidatesInput,
+    MeasuredFigure,
     MeasureInput,
     Measurement,
     PromoteInput,
@@ -52,10 +54,11 @@ from autarky.evolution_types import (
     ProposePatchesInput,
     RollbackInput,
     SandboxLimits,
+    ShortfallInput,
     Snapshot,
 )
 from autarky.llm_types import resolve_provider
-from autarky.policy.evolution import improvement_interval
+from autarky.policy.evolution import better, improvement_interval
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_UNAVAILABLE = "SandboxUnavailable"
@@ -365,10 +368,61 @@ class SelfModActivities:
         return await asyncio.to_thread(rollback)
 
     @activity.defn
+    async def agent_shortfalls(self, request: ShortfallInput) -> list[AgentShortfall]:
+        """Agents whose active version falls short of its goal on the decision part, not evolved within the
+        cooldown. The figure is measured in the sandbox once per version and kept in figure.json."""
+        found: list[AgentShortfall] = []
+        since = (datetime.now(UTC) - request.cooldown).isoformat()
+        for spec in AGENTS.values():
+            if spec.goal is None:
+                continue
+            query = f'WorkflowId STARTS_WITH "evolve/{spec.name}/" AND StartTime > "{since}"'
+            if (await activity.client().count_workflows(query)).count:
+                continue  # evolved recently: give the last attempt its due
+            pointer = (await asyncio.to_thread(self.repository, spec.name))[1].active()
+            figure = await self._figure(spec.name, pointer.commit)
+            if better(spec.goal, figure, spec.direction):
+                found.append(
+                    AgentShortfall(
+                        agent=spec.name,
+                        commit=pointer.commit,
+                        figure=figure,
+                        goal=spec.goal,
+                        metric=spec.metric,
+                    )
+                )
+        return found
+
+    async def _figure(self, agent: str, commit: str) -> float:
+        path = _figure_path(self.root, agent)
+        if path.exists():
+            cached = MeasuredFigure.model_validate_json(path.read_text())
+            if cached.commit == commit:
+                return cached.figure
+        measured = await self.measure(
+            MeasureInput(agent=agent, run_id="goal-check", part="decision", commits=[commit], label="goal")
+        )
+        if commit not in measured.figures:
+            raise ApplicationError(
+                f"the active version of {agent} fails its benchmark: {measured.failures.get(commit)}",
+                type="BenchmarkFailed",
+                non_retryable=True,
+            )
+        figure = measured.figures[commit]
+        path.write_text(
+            MeasuredFigure(commit=commit, figure=figure, measured_at=datetime.now(UTC)).model_dump_json()
+        )
+        return figure
+
+    @activity.defn
     async def active_agent_parameters(self, request: ActiveAgentInput) -> ActivePointer | None:
         """What the product runs: the active version of an agent, or None while it was never evolved (the
         shipped parameters apply). Reads the pointer file only: no git, no bootstrap."""
         return await asyncio.to_thread(read_active_pointer, self.root, request.agent)
+
+
+def _figure_path(root: Path, agent: str) -> Path:
+    return root / agent / "figure.json"
 
 
 def _read_own_file(path: Path) -> str:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from autarky.actions import CLEAR_CACHE, NOTIFY, PRUNE_CACHE, RESTART_WORKER_POOL, SCALE_POOL, START_ABTEST
+from autarky.actions import (
+    CLEAR_CACHE,
+    EVOLVE_AGENT,
+    NOTIFY,
+    PRUNE_CACHE,
+    RESTART_WORKER_POOL,
+    SCALE_POOL,
+    START_ABTEST,
+)
 from autarky.policy.decision import PRIORITY_RANK
 from autarky.types import CandidateAction, Finding, Priority, Severity
 
@@ -36,6 +44,8 @@ PLAYBOOK: dict[str, list[tuple[str, Priority, float, float]]] = {
     "pool_underused": [(SCALE_POOL, Priority.LOW, 0.1, 0.1)],
     # A registered model variant nobody tested: the test itself guards traffic (ramp, guardrails).
     "new_model_variant": [(START_ABTEST, Priority.LOW, 0.1, 0.05)],
+    # An agent short of its goal: self-modification guards itself (sandbox, unseen data, approval, watch).
+    "agent_below_goal": [(EVOLVE_AGENT, Priority.LOW, 0.1, 0.1)],
 }
 
 

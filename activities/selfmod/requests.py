@@ -1,0 +1,38 @@
+"""The autopilot's self-modification action: start the evolution of an agent short of its goal.
+
+The planner proposes it for an `agent_below_goal` finding. The evolution guards itself (sandbox, a
+decision on data the search never saw, approval for risky changes, a watch with rollback), so starting
+one is low-risk. One that is already running is "nothing to do".
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from autarky import evolution_client
+from autarky.config import AutarkySettings
+from autarky.types import ActionRequest, ActionResult
+
+
+class EvolutionRequestActivities:
+    def __init__(self, settings: AutarkySettings) -> None:
+        self.settings = settings
+
+    @activity.defn(name="start_agent_evolution")
+    async def start_agent_evolution(self, request: ActionRequest) -> ActionResult:
+        agent = request.params.get("agent")
+        if not agent:
+            raise ApplicationError("an evolve_agent action needs the param 'agent'", non_retryable=True)
+        try:
+            handle = await evolution_client.start_evolution(
+                activity.client(),
+                self.settings,
+                agent,
+                requested_by=f"autopilot:{request.action_id}",
+                reason=request.reason,
+            )
+        except evolution_client.EvolutionRefused as error:
+            return ActionResult(success=True, nothing_to_do=True, detail=f"not started: {error}")
+        # What the evolution decides is its own outcome, not this action's.
+        return ActionResult(success=True, improvement_measured=False, detail=f"started {handle.id}")
