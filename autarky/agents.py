@@ -8,6 +8,8 @@ search). Declared here in code, so nobody widens an agent's reach at run time.
 
 from __future__ import annotations
 
+import re
+
 from autarky.detectors.anomaly import AnomalyConfig
 from autarky.evolution_types import AgentSpec, ParameterSpec
 from autarky.policy.relevance import RelevanceParams
@@ -70,6 +72,17 @@ RELEVANCE_SCORER = AgentSpec(
 )
 
 AGENTS: dict[str, AgentSpec] = {a.name: a for a in (ANOMALY_DETECTOR, RELEVANCE_SCORER)}
+
+# Words that say a research item is about what an agent does (an approved experiment names that agent).
+TOPICS: dict[str, re.Pattern[str]] = {
+    ANOMALY_DETECTOR.name: re.compile(r"\banomal|\boutlier|\bchange[- ]?point|novelty detection", re.I),
+    RELEVANCE_SCORER.name: re.compile(r"\bretrieval\b|\branking\b|\brelevance\b|\bbm25\b|\brerank", re.I),
+}
+
+
+def agent_for(text: str) -> str | None:
+    """The agent a research item's text is about, if any (the first one whose topic words occur)."""
+    return next((name for name, pattern in TOPICS.items() if pattern.search(text)), None)
 
 
 def agent_spec(name: str) -> AgentSpec:

@@ -235,6 +235,17 @@ class ActiveAgentInput(BaseModel):
     agent: str
 
 
+class StartEvolutionInput(BaseModel):
+    agent: str
+    requested_by: str
+    reason: str = ""
+
+
+class StartedEvolution(BaseModel):
+    workflow_id: str | None = None
+    refused: str | None = None  # why none was started (one is running already, …)
+
+
 class ShortfallInput(BaseModel):
     # An agent evolved this recently is not proposed again, whatever its figure.
     cooldown: timedelta = timedelta(days=7)

@@ -185,6 +185,7 @@ class PlanSummary(BaseModel):
     what: str = Field(max_length=400)
     metric: str = Field(max_length=200)
     cost: float = 0.0
+    agent: str | None = None  # the evolvable agent it would improve: approved, its evolution starts
 
 
 ExperimentResultState = Literal["approved", "rejected", "expired", "failed"]

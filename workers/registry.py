@@ -104,6 +104,7 @@ def research_activities(
         DigestActivities(settings, kb).write_digest,
         *model_registry_activities(settings, kb),
         *selfmod_activities(settings, environ),
+        EvolutionRequestActivities(settings).start_evolution,
     ]
 
 

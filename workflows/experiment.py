@@ -2,7 +2,8 @@
 
 record the experiment → ask the LLM (or the offline analyser, which says so) for an integration plan: what
 to try and how to measure it → store the plan → wait for a decision through the approval gate → an
-approved experiment is recorded as ready for self-modification; a rejected or expired one as rejected.
+approved experiment is recorded as ready for self-modification, and when its plan names one of our evolvable
+agents (autarky/agents.py) that agent's self-modification starts; a rejected or expired one as rejected.
 
 Started by a research cycle for each item above its threshold, with the id `experiment-<source>-<id>`, so
 an item keeps one experiment however many cycles choose it. `autarky approvals` lists the waiting ones.
@@ -18,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from autarky import search_attributes as sa
+    from autarky.evolution_types import StartedEvolution, StartEvolutionInput
     from autarky.research_cycle_types import ExperimentInput, ExperimentOutcome, ExperimentStep, PlanSummary
     from autarky.research_types import ExperimentRef, ExperimentUpdate
     from autarky.types import ApprovalState
@@ -30,6 +32,7 @@ PLAN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts
 READY_FOR = "self-modification"
 APPROVAL_RISK = 0.3  # trying it costs a sandbox run and a person's attention, nothing in production yet
 STORED_STATE = {ApprovalState.APPROVED: "approved", ApprovalState.EXPIRED: "expired"}
+EVOLVES_AGENT_PATCH = "experiment-evolves-agent"
 
 
 def experiment_id(source: str, source_id: str) -> str:
@@ -98,6 +101,8 @@ class ExperimentWorkflow(ApprovalGate):
             "decided_by": decision.decided_by,
             "reason": decision.decision_reason,
         } | ({"ready_for": READY_FOR} if approved else {})
+        if approved and plan.agent and workflow.patched(EVOLVES_AGENT_PATCH):
+            outcome |= await self._evolve(plan.agent, decision.decided_by or "a person")
         await self._store(
             "update_experiment",
             ExperimentUpdate(workflow_id=workflow_id, state=state, outcome=outcome),
@@ -111,6 +116,28 @@ class ExperimentWorkflow(ApprovalGate):
             decided_by=decision.decided_by,
             reason=decision.decision_reason,
         )
+
+    async def _evolve(self, agent: str, approver: str) -> dict[str, str]:
+        """Start the named agent's self-modification (its own gates apply); what happened, for the record."""
+        try:
+            started = await workflow.execute_activity(
+                "start_evolution",
+                StartEvolutionInput(
+                    agent=agent,
+                    requested_by=workflow.info().workflow_id,
+                    reason=f"experiment on item {self._input.item_id}, approved by {approver}",
+                ),
+                result_type=StartedEvolution,
+                task_queue=self._input.activity_task_queue,
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=STORE_RETRY,
+                summary=f"start the self-modification of {agent}",
+            )
+        except ActivityError as error:
+            return {"agent": agent, "evolution_not_started": _why(error)}
+        if started.workflow_id is None:
+            return {"agent": agent, "evolution_not_started": started.refused or "refused"}
+        return {"agent": agent, "evolution": started.workflow_id}
 
     @workflow.query(name="state")
     def state(self) -> str:

@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from activities.models.llm import LlmGateway
 from activities.models.routed import RoutedGateway
 from activities.research.store import BAD_INPUT, KnowledgeBaseHandle
+from autarky.agents import AGENTS, agent_for
 from autarky.config import AutarkySettings
 from autarky.llm_types import LlmRequest, LlmSettings, resolve_provider
 from autarky.model_registry_types import Variant
@@ -60,6 +61,12 @@ class ExperimentPlan(BaseModel):
     baseline: str = Field(min_length=1, max_length=300)
     success_criterion: str = Field(min_length=1, max_length=300)
     risks: list[str] = Field(default_factory=list, max_length=10)
+    agent: str | None = Field(
+        None,
+        description="the evolvable agent of ours this would improve, if any: "
+        + ", ".join(AGENTS)
+        + "; null when it improves none of them",
+    )
 
 
 SYSTEM = (
@@ -224,12 +231,14 @@ class AnalysisActivities:
             plan = offline_plan(item["title"], relevance.interest, relevance.matched_terms)
             if because is not None:  # say why the LLM was not asked
                 plan["label"] += f"; the LLM was not asked: {because}"
+            plan["agent"] = agent_for(f"{item['title']} {item['abstract']}")
             summary = PlanSummary(
                 provider=OFFLINE_MODEL,
                 model=relevance.model,
                 offline=True,
                 what=_bounded(plan["try"][0], 400),
                 metric=_bounded(plan["metric"], 200),
+                agent=plan["agent"],
             )
         else:
             answer = await self.gateway.complete(
@@ -246,6 +255,8 @@ class AnalysisActivities:
                 ExperimentPlan,
             )
             plan = answer.output.model_dump() | {"provider": answer.provider, "model": answer.model}
+            named = answer.output.agent
+            plan["agent"] = named if named in AGENTS else agent_for(f"{item['title']} {item['abstract']}")
             summary = PlanSummary(
                 provider=answer.provider,
                 model=answer.model,
@@ -253,6 +264,7 @@ class AnalysisActivities:
                 what=_bounded(answer.output.what_to_try, 400),
                 metric=_bounded(answer.output.metric, 200),
                 cost=answer.cost_usd,
+                agent=plan["agent"],
             )
         update = ExperimentUpdate(workflow_id=step.workflow_id, state="planned", plan=plan, cost=summary.cost)
 

@@ -1,6 +1,7 @@
-"""The autopilot's self-modification action: start the evolution of an agent short of its goal.
+"""Starting self-modification from elsewhere: the autopilot's action for an agent short of its goal, and an
+approved research experiment that names an agent.
 
-The planner proposes it for an `agent_below_goal` finding. The evolution guards itself (sandbox, a
+The planner proposes the action for an `agent_below_goal` finding. The evolution guards itself (sandbox, a
 decision on data the search never saw, approval for risky changes, a watch with rollback), so starting
 one is low-risk. One that is already running is "nothing to do".
 """
@@ -12,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from autarky import evolution_client
 from autarky.config import AutarkySettings
+from autarky.evolution_types import StartedEvolution, StartEvolutionInput
 from autarky.types import ActionRequest, ActionResult
 
 
@@ -36,3 +38,18 @@ class EvolutionRequestActivities:
             return ActionResult(success=True, nothing_to_do=True, detail=f"not started: {error}")
         # What the evolution decides is its own outcome, not this action's.
         return ActionResult(success=True, improvement_measured=False, detail=f"started {handle.id}")
+
+    @activity.defn(name="start_evolution")
+    async def start_evolution(self, request: StartEvolutionInput) -> StartedEvolution:
+        """For an approved experiment that names an agent: start that agent's evolution."""
+        try:
+            handle = await evolution_client.start_evolution(
+                activity.client(),
+                self.settings,
+                request.agent,
+                requested_by=request.requested_by,
+                reason=request.reason,
+            )
+        except evolution_client.EvolutionRefused as error:
+            return StartedEvolution(refused=str(error))
+        return StartedEvolution(workflow_id=handle.id)
