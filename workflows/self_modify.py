@@ -68,6 +68,12 @@ FIRST_STEP = 0.2  # of each parameter's normalised range
 MIN_PAIRED_UNITS = 8
 FINAL = ["SandboxUnavailable", "BadAgent", "BenchmarkFailed", "RollbackRefused", "LlmNotConfigured"]
 RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=FINAL)
+HEARTBEATING = {
+    SelfModActivities.snapshot_agent,
+    SelfModActivities.check_candidate,
+    SelfModActivities.measure,
+    SelfModActivities.compare,
+}
 
 
 @dataclass
@@ -331,13 +337,18 @@ class SelfModificationWorkflow(ApprovalGate):
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _activity(self, fn, arg):
+    async def _activity(self, fn, arg):  # a typed activity method and its input
+        # The sandbox runs heartbeat every few seconds: a dead worker is noticed in half a minute.
+        heartbeats = fn in HEARTBEATING
+        what = getattr(arg, "label", None) or getattr(getattr(arg, "candidate", None), "key", None) or ""
         return await workflow.execute_activity(
             fn,
             arg,
             task_queue=self._request.activity_task_queue,
             start_to_close_timeout=timedelta(hours=1),
+            heartbeat_timeout=timedelta(seconds=30) if heartbeats else None,
             retry_policy=RETRY,
+            summary=f"{fn.__name__.replace('_', ' ')} {what}".strip() + f" · {self._request.agent}",
         )
 
     def _show(self, step: str) -> None:

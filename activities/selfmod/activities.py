@@ -13,9 +13,10 @@ import asyncio
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -60,9 +61,25 @@ from autarky.evolution_types import (
 from autarky.llm_types import resolve_provider
 from autarky.policy.evolution import better, improvement_interval
 
+T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_UNAVAILABLE = "SandboxUnavailable"
 BAD_AGENT = "BadAgent"
+
+
+HEARTBEAT_EVERY = 5.0  # seconds; the workflow's heartbeat timeout is a few times this
+
+
+async def heartbeating(work: Callable[[], T]) -> T:
+    """`work()` in a thread, heartbeating while it runs: a worker that dies in a long sandbox run is
+    noticed by its heartbeat timeout, and the activity retried elsewhere, instead of after an hour."""
+    task = asyncio.ensure_future(asyncio.to_thread(work))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
+        if done:
+            return task.result()
+        if activity.in_activity():  # also called directly (bench/selfmod.py)
+            activity.heartbeat()
 
 
 def safe_name(run_id: str) -> str:
@@ -152,7 +169,7 @@ class SelfModActivities:
             llm = "offline" if choice is None else f"{choice.kind}:{choice.model}"
             return Snapshot(spec=spec, pointer=repo.active(), units=units, llm=llm)
 
-        return await asyncio.to_thread(snapshot)
+        return await heartbeating(snapshot)
 
     @activity.defn
     async def make_candidates(self, request: MakeCandidatesInput) -> list[Candidate]:
@@ -252,7 +269,7 @@ class SelfModActivities:
                 remove_workdir(work)
             return CheckOutcome(passed=True, log_path=str(log))
 
-        return await asyncio.to_thread(check)
+        return await heartbeating(check)
 
     @activity.defn
     async def measure(self, request: MeasureInput) -> Measurement:
@@ -282,7 +299,7 @@ class SelfModActivities:
             }
             return Measurement(figures=figures, failures=failures, runs=runs), units
 
-        measurement, units = await asyncio.to_thread(run)
+        measurement, units = await heartbeating(run)
         path = self.run_dir(request.agent, request.run_id) / f"{request.label}-{request.part}.json"
         path.write_text(json.dumps(units))
         measurement.units_path = str(path)
