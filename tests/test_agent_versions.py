@@ -240,3 +240,20 @@ def test_helpers() -> None:
     assert sanitise_run_id(RUN) == "evolve-anomaly-detector-3"
     assert sanitise_run_id("../x y.lock") == "x-y-lock"
     assert count_diff_lines("3\t1\ta.py\n-\t-\tlogo.png\n") == 4
+
+
+def test_a_relative_data_directory_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run` keeps its data in `.autarky`, a path relative to where it runs."""
+    monkeypatch.chdir(tmp_path)
+    repo = AgentRepository(Path(".autarky") / "agents", "anomaly-detector")
+    pointer = repo.ensure({"autarky/detectors/anomaly.py": "X = 1\n"}, {"window": 128.0}, datetime.now(UTC))
+    candidate = repo.create_candidate(
+        pointer.commit,
+        "c1",
+        "evolve/anomaly-detector/1",
+        {"window": 64.0},
+        None,
+        CandidateOrigin.MUTATION,
+        "w",
+    )
+    assert repo.version(candidate.commit).parameters == {"window": 64.0}

@@ -732,3 +732,27 @@ def test_without_bwrap_nothing_runs(workdir: Path, tmp_path: Path, monkeypatch: 
     assert "apt-get install bubblewrap" in str(info.value)
     assert not ran.exists()
     assert list(workdir.iterdir()) == []
+
+
+def test_printing_like_bubblewrap_is_a_failed_run_not_a_missing_sandbox(workdir: Path) -> None:
+    result = run_py("print('bwrap: No permissions to create a new namespace'); raise SystemExit(1)", workdir)
+    assert result.exit_code == 1 and "bwrap:" in result.output
+
+
+def test_a_sandbox_that_cannot_be_set_up_says_so(workdir: Path) -> None:
+    with pytest.raises(SandboxUnavailable, match="could not set up the sandbox"):
+        run_py("print('ran')", workdir, data={"missing": Path("/nonexistent-lent-dir")})
+
+
+def test_hidden_files_under_a_visible_directory_cannot_be_read(workdir: Path) -> None:
+    """Labels inside an installed package (visible with the system) are masked (by /dev/null, which the
+    sandbox may not open: the read fails)."""
+    inside = Path(sys.prefix) / f".sandbox-test-labels-{secrets.token_hex(4)}.json"
+    inside.write_text('{"relevant": "judge-only-truth"}')
+    try:
+        shown = run_py(f"print(repr(open({str(inside)!r}).read()))", workdir)
+        hidden = run_py(f"print(repr(open({str(inside)!r}).read()))", workdir, hide=[inside])
+    finally:
+        inside.unlink()
+    assert "judge-only-truth" in shown.output  # visible without the mask: the test sees what it hides
+    assert hidden.exit_code != 0 and "judge-only-truth" not in hidden.output

@@ -257,3 +257,35 @@ async def wait_for_pending(handle: WorkflowHandle) -> dict:
             return first if isinstance(first, dict) else first.model_dump()
         await asyncio.sleep(0.2)
     raise AssertionError("no approval was requested")
+
+
+EVIL_OUTPUTS = {
+    "fifo": "os.remove('outputs.json'); os.mkfifo('outputs.json')",
+    "nested json": "open('outputs.json', 'w').write('[' * 200000)",
+    "symlink to the host": "os.remove('outputs.json'); os.symlink('/etc/passwd', 'outputs.json')",
+    "wrong shape": "open('outputs.json', 'w').write('{\"scores\": {\"x\": 2}}')",
+}
+
+
+@pytest.mark.parametrize("how", sorted(EVIL_OUTPUTS))
+async def test_outputs_that_attack_the_judge_fail_the_candidate_not_the_worker(
+    tmp_path: Path, how: str
+) -> None:
+    """A candidate's code replaces the harness's outputs just before the process exits."""
+    settings = AutarkySettings(data_dir=tmp_path / "data")
+    repo, incumbent = degrade(settings)
+    evil = (
+        "import atexit\nimport os\n\n\ndef _tamper() -> None:\n"
+        f"    {EVIL_OUTPUTS[how]}\n\n\natexit.register(_tamper)\n"
+    )
+    patch = patch_of("import re\n", f"import re\n{evil}")
+    candidate = repo.create_candidate(
+        incumbent, "evil", "judge-test", DEGRADED, patch, CandidateOrigin.LLM, how
+    )
+    acts = SelfModActivities(settings)
+    measured = await acts.measure(
+        MeasureInput(agent=AGENT, run_id="judge-test", part="search", commits=[incumbent, candidate.commit])
+    )
+    assert incumbent in measured.figures  # the incumbent is judged as usual
+    assert candidate.commit not in measured.figures
+    assert "benchmark outputs rejected" in measured.failures[candidate.commit]

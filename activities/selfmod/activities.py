@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,8 +119,9 @@ class SelfModActivities:
 
     def data_dir_for(self, agent: str, part: str) -> Path:
         """The part's inputs, labels stripped, where the sandbox can be lent them read-only."""
-        directory = self.root / agent / "datasets" / part
-        self.dataset(agent, part).write_inputs(directory)
+        dataset = self.dataset(agent, part)
+        directory = self.root / agent / "datasets" / f"{part}-{dataset.digest()}"
+        dataset.write_inputs(directory)
         return directory
 
     def workdir(self, spec: AgentSpec, repo: AgentRepository, commit: str) -> Path:
@@ -319,14 +321,14 @@ class SelfModActivities:
             command = [sandbox_python(), "-m", "autarky.agent_harness", "run", spec.name]
             command += ["--params", "params.json", "--data", f"{DATA_ROOT}/part/inputs.json"]
             command += ["--out", "outputs.json"]
-            result = self.sandboxed(command, work, limits, data={"part": data})
+            result = self.sandboxed(command, work, limits, data={"part": data}, hide=dataset.label_files)
             if not result.ok:
                 return f"benchmark run failed in the sandbox ({result.summary()})", {}
             try:
-                outputs = json.loads(_read_own_file(work / "outputs.json"))
+                outputs = json.loads(_read_own_file(work / "outputs.json", limits.file_size_mib))
                 return None, dataset.score(outputs).units
-            except (OSError, ValueError, BadOutputs) as e:
-                return f"benchmark outputs rejected: {e}", {}
+            except Exception as e:  # whatever the candidate wrote: it fails, not the worker
+                return f"benchmark outputs rejected: {type(e).__name__}: {str(e)[:200]}", {}
         finally:
             remove_workdir(work)
 
@@ -442,11 +444,17 @@ def _figure_path(root: Path, agent: str) -> Path:
     return root / agent / "figure.json"
 
 
-def _read_own_file(path: Path) -> str:
-    """A file the sandbox wrote, never through a symlink it planted (which would point at the host)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd) as f:
-        return f.read()
+def _read_own_file(path: Path, max_mib: int) -> str:
+    """A file the sandbox wrote: a regular file (not a symlink to the host, not a FIFO that would block
+    the worker forever), at most `max_mib`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise BadOutputs(f"{path.name} is not a regular file")
+        if info.st_size > max_mib * 1024 * 1024:
+            raise BadOutputs(f"{path.name} is larger than {max_mib} MiB")
+        return f.read().decode("utf-8")
 
 
 def _mean_units(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -10,8 +10,11 @@ how sure an improvement is.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,14 +50,20 @@ class Dataset:
     inputs: dict[str, Any]
     labels: Any
     units: list[str]
+    label_files: tuple[Path, ...] = ()  # where the labels are read from: masked in the sandbox
+
+    def digest(self) -> str:
+        """Names the inputs by their content: other data (a user's NAB files) never meets stale inputs."""
+        return hashlib.sha256(json.dumps(self.inputs, sort_keys=True).encode()).hexdigest()[:12]
 
     def write_inputs(self, directory: Path) -> Path:
+        """inputs.json in `directory`, written once (atomically), readable by the sandbox's user."""
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "inputs.json"
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.inputs))
-            tmp.replace(path)
+            with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as tmp:
+                json.dump(self.inputs, tmp)
+            os.replace(tmp.name, path)
         path.chmod(0o644)
         directory.chmod(0o755)
         return path
@@ -90,16 +99,18 @@ def split_nab(files: list[NabFile]) -> dict[Part, list[NabFile]]:
 
 def load_dataset(agent: str, part: Part, settings: EvolutionSettings) -> Dataset:
     if agent == ANOMALY_DETECTOR.name:
-        files = split_nab(load_corpus(*nab_paths(settings)))[part]
+        data, windows = nab_paths(settings)
+        files = split_nab(load_corpus(data, windows))[part]
         return Dataset(
             agent,
             part,
             {"files": {f.key: f.values for f in files}},
             {f.key: f.labels for f in files},
             [f.key for f in files],
+            (windows,),
         )
     if agent == RELEVANCE_SCORER.name:
-        from activities.models.offline_variants import examples
+        from activities.models.offline_variants import LABELS_FILE, examples
 
         chosen = [e for i, e in enumerate(examples()) if PARTS[i % 2] == part]
         return Dataset(
@@ -108,6 +119,7 @@ def load_dataset(agent: str, part: Part, settings: EvolutionSettings) -> Dataset
             {"examples": [{"id": e.id, "title": e.title, "abstract": e.abstract} for e in chosen]},
             {e.id: e.relevant for e in chosen},
             [e.id for e in chosen],
+            (LABELS_FILE,),
         )
     raise ValueError(f"no data for agent {agent!r}")
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from autarky.evolution_types import SandboxLimit, SandboxLimits, SandboxResult
 
 WORKDIR = "/sandbox"
+STARTED_FD = 3
 DATA_ROOT = "/data"
 # The uid a root worker's sandbox runs as is drawn from this range: each run its own, so one run's
 # fork bomb does not eat the process limit of another running at the same time.
@@ -92,8 +93,10 @@ def build_command(
     data: Mapping[str, Path] | None = None,
     env: Mapping[str, str] | None = None,
     run_as: int | None = None,
+    hide: Sequence[Path] = (),
 ) -> list[str]:
-    """The bwrap command line. `data` lends host directories read-only as /data/<name>."""
+    """The bwrap command line. `data` lends host directories read-only as /data/<name>; `hide` masks
+    files the command must not read even where the system is visible."""
     args = [bwrap_binary(), "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
     args += ["--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
     if os.geteuid() != 0:
@@ -114,6 +117,13 @@ def build_command(
         args += ["--perms", "0755", "--dir", parent]
     for host, dest in binds:
         args += ["--ro-bind", host, dest]
+    # Files the judge keeps (labels) that happen to lie under a visible directory, e.g. an installed
+    # package under /usr: masked (a bind of /dev/null, which the sandbox may not even open).
+    visible = [Path("/usr"), *python_dirs()]
+    for path in hide or ():
+        real = Path(path).resolve()
+        if real.is_file() and any(real.is_relative_to(v) for v in visible):
+            args += ["--ro-bind", "/dev/null", str(real)]
     args += ["--bind", str(workdir), WORKDIR, "--chdir", WORKDIR]
     # 1777 like a real /tmp: created by a root bubblewrap it would be root's 0755, unwritable by the
     # unprivileged user a root worker runs the command as.
@@ -129,8 +139,17 @@ def build_command(
                 "runs as root: `apt-get install util-linux`"
             )
         args += [setpriv, f"--reuid={run_as}", f"--regid={run_as}", "--clear-groups"]
-        args += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
-    return [*args, "--", *command]
+        args += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    # The command starts by saying so on fd 3 (then closes it): a run that never said it was a sandbox
+    # that could not be set up, whatever the command might print to look like one.
+    return [
+        *args,
+        "/bin/sh",
+        "-c",
+        f'printf started >&{STARTED_FD}; exec {STARTED_FD}>&-; exec "$@"',
+        "sh",
+        *command,
+    ]
 
 
 def sandbox_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -151,6 +170,12 @@ def sandbox_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _in_child(limits: SandboxLimits, says_started: int) -> None:
+    """Between fork and exec: the "started" pipe on fd 3 for the command, and the limits."""
+    os.dup2(says_started, STARTED_FD)
+    _set_limits(limits)
+
+
 def _set_limits(limits: SandboxLimits) -> None:
     """Runs in the child between fork and exec: the limits bind bubblewrap and all it starts."""
     mib = 1024 * 1024
@@ -168,6 +193,7 @@ def run_sandboxed(
     *,
     data: Mapping[str, Path] | None = None,
     env: Mapping[str, str] | None = None,
+    hide: Sequence[Path] = (),
 ) -> SandboxResult:
     """Run `command` in the sandbox with `workdir` as its writable /sandbox; never raises for what the
     command does (that is in the result), only when the sandbox itself cannot be set up."""
@@ -176,18 +202,23 @@ def run_sandboxed(
     if os.geteuid() == 0:
         run_as = UID_RANGE[0] + secrets.randbelow(UID_RANGE[1] - UID_RANGE[0])
         _chown_tree(workdir, run_as)
-    argv = build_command(command, workdir, limits, data=data, env=env, run_as=run_as)
+    argv = build_command(command, workdir, limits, data=data, env=env, run_as=run_as, hide=hide)
     started = time.monotonic()
+    said_started, says_started = os.pipe()
     with tempfile.TemporaryFile() as output:
         # The output goes to a file outside the sandbox: RLIMIT_FSIZE bounds it, a pipe could not.
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=lambda: _set_limits(limits),
-        )
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(STARTED_FD, says_started),
+                preexec_fn=lambda: _in_child(limits, says_started),
+            )
+        finally:
+            os.close(says_started)
         limit: SandboxLimit | None = None
         try:
             returncode = process.wait(timeout=limits.wall_seconds)
@@ -199,8 +230,10 @@ def run_sandboxed(
         text, truncated = _read_bounded(output, limits.output_bytes)
         # A writer stopped by the file-size limit often cannot even print why (its stderr is this file).
         output_full = output.seek(0, os.SEEK_END) >= limits.file_size_mib * 1024 * 1024
-    if returncode == 1 and text.startswith("bwrap:"):
-        raise SandboxUnavailable(f"bubblewrap could not set up the sandbox: {text.strip()}")
+    with os.fdopen(said_started, "rb") as said:
+        ran = said.read(16) == b"started"
+    if not ran and limit is None:
+        raise SandboxUnavailable(f"bubblewrap could not set up the sandbox: {text.strip()[:2000]}")
     exit_code: int | None = returncode
     sig: int | None = None
     if returncode < 0:

@@ -127,7 +127,8 @@ class AgentRepository:
         if not _KEY_RE.match(agent) or ".." in agent:
             raise VersionStoreError(f"agent name {agent!r} is not usable as a directory name")
         self.agent = agent
-        self.dir = Path(root) / agent
+        # Absolute: git runs with -C the repository, where a relative index or path would not resolve.
+        self.dir = Path(root).absolute() / agent
         self.repo = self.dir / "repo"
         self.pointer_path = self.dir / "active.json"
         self.history_path = self.dir / "history.jsonl"
