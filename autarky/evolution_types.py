@@ -344,6 +344,7 @@ class PromoteInput(BaseModel):
     by: str
     reason: str = ""
     metric: float | None = None
+    expected: str | None = None  # only over this active version (the incumbent compared with)
 
 
 class RollbackInput(BaseModel):
@@ -351,3 +352,4 @@ class RollbackInput(BaseModel):
     by: str
     reason: str
     to: str | None = None  # None: the version before the active one
+    only_if: str | None = None  # only while this version is active

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 from datetime import UTC, datetime
@@ -13,13 +12,12 @@ import pytest
 from activities.selfmod.versions import (
     AgentRepository,
     PatchRejected,
+    VersionConflict,
     VersionStoreError,
     count_diff_lines,
     sanitise_run_id,
 )
 from autarky.evolution_types import CandidateOrigin
-
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 AGENT = "anomaly-detector"
 SOURCE = "autarky/detectors/anomaly.py"
@@ -257,3 +255,36 @@ def test_a_relative_data_directory_works(tmp_path: Path, monkeypatch: pytest.Mon
         "w",
     )
     assert repo.version(candidate.commit).parameters == {"window": 64.0}
+
+
+def test_promotion_over_a_version_someone_else_made_active_is_refused(store: AgentRepository) -> None:
+    first = store.active().commit
+    a = store.create_candidate(
+        first, "a", RUN, {**PARAMS, "window": 10.0}, None, CandidateOrigin.MUTATION, "a"
+    )
+    b = store.create_candidate(
+        first, "b", RUN, {**PARAMS, "window": 20.0}, None, CandidateOrigin.MUTATION, "b"
+    )
+    store.promote(a.commit, "someone", "first", None, NOW)
+    with pytest.raises(VersionConflict, match="active version is now"):
+        store.promote(b.commit, "run", "compared with the first", None, NOW, expected=first)
+    assert store.active().commit == a.commit
+
+
+def test_a_watch_rolls_back_only_its_own_promotion(store: AgentRepository) -> None:
+    first = store.active().commit
+    a = store.create_candidate(
+        first, "a", RUN, {**PARAMS, "window": 10.0}, None, CandidateOrigin.MUTATION, "a"
+    )
+    b = store.create_candidate(
+        a.commit, "b", RUN, {**PARAMS, "window": 20.0}, None, CandidateOrigin.MUTATION, "b"
+    )
+    store.promote(a.commit, "run-a", "", None, NOW)
+    store.promote(b.commit, "run-b", "", None, NOW)
+    with pytest.raises(VersionConflict, match="not rolled back"):
+        store.rollback("run-a", "regressed", NOW, to=first, only_if=a.commit)
+    assert store.active().commit == b.commit
+    back = store.rollback("run-b", "regressed", NOW, to=a.commit, only_if=b.commit)
+    assert back.commit == a.commit
+    # A retried rollback finds it done.
+    assert store.rollback("run-b", "regressed", NOW, to=a.commit, only_if=b.commit).commit == a.commit

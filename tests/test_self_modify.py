@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -68,7 +69,10 @@ class Stack:
         )
 
     def run_dir(self, handle: WorkflowHandle) -> Path:
-        return self.settings.data_dir / "agents" / AGENT / "runs" / safe_name(handle.id)
+        """The run's storage: named by workflow id and run (a reused id never meets an old run's)."""
+        runs = self.settings.data_dir / "agents" / AGENT / "runs"
+        [found] = runs.glob(f"{safe_name(handle.id)}-*")
+        return found
 
 
 def degrade(settings: AutarkySettings) -> tuple[AgentRepository, str]:
@@ -289,3 +293,46 @@ async def test_outputs_that_attack_the_judge_fail_the_candidate_not_the_worker(
     assert incumbent in measured.figures  # the incumbent is judged as usual
     assert candidate.commit not in measured.figures
     assert "benchmark outputs rejected" in measured.failures[candidate.commit]
+
+
+async def test_a_version_changed_while_waiting_for_approval_is_not_overwritten(
+    client: Client, tmp_path: Path
+) -> None:
+    with OpenAIServer() as server:
+        server.script(proposal(GOOD_PATCH, "use the tuned saturation constants"))
+        async with llm_stack(client, tmp_path, server) as stack:
+            handle = await stack.evolve(generations=1, population=1, watch_runs=0)
+            approval = await wait_for_pending(handle)
+            # Meanwhile a person promotes another version by hand.
+            other = stack.repo.create_candidate(
+                stack.incumbent,
+                "by-hand",
+                "manual",
+                default_parameters(AGENT),
+                None,
+                CandidateOrigin.MUTATION,
+                "x",
+            )
+            stack.repo.promote(other.commit, "cli:ann", "by hand", None, datetime.now(UTC))
+            await handle.execute_update(
+                "approve", ApprovalDecision(approval_id=approval["approval_id"], approver="ann", reason="ok")
+            )
+            result: SelfModifyResult = await handle.result()
+
+    assert result.status == "not_promoted" and "active version is now" in result.message
+    assert stack.repo.active().commit == other.commit
+
+
+async def test_without_bubblewrap_the_run_fails_saying_how_to_install_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "bwrap" else real_which(name))
+    handle = await stack.evolve(offline=True, generations=1, population=1, watch_runs=0)
+    result: SelfModifyResult = await handle.result()
+
+    assert result.status == "failed"
+    assert "apt-get install bubblewrap" in result.message
+    described = await handle.describe()
+    assert described.search_attributes.get("AutarkyDecision") == ["failed"]
+    assert stack.repo.active().commit == stack.incumbent

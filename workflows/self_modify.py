@@ -101,6 +101,7 @@ class SelfModificationWorkflow(ApprovalGate):
         self._failed = 0
         self._sandbox_runs = 0
         self._best: float | None = None
+        self._llm_code: set[str] = set()  # commits whose code an LLM wrote
 
     @workflow.query
     def progress(self) -> dict[str, object]:
@@ -118,12 +119,25 @@ class SelfModificationWorkflow(ApprovalGate):
         workflow.upsert_search_attributes(
             [sa.KIND.value_set(KIND), sa.AGENT.value_set(request.agent), sa.DECISION.value_set("running")]
         )
-        run_id = workflow.info().workflow_id
+        self._result = SelfModifyResult(agent=request.agent, status="running", incumbent_commit="")
+        try:
+            return await self._evolve(request)
+        except ActivityError as error:  # a step that cannot go on: the run ends readably, not as a crash
+            return self._end(self._result, "failed", f"{self._step}: {_why(error)}")
+
+    async def _evolve(self, request: SelfModifyInput) -> SelfModifyResult:
+        info = workflow.info()
+        by = info.workflow_id
+        # Candidates and logs are keyed by the run too: a reused workflow id never finds an old run's.
+        run_id = f"{info.workflow_id}@{info.run_id[:8]}"
         snap: Snapshot = await self._activity(
             SelfModActivities.snapshot_agent, AgentRunInput(agent=request.agent, run_id=run_id)
         )
         spec, incumbent = snap.spec, snap.pointer
-        result = SelfModifyResult(agent=spec.name, status="running", incumbent_commit=incumbent.commit)
+        result = self._result
+        result.incumbent_commit = incumbent.commit
+        if snap.units.get("decision", 0) < MIN_PAIRED_UNITS:
+            return self._end(result, "not_promoted", f"too few units on the decision part ({snap.units})")
         self._show("measuring the incumbent")
         baseline = await self._measure(run_id, "search", [incumbent.commit], "baseline")
         if incumbent.commit not in baseline.figures:
@@ -176,6 +190,7 @@ class SelfModificationWorkflow(ApprovalGate):
                 seed=workflow.random().randint(0, 2**31 - 1),
                 limits=request.limits,
             ),
+            sandbox_runs=2 * spec.repeats,
         )
         self._sandbox_runs += compared.runs
         result.baseline_decision, result.best_decision = compared.incumbent, compared.candidate
@@ -186,16 +201,12 @@ class SelfModificationWorkflow(ApprovalGate):
             f"{compared.candidate:.2f}, {gain.estimate:+.1%} (95 % interval {gain.low:+.1%} … "
             f"{gain.high:+.1%}); threshold {threshold:.0%}"
         )
-        if snap.units.get("decision", 0) < MIN_PAIRED_UNITS:
-            return self._end(
-                result, "not_promoted", f"too few units on the decision part to judge. {figures}"
-            )
         if not should_promote(gain, threshold):
             return self._end(result, "not_promoted", f"not better enough on unseen data: {figures}")
 
-        ask = best.origin == CandidateOrigin.LLM or (
-            spec.risky if request.require_approval is None else request.require_approval
-        )
+        # Code an LLM wrote, also when parameters were tuned on top of it, always asks a person.
+        llm_code = best.commit in self._llm_code
+        ask = llm_code or (spec.risky if request.require_approval is None else request.require_approval)
         if ask:
             self._show("waiting for approval")
             approval_id = f"promote-{spec.name}-{best.commit[:10]}"
@@ -205,29 +216,47 @@ class SelfModificationWorkflow(ApprovalGate):
                 subject=f"promote {spec.name} version {best.commit[:10]}",
                 why=f"{figures}{diff}",
                 timeout=request.approval_timeout,
-                risk=0.8 if best.origin == CandidateOrigin.LLM else 0.4,
+                risk=0.8 if llm_code else 0.4,
             )
             decided = await self.wait_for_decision(approval_id)
             if decided.state != ApprovalState.APPROVED:
                 return self._end(result, "rejected", f"promotion {decided.state.value}: {figures}")
 
         self._show("promoting")
-        await self._activity(
-            SelfModActivities.promote_version,
-            PromoteInput(
-                agent=spec.name, commit=best.commit, by=run_id, reason=figures, metric=compared.candidate
-            ),
-        )
+        try:
+            await self._activity(
+                SelfModActivities.promote_version,
+                PromoteInput(
+                    agent=spec.name,
+                    commit=best.commit,
+                    by=by,
+                    reason=figures,
+                    metric=compared.candidate,
+                    expected=incumbent.commit,
+                ),
+            )
+        except ActivityError as error:
+            if _error_type(error) != "VersionConflict":
+                raise
+            return self._end(result, "not_promoted", f"not promoted: {_why(error)}")
         result.promoted_commit = best.commit
         workflow.upsert_search_attributes([sa.DECISION.value_set("promoted")])
         regression = await self._watch(request, run_id, spec.direction, best.commit, compared.candidate)
-        if regression is not None:
+        if regression is None:
+            return self._end(result, "promoted", figures)
+        self._show("rolling back")
+        try:
             await self._activity(
                 SelfModActivities.rollback_version,
-                RollbackInput(agent=spec.name, by=run_id, reason=regression, to=incumbent.commit),
+                RollbackInput(
+                    agent=spec.name, by=by, reason=regression, to=incumbent.commit, only_if=best.commit
+                ),
             )
-            return self._end(result, "rolled_back", regression)
-        return self._end(result, "promoted", figures)
+        except ActivityError as error:
+            if _error_type(error) != "VersionConflict":
+                raise
+            return self._end(result, "superseded", f"{regression}; but {_why(error)}")
+        return self._end(result, "rolled_back", regression)
 
     # ------------------------------------------------------------------ steps
 
@@ -263,6 +292,7 @@ class SelfModificationWorkflow(ApprovalGate):
                 raise
             self._failed += len(outcome.rejected)
             failures.extend(outcome.rejected)
+            self._llm_code.update(c.commit for c in outcome.candidates)
             return outcome.candidates
         children = mutate(best.parameters, spec.parameters, step, workflow.random(), request.population)
         proposals = [
@@ -270,10 +300,13 @@ class SelfModificationWorkflow(ApprovalGate):
         ]
         if not proposals:
             return []
-        return await self._activity(
+        made: list[Candidate] = await self._activity(
             SelfModActivities.make_candidates,
             MakeCandidatesInput(agent=spec.name, run_id=run_id, base=best.commit, proposals=proposals),
         )
+        if best.commit in self._llm_code:  # parameters tuned on LLM-written code: still LLM code
+            self._llm_code.update(c.commit for c in made)
+        return made
 
     async def _check_all(
         self, request: SelfModifyInput, run_id: str, candidates: list[Candidate], failures: list[str]
@@ -288,6 +321,7 @@ class SelfModificationWorkflow(ApprovalGate):
                     self._activity(
                         SelfModActivities.check_candidate,
                         CheckInput(agent=request.agent, run_id=run_id, candidate=c, limits=request.limits),
+                        sandbox_runs=2,
                     )
                     for c in group
                 )
@@ -312,6 +346,7 @@ class SelfModificationWorkflow(ApprovalGate):
                 label=label,
                 limits=self._request.limits,
             ),
+            sandbox_runs=len(commits),
         )
         self._sandbox_runs += measured.runs
         return measured
@@ -337,15 +372,17 @@ class SelfModificationWorkflow(ApprovalGate):
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _activity(self, fn, arg):  # a typed activity method and its input
-        # The sandbox runs heartbeat every few seconds: a dead worker is noticed in half a minute.
+    async def _activity(self, fn, arg, sandbox_runs: int = 0):  # a typed activity method and its input
+        # The sandbox runs heartbeat every few seconds: a dead worker is noticed in half a minute; the
+        # time allowed grows with the runs an activity makes, each bounded by the wall-clock limit.
         heartbeats = fn in HEARTBEATING
+        allowed = timedelta(minutes=10) + sandbox_runs * timedelta(seconds=self._request.limits.wall_seconds)
         what = getattr(arg, "label", None) or getattr(getattr(arg, "candidate", None), "key", None) or ""
         return await workflow.execute_activity(
             fn,
             arg,
             task_queue=self._request.activity_task_queue,
-            start_to_close_timeout=timedelta(hours=1),
+            start_to_close_timeout=allowed,
             heartbeat_timeout=timedelta(seconds=30) if heartbeats else None,
             retry_policy=RETRY,
             summary=f"{fn.__name__.replace('_', ' ')} {what}".strip() + f" · {self._request.agent}",
@@ -367,3 +404,13 @@ class SelfModificationWorkflow(ApprovalGate):
         workflow.upsert_search_attributes([sa.DECISION.value_set(status)])
         workflow.upsert_memo({"status": status, "message": message, "best_search": result.best_search})
         return result
+
+
+def _why(error: ActivityError) -> str:
+    cause = error.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+
+
+def _error_type(error: ActivityError) -> str | None:
+    cause = error.cause
+    return cause.type if isinstance(cause, ApplicationError) else None

@@ -32,7 +32,14 @@ from activities.selfmod.sandbox import (
     sandbox_python,
 )
 from activities.selfmod.static_checks import static_check
-from activities.selfmod.versions import AgentRepository, PatchRejected, VersionStoreError, read_active_pointer
+from activities.selfmod.versions import (
+    AgentRepository,
+    PatchRejected,
+    VersionConflict,
+    VersionStoreError,
+    read_active_pointer,
+    sanitise_run_id,
+)
 from autarky.agents import AGENTS, agent_spec, default_parameters
 from autarky.config import AutarkySettings
 from autarky.evolution_types import (
@@ -66,6 +73,7 @@ T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_UNAVAILABLE = "SandboxUnavailable"
 BAD_AGENT = "BadAgent"
+VERSION_CONFLICT = "VersionConflict"
 
 
 HEARTBEAT_EVERY = 5.0  # seconds; the workflow's heartbeat timeout is a few times this
@@ -84,7 +92,8 @@ async def heartbeating(work: Callable[[], T]) -> T:
 
 
 def safe_name(run_id: str) -> str:
-    return run_id.replace("/", "-")
+    """The run id as a directory name, the same one the version repository files diffs under."""
+    return sanitise_run_id(run_id)
 
 
 class SelfModActivities:
@@ -371,7 +380,17 @@ class SelfModActivities:
 
         def promote() -> ActivePointer:
             _, repo = self.repository(request.agent)
-            return repo.promote(request.commit, request.by, request.reason, request.metric, datetime.now(UTC))
+            try:
+                return repo.promote(
+                    request.commit,
+                    request.by,
+                    request.reason,
+                    request.metric,
+                    datetime.now(UTC),
+                    request.expected,
+                )
+            except VersionConflict as e:
+                raise ApplicationError(str(e), type=VERSION_CONFLICT, non_retryable=True) from e
 
         return await asyncio.to_thread(promote)
 
@@ -380,7 +399,11 @@ class SelfModActivities:
         def rollback() -> ActivePointer:
             _, repo = self.repository(request.agent)
             try:
-                return repo.rollback(request.by, request.reason, datetime.now(UTC), to=request.to)
+                return repo.rollback(
+                    request.by, request.reason, datetime.now(UTC), to=request.to, only_if=request.only_if
+                )
+            except VersionConflict as e:
+                raise ApplicationError(str(e), type=VERSION_CONFLICT, non_retryable=True) from e
             except VersionStoreError as e:
                 raise ApplicationError(str(e), type="RollbackRefused", non_retryable=True) from e
 

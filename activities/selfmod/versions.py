@@ -58,6 +58,10 @@ class GitFailed(VersionStoreError):
         self.stderr = stderr
 
 
+class VersionConflict(VersionStoreError):
+    """The active version is not the one the caller expected: someone else changed it."""
+
+
 class PatchRejected(VersionStoreError):
     """A candidate's patch does not apply to its base (or touches what it may not)."""
 
@@ -414,14 +418,27 @@ class AgentRepository:
         return count_diff_lines(self._git("diff", "--numstat", base, commit))
 
     def promote(
-        self, commit: str, by: str, reason: str, metric: float | None, now: datetime
+        self,
+        commit: str,
+        by: str,
+        reason: str,
+        metric: float | None,
+        now: datetime,
+        expected: str | None = None,
     ) -> ActivePointer:
-        """Make commit the active version (main moves to it); a no-op when it already is."""
+        """Make commit the active version (main moves to it); a no-op when it already is. With `expected`,
+        only over that version: a run that compared against an incumbent someone has since replaced must
+        not promote over the replacement (VersionConflict)."""
         with self._locked():
             current = self.active()
             full = self._resolve(commit)
             if current.commit == full:
                 return current
+            if expected is not None and current.commit != self._resolve(expected):
+                raise VersionConflict(
+                    f"agent {self.agent}: the active version is now {current.commit[:12]} "
+                    f"(by {current.changed_by}), not {expected[:12]} this candidate was compared with"
+                )
             pointer = ActivePointer(
                 agent=self.agent,
                 commit=full,
@@ -435,11 +452,22 @@ class AgentRepository:
             self._move_main(full)
             return self._change_pointer(pointer)
 
-    def rollback(self, by: str, reason: str, now: datetime, to: str | None = None) -> ActivePointer:
+    def rollback(
+        self, by: str, reason: str, now: datetime, to: str | None = None, only_if: str | None = None
+    ) -> ActivePointer:
         """Return to `to` (default: the pointer's previous). Its new previous is what preceded it when it
-        was last made active, so repeated rollbacks walk back through the history."""
+        was last made active, so repeated rollbacks walk back through the history. With `only_if`, only
+        while that version is active (a watch rolls back its own promotion, not a later one)."""
         with self._locked():
             current = self.active()
+            if only_if is not None and current.commit != self._resolve(only_if):
+                full_to = self._resolve(to) if to else None
+                if current.commit == full_to:
+                    return current  # rolled back already (a retry)
+                raise VersionConflict(
+                    f"agent {self.agent}: the active version is now {current.commit[:12]} "
+                    f"(by {current.changed_by}), not {only_if[:12]}: not rolled back"
+                )
             if to is None:
                 if current.previous is None:
                     raise VersionStoreError(
