@@ -53,6 +53,9 @@ class AgentSpec(BaseModel):
     split: str = ""
     # The figure on the decision part the agent should reach; below it the autopilot may evolve it.
     goal: float | None = None
+    # The product loads a promoted version's code at run time (else only its parameters apply live, and
+    # changed code waits for a worker built from it).
+    live_code: bool = False
 
 
 class SandboxLimits(BaseModel):
@@ -120,6 +123,9 @@ class ActivePointer(BaseModel):
     changed_by: str  # workflow id, "bootstrap" or a person
     reason: str = ""
     metric: float | None = None  # the decision-part figure at promotion
+    # The version's sources differ from the ones Autarky shipped: a product that can load code runs
+    # them (the research analyser); one that cannot (the autopilot's detector) runs only the parameters.
+    code_changed: bool = False
 
 
 class CandidateOrigin(StrEnum):

@@ -5,6 +5,7 @@ restart."""
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -119,3 +120,31 @@ async def test_agents_short_of_their_goals_get_one_evolution_each(client: Client
     assert "short of its goal" in started[0].reason
     figures = {a: json.loads((data_dir / "agents" / a / "figure.json").read_text()) for a in agents}
     assert figures["relevance-scorer"]["figure"] < 90.0 and figures["anomaly-detector"]["figure"] < 70.0
+
+
+def test_a_promoted_version_that_changed_the_code_runs_its_code_in_research(tmp_path: Path) -> None:
+    settings = AutarkySettings(data_dir=tmp_path)
+    source = RELEVANCE_SCORER.source_files[0]
+    shipped = (PROJECT_ROOT / source).read_text()
+    label = '_LABEL = "Offline lexical match (BM25 on keywords, no LLM):"'
+    assert label in shipped
+    evolved = shipped.replace(label, '_LABEL = "Evolved lexical match:"')
+    patch = "".join(
+        difflib.unified_diff(
+            shipped.splitlines(keepends=True), evolved.splitlines(keepends=True), f"a/{source}", f"b/{source}"
+        )
+    )
+    repo = AgentRepository(tmp_path / "agents", RELEVANCE_SCORER.name)
+    now = datetime.now(UTC)
+    params = default_parameters(RELEVANCE_SCORER.name)
+    repo.ensure({source: shipped}, params, now)
+    candidate = repo.create_candidate(
+        repo.active().commit, "c1", "t", params, patch, CandidateOrigin.LLM, "x"
+    )
+    repo.promote(candidate.commit, "test", "", None, now, code_changed=True)
+
+    analysis = AnalysisActivities(settings, KnowledgeBaseHandle(settings.knowledge_db_url))
+    title = "Speculative decoding for faster large language model inference"
+    assert analysis._offline_scorer().score(title).rationale.startswith("Evolved lexical match:")
+    repo.rollback("test", "undo", now)
+    assert analysis._offline_scorer().score(title).rationale.startswith("Offline lexical match")

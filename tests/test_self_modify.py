@@ -140,7 +140,7 @@ async def test_offline_evolution_promotes_a_real_improvement_judged_on_unseen_da
     pointer = stack.repo.active()
     assert pointer.commit == result.promoted_commit != stack.incumbent
     assert pointer.previous == stack.incumbent
-    assert pointer.parameters != DEGRADED
+    assert pointer.parameters != DEGRADED and not pointer.code_changed
     assert result.sandbox_runs > result.candidates  # tests and benchmarks, each in the sandbox
     described = await handle.describe()
     assert described.search_attributes.get("AutarkyDecision") == ["promoted"]
@@ -222,6 +222,7 @@ async def test_llm_patch_is_sandbox_tested_approved_and_promoted(client: Client,
 
     assert result.status == "promoted", result.message
     assert result.failed_candidates == 1  # the forbidden import: refused by the static check
+    assert stack.repo.active().code_changed  # the research analyser will load this version's code
     version = stack.repo.version(stack.repo.active().commit)
     assert "the tuned constants" in stack.repo.read_file(version.commit, SOURCE)
     assert (

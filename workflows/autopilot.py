@@ -302,6 +302,12 @@ class AutopilotWorkflow(ApprovalGate):
             return
         if pointer is not None and pointer.commit != state.anomaly_version:
             workflow.logger.info("anomaly detector now runs version %s", pointer.commit[:10])
+            if pointer.code_changed:  # workflow code cannot change under a running history
+                workflow.logger.warning(
+                    "version %s changes the detector's code: this autopilot applies its parameters; "
+                    "its code runs with workers built from it",
+                    pointer.commit[:10],
+                )
             state.anomaly_version, state.anomaly_parameters = pointer.commit, pointer.parameters
 
     async def _check_agent_goals(self) -> None:

@@ -243,6 +243,11 @@ class SelfModificationWorkflow(ApprovalGate):
         workflow.upsert_search_attributes([sa.DECISION.value_set("promoted")])
         regression = await self._watch(request, run_id, spec.direction, best.commit, compared.candidate)
         if regression is None:
+            if llm_code and not spec.live_code:
+                figures += (
+                    "; its code runs once workers are built from this version (until then the product "
+                    "applies its parameters only)"
+                )
             return self._end(result, "promoted", figures)
         self._show("rolling back")
         try:

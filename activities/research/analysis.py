@@ -112,10 +112,31 @@ class AnalysisActivities:
         if self._scorer is None or self._scorer_version != version:
             from autarky.policy.relevance import DEFAULT_INTERESTS, RelevanceScorer
 
+            interests = self.settings.research.keywords or DEFAULT_INTERESTS
             params = relevance_params(pointer.parameters) if pointer else None
-            self._scorer = RelevanceScorer(self.settings.research.keywords or DEFAULT_INTERESTS, params)
+            self._scorer = None
+            if pointer is not None and pointer.code_changed:  # the version's own code (approved)
+                self._scorer = self._evolved_scorer(pointer.commit, interests, params)
+            if self._scorer is None:
+                self._scorer = RelevanceScorer(interests, params)
             self._scorer_version = version
         return self._scorer
+
+    def _evolved_scorer(self, commit: str, interests: Any, params: Any) -> Any:
+        """The scorer of a promoted version that changed the code; None (the shipped code, with the
+        version's parameters) if it cannot be loaded."""
+        from activities.selfmod.live_code import load_version_module
+        from autarky.agents import RELEVANCE_SCORER
+
+        root = self.settings.data_dir / "agents"
+        try:
+            module = load_version_module(
+                root, RELEVANCE_SCORER.name, commit, RELEVANCE_SCORER.source_files[0]
+            )
+            return module.RelevanceScorer(interests, module.RelevanceParams(**params.model_dump()))
+        except Exception as error:  # whatever the version's code does, research goes on
+            log.warning("evolved_relevance_scorer_unloadable", commit=commit[:12], error=repr(error))
+            return None
 
     async def _item(self, item_id: int) -> dict[str, Any]:
         item = await self.kb.run(lambda: self.kb.get().item(item_id))

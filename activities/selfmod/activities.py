@@ -379,7 +379,9 @@ class SelfModActivities:
         """Make `commit` the active version (a no-op when it already is)."""
 
         def promote() -> ActivePointer:
-            _, repo = self.repository(request.agent)
+            spec, repo = self.repository(request.agent)
+            shipped = {path: (PROJECT_ROOT / path).read_text() for path in spec.source_files}
+            code_changed = any(repo.read_file(request.commit, p) != text for p, text in shipped.items())
             try:
                 return repo.promote(
                     request.commit,
@@ -388,6 +390,7 @@ class SelfModActivities:
                     request.metric,
                     datetime.now(UTC),
                     request.expected,
+                    code_changed,
                 )
             except VersionConflict as e:
                 raise ApplicationError(str(e), type=VERSION_CONFLICT, non_retryable=True) from e

@@ -425,6 +425,7 @@ class AgentRepository:
         metric: float | None,
         now: datetime,
         expected: str | None = None,
+        code_changed: bool = False,
     ) -> ActivePointer:
         """Make commit the active version (main moves to it); a no-op when it already is. With `expected`,
         only over that version: a run that compared against an incumbent someone has since replaced must
@@ -448,6 +449,7 @@ class AgentRepository:
                 changed_by=by,
                 reason=reason,
                 metric=metric,
+                code_changed=code_changed,
             )
             self._move_main(full)
             return self._change_pointer(pointer)
@@ -492,6 +494,7 @@ class AgentRepository:
                 changed_at=now,
                 changed_by=by,
                 reason=reason,
+                code_changed=made_active[-1].code_changed,
             )
             self._move_main(full)
             return self._change_pointer(pointer)
