@@ -144,6 +144,7 @@ class Candidate(BaseModel):
     summary: str = ""
     diff_path: str | None = None
     diff_lines: int = 0
+    diff_excerpt: str = ""  # the start of an LLM patch, for the approval (the whole diff is at diff_path)
 
 
 class CheckOutcome(BaseModel):

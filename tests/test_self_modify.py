@@ -215,6 +215,7 @@ async def test_llm_patch_is_sandbox_tested_approved_and_promoted(client: Client,
             approval = await wait_for_pending(handle)
             assert approval["subject"].startswith(f"promote {AGENT}")
             assert ".diff" in approval["why"] and "decision part" in approval["why"]
+            assert "+    n = STEEPNESS" in approval["why"]  # the patch itself, for the person deciding
             await handle.execute_update(
                 "approve", ApprovalDecision(approval_id=approval["approval_id"], approver="ann", reason="ok")
             )

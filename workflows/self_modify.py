@@ -85,6 +85,7 @@ class Best:
     key: str = "incumbent"
     summary: str = ""
     diff_path: str | None = None
+    diff_excerpt: str = ""
 
 
 def evolve_workflow_id(agent: str, n: int) -> str:
@@ -170,7 +171,16 @@ class SelfModificationWorkflow(ApprovalGate):
                         continue
                     if better(figure, best.figure, spec.direction):
                         improved += 1
-                        best = Best(c.commit, c.parameters, figure, c.origin, c.key, c.summary, c.diff_path)
+                        best = Best(
+                            c.commit,
+                            c.parameters,
+                            figure,
+                            c.origin,
+                            c.key,
+                            c.summary,
+                            c.diff_path,
+                            c.diff_excerpt,
+                        )
                         self._best = figure
             step = adapt_step(step, improved, max(len(candidates), 1))
         result.candidates, result.failed_candidates = self._candidates, self._failed
@@ -211,6 +221,8 @@ class SelfModificationWorkflow(ApprovalGate):
             self._show("waiting for approval")
             approval_id = f"promote-{spec.name}-{best.commit[:10]}"
             diff = f"; diff: {best.diff_path}" if best.diff_path else ""
+            if best.diff_excerpt:
+                diff += f"\n\n{best.diff_excerpt}"
             self.request_approval(
                 approval_id,
                 subject=f"promote {spec.name} version {best.commit[:10]}",

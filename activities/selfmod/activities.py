@@ -74,6 +74,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_UNAVAILABLE = "SandboxUnavailable"
 BAD_AGENT = "BadAgent"
 VERSION_CONFLICT = "VersionConflict"
+DIFF_EXCERPT = 3000  # characters of an LLM patch shown in its approval
 
 
 HEARTBEAT_EVERY = 5.0  # seconds; the workflow's heartbeat timeout is a few times this
@@ -245,7 +246,9 @@ class SelfModActivities:
             except PatchRejected as e:
                 outcome.rejected.append(f"{key}: {e}")
                 continue
-            outcome.candidates.append(candidate)
+            outcome.candidates.append(
+                candidate.model_copy(update={"diff_excerpt": proposal.diff[:DIFF_EXCERPT]})
+            )
         return outcome
 
     @activity.defn

@@ -2,7 +2,9 @@
 agent allows, it calls no dynamic import or eval, and ruff finds no error in it.
 
 These run outside the sandbox because they only read the text (ruff is a trusted program); the code
-itself runs only inside the sandbox.
+itself runs only inside the sandbox. They are a first filter, not the guarantee: Python reaches any module
+through attributes (`dataclasses.sys.modules["os"]`), so what a candidate can do is bounded by the
+sandbox, and what it scores by the judge outside it.
 """
 
 from __future__ import annotations
