@@ -342,6 +342,7 @@ async def record_self_modify_history(
                 generations=3,
                 population=4,
                 offline=True,
+                threshold=0.02,  # about the history's shape, not how sure the promotion was
                 watch_runs=1,
                 watch_interval=timedelta(milliseconds=100),
                 limits=LIMITS,

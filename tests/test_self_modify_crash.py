@@ -40,6 +40,7 @@ async def test_a_worker_killed_at_promotion_leaves_exactly_one_promotion(
                 offline=True,
                 generations=3,
                 population=4,
+                threshold=0.02,  # about surviving the kill, not how sure the promotion was
                 watch_runs=1,
                 watch_interval=timedelta(seconds=3),
                 limits=LIMITS,
