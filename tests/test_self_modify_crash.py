@@ -59,7 +59,7 @@ async def test_a_worker_killed_at_promotion_leaves_exactly_one_promotion(
         workers[0].send_signal(signal.SIGKILL)  # as kill -9, or a lost machine
         await workers[0].wait()
         workers.append(await spawn(client, queue, data_dir))
-        result: SelfModifyResult = await asyncio.wait_for(handle.result(), 120)
+        result: SelfModifyResult = await asyncio.wait_for(handle.result(), 300)  # a busy CI machine
     finally:
         for worker in workers:
             with contextlib.suppress(ProcessLookupError):
