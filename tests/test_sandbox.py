@@ -22,6 +22,7 @@ from activities.selfmod.sandbox import (
     INSTALL_HINT,
     WORKDIR,
     SandboxUnavailable,
+    build_command,
     new_workdir,
     remove_workdir,
     run_sandboxed,
@@ -756,3 +757,14 @@ def test_hidden_files_under_a_visible_directory_cannot_be_read(workdir: Path) ->
         inside.unlink()
     assert "judge-only-truth" in shown.output  # visible without the mask: the test sees what it hides
     assert hidden.exit_code != 0 and "judge-only-truth" not in hidden.output
+
+
+def test_tmp_is_mounted_before_what_lives_under_it(tmp_path: Path) -> None:
+    """A checkout (and its virtualenv) under /tmp, as CI makes one: the sandbox's own /tmp must not hide
+    it, so /tmp is mounted first and the Python and lent data on top."""
+    lent = tmp_path / "series"
+    lent.mkdir()
+    argv = build_command(["true"], tmp_path, LIMITS, data={"series": lent})
+    tmpfs = argv.index("/tmp", argv.index("--tmpfs"))
+    binds = [i for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1].startswith("/tmp/")]
+    assert binds and all(i > tmpfs for i in binds)

@@ -108,11 +108,15 @@ def build_command(
             args += ["--symlink", os.readlink(path), d]
         elif path.is_dir():
             args += ["--ro-bind", d, d]
+    # /tmp first: a Python or data under /tmp (a checkout there) is then mounted on top, not hidden.
+    # 1777 like a real /tmp: created by a root bubblewrap it would be root's 0755, unwritable by the
+    # unprivileged user a root worker runs the command as.
+    args += ["--size", str(limits.file_size_mib * 4 * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp"]
     binds = [(str(d), str(d)) for d in python_dirs()]
     binds += [(str(host), f"{DATA_ROOT}/{name}") for name, host in sorted((data or {}).items())]
     # bwrap would create the mount points' parents (/root, /home/…) private to root; made first with
     # 0755 the sandbox's user can reach what is mounted there, and nothing else is in them.
-    parents = sorted({str(p) for _, dest in binds for p in Path(dest).parents if str(p) != "/"})
+    parents = sorted({str(p) for _, dest in binds for p in Path(dest).parents if str(p) not in ("/", "/tmp")})
     for parent in parents:
         args += ["--perms", "0755", "--dir", parent]
     for host, dest in binds:
@@ -125,9 +129,6 @@ def build_command(
         if real.is_file() and any(real.is_relative_to(v) for v in visible):
             args += ["--ro-bind", "/dev/null", str(real)]
     args += ["--bind", str(workdir), WORKDIR, "--chdir", WORKDIR]
-    # 1777 like a real /tmp: created by a root bubblewrap it would be root's 0755, unwritable by the
-    # unprivileged user a root worker runs the command as.
-    args += ["--size", str(limits.file_size_mib * 4 * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp"]
     args += ["--proc", "/proc", "--dev", "/dev", "--clearenv"]
     for key, value in sandbox_env(env).items():
         args += ["--setenv", key, value]
