@@ -68,6 +68,11 @@ FIRST_STEP = 0.2  # of each parameter's normalised range
 MIN_PAIRED_UNITS = 8
 FINAL = ["SandboxUnavailable", "BadAgent", "BenchmarkFailed", "RollbackRefused", "LlmNotConfigured"]
 RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=FINAL)
+QUICK = {
+    SelfModActivities.make_candidates,
+    SelfModActivities.promote_version,
+    SelfModActivities.rollback_version,
+}
 HEARTBEATING = {
     SelfModActivities.snapshot_agent,
     SelfModActivities.check_candidate,
@@ -394,6 +399,8 @@ class SelfModificationWorkflow(ApprovalGate):
         # time allowed grows with the runs an activity makes, each bounded by the wall-clock limit.
         heartbeats = fn in HEARTBEATING
         allowed = timedelta(minutes=10) + sandbox_runs * timedelta(seconds=self._request.limits.wall_seconds)
+        if fn in QUICK:  # git and a file: a worker lost in one is retried elsewhere within a minute
+            allowed = timedelta(minutes=1)
         what = getattr(arg, "label", None) or getattr(getattr(arg, "candidate", None), "key", None) or ""
         return await workflow.execute_activity(
             fn,

@@ -424,7 +424,10 @@ class SelfModActivities:
         for spec in AGENTS.values():
             if spec.goal is None:
                 continue
-            query = f'WorkflowId STARTS_WITH "evolve/{spec.name}/" AND StartTime > "{since}"'
+            query = (
+                f'WorkflowId STARTS_WITH "evolve/{spec.name}/" AND StartTime > "{since}" '
+                f'AND TaskQueue = "{self.settings.task_queue}"'  # this installation's (evolution_client)
+            )
             if (await activity.client().count_workflows(query)).count:
                 continue  # evolved recently: give the last attempt its due
             pointer = (await asyncio.to_thread(self.repository, spec.name))[1].active()
