@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from hypothesis import given
@@ -97,3 +98,36 @@ def test_scores_are_always_in_zero_one(values: list[float]) -> None:
     detector = AnomalyDetector(AnomalyConfig(min_history=5, window=16))
     for v in values:
         assert 0.0 <= detector.update(v) <= 1.0
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+            st.sampled_from([math.nan, math.inf, -math.inf]),
+        ),
+        max_size=400,
+    )
+)
+def test_bad_values_are_skipped_and_counted_and_the_state_round_trips(values: list[float]) -> None:
+    config = AnomalyConfig(window=16, min_history=20, suppression=5)
+    detector = AnomalyDetector(config)
+    scores = [detector.update(v) for v in values]
+    state = detector.state
+    assert state.skipped == sum(1 for v in values if not math.isfinite(v))
+    assert all(math.isfinite(v) for v in state.window)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    restored = AnomalyState.model_validate_json(state.model_dump_json())
+    assert restored == state
+    resumed = AnomalyDetector(config, restored)
+    assert [resumed.update(v) for v in (1.0, math.nan, 500.0)] == [
+        detector.update(v) for v in (1.0, math.nan, 500.0)
+    ]
+
+
+def test_one_inf_does_not_blind_the_detector() -> None:
+    detector = AnomalyDetector(CONFIG)
+    for v in noisy(WARMUP):
+        detector.update(v)
+    assert detector.update(math.inf) == 0.0
+    assert detector.update(95.0) > FINDING  # a real spike after it still scores

@@ -55,6 +55,7 @@ class AnomalyState(BaseModel):
     level_counts: dict[int, int] = Field(default_factory=dict)
     window: list[float] = Field(default_factory=list)  # oldest first
     recent_scores: list[float] = Field(default_factory=list)  # raw scores, for suppression
+    skipped: int = 0  # NaN and ±inf values seen: counted, never learnt (one inf would blind the range)
 
 
 class AnomalyDetector:
@@ -65,6 +66,7 @@ class AnomalyDetector:
         state = state or AnomalyState()
         # Plain Python structures on the hot path; the `state` property converts back.
         self._seen = state.seen
+        self._skipped = state.skipped
         self._low = math.inf if state.low is None else state.low
         self._high = -math.inf if state.high is None else state.high
         self._counts = dict(state.level_counts)
@@ -83,6 +85,9 @@ class AnomalyDetector:
         c = self.config
         raw = 0.0
         self.expected, self.z = None, 0.0
+        if not math.isfinite(value):  # a broken probe says nothing about the metric: skip, count
+            self._skipped += 1
+            return 0.0
         if self._sorted:
             median, scale = self._median_and_scale()
             self.z = abs(value - median) / scale
@@ -137,6 +142,7 @@ class AnomalyDetector:
             level_counts=dict(self._counts),
             window=list(self._window),
             recent_scores=list(self._recent) if self.config.suppression else [],
+            skipped=self._skipped,
         )
 
     def state_size_bytes(self) -> int:
