@@ -546,7 +546,7 @@ def test_sleeping_loop_hits_the_wall_clock(workdir: Path, marker: str) -> None:
     limits = LIMITS.model_copy(update={"wall_seconds": 1.5})
     result = run_py(code, workdir, limits, marker)
     assert result.limit is SandboxLimit.WALL_CLOCK, result
-    assert 1.5 <= result.wall_seconds < 4
+    assert 1.5 <= result.wall_seconds < 30  # stopped at the limit, not when the loop ended (never)
     assert not result.ok
     assert wait_no_process_with(marker) == []
 
