@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -255,28 +256,45 @@ class AutopilotWorkflow(ApprovalGate):
     async def _check_model_variants(self) -> None:
         """Every `model_variant_check_interval`: variants registered but never A/B tested, as findings."""
         state, now = self._state, workflow.now()
-        checked = state.variants_checked_at
-        if checked is None:  # the first look one interval after start: a fresh stack has nothing new
-            state.variants_checked_at = now
+        if not self._due("variants_checked_at", self._settings.model_variant_check_interval):
             return
-        if now < checked + self._settings.model_variant_check_interval:
-            return
-        state.variants_checked_at = now
         try:
-            found = await workflow.execute_activity(
+            found = await self._on_research_queue(
                 "untested_model_variants",
-                result_type=list[UntestedVariant],
-                task_queue=self._research_queue,
-                schedule_to_start_timeout=REGISTRY_PICKUP_TIMEOUT,
-                start_to_close_timeout=timedelta(minutes=1),
-                retry_policy=PROBE_RETRY,
-                summary="model variants never A/B tested",
+                None,
+                list[UntestedVariant],
+                timedelta(minutes=1),
+                "model variants never A/B tested",
             )
         except ActivityError as error:  # no research worker, or the registry is down: look again later
             workflow.logger.warning("could not read the model registry: %s", error.cause or error)
             state.model_findings = []  # stale findings would keep proposing tests
             return
         state.model_findings = [new_variant_finding(v, now) for v in found[:MAX_VARIANT_FINDINGS]]
+
+    def _due(self, checked_field: str, interval: timedelta) -> bool:
+        """True once every `interval`, the first time one interval after start (a fresh stack has
+        nothing new to find); records the look in the state field."""
+        now, checked = workflow.now(), getattr(self._state, checked_field)
+        if checked is not None and now < checked + interval:
+            return False
+        setattr(self._state, checked_field, now)
+        return checked is not None
+
+    async def _on_research_queue(
+        self, name: str, arg: object, result_type: object, timeout: timedelta, summary: str
+    ) -> Any:
+        """A read on the research queue (full workers): gives up soon if none picks it up."""
+        return await workflow.execute_activity(
+            name,
+            *([] if arg is None else [arg]),
+            result_type=result_type,  # type: ignore[arg-type]
+            task_queue=self._research_queue,
+            schedule_to_start_timeout=REGISTRY_PICKUP_TIMEOUT,
+            start_to_close_timeout=timeout,
+            retry_policy=PROBE_RETRY,
+            summary=summary,
+        )
 
     async def _check_agent_versions(self) -> None:
         """Every `agent_version_check_interval`: the anomaly detector's active version. A promotion or a
@@ -287,15 +305,12 @@ class AutopilotWorkflow(ApprovalGate):
             return
         state.agents_checked_at = now
         try:
-            pointer = await workflow.execute_activity(
+            pointer = await self._on_research_queue(
                 "active_agent_parameters",
                 ActiveAgentInput(agent=ANOMALY_AGENT),
-                result_type=ActivePointer | None,
-                task_queue=self._research_queue,
-                schedule_to_start_timeout=REGISTRY_PICKUP_TIMEOUT,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=PROBE_RETRY,
-                summary="the anomaly detector's active version",
+                ActivePointer | None,
+                timedelta(seconds=30),
+                "the anomaly detector's active version",
             )
         except ActivityError as error:  # no research worker: keep the parameters we have
             workflow.logger.warning("could not read the agents' active versions: %s", error.cause or error)
@@ -314,23 +329,15 @@ class AutopilotWorkflow(ApprovalGate):
         """Every `agent_goal_check_interval` (the first one interval after start): agents short of their
         goals, as findings the planner answers with `evolve_agent`."""
         state, now = self._state, workflow.now()
-        checked = state.goals_checked_at
-        if checked is None:
-            state.goals_checked_at = now
+        if not self._due("goals_checked_at", self._settings.agent_goal_check_interval):
             return
-        if now < checked + self._settings.agent_goal_check_interval:
-            return
-        state.goals_checked_at = now
         try:
-            short = await workflow.execute_activity(
+            short = await self._on_research_queue(
                 "agent_shortfalls",
                 ShortfallInput(cooldown=self._settings.agent_evolve_cooldown),
-                result_type=list[AgentShortfall],
-                task_queue=self._research_queue,
-                schedule_to_start_timeout=REGISTRY_PICKUP_TIMEOUT,
-                start_to_close_timeout=timedelta(minutes=10),
-                retry_policy=PROBE_RETRY,
-                summary="agents short of their goals",
+                list[AgentShortfall],
+                timedelta(minutes=10),
+                "agents short of their goals",
             )
         except ActivityError as error:
             workflow.logger.warning("could not check the agents' goals: %s", error.cause or error)
