@@ -27,9 +27,10 @@ test: $(STAMP)
 bench: bench-nab bench-scaling bench-research bench-abtest bench-selfmod
 	$(BIN)/python bench/footprint.py
 
-# Anomaly detection scored on NAB (../shared/data/nab); other data: bench/nab.py --data DIR --windows FILE
+# Anomaly detection scored on NAB (../shared/data/nab), with the cross-validated, long-run, alert-budget
+# and cost tables; other data: bench/nab.py --data DIR --windows FILE --tables
 bench-nab: $(STAMP)
-	$(BIN)/python bench/nab.py --by-category
+	$(BIN)/python bench/nab.py --by-category --tables
 
 # The scaling policy replayed on the load-like NAB series next to HPA-like, fixed and oracle baselines;
 # any other load: bench/scaling.py --trace FILE (a timestamp,value CSV; repeatable)

@@ -1,7 +1,7 @@
 """Score streaming anomaly detectors on NAB-format data, as the NAB paper does.
 
     .venv/bin/python bench/nab.py [--data DIR] [--windows FILE] [--detectors autarky,gaussian,random]
-                                  [--by-category]
+                                  [--by-category] [--tables]
 
 DIR holds CSVs (`timestamp,value`, searched recursively); FILE maps each CSV's path relative to DIR to its
 anomaly windows `[[start, end], ...]`. Every CSV must have an entry and every entry a CSV. Each detector
@@ -117,11 +117,34 @@ def run_detector(
     return scores, seconds, state_bytes
 
 
+def run_detector_long(
+    factory: Factory, files: Sequence[NabFile]
+) -> tuple[dict[str, list[float]], float, int | None]:
+    """As a host's detector lives: one detector per category, fed all of its files back to back (by key),
+    through every change of regime between them. Scored file by file as before."""
+    scores: dict[str, list[float]] = {}
+    seconds = 0.0
+    state_bytes: int | None = None
+    detectors: dict[str, Detector] = {}
+    for f in sorted(files, key=lambda f: f.key):
+        detector = detectors.setdefault(f.category, factory())
+        update = detector.update
+        start = time.perf_counter()
+        out = [float(update(value, at)) for at, value in zip(f.timestamps, f.values, strict=True)]
+        seconds += time.perf_counter() - start
+        scores[f.key] = out
+        size = getattr(detector, "state_size_bytes", None)
+        if callable(size):
+            state_bytes = max(state_bytes or 0, int(size()))
+    return scores, seconds, state_bytes
+
+
 def evaluate(
-    factory: Factory, files: Sequence[NabFile], profiles: Sequence[Profile] = PROFILES
+    factory: Factory, files: Sequence[NabFile], profiles: Sequence[Profile] = PROFILES, long_run: bool = False
 ) -> Evaluation:
-    """Score a detector on the corpus with the best threshold per profile."""
-    scores, seconds, state_bytes = run_detector(factory, files)
+    """Score a detector on the corpus with the best threshold per profile; `long_run`: one detector per
+    category over all of its files (run_detector_long) instead of a fresh one per file."""
+    scores, seconds, state_bytes = (run_detector_long if long_run else run_detector)(factory, files)
     n_windows = sum(len(f.labels.windows) for f in files)
     pairs = [(f.labels, scores[f.key]) for f in files]
     results = {}
@@ -250,6 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--detectors", default="autarky,gaussian,random", help="comma-separated names")
     parser.add_argument("--by-category", action="store_true", help="standard score per category, too")
+    parser.add_argument(
+        "--tables",
+        action="store_true",
+        help="also: the design chosen by leave-one-category-out cross-validation, the long run (one "
+        "detector per category over all its files), the alert budget and the cost by window",
+    )
     args = parser.parse_args(argv)
     windows_file = args.windows or args.data.parent / "combined_windows.json"
 
@@ -288,7 +317,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.by_category:
         for name, evaluation in results.items():
             print_by_category(name, evaluation, files)
+    if args.tables:
+        print_tables(files, results.get("autarky"))
     return 0
+
+
+def print_tables(files: Sequence[NabFile], shipped: Evaluation | None) -> None:
+    from autarky.config import AnalysisSettings
+    from autarky.detectors.anomaly import AnomalyConfig
+    from bench import nab_tables
+
+    if len({f.category for f in files}) > 1:
+        nab_tables.print_cross_validation(files)
+    else:
+        print("\ncross-validation needs at least two categories (subdirectories of --data)")
+    nab_tables.print_long_run(AnomalyConfig(), files)
+    if shipped is not None:
+        nab_tables.print_alert_budget(shipped, files, AnalysisSettings().anomaly_threshold)
+    nab_tables.print_cost_by_window(files)
 
 
 if __name__ == "__main__":

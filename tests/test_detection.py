@@ -157,7 +157,10 @@ def test_overload_needs_latency_and_cpu_rising_together() -> None:
 
 
 def test_an_anomaly_becomes_a_finding_with_evidence_held_for_a_while() -> None:
-    settings = AnalysisSettings(anomaly=AnomalyConfig(min_history=20), anomaly_hold=timedelta(minutes=10))
+    # The threshold is set here: the shipped one (an alert budget) lets only far bigger jumps through.
+    settings = AnalysisSettings(
+        anomaly=AnomalyConfig(min_history=20), anomaly_hold=timedelta(minutes=10), anomaly_threshold=0.9
+    )
     rng = random.Random(2)
     points = [point(i, cpu_percent=20 + rng.gauss(0, 1)) for i in range(60)]
     points.append(point(60, cpu_percent=70.0))
@@ -180,3 +183,36 @@ def test_detection_state_round_trips() -> None:
     settings = AnalysisSettings(trend_spacing=timedelta(0))
     state = feed([point(i, process_rss_bytes={"pool member 1": MIB * i}) for i in range(30)], settings)
     assert DetectionState.model_validate_json(state.model_dump_json()) == state
+
+
+def test_a_host_clock_set_back_an_hour_keeps_the_detectors_working() -> None:
+    # Disk filling 0.5 % per 5 min; after two hours the host's clock is set back an hour (and one
+    # timestamp repeats). The warning keeps coming, and no anomaly finding outlives its hold.
+    settings = AnalysisSettings(trend_spacing=timedelta(minutes=1))
+    rng = random.Random(4)
+    points = [point(i, disk_percent=50 + 0.5 * i + rng.gauss(0, 0.05)) for i in range(24)]
+    stepped = [
+        point(i - 12, disk_percent=50 + 0.5 * i + rng.gauss(0, 0.05)) for i in range(24, 48)
+    ]  # stamped an hour (12 steps) earlier than they happen
+    stepped.insert(1, stepped[0])
+    state = feed(points + stepped, settings)
+    disk = state.trends["disk_percent"]
+    assert len(disk.times) == len(points) + len(stepped) - 1  # the repeated timestamp is one point
+    assert disk.times == sorted(disk.times)
+    findings = detector_findings(state, stepped, settings, stepped[-1].at)
+    assert [f.kind for f in findings] == ["disk_full_soon"]
+
+
+def test_latency_at_1_ms_resolution_going_1_to_3_ms_is_no_anomaly() -> None:
+    settings = AnalysisSettings(anomaly=AnomalyConfig(min_history=20), anomaly_threshold=0.6)
+    rng = random.Random(5)
+    points = [point(i, network_latency_ms=float(rng.choice([1, 1, 1, 2]))) for i in range(200)]
+    points += [point(200 + i, network_latency_ms=3.0) for i in range(3)]
+    state = feed(points, settings)
+    assert [f for f in detector_findings(state, points, settings, points[-1].at) if f.kind == "anomaly"] == []
+    # At a finer resolution the same jump does count: the floor is what keeps it quiet.
+    fine = settings.model_copy(update={"metric_resolution": {"network_latency_ms": 0.001}})
+    state = feed(points, fine)
+    assert any(
+        f.metric == "network_latency_ms" for f in detector_findings(state, points, fine, points[-1].at)
+    )

@@ -2,7 +2,8 @@
 
 The hand-worked file: 100 rows, so probation = floor(0.15 * 100) = 15 rows (0..14 ignored), and one
 window at rows 50..59 (width 10, r - l = 9). S(y) = 2 / (1 + e^(5y)) - 1; S(-1) = 2 / 1.0067379 - 1 =
-0.9866143.
+0.9866143. Inside the window y = -(r - i + 1) / (r - l + 1), as NAB computes it: -1 at the left edge,
+-0.1 at the right edge.
 """
 
 from __future__ import annotations
@@ -72,16 +73,17 @@ def test_left_edge_is_worth_exactly_the_tp_weight() -> None:
     assert (result.tp, result.fp, result.fn) == (1, 0, 0)
 
 
-def test_right_edge_is_worth_zero_but_is_no_miss() -> None:
+def test_right_edge_is_worth_little_but_is_no_miss() -> None:
     result = score_file(labels(), detections(RIGHT), 0.5, STANDARD)
-    assert result.raw == 0.0  # y = 0: S(0) = 0, and no FN cost
+    # y = -1/10: S = 2 / (1 + e^-0.5) - 1 = 2 / 1.6065307 - 1 = 0.2449187; / 0.9866143 = 0.2482415
+    assert result.raw == pytest.approx(0.2482415, abs=1e-6)
     assert (result.tp, result.fp, result.fn) == (1, 0, 0)
 
 
 def test_inside_window_value() -> None:
-    # row 55: y = -(59 - 55) / 9 = -4/9; S = 2 / (1 + e^-2.2222) - 1 = 2 / 1.1083680 - 1 = 0.8044548;
-    # / 0.9866143 = 0.8153691
-    assert raw(55) == pytest.approx(0.8153691, abs=1e-6)
+    # row 55: y = -(59 - 55 + 1) / 10 = -0.5; S = 2 / (1 + e^-2.5) - 1 = 2 / 1.0820850 - 1 = 0.8482836;
+    # / 0.9866143 = 0.8597926
+    assert raw(55) == pytest.approx(0.8597926, abs=1e-6)
 
 
 def test_just_after_the_window_costs_little() -> None:
@@ -118,8 +120,8 @@ def test_probationary_detections_are_ignored() -> None:
 
 
 def test_only_the_earliest_detection_in_a_window_counts() -> None:
-    # row 52: y = -7/9; S = 2 / (1 + e^-3.8889) - 1 = 2 / 1.0204681 - 1 = 0.9598849; / 0.9866143 = 0.9729080
-    assert raw(52, 57) == pytest.approx(0.9729080, abs=1e-6)
+    # row 52: y = -8/10; S = 2 / (1 + e^-4) - 1 = 2 / 1.0183156 - 1 = 0.9640276; / 0.9866143 = 0.9771068
+    assert raw(52, 57) == pytest.approx(0.9771068, abs=1e-6)
     assert raw(52, 57) == raw(52)
     assert raw(LEFT, RIGHT) == 1.0
 
@@ -151,6 +153,21 @@ def test_window_rows_from_timestamps() -> None:
         window_rows(timestamps, [(t0 + timedelta(minutes=11), t0 + timedelta(minutes=12))])
 
 
+def test_window_rows_in_file_order_when_the_clock_steps_back_or_repeats() -> None:
+    t0 = datetime(2014, 10, 26, 0, 0)
+    # Hourly rows; at 03:00 the clock is set back to 02:00 (as at a daylight-saving change), and one
+    # timestamp is repeated: 00 01 02 02 02 03 04 ...
+    hours = [0, 1, 2, 2, 2, 3, 4, 5, 6]
+    timestamps = [t0 + timedelta(hours=h) for h in hours]
+    # A window over 02:00..03:00 spans the rows in file order from the first 02:00 to the 03:00.
+    assert window_rows(timestamps, [(timestamps[2], timestamps[5])]) == [(2, 5)]
+    stepped_back = [t0 + timedelta(hours=h) for h in [0, 1, 2, 3, 2, 3, 4, 5]]
+    assert window_rows(stepped_back, [(t0 + timedelta(hours=3), t0 + timedelta(hours=4))]) == [(3, 6)]
+    assert window_rows(stepped_back, [(t0, t0 + timedelta(hours=1))]) == [(0, 1)]
+    with pytest.raises(ValueError, match="no rows"):
+        window_rows(stepped_back, [(t0 + timedelta(hours=7), t0 + timedelta(hours=8))])
+
+
 def test_overlapping_windows_are_refused() -> None:
     with pytest.raises(ValueError, match="overlap"):
         label_rows(N, [(10, 20), (20, 30)])
@@ -160,18 +177,18 @@ def test_best_threshold_hand_worked() -> None:
     scores = [0.0] * N
     scores[20] = 0.9  # before the window: -0.11
     scores[80] = 0.7  # far after: 0.11 * S(21/9) = -0.1099981
-    scores[55] = 0.5  # window first detection at 55: +0.8153691 instead of -1
-    scores[52] = 0.3  # window first detection at 52: +0.9729080
+    scores[55] = 0.5  # window first detection at 55: +0.8597926 instead of -1
+    scores[52] = 0.3  # window first detection at 52: +0.9771068
     # t = inf: -1 (null)              t = 0.9: -1 - 0.11 = -1.11
     # t = 0.7: -1.11 - 0.1099981 = -1.2199981
-    # t = 0.5: 0.8153691 - 0.2199981 = 0.5953710
-    # t = 0.3: 0.9729080 - 0.2199981 = 0.7529099   <- best
+    # t = 0.5: 0.8597926 - 0.2199981 = 0.6397945
+    # t = 0.3: 0.9771068 - 0.2199981 = 0.7571087   <- best
     # t = 0.0: every row from 15 on detects: window worth 1.0, but 35 rows before it cost 0.11 each alone
     threshold, best = best_threshold([(labels(), scores)], STANDARD)
     assert threshold == 0.3
-    assert best == pytest.approx(0.7529099, abs=1e-6)
+    assert best == pytest.approx(0.7571087, abs=1e-6)
     assert best == pytest.approx(score_file(labels(), scores, 0.3, STANDARD).raw)
-    # FPs ten times dearer: 0.9729080 - 10 * 1.9999829 < -1, so detecting nothing is best
+    # FPs ten times dearer: 0.9771068 - 10 * 1.9999829 < -1, so detecting nothing is best
     harsh = Profile("harsh", tp=1.0, fp=10.0, fn=1.0)
     assert best_threshold([(labels(), scores)], harsh) == (math.inf, -1.0)
 
@@ -239,3 +256,25 @@ def test_runner_loads_and_scores_a_tiny_corpus(tmp_path: Path) -> None:
     (tmp_path / "data" / "cat" / "a.csv").write_text("timestamp,value\n2014-04-01 00:00:00,1\nnot a row,x\n")
     with pytest.raises(DataError, match=r"a\.csv:3"):
         load_corpus(tmp_path / "data", windows)
+
+
+def test_runner_scores_a_file_whose_clock_steps_back(tmp_path: Path) -> None:
+    # 100 five-minute rows, but at row 40 the clock is set back an hour and row 41 repeats row 40's time.
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    t0 = datetime(2014, 10, 26)
+    times = [t0 + timedelta(minutes=5 * i) for i in range(N)]
+    times = times[:40] + [t - timedelta(hours=1) for t in times[40:]]
+    times[41] = times[40]
+    lines = ["timestamp,value"] + [f"{t},{i % 7}" for i, t in enumerate(times)]
+    (tmp_path / "data" / "cat" / "a.csv").write_text("\n".join(lines) + "\n")
+    windows = tmp_path / "windows.json"
+    windows.write_text(f'{{"cat/a.csv": [["{times[60]}", "{times[69]}"]]}}')
+    files = load_corpus(tmp_path / "data", windows)
+    assert files[0].timestamps == times  # file order kept
+    assert files[0].labels.windows == ((60, 69),)
+    assert evaluate(lambda: WindowedGaussian(window=20), files).updates == N
+    # Rows 50 and 51 are stamped as rows 38 and 39 were before the clock went back: a window from that
+    # time on starts at the first row in file order that carries it.
+    windows.write_text(f'{{"cat/a.csv": [["{times[50]}", "{times[59]}"]]}}')
+    assert times[50] == times[38]
+    assert load_corpus(tmp_path / "data", windows)[0].labels.windows == ((38, 59),)

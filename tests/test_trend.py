@@ -19,6 +19,7 @@ from autarky.detectors.trend import (
     mann_kendall,
     overload_warning,
     predict_linear,
+    still_rising_p,
     theil_sen_slope,
     time_to_limit,
 )
@@ -341,9 +342,18 @@ def test_trend_series_spacing() -> None:
     assert series.add(0, 1.0)
     assert not series.add(30, 2.0)  # too close to the last kept one
     assert series.add(60, 3.0)
-    assert not series.add(50, 4.0)  # older than the last kept one
     assert series.add(datetime.fromtimestamp(200, UTC), 5.0)
     assert series.times == [0, 60, 200] and series.values == [1, 3, 5]
+
+
+def test_trend_series_follows_a_clock_set_back() -> None:
+    series = TrendSeries(min_spacing_seconds=60)
+    for t in (3600, 3660, 3720):
+        series.add(t, float(t))
+    # The clock goes back an hour: the point is kept, the history moved back one spacing before it.
+    assert series.add(180, 1.0)
+    assert series.times == [0, 60, 120, 180] and series.values == [3600, 3660, 3720, 1]
+    assert not series.add(200, 2.0)  # spacing still holds after the step
 
 
 def test_trend_series_keeps_only_the_newest_points() -> None:
@@ -410,3 +420,113 @@ def test_mann_kendall_of_the_reversed_series_is_negated(values: list[int]) -> No
     forward, backward = mann_kendall(values), mann_kendall(values[::-1])
     assert backward.s == -forward.s
     assert backward.var_s == forward.var_s and backward.p_value == pytest.approx(forward.p_value)
+
+
+# ------------------------------------------------------------------------- issue 17: steps and warm-ups
+
+PRODUCT_TIMES = [60.0 * i for i in range(120)]  # the product's window: 120 points, one a minute
+OLD_WARNING = {"autocorrelation": False, "still_rising": False, "drift": False}
+OLD_LEAK = {"autocorrelation": False, "step_robust": False, "min_sustained_ratio": 0.0}
+
+
+@pytest.mark.parametrize("position", [1 / 3, 1 / 2, 3 / 4, 0.9])
+@pytest.mark.parametrize("seed", SEEDS[:4])
+def test_a_disk_step_is_not_a_fill(position: float, seed: int) -> None:
+    # 80 % → 88 % once (a big file written), then flat: no disk_full_soon, so no clear_cache.
+    rng = random.Random(seed)
+    k = int(position * 120)
+    used = [round(80 + (8 if i >= k else 0) + rng.gauss(0, 0.3), 1) for i in range(120)]
+    assert early_warning(PRODUCT_TIMES, used, 95, 6 * 3600) is None
+
+
+def test_a_disk_step_used_to_warn() -> None:
+    # The case the issue is about: with the old behaviour an early step extrapolates to the limit.
+    rng = random.Random(1)
+    used = [80 + (8 if i >= 40 else 0) + rng.gauss(0, 0.3) for i in range(120)]
+    assert early_warning(PRODUCT_TIMES, used, 95, 6 * 3600, **OLD_WARNING) is not None
+    assert early_warning(PRODUCT_TIMES, used, 95, 6 * 3600) is None
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_still_rising_takes_one_step_out(width: int) -> None:
+    # A step at 3/4 of the newest half (spread over `width` samples) looks significant to a rank test.
+    rng = random.Random(width)
+    half = [80 + 8 * min(max(i - 44, 0), width) / width + rng.gauss(0, 0.3) for i in range(60)]
+    assert still_rising_p(half, step_robust=False) < 0.001
+    assert still_rising_p(half) >= 0.05
+    steady = [80 + 0.05 * i + rng.gauss(0, 0.3) for i in range(60)]
+    assert still_rising_p(steady) < 0.001
+
+
+@pytest.mark.parametrize("seed", SEEDS[:4])
+def test_a_realistic_fill_warns_hours_before_the_limit(seed: int) -> None:
+    # 0.05 %/min from 60 %, noise of 0.3 %, psutil's 0.1 % resolution; the product checks the newest
+    # 120 points. The 6 h horizon is reached at 77 %; the warning must come well before 95 %.
+    rng = random.Random(seed)
+    used = [round(60 + 0.05 * i + rng.gauss(0, 0.3), 1) for i in range(700)]
+    times = [60.0 * i for i in range(700)]
+    first = next(
+        i for i in range(120, 700, 5) if early_warning(times[i - 120 : i], used[i - 120 : i], 95, 6 * 3600)
+    )
+    minutes_left = (95 - (60 + 0.05 * first)) / 0.05
+    assert minutes_left >= 5 * 60
+
+
+@pytest.mark.parametrize("seed", SEEDS[:4])
+def test_an_accelerating_fill_warns(seed: int) -> None:
+    # 0.01 %/min growing to 0.13 %/min over two hours (a log that grows faster and faster), now at 80 %.
+    rng = random.Random(seed)
+    used = [72.2 + 0.01 * i + 0.0005 * i * i + rng.gauss(0, 0.3) for i in range(120)]
+    warning = early_warning(PRODUCT_TIMES, used, 95, 6 * 3600)
+    assert warning is not None and warning.time_to_limit_seconds < 4 * 3600
+
+
+def test_a_short_exact_fill_still_warns() -> None:
+    # 8 points (min_points): the newest half is 4 exact steps up, p = 0.045 < STILL_GROWING_P.
+    times = [60.0 * i for i in range(8)]
+    assert early_warning(times, [80.0 + i for i in range(8)], 95, 3600) is not None
+
+
+@pytest.mark.parametrize("position", [1 / 3, 1 / 2, 3 / 4, 0.9])
+@pytest.mark.parametrize("seed", SEEDS[:4])
+def test_a_one_off_rss_step_is_not_a_leak(position: float, seed: int) -> None:
+    rng = random.Random(seed)
+    k = int(position * 120)
+    rss = [(300 + (60 if i >= k else 0) + rng.uniform(-3, 3)) * MIB for i in range(120)]
+    assert detect_leak(PRODUCT_TIMES, rss, GIB, min_span_seconds=1800) is None
+
+
+@pytest.mark.parametrize("tau_minutes", [2, 5, 10, 20])
+@pytest.mark.parametrize("seed", SEEDS[:4])
+def test_a_logarithmic_cache_warm_up_is_not_a_leak(tau_minutes: float, seed: int) -> None:
+    # RSS = 300 MiB + 30 MiB · log(1 + t/τ) from process start: it never levels off, but slows down.
+    rng = random.Random(seed)
+    rss = [(300 + 30 * math.log(1 + i / tau_minutes) + rng.uniform(-3, 3)) * MIB for i in range(120)]
+    assert detect_leak(PRODUCT_TIMES, rss, GIB) is None
+    if tau_minutes <= 10:  # the sustained-rate check is what stops it (the old one fires)
+        assert detect_leak(PRODUCT_TIMES, rss, GIB, min_sustained_ratio=0.0) is not None
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_product_leak_under_a_gc_sawtooth_is_found(seed: int) -> None:
+    # 20 MiB/h on 300 MiB, a 40 MiB sawtooth every 30 min at a random phase, ±3 MiB noise; 1/min.
+    rng = random.Random(seed)
+    phase = rng.randrange(30)
+    rss = [(300 + 20 * i / 60 + 40 * ((i + phase) % 30) / 30 + rng.uniform(-3, 3)) * MIB for i in range(120)]
+    report = detect_leak(PRODUCT_TIMES, rss, GIB)
+    assert report is not None and report.slope_mib_per_hour == pytest.approx(20, rel=0.5)
+
+
+def test_a_leak_starting_mid_window_is_found() -> None:
+    # Flat for an hour, then 30 MiB/h: the oldest half is flat, so the sustained-rate check passes.
+    rng = random.Random(4)
+    rss = [(300 + 0.5 * max(i - 60, 0) + rng.uniform(-3, 3)) * MIB for i in range(120)]
+    assert detect_leak(PRODUCT_TIMES, rss, GIB) is not None
+
+
+def test_overload_autocorrelation_can_be_switched_off() -> None:
+    times, latency, cpu = load_and_cpu(2, latency_rises=True, cpu_rises=True)
+    new = overload_warning(times, latency, cpu)
+    old = overload_warning(times, latency, cpu, autocorrelation=False)
+    assert new is not None and old is not None
+    assert new.signal_p_value >= old.signal_p_value  # the correction never makes a rise more significant

@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from autarky.model_registry_types import UntestedVariant, new_variant_finding
     from autarky.policy import decision as engine
     from autarky.policy import learning
-    from autarky.policy.detection import POOL_MEMBER, detector_findings, observe
+    from autarky.policy.detection import POOL_MEMBER, detector_findings, observe, round1_detectors
     from autarky.policy.goals import evaluate_goals
     from autarky.policy.pool_scaling import pool_scaling_findings
     from autarky.policy.remediation import PLAYBOOK, candidates_for
@@ -90,6 +90,9 @@ SCALING_PATCH = "pool-scaling"
 # Looks for model variants never A/B tested and may start their tests.
 MODEL_VARIANTS_PATCH = "model-variants"
 EVOLVED_AGENTS_PATCH = "evolved-agents"
+# Analyze round 2: detectors that forget, trend tests robust to steps and autocorrelated noise, latency's
+# 1 ms resolution. Runs recorded before it replay with the round-1 detectors.
+ANALYZE2_PATCH = "analyze-round-2"
 ANOMALY_AGENT = ANOMALY_DETECTOR.name
 MAX_VARIANT_FINDINGS = 5
 # The Monitor stage waits for this read: no research worker must not hold it up for long.
@@ -118,6 +121,7 @@ class AutopilotWorkflow(ApprovalGate):
         self._draining = False
         self._round2 = False  # decided at the start of `run` (workflow.patched)
         self._scaling = False  # likewise
+        self._analyze2 = False  # likewise
         self._crash: BaseException | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._init_approval_gate(self._state.approvals)
@@ -126,6 +130,7 @@ class AutopilotWorkflow(ApprovalGate):
     async def run(self, input: AutopilotInput) -> None:
         self._round2 = workflow.patched(ROUND2_PATCH)
         self._scaling = self._round2 and workflow.patched(SCALING_PATCH)
+        self._analyze2 = workflow.patched(ANALYZE2_PATCH)
         state = self._state
         self._run_started_at_iteration = state.iterations
         if state.started_at is None:
@@ -471,7 +476,8 @@ class AutopilotWorkflow(ApprovalGate):
         update: dict[str, object] = {"anomaly_hold": hold}
         if self._state.anomaly_parameters:  # an evolved version is active (self-modification)
             update["anomaly"] = anomaly_config(self._state.anomaly_parameters, s.analysis.anomaly)
-        return s.analysis.model_copy(update=update)
+        settings = s.analysis.model_copy(update=update)
+        return settings if self._analyze2 else round1_detectors(settings)
 
     def _detectors_enabled(self) -> bool:
         # Histories recorded before the detectors existed replay without them (same commands).

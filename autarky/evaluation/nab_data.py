@@ -32,7 +32,8 @@ class NabFile:
 
 
 def read_csv(path: Path) -> tuple[list[datetime], list[float]]:
-    """Rows of a `timestamp,value` CSV; timestamps must not go backwards (windows are found by bisection)."""
+    """Rows of a `timestamp,value` CSV, in file order. Timestamps may repeat or step back (a clock set back
+    at a daylight-saving change): NAB scores rows in file order, and so do we."""
     timestamps: list[datetime] = []
     values: list[float] = []
     try:
@@ -54,8 +55,6 @@ def read_csv(path: Path) -> tuple[list[datetime], list[float]]:
                     raise DataError(f"{path}:{line}: {e}") from None
                 if not math.isfinite(value):
                     raise DataError(f"{path}:{line}: value {row[1]!r} is not a finite number")
-                if timestamps and at < timestamps[-1]:
-                    raise DataError(f"{path}:{line}: timestamp {row[0]} is earlier than the previous row's")
                 timestamps.append(at)
                 values.append(value)
     except (OSError, UnicodeDecodeError) as e:

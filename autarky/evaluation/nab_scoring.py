@@ -11,6 +11,7 @@ import bisect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 PROBATION_PERCENT = 15
@@ -51,13 +52,19 @@ def probation_rows(n_rows: int) -> int:
 def window_rows(timestamps: Sequence[Any], windows: Iterable[tuple[Any, Any]]) -> list[tuple[int, int]]:
     """Convert [start, end] timestamp windows to inclusive row ranges [left, right].
 
-    left is the first row with timestamp >= start, right the last row with timestamp <= end; the
-    timestamps must be sorted ascending (any comparable type, e.g. datetime).
+    left is the first row, in file order, whose timestamp is in [start, end], right the last such row.
+    Timestamps may repeat or step back (a clock set back an hour); rows are scored in file order, as NAB
+    does. Sorted timestamps are found by bisection, others by a scan.
     """
+    ordered = all(a <= b for a, b in pairwise(timestamps))
     rows = []
     for start, end in windows:
-        left = bisect.bisect_left(timestamps, start)
-        right = bisect.bisect_right(timestamps, end) - 1
+        if ordered:
+            left = bisect.bisect_left(timestamps, start)
+            right = bisect.bisect_right(timestamps, end) - 1
+        else:
+            inside = [i for i, t in enumerate(timestamps) if start <= t <= end]
+            left, right = (inside[0], inside[-1]) if inside else (1, 0)
         if left > right:
             raise ValueError(f"window [{start}, {end}] contains no rows")
         rows.append((left, right))
@@ -99,7 +106,9 @@ def label_rows(n_rows: int, windows: Iterable[tuple[int, int]]) -> Labels:
         span = right - left
         for i in range(left, right + 1):
             window_of[i] = k
-            y = -(right - i) / span if span else -1.0  # -1 at the left edge, 0 at the right edge
+            # As NAB: -1 at the left edge, rising by 1 / (span + 1) per row (so -1 / (span + 1) at the right
+            # edge; a one-row window's only row is its left edge).
+            y = -(right - i + 1) / (span + 1)
             tp_value[i] = scaled_sigmoid(y) / s_left_edge
             fp_value[i] = 0.0
         after_end = ordered[k + 1][0] if k + 1 < len(ordered) else n_rows

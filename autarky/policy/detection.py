@@ -28,10 +28,21 @@ DISK = "disk_percent"
 TEMPERATURE = "temperature_percent_of_critical"
 RSS_PREFIX = "rss "
 POOL_MEMBER = "pool member"
-# What one step of each metric is worth as it is measured (psutil percentages come to 0.1).
-RESOLUTION = {"cpu_percent": 0.1, "memory_percent": 0.1, "disk_percent": 0.1, "temperature_celsius": 1.0}
 # A warning this close to its limit is critical (and so its remedy waits for a person's approval).
 CRITICAL_WITHIN = timedelta(hours=1)
+
+
+def round1_detectors(settings: AnalysisSettings) -> AnalysisSettings:
+    """The same settings with the detectors as they were before Analyze round 2, for workflows whose
+    histories were recorded with them (they must replay to the same decisions)."""
+    resolution = {k: v for k, v in settings.metric_resolution.items() if k != "network_latency_ms"}
+    return settings.model_copy(
+        update={
+            "anomaly": settings.anomaly.model_copy(update={"memory": 0}),
+            "metric_resolution": resolution,
+            "robust_trends": False,
+        }
+    )
 
 
 def observe(state: DetectionState, point: MetricPoint, settings: AnalysisSettings) -> None:
@@ -40,14 +51,18 @@ def observe(state: DetectionState, point: MetricPoint, settings: AnalysisSetting
         value = getattr(point, metric, None)
         if value is None:
             continue
-        config = settings.anomaly.model_copy(update={"resolution": RESOLUTION.get(metric, 0.0)})
+        config = settings.anomaly.model_copy(
+            update={"resolution": settings.metric_resolution.get(metric, 0.0)}
+        )
         detector = AnomalyDetector(config, state.anomaly.get(metric))
         score = detector.update(value, point.at)
         state.anomaly[metric] = detector.state
         if score >= settings.anomaly_threshold:
             state.anomalies.append(_anomaly_finding(metric, value, score, detector, point.at, settings))
-    hold_from = point.at - settings.anomaly_hold
-    state.anomalies = [f for f in state.anomalies if f.observed_at >= hold_from]
+    # Held in sample time. A host clock set back further than the hold lets older findings go rather
+    # than keep them until the clock catches up with their stamps.
+    hold = settings.anomaly_hold
+    state.anomalies = [f for f in state.anomalies if point.at - hold <= f.observed_at <= point.at + hold]
 
     _series(state, DISK, settings).add(point.at, point.disk_percent)
     if point.temperature_celsius is not None and point.temperature_critical_celsius:
@@ -70,13 +85,20 @@ def detector_findings(
     """Findings from the detectors' current state (anomalies still held, leaks, early warnings)."""
     # Hold anomalies in sample time (the probes' clock), the clock they were stamped with.
     latest = window[-1].at if window else now
-    findings = [f for f in state.anomalies if f.observed_at >= latest - settings.anomaly_hold]
+    hold = settings.anomaly_hold
+    findings = [f for f in state.anomalies if latest - hold <= f.observed_at <= latest + hold]
     findings += _leaks(state, settings, now)
     horizon = settings.early_warning_horizon.total_seconds()
     disk = state.trends.get(DISK)
     if disk:
         warning = early_warning(
-            disk.times, disk.values, settings.disk_limit_percent, horizon, subject="disk usage", unit="%"
+            disk.times,
+            disk.values,
+            settings.disk_limit_percent,
+            horizon,
+            subject="disk usage",
+            unit="%",
+            **_warning_checks(settings),
         )
         if warning:
             findings.append(_warning_finding("disk_full_soon", DISK, warning, now))
@@ -89,6 +111,7 @@ def detector_findings(
             horizon,
             subject="temperature (share of the sensor's critical)",
             unit="%",
+            **_warning_checks(settings),
         )
         if warning:
             findings.append(_warning_finding("thermal_warning", TEMPERATURE, warning, now))
@@ -98,6 +121,7 @@ def detector_findings(
             [p.at for p in recent],
             [p.network_latency_ms for p in recent],
             [p.cpu_percent for p in recent],
+            autocorrelation=settings.robust_trends,
         )
         if overload:
             findings.append(
@@ -112,6 +136,17 @@ def detector_findings(
                 )
             )
     return findings
+
+
+def _warning_checks(settings: AnalysisSettings) -> dict[str, bool]:
+    robust = settings.robust_trends  # False: round 1's tests, for histories recorded with them
+    return {"autocorrelation": robust, "still_rising": robust, "drift": robust}
+
+
+def _leak_checks(settings: AnalysisSettings) -> dict[str, bool | float]:
+    if settings.robust_trends:
+        return {}
+    return {"autocorrelation": False, "step_robust": False, "min_sustained_ratio": 0.0}
 
 
 def _series(state: DetectionState, key: str, settings: AnalysisSettings) -> TrendSeries:
@@ -166,6 +201,7 @@ def _leaks(state: DetectionState, settings: AnalysisSettings, now: datetime) -> 
             p_value=settings.leak_p_value,
             min_span_seconds=settings.leak_min_span.total_seconds(),
             subject=process,
+            **_leak_checks(settings),
         )
         if report is None:
             continue
