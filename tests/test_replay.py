@@ -397,6 +397,11 @@ REQUIRED = {
         EventType.EVENT_TYPE_MARKER_RECORDED,  # the per-host-routing patch
     },
     "autopilot-scaling": {EventType.EVENT_TYPE_MARKER_RECORDED},  # the pool-scaling patch
+    # The autopilot recorder with Analyze round 2's detectors (the analyze-round-2 patch).
+    "autopilot-analyze2": {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+        EventType.EVENT_TYPE_MARKER_RECORDED,
+    },
     "scaler": {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
@@ -453,7 +458,7 @@ async def test_fresh_history_replays(client: Client, tmp_path: Path, name: str) 
     assert result.replay_failure is None, result.replay_failure
 
 
-async def _record_to_file(name: str) -> None:
+async def _record_to_file(name: str, file_name: str | None = None) -> None:
     from temporalio.testing import WorkflowEnvironment
 
     from autarky import search_attributes as sa
@@ -466,10 +471,11 @@ async def _record_to_file(name: str) -> None:
             search_attributes=list(sa.ALL),
         ) as env:
             history = await RECORDERS[name](env.client, Path(tmp), name)
-    out = HISTORIES / f"{name}.json"
+    out = HISTORIES / f"{file_name or name}.json"  # a new name keeps the history of older code
     out.write_text(history.to_json())
     print(f"wrote {out} ({len(history.events)} events)", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    asyncio.run(_record_to_file(sys.argv[1] if len(sys.argv) > 1 else "autopilot"))
+    # python -m tests.test_replay [RECORDER [FILE_NAME]]
+    asyncio.run(_record_to_file(*(sys.argv[1:3] or ["autopilot"])))
