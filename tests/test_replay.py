@@ -470,7 +470,7 @@ async def _record_to_file(name: str, file_name: str | None = None) -> None:
             data_converter=pydantic_data_converter,
             search_attributes=list(sa.ALL),
         ) as env:
-            history = await RECORDERS[name](env.client, Path(tmp), name)
+            history = await RECORDERS[name](env.client, Path(tmp), file_name or name)
     out = HISTORIES / f"{file_name or name}.json"  # a new name keeps the history of older code
     out.write_text(history.to_json())
     print(f"wrote {out} ({len(history.events)} events)", file=sys.stderr)
