@@ -85,8 +85,12 @@ class AnalysisSettings(BaseModel):
     )
     metric_resolution: dict[str, float] = Field(default_factory=lambda: dict(METRIC_RESOLUTION))
     # Trend tests that hold their false-alarm rate on steps and autocorrelated noise (Analyze round 2);
-    # False gives round 1's, which workflows recorded with them replay with.
+    # False gives round 1's.
     robust_trends: bool = True
+    # A host clock set back: trend series move their history back with it, and anomaly findings stamped
+    # later than the hold ahead are let go. False gives round 1's (points ignored until the clock catches
+    # up). `round1_detectors` sets both of these and the detector's `memory` for older histories.
+    follow_clock_steps: bool = True
     # An anomaly is a moment; its finding stays active this long (and at least one
     # optimization_interval, so that a plan round sees it).
     anomaly_hold: Duration = Field(timedelta(minutes=10), gt=timedelta(0))

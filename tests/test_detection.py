@@ -187,7 +187,7 @@ def test_detection_state_round_trips() -> None:
 
 def test_a_host_clock_set_back_an_hour_keeps_the_detectors_working() -> None:
     # Disk filling 0.5 % per 5 min; after two hours the host's clock is set back an hour (and one
-    # timestamp repeats). The warning keeps coming, and no anomaly finding outlives its hold.
+    # timestamp repeats). The warning keeps coming.
     settings = AnalysisSettings(trend_spacing=timedelta(minutes=1))
     rng = random.Random(4)
     points = [point(i, disk_percent=50 + 0.5 * i + rng.gauss(0, 0.05)) for i in range(24)]
@@ -216,3 +216,21 @@ def test_latency_at_1_ms_resolution_going_1_to_3_ms_is_no_anomaly() -> None:
     assert any(
         f.metric == "network_latency_ms" for f in detector_findings(state, points, fine, points[-1].at)
     )
+
+
+def test_an_anomaly_is_let_go_when_the_clock_is_set_back_past_its_hold() -> None:
+    settings = AnalysisSettings(
+        anomaly=AnomalyConfig(min_history=20), anomaly_hold=timedelta(minutes=10), anomaly_threshold=0.9
+    )
+    rng = random.Random(2)
+    points = [point(i, cpu_percent=20 + rng.gauss(0, 1)) for i in range(60)] + [point(60, cpu_percent=70.0)]
+    stepped_back = [point(60 - 12, cpu_percent=20.0)]  # the next sample is stamped an hour earlier
+    for follow, held in ((True, 0), (False, 1)):  # round 1 kept it until the clock caught up
+        s = settings.model_copy(update={"follow_clock_steps": follow})
+        state = feed(points + stepped_back, s)
+        findings = detector_findings(state, points + stepped_back, s, stepped_back[-1].at)
+        assert len([f for f in findings if f.kind == "anomaly"]) == held
+    # A small step back (5 min, within the hold) keeps it.
+    small = [*points, point(59, cpu_percent=20.0)]
+    state = feed(small, settings)
+    assert [f.kind for f in detector_findings(state, small, settings, small[-1].at)] == ["anomaly"]

@@ -42,8 +42,8 @@ SPEC = AgentSpec(
     allowed_imports=["__future__", "math", "bisect", "collections", "datetime", "pydantic"],
     metric="nab_score",
 )
-OLD_DEFAULT = 'z_half: float = Field(3.0, gt=0, description="robust z at which the distance factor is 0.5")'
-NEW_DEFAULT = OLD_DEFAULT.replace("3.0", "2.5")
+OLD_DEFAULT = 'z_half: float = Field(2.0, gt=0, description="robust z at which the distance factor is 0.5")'
+NEW_DEFAULT = OLD_DEFAULT.replace("2.0", "2.5")
 
 
 def udiff(path: str, old: str, new: str, *, old_name: str | None = None, new_name: str | None = None) -> str:

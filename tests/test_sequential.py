@@ -8,7 +8,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from autarky.policy.sequential import (
@@ -190,6 +190,7 @@ def test_the_mixture_is_tuned_near_the_minimum_improvement() -> None:
     v_t=st.floats(0, 1e9),
     direction=st.sampled_from(["higher", "lower"]),
 )
+@example(n_c=2, n_t=53, m_c=422956.0, m_t=0.0, v_c=0.0, v_t=2.225073858507203e-309, direction="higher")
 def test_any_summary_gives_a_consistent_result(n_c, n_t, m_c, m_t, v_c, v_t, direction) -> None:
     design = SequentialDesign(direction=direction)
     r = evaluate(ArmSummary(n_c, m_c, v_c), ArmSummary(n_t, m_t, v_t), design)

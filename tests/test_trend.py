@@ -354,6 +354,9 @@ def test_trend_series_follows_a_clock_set_back() -> None:
     assert series.add(180, 1.0)
     assert series.times == [0, 60, 120, 180] and series.values == [3600, 3660, 3720, 1]
     assert not series.add(200, 2.0)  # spacing still holds after the step
+    # Round 1 (kept for older workflow histories) dropped such a point.
+    assert not series.add(10, 3.0, follow_clock_steps=False)
+    assert series.times == [0, 60, 120, 180]
 
 
 def test_trend_series_keeps_only_the_newest_points() -> None:

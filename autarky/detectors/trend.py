@@ -702,15 +702,17 @@ class TrendSeries(BaseModel):
             del self.times[: -self.max_points]
             del self.values[: -self.max_points]
 
-    def add(self, t: TimeLike, v: float | None) -> bool:
+    def add(self, t: TimeLike, v: float | None, *, follow_clock_steps: bool = True) -> bool:
         """Append a point unless it is closer than min_spacing_seconds to the last one kept.
 
-        A point older than the last one means the host's clock was set back (by hand, by NTP, an hour at
-        a daylight-saving change of a local clock): the kept points are moved back with it, one spacing
-        before the new point, so the series stays in order and the detectors keep working instead of
-        ignoring the host until its clock catches up. Returns whether the point was kept.
+        A point older than the last one means the host's clock was set back (by hand or by NTP): the kept
+        points are moved back with it, one spacing before the new point, so the series stays in order and
+        the detectors keep working instead of ignoring the host until its clock catches up
+        (`follow_clock_steps` False: such points are dropped, as before). Returns whether it was kept.
         """
         seconds = _seconds(t)
+        if self.times and seconds < self.times[-1] and not follow_clock_steps:
+            return False
         if self.times and seconds < self.times[-1]:
             shift = self.times[-1] - seconds + max(self.min_spacing_seconds, 1.0)
             self.times = [x - shift for x in self.times]

@@ -41,6 +41,7 @@ def round1_detectors(settings: AnalysisSettings) -> AnalysisSettings:
             "anomaly": settings.anomaly.model_copy(update={"memory": 0}),
             "metric_resolution": resolution,
             "robust_trends": False,
+            "follow_clock_steps": False,
         }
     )
 
@@ -59,21 +60,19 @@ def observe(state: DetectionState, point: MetricPoint, settings: AnalysisSetting
         state.anomaly[metric] = detector.state
         if score >= settings.anomaly_threshold:
             state.anomalies.append(_anomaly_finding(metric, value, score, detector, point.at, settings))
-    # Held in sample time. A host clock set back further than the hold lets older findings go rather
-    # than keep them until the clock catches up with their stamps.
-    hold = settings.anomaly_hold
-    state.anomalies = [f for f in state.anomalies if point.at - hold <= f.observed_at <= point.at + hold]
+    state.anomalies = [f for f in state.anomalies if _held(f, point.at, settings)]
 
-    _series(state, DISK, settings).add(point.at, point.disk_percent)
+    follow = settings.follow_clock_steps
+    _series(state, DISK, settings).add(point.at, point.disk_percent, follow_clock_steps=follow)
     if point.temperature_celsius is not None and point.temperature_critical_celsius:
         # As a share of the reading sensor's own critical value: the hottest sensor may change from
         # sample to sample, and each must be extrapolated towards its own limit.
         share = 100 * point.temperature_celsius / point.temperature_critical_celsius
-        _series(state, TEMPERATURE, settings).add(point.at, share)
+        _series(state, TEMPERATURE, settings).add(point.at, share, follow_clock_steps=follow)
     if point.memory_total_bytes:
         state.memory_total_bytes = point.memory_total_bytes
     for process, rss in point.process_rss_bytes.items():
-        _series(state, RSS_PREFIX + process, settings).add(point.at, rss)
+        _series(state, RSS_PREFIX + process, settings).add(point.at, rss, follow_clock_steps=follow)
     for key in [k for k in state.trends if k.startswith(RSS_PREFIX)]:
         if key.removeprefix(RSS_PREFIX) not in point.process_rss_bytes:  # the process is gone
             del state.trends[key]
@@ -85,8 +84,7 @@ def detector_findings(
     """Findings from the detectors' current state (anomalies still held, leaks, early warnings)."""
     # Hold anomalies in sample time (the probes' clock), the clock they were stamped with.
     latest = window[-1].at if window else now
-    hold = settings.anomaly_hold
-    findings = [f for f in state.anomalies if latest - hold <= f.observed_at <= latest + hold]
+    findings = [f for f in state.anomalies if _held(f, latest, settings)]
     findings += _leaks(state, settings, now)
     horizon = settings.early_warning_horizon.total_seconds()
     disk = state.trends.get(DISK)
@@ -136,6 +134,15 @@ def detector_findings(
                 )
             )
     return findings
+
+
+def _held(finding: Finding, latest: datetime, settings: AnalysisSettings) -> bool:
+    """Anomalies are held in sample time. A host clock set back further than the hold lets older findings
+    go, rather than keep them until the clock catches up with their stamps."""
+    hold = settings.anomaly_hold
+    if not settings.follow_clock_steps:  # round 1
+        return finding.observed_at >= latest - hold
+    return latest - hold <= finding.observed_at <= latest + hold
 
 
 def _warning_checks(settings: AnalysisSettings) -> dict[str, bool]:

@@ -158,6 +158,8 @@ def half_width(variance: float, design: SequentialDesign) -> float:
     if variance <= 0:
         return 0.0  # no noise at all: the boundary's limit as s² → 0
     tau2 = design.mixture_variance
+    if math.isinf(tau2 / variance):
+        return 0.0  # a subnormal variance: τ²/s² overflows (and 0 × inf is NaN); the limit is 0
     return math.sqrt(
         variance * (variance + tau2) / tau2 * (2 * math.log(1 / design.alpha) + math.log1p(tau2 / variance))
     )
