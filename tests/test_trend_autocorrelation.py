@@ -16,7 +16,13 @@ from functools import cache
 
 import pytest
 
-from autarky.detectors.trend import detect_leak, early_warning, hamed_rao_inflation, mann_kendall
+from autarky.detectors.trend import (
+    detect_leak,
+    drift_p,
+    early_warning,
+    hamed_rao_inflation,
+    mann_kendall,
+)
 
 WINDOWS = 2000
 POINTS = 120
@@ -144,3 +150,34 @@ def test_leak_false_alarms_on_persistent_rss() -> None:
     # the remaining ones are the gap reported for issue 17.
     assert new < old
     assert new / windows <= 0.08
+
+
+@pytest.mark.parametrize(
+    ("what", "level", "slope", "sd", "limit"),
+    [
+        ("disk %", 76.0, 0.05, 0.5, 95.0),  # 4 h from full at the window's end
+        ("temperature share", 70.0, 0.2, 2.0, 100.0),  # 30 min from critical
+    ],
+)
+def test_noisy_real_rises_still_warn(what: str, level: float, slope: float, sd: float, limit: float) -> None:
+    # The checks against persistent noise must not cost the warnings they exist for: a steady rise under
+    # white noise of this size warns in (nearly) every window.
+    rng = random.Random(f"issue 17 power {what}")
+    windows = 200
+    warned = sum(
+        early_warning(TIMES, [level + slope * i + rng.gauss(0, sd) for i in range(POINTS)], limit, HORIZON)
+        is not None
+        for _ in range(windows)
+    )
+    assert warned / windows >= 0.95
+
+
+def test_drift_p_tells_a_noisy_trend_from_a_walk() -> None:
+    rng = random.Random(17)
+    trend = [0.05 * i + rng.gauss(0, 1.0) for i in range(POINTS)]
+    assert drift_p(trend) < 1e-4
+    # Under a zero-drift walk the p-value is about uniform: about a tenth of walks fall below 0.1.
+    below = sum(drift_p(random_walk(rng)) < 0.1 for _ in range(1000))
+    assert 50 <= below <= 150
+    assert drift_p([5.0] * 30) == 1.0 and drift_p([float(i) for i in range(30)]) == 0.0
+    assert drift_p([1.0, 2.0, 3.0]) == 1.0  # too short to judge

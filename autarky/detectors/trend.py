@@ -28,6 +28,7 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -501,31 +502,36 @@ class EarlyWarning(BaseModel):
 
 
 def drift_p(values: Sequence[float]) -> float:
-    """One-sided p-value that the series drifts upwards, judged against a zero-drift random walk.
+    """One-sided p-value that the series drifts upwards, judged against a zero-drift random walk plus
+    white measurement noise.
 
     Mann-Kendall assumes independent values, and a random walk is anything but: it calls a large share
-    of a walk's wanders a trend. Here the rise from the first to the last k values (k ≈ n/12) is compared
-    with how far the series moves on its own over k steps: under a random walk the variance of lag-k
-    differences is k σ² (σ² per step) and the rise's about (n - k) σ². White measurement noise on a
-    steady fill adds only a constant to the lag-k variance, so dividing by k keeps the test's power;
-    stationary persistent noise (AR(1)) moves less over n steps than a walk would, so the test is
-    conservative there. Assumes about even spacing (the product's TrendSeries keeps one point per
-    interval). Normal approximation.
+    of a walk's wanders a trend. Here the rise from the mean of the first k values to that of the last k
+    (k ≈ n/12) is compared with what the series does on its own. With a walk of σ² per step and white
+    noise of τ², lag-j differences have variance j σ² + 2τ² (about their mean, so a steady trend is not
+    counted): the lag-1 and lag-k variances give both parts, and the rise's variance is about
+    (n - 2k + 1 + (k - 1)(2k - 1)/(3k)) σ² + 2τ²/k. A noisy steady fill has σ² ≈ 0 and keeps its power;
+    stationary persistent noise (AR(1)) looks partly like a walk and partly like noise, and moves less
+    over n steps than that walk would, so the test is conservative there. Assumes about even spacing
+    (the product's TrendSeries keeps one point per interval).
     """
     n = len(values)
     k = max(2, n // 12)
     if n < 2 * k + 2:
         return 1.0
-    lagged = [values[i + k] - values[i] for i in range(n - k)]
-    sigma2 = statistics.pvariance(lagged) / k  # per step, the trend (the mean of `lagged`) taken out
+    v1 = statistics.pvariance([b - a for a, b in pairwise(values)])
+    vk = statistics.pvariance([values[i + k] - values[i] for i in range(n - k)])
+    walk = max(0.0, (vk - v1) / (k - 1))  # σ² per step
+    noise = max(0.0, (v1 - walk) / 2)  # τ²
+    variance = walk * (n - 2 * k + 1 + (k - 1) * (2 * k - 1) / (3 * k)) + 2 * noise / k
     rise = statistics.fmean(values[-k:]) - statistics.fmean(values[:k])
-    if sigma2 == 0:
+    if variance == 0:
         return 0.0 if rise > 0 else 1.0
-    t = rise / math.sqrt(sigma2 * (n - k))
-    # σ² comes from a few stretches of k steps, so t has Student-like tails: map it to a normal deviate
-    # with the usual approximation z = t (1 - 1/(4ν)) / √(1 + t²/(2ν)). Overlapping lag-k differences
-    # carry about twice what n / k disjoint ones would: ν = 2n/k - 1 (measured: a zero-drift walk then
-    # warns in 0.1 % of windows at p 0.1 %, tests/test_trend_autocorrelation.py).
+    t = rise / math.sqrt(variance)
+    # The variances come from a few stretches of k steps, so t has Student-like tails: map it to a normal
+    # deviate with the usual approximation z = t (1 - 1/(4ν)) / √(1 + t²/(2ν)), ν ≈ 2n/k - 1 (overlapping
+    # lag-k differences carry about twice what n / k disjoint ones would; tests/test_trend_autocorrelation
+    # measures the false-alarm rate on walks and AR(1) noise).
     dof = 2 * n / k - 1
     z = t * (1 - 1 / (4 * dof)) / math.sqrt(1 + t * t / (2 * dof))
     return 0.5 * math.erfc(z / math.sqrt(2))
