@@ -20,7 +20,7 @@ from activities.selfmod.versions import AgentRepository
 from autarky.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER, anomaly_config, default_parameters
 from autarky.config import AutarkySettings
 from autarky.detectors.anomaly import AnomalyConfig
-from autarky.evolution_types import CandidateOrigin
+from autarky.evolution_types import ActiveAgentInput, CandidateOrigin
 from autarky.types import ActionRequest, ActionResult
 from tests.fakes import FakeHost
 from tests.test_autopilot import Harness, eventually, fast_settings, status
@@ -53,6 +53,21 @@ async def test_a_promoted_version_reaches_the_running_autopilot(client: Client, 
         assert seen == first
         rolled_back = AgentRepository(data_dir / "agents", AGENT).rollback("test", "undo", datetime.now(UTC))
         assert await eventually(lambda: _version(handle, unless=first)) == rolled_back.commit
+
+
+async def test_a_version_only_bootstrapped_leaves_the_shipped_parameters(tmp_path: Path) -> None:
+    # A repository bootstrapped by an older release holds that release's defaults; this release ships
+    # its own, and only a promotion (or a rollback someone asked for) overrides them.
+    selfmod = SelfModActivities(AutarkySettings(data_dir=tmp_path))
+    source = ANOMALY_DETECTOR.source_files[0]
+    old_defaults = {**default_parameters(AGENT), "window": 128.0, "z_half": 3.0}
+    repo = AgentRepository(tmp_path / "agents", AGENT)
+    repo.ensure({source: (PROJECT_ROOT / source).read_text()}, old_defaults, datetime.now(UTC))
+    assert repo.active().changed_by == "bootstrap"
+    assert await selfmod.active_agent_parameters(ActiveAgentInput(agent=AGENT)) is None
+    promoted = promote(tmp_path, {**default_parameters(AGENT), "window": 256.0})
+    pointer = await selfmod.active_agent_parameters(ActiveAgentInput(agent=AGENT))
+    assert pointer is not None and pointer.commit == promoted
 
 
 async def _version(handle, unless: str | None = None) -> str | None:

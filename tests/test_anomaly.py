@@ -180,6 +180,13 @@ def test_a_level_seen_often_long_ago_is_rare_again() -> None:
     # to the 18000 values seen.
     assert sum(state.level_counts.values()) < 1.5 * CONFIG.memory
     assert len(state.model_dump_json()) < 4000  # and the state stays small
+    assert detector.update(50.0) > 0.9  # the old level, back after so long, is news again
+    never = AnomalyDetector(CONFIG.model_copy(update={"memory": 0}))
+    for v in noisy(1000, level=50.0, seed=11) + noisy(1000, level=80.0, seed=12):
+        never.update(v)
+    for v in noisy(4 * CONFIG.memory, level=80.0, seed=13):
+        never.update(v)
+    assert never.update(50.0) < 0.1  # round 1 still counted its thousand visits
 
 
 def test_forgetting_state_round_trips_mid_quarter() -> None:
@@ -190,3 +197,19 @@ def test_forgetting_state_round_trips_mid_quarter() -> None:
     head = [first.update(v) for v in series[: CONFIG.memory + 17]]  # inside a quarter
     resumed = AnomalyDetector(CONFIG, AnomalyState.model_validate_json(first.state.model_dump_json()))
     assert head + [resumed.update(v) for v in series[CONFIG.memory + 17 :]] == uninterrupted
+
+
+def test_counts_follow_a_range_that_grows_step_by_step() -> None:
+    # 3000 values in [49, 51], then new highs in small steps up to 52: the counts must stay where the
+    # values were (the lowest two thirds of the levels), not keep their old level numbers.
+    rng = random.Random(15)
+    detector = AnomalyDetector(CONFIG)
+    for _ in range(3000):
+        detector.update(rng.uniform(49, 51))
+    for i in range(1, 101):
+        detector.update(51 + i / 100)
+    state = detector.state
+    assert state.low is not None and state.high is not None
+    boundary = (51 - state.low) / (state.high - state.low) * CONFIG.levels  # the old high's level
+    above = sum(n for k, n in state.level_counts.items() if k > boundary + 1)
+    assert above < 0.05 * sum(state.level_counts.values())

@@ -166,6 +166,10 @@ def test_window_rows_in_file_order_when_the_clock_steps_back_or_repeats() -> Non
     assert window_rows(stepped_back, [(t0, t0 + timedelta(hours=1))]) == [(0, 1)]
     with pytest.raises(ValueError, match="no rows"):
         window_rows(stepped_back, [(t0 + timedelta(hours=7), t0 + timedelta(hours=8))])
+    # The window ends where the clock first passes its end, as NAB's does (at the first row stamped
+    # with it), not at a later row that carries an earlier time again.
+    twice = [t0 + timedelta(hours=h) for h in [0, 1, 2, 3, 4, 1, 2, 3, 4, 5]]
+    assert window_rows(twice, [(t0 + timedelta(hours=2), t0 + timedelta(hours=3))]) == [(2, 3)]
 
 
 def test_overlapping_windows_are_refused() -> None:

@@ -320,6 +320,11 @@ class AutopilotWorkflow(ApprovalGate):
         except ActivityError as error:  # no research worker: keep the parameters we have
             workflow.logger.warning("could not read the agents' active versions: %s", error.cause or error)
             return
+        if pointer is None and state.anomaly_version is not None and self._analyze2:
+            # Never evolved (or only bootstrapped by an older release): this release's shipped defaults.
+            workflow.logger.info("anomaly detector back on the shipped parameters")
+            state.anomaly_version, state.anomaly_parameters = None, None
+            return
         if pointer is not None and pointer.commit != state.anomaly_version:
             workflow.logger.info("anomaly detector now runs version %s", pointer.commit[:10])
             if pointer.code_changed:  # workflow code cannot change under a running history

@@ -468,8 +468,13 @@ class SelfModActivities:
     @activity.defn
     async def active_agent_parameters(self, request: ActiveAgentInput) -> ActivePointer | None:
         """What the product runs: the active version of an agent, or None while it was never evolved (the
-        shipped parameters apply). Reads the pointer file only: no git, no bootstrap."""
-        return await asyncio.to_thread(read_active_pointer, self.root, request.agent)
+        shipped parameters apply). Reads the pointer file only: no git, no bootstrap.
+
+        The bootstrap version is the shipped parameters of the release that created the repository; a
+        newer release ships its own (Analyze round 2 chose new detector defaults), so only a version
+        someone promoted or rolled back to overrides them."""
+        pointer = await asyncio.to_thread(read_active_pointer, self.root, request.agent)
+        return None if pointer is None or pointer.changed_by == "bootstrap" else pointer
 
 
 def _figure_path(root: Path, agent: str) -> Path:

@@ -181,17 +181,36 @@ class AnomalyDetector:
             self._low, self._high = low, high
 
     def _rebin(self, low: float, high: float) -> None:
-        """Move each level's count to the new level holding its centre; levels now out of range go."""
+        """Spread each level's count over the new levels in proportion to how much of it each covers;
+        whatever lies outside the new range goes. The top level (`levels`: values equal to the high) and
+        every level of a range of zero width are single points, moved whole."""
         if not self._counts or math.isinf(self._low):
             return
         levels = self.config.levels
-        old_span = self._high - self._low
+        old_width = (self._high - self._low) / levels
+        new_span = high - low
         moved: dict[int, float] = {}
+
+        def add(level: int, n: float) -> None:
+            moved[level] = moved.get(level, 0.0) + n
+
         for k, n in self._counts.items():
-            centre = self._low + (k + 0.5) * old_span / levels
-            if low <= centre <= high:
-                new = min(math.floor((centre - low) / (high - low) * levels), levels) if high > low else 0
-                moved[new] = moved.get(new, 0.0) + n
+            start = self._low + k * old_width
+            end = start + old_width if k < levels else start
+            if end <= start or new_span <= 0:  # a point
+                if low <= start <= high:
+                    add(math.floor((start - low) / new_span * levels) if new_span > 0 else 0, n)
+                continue
+            a, b = max(start, low), min(end, high)
+            if a >= b:
+                continue
+            first = math.floor((a - low) / new_span * levels)
+            last = min(math.floor((b - low) / new_span * levels), levels - 1)
+            for j in range(first, last + 1):
+                lo, hi = low + j * new_span / levels, low + (j + 1) * new_span / levels
+                share = (min(hi, b) - max(lo, a)) / (end - start)
+                if share > 0:
+                    add(j, n * share)
         self._counts = moved
 
     @property

@@ -52,9 +52,11 @@ def probation_rows(n_rows: int) -> int:
 def window_rows(timestamps: Sequence[Any], windows: Iterable[tuple[Any, Any]]) -> list[tuple[int, int]]:
     """Convert [start, end] timestamp windows to inclusive row ranges [left, right].
 
-    left is the first row, in file order, whose timestamp is in [start, end], right the last such row.
-    Timestamps may repeat or step back (a clock set back an hour); rows are scored in file order, as NAB
-    does. Sorted timestamps are found by bisection, others by a scan.
+    left is the first row, in file order, whose timestamp is in [start, end]; right is the last row before
+    the first one after left that is later than end. Timestamps may repeat or step back (a clock set back
+    an hour): rows are scored in file order, and a window is one stretch of rows, as in NAB (whose
+    windows start and end at rows with exactly those timestamps, the first such rows). Sorted timestamps
+    are found by bisection, others by a scan.
     """
     ordered = all(a <= b for a, b in pairwise(timestamps))
     rows = []
@@ -63,8 +65,10 @@ def window_rows(timestamps: Sequence[Any], windows: Iterable[tuple[Any, Any]]) -
             left = bisect.bisect_left(timestamps, start)
             right = bisect.bisect_right(timestamps, end) - 1
         else:
-            inside = [i for i, t in enumerate(timestamps) if start <= t <= end]
-            left, right = (inside[0], inside[-1]) if inside else (1, 0)
+            left = next((i for i, t in enumerate(timestamps) if start <= t <= end), len(timestamps))
+            right = left - 1
+            while right + 1 < len(timestamps) and timestamps[right + 1] <= end:
+                right += 1
         if left > right:
             raise ValueError(f"window [{start}, {end}] contains no rows")
         rows.append((left, right))
