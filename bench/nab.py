@@ -318,22 +318,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, evaluation in results.items():
             print_by_category(name, evaluation, files)
     if args.tables:
-        print_tables(files, results.get("autarky"))
+        print_tables(files)
     return 0
 
 
-def print_tables(files: Sequence[NabFile], shipped: Evaluation | None) -> None:
+def print_tables(files: Sequence[NabFile]) -> None:
     from autarky.config import AnalysisSettings
     from autarky.detectors.anomaly import AnomalyConfig
     from bench import nab_tables
 
+    config = AnomalyConfig()
     if len({f.category for f in files}) > 1:
-        nab_tables.print_cross_validation(files)
+        config = nab_tables.print_cross_validation(files)
     else:
         print("\ncross-validation needs at least two categories (subdirectories of --data)")
-    nab_tables.print_long_run(AnomalyConfig(), files)
-    if shipped is not None:
-        nab_tables.print_alert_budget(shipped, files, AnalysisSettings().anomaly_threshold)
+    nab_tables.print_long_run(config, files)
+    nab_tables.print_alert_budget(config, files, AnalysisSettings().anomaly_threshold)
     nab_tables.print_cost_by_window(files)
 
 

@@ -59,3 +59,24 @@ def test_present_data_is_still_scored(tmp_path: Path) -> None:
     run = nab("--data", str(data), "--windows", str(windows), "--detectors", "gaussian,random")
     assert run.returncode == 0, run.stderr
     assert "NAB: 1 files, 288 rows, 1 windows" in run.stdout
+
+
+def test_the_tables_run_on_any_nab_format_data_with_a_clock_step(tmp_path: Path) -> None:
+    """`--data DIR --windows FILE --tables` on two tiny categories, one file's clock set back an hour."""
+    data = tmp_path / "data"
+    stamps = [f"2024-01-01 {h:02d}:{m:02d}:00" for h in range(24) for m in range(0, 60, 5)]
+    stepped = stamps[:150] + stamps[138:-12]  # at row 150 the clock goes back an hour
+    windows = {}
+    for category, times in (("a", stamps), ("b", stepped)):
+        (data / category).mkdir(parents=True)
+        rows = [f"{t},{100.0 if i == 200 else 1.0 + (i % 3) / 10}" for i, t in enumerate(times)]
+        (data / category / "x.csv").write_text("\n".join(["timestamp,value", *rows]) + "\n")
+        windows[f"{category}/x.csv"] = [[times[195], times[205]]]
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps(windows))
+
+    run = nab("--data", str(data), "--windows", str(labels), "--detectors", "autarky", "--tables")
+    assert run.returncode == 0, run.stderr
+    for table in ("Cross-validation:", "Long run (", "Alert budget (", "Cost per update by window"):
+        assert table in run.stdout
+    assert "all left-out scores together" in run.stdout
