@@ -16,13 +16,12 @@ from autarky.detectors.trend import (
     TrendSeries,
     detect_leak,
     early_warning,
-    mann_kendall,
     overload_warning,
     predict_linear,
-    still_rising_p,
     theil_sen_slope,
     time_to_limit,
 )
+from autarky.detectors.trend_tests import mann_kendall, still_rising_p
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

@@ -3,13 +3,10 @@
 Deterministic and stdlib-only (no numpy, no I/O, no clock reads) so workflow code can call them: time
 always comes in as an argument, as float seconds or datetimes (naive datetimes are taken as UTC).
 
-Building blocks
+Building blocks (the statistical tests themselves are in `trend_tests.py`)
     theil_sen_slope  median of pairwise slopes; ~29 % of the points can be outliers without moving it.
-    mann_kendall     rank-based test for a monotonic trend; needs no normality and ignores magnitudes.
     predict_linear   like Prometheus' predict_linear, but with the Theil-Sen line.
     time_to_limit    seconds from the newest point until that line reaches a limit.
-    hamed_rao_inflation  variance inflation of Mann-Kendall's S for autocorrelated values.
-    still_rising_p   does a series still rise once its largest one-off level step is taken out?
 
 Detectors (each returns a report or None) combine a significant Mann-Kendall trend (corrected for
 autocorrelation) with a slope that matters and a newest half that still rises, so noise, persistent
@@ -21,23 +18,24 @@ meant for windows up to ~120 points; `TrendSeries` keeps such a window across co
 
 from __future__ import annotations
 
-import itertools
 import math
-import operator
 import statistics
-from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from itertools import pairwise
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from autarky.detectors.trend_tests import (
+    STILL_GROWING_P,
+    drift_p,
+    format_p,
+    significant_rise,
+    still_rising_p,
+)
+
 TimeLike = float | datetime
 MIB = 1024 * 1024
-STILL_GROWING_P = 0.05  # the newest half of a window must still rise at this significance
-STEP_SAMPLES = 3  # a level step may take this many sampling intervals (still_rising_p)
-STEP_SIGMAS = 4.0  # ... and must stand out by this many robust standard deviations of the increments
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -60,10 +58,6 @@ def _clean(times: Sequence[TimeLike], *series: Sequence[float | None]) -> list[t
             rows.append((_seconds(t), *(float(v) for v in vs)))
     rows.sort(key=lambda row: row[0])  # stable: equal times keep their order
     return rows
-
-
-def _fmt_p(p: float) -> str:
-    return f"p={p:.2g}"
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -167,194 +161,6 @@ def time_to_limit(times: Sequence[TimeLike], values: Sequence[float | None], lim
     return _fit(rows).seconds_to(limit, rows[-1][1])
 
 
-# ------------------------------------------------------------------------------------------ Mann-Kendall
-
-
-class MannKendall(BaseModel):
-    """Mann-Kendall trend test: S = Σ_{i<j} sign(x_j − x_i) over the values in time order.
-
-    Under "no trend" S is about normal with mean 0 and, with tie groups of sizes t_k,
-    Var(S) = [n(n−1)(2n+5) − Σ t_k(t_k−1)(2t_k+5)] / 18; z applies a continuity correction of 1.
-    With the autocorrelation correction, Var(S) is multiplied by `variance_inflation` (see
-    `mann_kendall`). p_value is two-sided; p_increasing / p_decreasing are the one-sided ones.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    n: int
-    s: int
-    var_s: float = Field(description="Var(S), times variance_inflation")
-    variance_inflation: float = Field(
-        1.0, description="n/n* of the Hamed-Rao autocorrelation correction (1 without it)"
-    )
-    z: float
-    p_value: float
-    trend: Literal["increasing", "decreasing", "none"]
-
-    @property
-    def p_increasing(self) -> float:
-        return 0.5 * math.erfc(self.z / math.sqrt(2))
-
-    @property
-    def p_decreasing(self) -> float:
-        return 0.5 * math.erfc(-self.z / math.sqrt(2))
-
-    def describe(self) -> str:
-        return f"Mann-Kendall: {self.trend} (S={self.s}, z={self.z:.2f}, {_fmt_p(self.p_value)}, n={self.n})"
-
-
-def mann_kendall(
-    values: Sequence[float], *, alpha: float = 0.05, autocorrelation: bool = False
-) -> MannKendall:
-    """Mann-Kendall test of values in time order; `trend` is "none" unless the two-sided p < alpha.
-
-    Constant (or fewer than two) values have Var(S) = 0 and give z = 0, p = 1, no trend.
-    `autocorrelation=True` applies the Hamed-Rao correction (`hamed_rao_inflation`): without it,
-    persistent noise (an AR(1) with φ = 0.95, a random walk) looks like a trend in a large share of
-    windows, because neighbouring values are not independent draws.
-    """
-    xs = list(values)
-    n = len(xs)
-    s = _mk_s(xs)
-    ties = sum(t * (t - 1) * (2 * t + 5) for t in Counter(xs).values() if t > 1)
-    inflation = hamed_rao_inflation(xs) if autocorrelation else 1.0
-    var_s = (n * (n - 1) * (2 * n + 5) - ties) / 18 * inflation
-    z = _mk_z(s, var_s)
-    # erfc rather than 1 - erf: keeps small p-values accurate instead of rounding them to 0.
-    p = math.erfc(abs(z) / math.sqrt(2))
-    trend: Literal["increasing", "decreasing", "none"] = "none"
-    if p < alpha and s != 0:
-        trend = "increasing" if s > 0 else "decreasing"
-    return MannKendall(n=n, s=s, var_s=var_s, variance_inflation=inflation, z=z, p_value=p, trend=trend)
-
-
-def _mk_s(xs: Sequence[float]) -> int:
-    s = 0
-    for i, xi in enumerate(xs):
-        s += sum([(xj > xi) - (xj < xi) for xj in xs[i + 1 :]])
-    return s
-
-
-def _mk_z(s: float, var_s: float) -> float:
-    # Continuity correction: S moves in steps of 2, so pull it 1 towards 0 before dividing.
-    return 0.0 if var_s <= 0 or s == 0 else (s - 1 if s > 0 else s + 1) / math.sqrt(var_s)
-
-
-def _p_up(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
-def _rising(values: Sequence[float], p_value: float, autocorrelation: bool) -> MannKendall | None:
-    """The Mann-Kendall test when it finds a rise at one-sided p < p_value, else None.
-
-    The plain test runs first: the correction only ever shrinks z (inflation ≥ 1), so a series the plain
-    test rejects needs no O(n²) correction.
-    """
-    mk = mann_kendall(values)
-    if mk.s <= 0 or mk.p_increasing >= p_value:
-        return None
-    if autocorrelation:
-        inflation = hamed_rao_inflation(values)
-        var_s = mk.var_s * inflation
-        z = _mk_z(mk.s, var_s)
-        mk = mk.model_copy(
-            update={
-                "var_s": var_s,
-                "variance_inflation": inflation,
-                "z": z,
-                "p_value": math.erfc(abs(z) / math.sqrt(2)),
-                "trend": "increasing" if math.erfc(abs(z) / math.sqrt(2)) < 0.05 else "none",
-            }
-        )
-        if mk.p_increasing >= p_value:
-            return None
-    return mk
-
-
-def _average_ranks(xs: Sequence[float]) -> list[float]:
-    """Ranks 1..n, tied values sharing the mean of their ranks."""
-    order = sorted(range(len(xs)), key=xs.__getitem__)
-    ranks = [0.0] * len(xs)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and xs[order[end + 1]] == xs[order[start]]:
-            end += 1
-        for k in range(start, end + 1):
-            ranks[order[k]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
-
-
-def hamed_rao_inflation(values: Sequence[float]) -> float:
-    """Variance inflation n/n* of the Mann-Kendall S for autocorrelated values (Hamed & Rao 1998).
-
-    K. H. Hamed, A. R. Rao, "A modified Mann-Kendall trend test for autocorrelated data", Journal of
-    Hydrology 204 (1998) 182-196: remove the Theil-Sen trend (by index), rank the residuals, take the
-    autocorrelation ρ_k of those ranks at every lag, keep only the lags significant at 5 %
-    (|ρ_k| > 1.96/√n), and n/n* = 1 + 2/(n(n−1)(n−2)) · Σ_k (n−k)(n−k−1)(n−k−2) ρ_k.
-
-    Chosen over (trend-free) pre-whitening because it makes no AR(1) assumption: a garbage-collector
-    sawtooth (periodic, with negative autocorrelation at half its period) is corrected correctly, where
-    pre-whitening with the lag-1 autocorrelation would wipe out the leak under it. It is clamped at ≥ 1
-    (never makes a trend look more significant than the plain test). It under-corrects very persistent
-    noise (φ ≥ 0.9, random walks: the estimated ρ_k are biased low in a short window): with 120
-    points it cuts their false alarms by about 2-3×, not down to the nominal level. O(n²); 1 for fewer
-    than 4 values or when the residuals are all equal (an exact line).
-    """
-    xs = [float(v) for v in values]
-    n = len(xs)
-    if n < 4:
-        return 1.0
-    slopes: list[float] = []
-    for i in range(n - 1):
-        xi = xs[i]
-        slopes.extend([(xj - xi) / lag for lag, xj in enumerate(xs[i + 1 :], 1)])
-    slope = statistics.median(slopes)
-    ranks = _average_ranks([x - slope * i for i, x in enumerate(xs)])
-    mean = (n + 1) / 2
-    centred = [r - mean for r in ranks]
-    denominator = sum(c * c for c in centred)
-    if denominator <= 0:
-        return 1.0
-    bound = 1.96 / math.sqrt(n)
-    total = 0.0
-    for lag in range(1, n - 2):  # the weight (n−k)(n−k−1)(n−k−2) is 0 from k = n−2 on
-        rho = sum(map(operator.mul, centred, centred[lag:])) / denominator
-        if abs(rho) > bound:
-            total += (n - lag) * (n - lag - 1) * (n - lag - 2) * rho
-    return max(1.0, 1 + 2 * total / (n * (n - 1) * (n - 2)))
-
-
-def still_rising_p(values: Sequence[float], *, step_robust: bool = True) -> float:
-    """One-sided Mann-Kendall p-value that values (in time order) rise, with one level step taken out.
-
-    With `step_robust`, the largest rise over at most STEP_SAMPLES consecutive intervals, beyond what
-    the median interval rises anyway, is taken to be a one-off step when it stands out from how much
-    the intervals vary (over STEP_SIGMAS robust standard deviations): the values inside it are dropped
-    and the later ones lowered by it before testing. A single step (disk 80 % → 88 % within a couple of
-    minutes, +60 MiB RSS) then leaves a flat series wherever it is, while a steady rise (and a
-    garbage-collector sawtooth over a leak) has no such outlier and keeps all its pairs across the
-    series. Without `step_robust`, the plain one-sided Mann-Kendall p-value. O(n²).
-    """
-    xs = [float(v) for v in values]
-    if step_robust and len(xs) >= 3:
-        increments = [b - a for a, b in itertools.pairwise(xs)]
-        typical = statistics.median(increments)
-        # 1.4826·MAD estimates the standard deviation of normal increments; 0 when most are equal.
-        sigma = 1.4826 * statistics.median(abs(d - typical) for d in increments)
-        best, start, width = 0.0, 0, 1
-        for w in range(1, min(STEP_SAMPLES, len(xs) - 1) + 1):
-            for k in range(len(xs) - w):
-                excess = xs[k + w] - xs[k] - w * typical
-                if excess > best and excess > STEP_SIGMAS * sigma * math.sqrt(w):
-                    best, start, width = excess, k, w
-        if best > 0:
-            xs = xs[: start + 1] + [x - best for x in xs[start + width :]]
-    mk = mann_kendall(xs)
-    return mk.p_increasing if mk.s > 0 else 1.0
-
-
 # ------------------------------------------------------------------------------------------- detectors
 
 
@@ -378,7 +184,7 @@ class LeakReport(BaseModel):
     def describe(self) -> str:
         text = (
             f"RSS of {self.subject} grows {self.slope_mib_per_hour:.1f} MiB/h "
-            f"(Mann-Kendall {_fmt_p(self.p_value)})"
+            f"(Mann-Kendall {format_p(self.p_value)})"
         )
         if self.limit_bytes is None:
             return text + "; no memory limit known"
@@ -428,7 +234,7 @@ def detect_leak(
     if span < min_span_seconds or span <= 0:
         return None
     values = [v for _, v in rows]
-    mk = _rising(values, p_value, autocorrelation=False)  # cheap first; corrected last
+    mk = significant_rise(values, p_value, autocorrelation=False)  # cheap first; corrected last
     if mk is None:
         return None
     line = _fit(rows)
@@ -455,7 +261,7 @@ def detect_leak(
         if oldest_slope > 0 and newest_slope < min_sustained_ratio * oldest_slope:
             return None
     if autocorrelation:
-        mk = _rising(values, p_value, autocorrelation=True)
+        mk = significant_rise(values, p_value, autocorrelation=True)
         if mk is None:
             return None
     ttl = line.seconds_to(limit_bytes, values[-1]) if limit_bytes is not None else None
@@ -492,49 +298,13 @@ class EarlyWarning(BaseModel):
     def describe(self) -> str:
         text = (
             f"{self.subject} rises {_fmt_rate(self.slope_per_second, self.unit)} "
-            f"(Mann-Kendall {_fmt_p(self.p_value)}), now {_fmt_value(round(self.current, 1), self.unit)}"
+            f"(Mann-Kendall {format_p(self.p_value)}), now {_fmt_value(round(self.current, 1), self.unit)}"
         )
         if self.time_to_limit_seconds == 0:
             return text + f"; already at the limit of {_fmt_value(self.limit, self.unit)}"
         return text + (
             f"; reaches {_fmt_value(self.limit, self.unit)} in {_fmt_duration(self.time_to_limit_seconds)}"
         )
-
-
-def drift_p(values: Sequence[float]) -> float:
-    """One-sided p-value that the series drifts upwards, judged against a zero-drift random walk plus
-    white measurement noise.
-
-    Mann-Kendall assumes independent values, and a random walk is anything but: it calls a large share
-    of a walk's wanders a trend. Here the rise from the mean of the first k values to that of the last k
-    (k ≈ n/12) is compared with what the series does on its own. With a walk of σ² per step and white
-    noise of τ², lag-j differences have variance j σ² + 2τ² (about their mean, so a steady trend is not
-    counted): the lag-1 and lag-k variances give both parts, and the rise's variance is about
-    (n - 2k + 1 + (k - 1)(2k - 1)/(3k)) σ² + 2τ²/k. A noisy steady fill has σ² ≈ 0 and keeps its power;
-    stationary persistent noise (AR(1)) looks partly like a walk and partly like noise, and moves less
-    over n steps than that walk would, so the test is conservative there. Assumes about even spacing
-    (the product's TrendSeries keeps one point per interval).
-    """
-    n = len(values)
-    k = max(2, n // 12)
-    if n < 2 * k + 2:
-        return 1.0
-    v1 = statistics.pvariance([b - a for a, b in pairwise(values)])
-    vk = statistics.pvariance([values[i + k] - values[i] for i in range(n - k)])
-    walk = max(0.0, (vk - v1) / (k - 1))  # σ² per step
-    noise = max(0.0, (v1 - walk) / 2)  # τ²
-    variance = walk * (n - 2 * k + 1 + (k - 1) * (2 * k - 1) / (3 * k)) + 2 * noise / k
-    rise = statistics.fmean(values[-k:]) - statistics.fmean(values[:k])
-    if variance == 0:
-        return 0.0 if rise > 0 else 1.0
-    t = rise / math.sqrt(variance)
-    # The variances come from a few stretches of k steps, so t has Student-like tails: map it to a normal
-    # deviate with the usual approximation z = t (1 - 1/(4ν)) / √(1 + t²/(2ν)), ν ≈ 2n/k - 1 (overlapping
-    # lag-k differences carry about twice what n / k disjoint ones would; tests/test_trend_autocorrelation
-    # measures the false-alarm rate on walks and AR(1) noise).
-    dof = 2 * n / k - 1
-    z = t * (1 - 1 / (4 * dof)) / math.sqrt(1 + t * t / (2 * dof))
-    return 0.5 * math.erfc(z / math.sqrt(2))
 
 
 def early_warning(
@@ -571,7 +341,7 @@ def early_warning(
     if len(rows) < min_points:
         return None
     series = [v for _, v in rows]
-    mk = _rising(series, p_value, autocorrelation=False)  # cheap first; corrected last
+    mk = significant_rise(series, p_value, autocorrelation=False)  # cheap first; corrected last
     if mk is None:
         return None
     line = _fit(rows)
@@ -583,7 +353,7 @@ def early_warning(
     if drift and drift_p(series) >= p_value:
         return None
     if autocorrelation:
-        mk = _rising(series, p_value, autocorrelation=True)
+        mk = significant_rise(series, p_value, autocorrelation=True)
         if mk is None:
             return None
     return EarlyWarning(
@@ -618,8 +388,8 @@ class OverloadWarning(BaseModel):
     def describe(self) -> str:
         return (
             f"{self.signal_name} rises {_fmt_rate(self.signal_slope_per_second, self.signal_unit)} "
-            f"(Mann-Kendall {_fmt_p(self.signal_p_value)}) while CPU rises "
-            f"{_fmt_rate(self.cpu_slope_percent_per_second, '%')} ({_fmt_p(self.cpu_p_value)}): "
+            f"(Mann-Kendall {format_p(self.signal_p_value)}) while CPU rises "
+            f"{_fmt_rate(self.cpu_slope_percent_per_second, '%')} ({format_p(self.cpu_p_value)}): "
             "load is outgrowing capacity"
         )
 
@@ -652,10 +422,10 @@ def overload_warning(
     rows = _clean(times, load_signal, cpu_percent)
     if len(rows) < min_points:
         return None
-    signal_mk = _rising([r[1] for r in rows], p_value, autocorrelation)
+    signal_mk = significant_rise([r[1] for r in rows], p_value, autocorrelation)
     if signal_mk is None:
         return None
-    cpu_mk = _rising([r[2] for r in rows], p_value, autocorrelation)
+    cpu_mk = significant_rise([r[2] for r in rows], p_value, autocorrelation)
     if cpu_mk is None:
         return None
     span = rows[-1][0] - rows[0][0]
