@@ -91,9 +91,27 @@ def test_bootstrap_commits_files_and_parameters_once(tmp_path: Path) -> None:
     assert files["parameters.json"] == '{\n  "window": 50.0,\n  "z_threshold": 3.0\n}\n'
     assert repo.version(pointer.commit).message == f"bootstrap {AGENT}"
 
-    # Later calls change nothing, even with other files.
-    again = repo.ensure({SOURCE: "changed\n"}, {"z_threshold": 1.0}, datetime.now(UTC))
+    # Later calls with what ships change nothing.
+    again = repo.ensure({SOURCE: SOURCE_TEXT}, PARAMS, datetime.now(UTC))
     assert again == pointer and len(repo.history()) == 1
+
+
+def test_a_release_with_other_defaults_moves_a_version_nobody_chose(tmp_path: Path) -> None:
+    repo = repo_of(tmp_path)
+    first = repo.ensure({SOURCE: SOURCE_TEXT}, PARAMS, NOW)
+    shipped = {"z_threshold": 2.0, "window": 64.0}
+    later = datetime(2025, 2, 1, tzinfo=UTC)
+    release = repo.ensure({SOURCE: SOURCE_TEXT + "# faster\n"}, shipped, later)
+    assert release.changed_by == "release" and release.previous == first.commit
+    assert release.parameters == shipped and repo.files(release.commit)[SOURCE].endswith("# faster\n")
+    assert git(repo, "rev-parse", "main") == release.commit
+    assert repo.ensure({SOURCE: SOURCE_TEXT + "# faster\n"}, shipped, later) == release  # once
+    # A version someone chose stays, whatever a later release ships.
+    cand = repo.create_candidate(
+        release.commit, "k1", RUN, {**shipped, "window": 80.0}, None, CandidateOrigin.MUTATION, "wider"
+    )
+    promoted = repo.promote(cand.commit, by=RUN, reason="better", metric=0.8, now=later)
+    assert repo.ensure({SOURCE: SOURCE_TEXT}, PARAMS, later) == promoted
 
 
 def test_not_bootstrapped_says_so(tmp_path: Path) -> None:

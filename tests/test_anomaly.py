@@ -213,3 +213,16 @@ def test_counts_follow_a_range_that_grows_step_by_step() -> None:
     boundary = (51 - state.low) / (state.high - state.low) * CONFIG.levels  # the old high's level
     above = sum(n for k, n in state.level_counts.items() if k > boundary + 1)
     assert above < 0.05 * sum(state.level_counts.values())
+
+
+def test_after_the_range_shrinks_its_high_is_still_a_common_level() -> None:
+    # Latency of 1, 2 or 3 ms with one 40 ms burst, forgotten later: the range shrinks back to [1, 3],
+    # and 3 ms, a third of all values, must not then count as never seen.
+    rng = random.Random(16)
+    detector = AnomalyDetector(CONFIG)
+    for i in range(3 * CONFIG.memory):
+        detector.update(40.0 if i == 100 else float(rng.choice([1, 2, 3])))
+    state = detector.state
+    assert (state.low, state.high) == (1.0, 3.0)
+    top = state.level_counts.get(CONFIG.levels - 1, 0.0)
+    assert top > 0.2 * sum(state.level_counts.values())

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 FIXTURE = Path(__file__).parent / "fixtures" / "round1_findings.json"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MIB = 1024 * 1024
@@ -30,7 +32,8 @@ def scenario() -> list[dict[str, Any]]:
     points = []
     for i in range(SAMPLES):
         minute = i if i < 400 else i - 45  # at sample 400 the clock is set back 45 minutes
-        cpu = 20 + rng.gauss(0, 2) + (70 if i in (250, 520) else 0) + (80 if 300 <= i < 305 else 0)
+        # Spikes (one five minutes before the clock step, so a held finding meets it) and a burst.
+        cpu = 20 + rng.gauss(0, 2) + (70 if i in (250, 395, 520) else 0) + (80 if 300 <= i < 305 else 0)
         disk = 70 + (8 if i >= 200 else 0) + (0.05 * (i - 450) if i >= 450 else 0) + rng.gauss(0, 0.05)
         points.append(
             {
@@ -38,7 +41,8 @@ def scenario() -> list[dict[str, Any]]:
                 "cpu_percent": math.nan if i == 350 else round(cpu, 1),
                 "memory_percent": round(40 + rng.gauss(0, 0.5), 1),
                 "disk_percent": round(disk, 1),
-                "network_latency_ms": float(rng.choice([1, 1, 1, 2]) + (2 if i >= 500 else 0)),
+                # 1-2 ms, then one 6 ms step: news at no resolution, small at 1 ms.
+                "network_latency_ms": float(rng.choice([1, 1, 1, 2]) + (5 if i == 500 else 0)),
                 "memory_total_bytes": 8 * 1024 * MIB,
                 "process_rss_bytes": {
                     "pool member 1": int((200 + 0.4 * i + rng.uniform(-3, 3)) * MIB),
@@ -98,9 +102,22 @@ def test_round1_detectors_give_the_findings_round1_gave() -> None:
     assert findings(round1_detectors(round1_settings())) == expected
 
 
-def test_round2_finds_differently_on_the_same_scenario() -> None:
-    # The same scenario through round 2 (the patch on) differs: the fixture is not trivially matched.
-    assert findings(round1_settings()) != json.loads(FIXTURE.read_text())
+ROUND2_SWITCHES = ["memory", "metric_resolution", "robust_trends", "follow_clock_steps"]
+
+
+@pytest.mark.parametrize("switch", ROUND2_SWITCHES)
+def test_each_round1_setting_matters_on_this_scenario(switch: str) -> None:
+    # Turning any one of round1_detectors' settings back to round 2 changes the findings: the scenario
+    # exercises each of them, so the fixture cannot be matched by accident.
+    from autarky.policy.detection import round1_detectors
+
+    round2 = round1_settings()
+    round1 = round1_detectors(round2)
+    if switch == "memory":
+        one_back = round1.model_copy(update={"anomaly": round2.anomaly})
+    else:
+        one_back = round1.model_copy(update={switch: getattr(round2, switch)})
+    assert findings(one_back) != json.loads(FIXTURE.read_text())
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ from activities.selfmod.sandbox import (
 )
 from activities.selfmod.static_checks import static_check
 from activities.selfmod.versions import (
+    BOOTSTRAP,
+    RELEASE,
     AgentRepository,
     PatchRejected,
     VersionConflict,
@@ -470,11 +472,11 @@ class SelfModActivities:
         """What the product runs: the active version of an agent, or None while it was never evolved (the
         shipped parameters apply). Reads the pointer file only: no git, no bootstrap.
 
-        The bootstrap version is the shipped parameters of the release that created the repository; a
-        newer release ships its own (Analyze round 2 chose new detector defaults), so only a version
-        someone promoted or rolled back to overrides them."""
+        A version nobody chose (bootstrap, or a release's defaults: `AgentRepository.ensure`) is what some
+        release shipped, perhaps an older one than this (Analyze round 2 chose new detector defaults):
+        only a version someone promoted or rolled back to overrides this release's defaults."""
         pointer = await asyncio.to_thread(read_active_pointer, self.root, request.agent)
-        return None if pointer is None or pointer.changed_by == "bootstrap" else pointer
+        return None if pointer is None or pointer.changed_by in (BOOTSTRAP, RELEASE) else pointer
 
 
 def _figure_path(root: Path, agent: str) -> Path:

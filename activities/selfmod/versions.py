@@ -36,6 +36,8 @@ from autarky.evolution_types import ActivePointer, AgentVersion, Candidate, Cand
 
 PARAMETERS_FILE = "parameters.json"
 MAIN_REF = "refs/heads/main"
+BOOTSTRAP = "bootstrap"  # changed_by of the first version
+RELEASE = "release"  # changed_by of a version a newer release's shipped defaults made (ensure)
 GIT_TIMEOUT_SECONDS = 120
 INSTALL_HINT = (
     "git is needed to store agent versions and is not installed: "
@@ -263,13 +265,17 @@ class AgentRepository:
 
     def ensure(self, files: dict[str, str], parameters: dict[str, float], now: datetime) -> ActivePointer:
         """Bootstrap on first use (files plus parameters.json as the first commit on main); afterwards
-        return the existing pointer unchanged."""
+        return the existing pointer, unless nobody ever changed it (bootstrap or release) and this
+        release ships other files or parameters: then those become a release commit on top and the
+        active version, so the product, the goal checks and evolutions all start from what ships."""
         for path in files:
             _check_path(path)
         with self._locked():
             existing = self._read_pointer()
             if existing is not None:
-                return existing
+                if existing.changed_by not in (BOOTSTRAP, RELEASE):
+                    return existing
+                return self._follow_release(existing, files, parameters, now)
             self.repo.mkdir(parents=True, exist_ok=True)
             self._git("init", "--quiet", "--bare", "--initial-branch=main", ".")  # harmless when it exists
             # A crash after the commit but before the pointer: reuse that commit, do not fork main.
@@ -280,10 +286,35 @@ class AgentRepository:
                 parameters=self.version(commit).parameters,
                 previous=None,
                 changed_at=now,
-                changed_by="bootstrap",
+                changed_by=BOOTSTRAP,
                 reason="first version",
             )
             return self._change_pointer(pointer)
+
+    def _follow_release(
+        self, existing: ActivePointer, files: dict[str, str], parameters: dict[str, float], now: datetime
+    ) -> ActivePointer:
+        with self._index(existing.commit) as index:
+            self._stage(index, {**files, PARAMETERS_FILE: _parameters_text(parameters)})
+            tree = self._git("write-tree", index=index).strip()
+        if tree == self._git("rev-parse", f"{existing.commit}^{{tree}}").strip():
+            return existing
+        stamp = now.isoformat()
+        message = f"release defaults of {self.agent}\n"
+        commit = self._commit(
+            tree, message, [existing.commit], env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
+        )
+        self._move_main(commit)
+        pointer = ActivePointer(
+            agent=self.agent,
+            commit=commit,
+            parameters=self.version(commit).parameters,
+            previous=existing.commit,
+            changed_at=now,
+            changed_by=RELEASE,
+            reason="this release ships other defaults",
+        )
+        return self._change_pointer(pointer)
 
     def _bootstrap_commit(self, files: dict[str, str], parameters: dict[str, float], now: datetime) -> str:
         with self._index(None) as index:

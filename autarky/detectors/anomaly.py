@@ -136,7 +136,10 @@ class AnomalyDetector:
         if not self._low <= value <= self._high:
             return None
         span = self._high - self._low
-        return math.floor((value - self._low) / span * self.config.levels) if span > 0 else 0
+        level = math.floor((value - self._low) / span * self.config.levels) if span > 0 else 0
+        # The high itself is the top level's (round 1 gave it a level of its own, `levels`, which a
+        # forgetting range cannot keep: the high moves and that level's values fall into another).
+        return min(level, self.config.levels - 1) if self.config.memory else level
 
     def _median_and_scale(self) -> tuple[float, float]:
         s = self._sorted
@@ -185,8 +188,9 @@ class AnomalyDetector:
 
     def _rebin(self, low: float, high: float) -> None:
         """Spread each level's count over the new levels in proportion to how much of it each covers;
-        whatever lies outside the new range goes. The top level (`levels`: values equal to the high) and
-        every level of a range of zero width are single points, moved whole."""
+        whatever lies outside the new range goes. Levels of a range of zero width (and round 1's level
+        `levels`, the high itself) are points, moved whole; a new range of zero width takes the whole of
+        the old level that holds it."""
         if not self._counts or math.isinf(self._low):
             return
         levels = self.config.levels
@@ -200,9 +204,16 @@ class AnomalyDetector:
         for k, n in self._counts.items():
             start = self._low + k * old_width
             end = start + old_width if k < levels else start
-            if end <= start or new_span <= 0:  # a point
+            if end <= start:  # a point
                 if low <= start <= high:
-                    add(math.floor((start - low) / new_span * levels) if new_span > 0 else 0, n)
+                    add(
+                        min(math.floor((start - low) / new_span * levels), levels - 1) if new_span > 0 else 0,
+                        n,
+                    )
+                continue
+            if new_span <= 0:
+                if start <= low < end or (low == end and k >= levels - 1):
+                    add(0, n)
                 continue
             a, b = max(start, low), min(end, high)
             if a >= b:
