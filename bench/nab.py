@@ -96,38 +96,22 @@ class Evaluation:
 
 
 def run_detector(
-    factory: Factory, files: Sequence[NabFile]
+    factory: Factory, files: Sequence[NabFile], long_run: bool = False
 ) -> tuple[dict[str, list[float]], float, int | None]:
-    """Stream every file through a fresh detector: scores per file, seconds inside update(), state size."""
-    scores: dict[str, list[float]] = {}
-    seconds = 0.0
-    state_bytes: int | None = None
-    for f in files:
-        detector = factory()
-        out: list[float] = []
-        update, append = detector.update, out.append
-        start = time.perf_counter()
-        for at, value in zip(f.timestamps, f.values, strict=True):
-            append(update(value, at))
-        seconds += time.perf_counter() - start
-        scores[f.key] = [float(s) for s in out]
-        size = getattr(detector, "state_size_bytes", None)
-        if callable(size):
-            state_bytes = max(state_bytes or 0, int(size()))
-    return scores, seconds, state_bytes
+    """Stream every file through a detector: scores per file, seconds inside update(), state size.
 
-
-def run_detector_long(
-    factory: Factory, files: Sequence[NabFile]
-) -> tuple[dict[str, list[float]], float, int | None]:
-    """As a host's detector lives: one detector per category, fed all of its files back to back (by key),
-    through every change of regime between them. Scored file by file as before."""
+    A fresh detector per file, as NAB scores; or, with `long_run`, as a host's detector lives: one per
+    category, fed all of its files back to back (by key) through every change of regime between them.
+    """
     scores: dict[str, list[float]] = {}
     seconds = 0.0
     state_bytes: int | None = None
     detectors: dict[str, Detector] = {}
-    for f in sorted(files, key=lambda f: f.key):
-        detector = detectors.setdefault(f.category, factory())
+    for f in sorted(files, key=lambda f: f.key) if long_run else files:
+        if not long_run:
+            detector = factory()
+        elif (detector := detectors.get(f.category)) is None:
+            detector = detectors[f.category] = factory()
         update = detector.update
         start = time.perf_counter()
         out = [float(update(value, at)) for at, value in zip(f.timestamps, f.values, strict=True)]
@@ -139,12 +123,19 @@ def run_detector_long(
     return scores, seconds, state_bytes
 
 
+def run_detector_long(
+    factory: Factory, files: Sequence[NabFile]
+) -> tuple[dict[str, list[float]], float, int | None]:
+    """`run_detector` with one long-lived detector per category."""
+    return run_detector(factory, files, long_run=True)
+
+
 def evaluate(
     factory: Factory, files: Sequence[NabFile], profiles: Sequence[Profile] = PROFILES, long_run: bool = False
 ) -> Evaluation:
     """Score a detector on the corpus with the best threshold per profile; `long_run`: one detector per
-    category over all of its files (run_detector_long) instead of a fresh one per file."""
-    scores, seconds, state_bytes = (run_detector_long if long_run else run_detector)(factory, files)
+    category over all of its files instead of a fresh one per file."""
+    scores, seconds, state_bytes = run_detector(factory, files, long_run)
     n_windows = sum(len(f.labels.windows) for f in files)
     pairs = [(f.labels, scores[f.key]) for f in files]
     results = {}
