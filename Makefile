@@ -42,7 +42,7 @@ bench-scaling: $(STAMP)
 bench-research: $(STAMP)
 	$(BIN)/python -m bench.research
 
-# The sequential A/B test (autarky.policy.sequential) peeked every 100 samples per arm beside a fixed-horizon
+# The sequential A/B test (autarky.models.sequential) peeked every 100 samples per arm beside a fixed-horizon
 # test, 1000 simulated runs per metric (binary, latency) and effect; other runs: python -m bench.abtest --help
 bench-abtest: $(STAMP)
 	$(BIN)/python -m bench.abtest

@@ -23,23 +23,17 @@ from temporalio.exceptions import FailureError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from autarky import scalers as scaling
-from autarky import search_attributes as sa
-from autarky.config import AutarkySettings, AutopilotSettings, load_settings
-from autarky.policy.scaling_types import ResourceRef, ScalingPolicy
-from autarky.research_cycle_types import CycleInput, CycleOutcome
-from autarky.scaler_types import ScaleOperation, ScaleRequest, ScalerStatus
-from autarky.temporal import AUTOPILOT_WORKFLOW_ID, connect, external_profile
-from autarky.types import (
-    ActionRecord,
-    ApprovalDecision,
-    ApprovalRequest,
-    AutopilotInput,
-    AutopilotStatus,
-    Finding,
-    Goal,
-    RecentActionsQuery,
-)
+from autarky.autopilot.settings import AutopilotSettings
+from autarky.autopilot.types import ActionRecord, AutopilotInput, AutopilotStatus, Goal, RecentActionsQuery
+from autarky.core import search_attributes as sa
+from autarky.core.approval import ApprovalDecision, ApprovalRequest
+from autarky.core.findings import Finding
+from autarky.core.settings import AutarkySettings, load_settings
+from autarky.core.temporal import AUTOPILOT_WORKFLOW_ID, connect, external_profile
+from autarky.research.types import CycleInput, CycleOutcome
+from autarky.scaling import client as scaling
+from autarky.scaling.policy_types import ResourceRef, ScalingPolicy
+from autarky.scaling.types import ScaleOperation, ScaleRequest, ScalerStatus
 
 
 class ApprovalNotFound(LookupError):
@@ -101,7 +95,7 @@ def is_unreachable(error: BaseException) -> bool:
 
 
 async def connect_client(settings: AutarkySettings, runtime: Runtime | None = None) -> Client:
-    """`autarky.temporal.connect`, raising `ServerUnavailable` when no server answers."""
+    """`autarky.core.temporal.connect`, raising `ServerUnavailable` when no server answers."""
     try:
         return await connect(settings, runtime=runtime)
     except (RuntimeError, RPCError) as error:
@@ -343,7 +337,7 @@ class AutarkyClient:
 
         `resource` is written as the CLI takes it: `local-pool` (this host's pool), `local-pool/<host>`,
         `aws-asg/<name>`, `aws-ecs/<cluster>/<service>`, `aws-ec2/<group>` or `scaler/…`. Raises
-        `autarky.scalers.UnknownResource` for one without a scaler (nothing is started), and
+        `autarky.scaling.client.UnknownResource` for one without a scaler (nothing is started), and
         `ScaleRefused` with the scaler's reason when it refuses (out of bounds; cooling down or busy unless
         `queue`, which waits for the cooldown's end instead)."""
         ref, policy = scaling.resolve(self.settings, resource)

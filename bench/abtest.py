@@ -1,4 +1,4 @@
-"""Autarky's sequential A/B test (autarky.policy.sequential) beside a fixed-horizon test, in simulation.
+"""Autarky's sequential A/B test (autarky.models.sequential) beside a fixed-horizon test, in simulation.
 
     .venv/bin/python -m bench.abtest [--runs 1000] [--seed 1] [--metric binary|latency|both]
                                      [--effect 0 0.05 0.10 0.20 ...] [--peek-every 100] [--quick]
@@ -41,7 +41,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the `autarky` package importable from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autarky.policy.sequential import ArmSummary, SequentialDesign, evaluate, fixed_horizon_samples
+from autarky.models.sequential import ArmSummary, SequentialDesign, evaluate, fixed_horizon_samples
 
 BINARY_RATE = 0.30
 LATENCY_MEDIAN_MS = 800.0

@@ -42,7 +42,7 @@ from temporalio.client import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
-from autarky.types import AutopilotStatus
+from autarky.autopilot.types import AutopilotStatus
 
 BIN = Path(sys.executable).parent
 AUTOPILOT_WORKFLOW_ID = "autarky-autopilot"

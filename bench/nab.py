@@ -182,7 +182,7 @@ def by_category(
 
 # ------------------------------------------------------------------------------------------ detectors
 def _autarky_factory() -> Factory:
-    from autarky.detectors.anomaly import AnomalyDetector
+    from autarky.autopilot.detectors.anomaly import AnomalyDetector
 
     return AnomalyDetector
 
@@ -314,8 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def print_tables(files: Sequence[NabFile]) -> None:
-    from autarky.config import AnalysisSettings
-    from autarky.detectors.anomaly import AnomalyConfig
+    from autarky.autopilot.detectors.anomaly import AnomalyConfig
+    from autarky.autopilot.settings import AnalysisSettings
     from bench import nab_tables
 
     if len({f.category for f in files}) > 1:

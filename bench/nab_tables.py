@@ -10,8 +10,8 @@ import itertools
 from collections.abc import Sequence
 from functools import partial
 
-from autarky.config import AnalysisSettings
-from autarky.detectors.anomaly import AnomalyConfig, AnomalyDetector
+from autarky.autopilot.detectors.anomaly import AnomalyConfig, AnomalyDetector
+from autarky.autopilot.settings import AnalysisSettings
 from autarky.evaluation.alert_budget import alert_rates
 from autarky.evaluation.crossval import leave_one_category_out, score_choice
 from autarky.evaluation.nab_data import NabFile

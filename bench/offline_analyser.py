@@ -1,4 +1,4 @@
-"""How fast the offline analyser (autarky.policy.relevance) scores research items, without an LLM.
+"""How fast the offline analyser (autarky.research.relevance) scores research items, without an LLM.
 
     .venv/bin/python -m bench.offline_analyser [--items N]
 
@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from autarky.policy.relevance import DEFAULT_INTERESTS, RelevanceScorer
+from autarky.research.relevance import DEFAULT_INTERESTS, RelevanceScorer
 
 SEED = 14
 RUNS = 5

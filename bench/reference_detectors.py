@@ -1,6 +1,6 @@
 """Baseline detectors for the NAB runner, to check our numbers against NAB's published baselines.
 
-Interface shared with `autarky.detectors.anomaly.AnomalyDetector`: `update(value, at) -> score in [0, 1]`,
+Interface shared with `AnomalyDetector` (autarky.autopilot.detectors): `update(value, at) -> score in [0, 1]`,
 seeing only the past. A zero-argument callable (e.g. the class) makes a fresh detector per file.
 """
 

@@ -52,14 +52,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.research.knowledge_base import KnowledgeBase
-from autarky import search_attributes as sa
-from autarky.config import AutarkySettings, ResearchSettings
-from autarky.llm_types import LlmSettings
-from autarky.logging import configure_logging
-from autarky.research_cycle_types import CycleInput, CycleOutcome
-from autarky.research_types import ItemIn
-from autarky.temporal import temporal_binary
+from activities.storage.knowledge_base import KnowledgeBase
+from autarky.core import search_attributes as sa
+from autarky.core.logging import configure_logging
+from autarky.core.settings import AutarkySettings
+from autarky.core.temporal import temporal_binary
+from autarky.llm.types import LlmSettings
+from autarky.research.items import ItemIn
+from autarky.research.settings import ResearchSettings
+from autarky.research.types import CycleInput, CycleOutcome
 from bench.offline_analyser import offline_items_per_second, synthetic_items
 from tests.llm_servers import OpenAIServer
 from tests.research_servers import ArxivServer, GitHubServer

@@ -25,7 +25,7 @@ The simulation (the same for every policy and every trace):
   Removing units is immediate (pending ones first). Every policy starts at what the first minute needs.
 - Violation minute: a minute whose demand exceeds the capacity in service. Cost: instance-minutes paid
   (in service + starting). Action: a change of the desired count.
-- autarky: autarky.policy.scaling.recommend with ScalingPolicy's defaults (record_event on every change);
+- autarky: autarky.scaling.policy.recommend with ScalingPolicy's defaults (record_event on every change);
   its changes that approval_needed would hold for a person are counted, and granted at once.
 - hpa-like: desired = ceil(in service × utilisation / target) when |utilisation / target - 1| > 0.1, else
   unchanged; a decrease goes only to the highest recommendation of the last 5 minutes (scale-down
@@ -67,8 +67,8 @@ if __package__ in (None, ""):  # run as a script: make the `autarky` package imp
 
 from pydantic import ValidationError
 
-from autarky.policy.scaling import approval_needed, recommend, record_event
-from autarky.policy.scaling_types import LoadSample, ScalingMemory, ScalingPolicy
+from autarky.scaling.policy import approval_needed, recommend, record_event
+from autarky.scaling.policy_types import LoadSample, ScalingMemory, ScalingPolicy
 
 NAB_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab" / "data"
 # Load-like NAB series: machine metrics (CPU, requests, network, disk) and event volumes (tweets); the

@@ -65,9 +65,10 @@ from activities.selfmod.sandbox import (
     sandbox_env,
     sandbox_python,
 )
-from autarky.agents import AGENTS
-from autarky.config import AutarkySettings
-from autarky.evolution_types import (
+from autarky.core.settings import AutarkySettings
+from autarky.selfmod.agents import AGENTS
+from autarky.selfmod.policy import adapt_step, better, mutate, should_promote
+from autarky.selfmod.types import (
     AgentRunInput,
     AgentSpec,
     Candidate,
@@ -81,7 +82,6 @@ from autarky.evolution_types import (
     ParameterProposal,
     SandboxLimits,
 )
-from autarky.policy.evolution import adapt_step, better, mutate, should_promote
 from workflows.self_modify import FIRST_STEP, MIN_PAIRED_UNITS
 
 
@@ -244,7 +244,7 @@ class Overhead:
 
 def harness_command(spec: AgentSpec, data: str) -> list[str]:
     """The benchmark run's command, as SelfModActivities._run_once builds it."""
-    command = [sandbox_python(), "-m", "autarky.agent_harness", "run", spec.name]
+    command = [sandbox_python(), "-m", "autarky.selfmod.harness", "run", spec.name]
     return [*command, "--params", "params.json", "--data", data, "--out", "outputs.json"]
 
 

@@ -28,11 +28,11 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from autarky import search_attributes as sa
-from autarky.config import AutarkySettings
-from autarky.research_cycle_types import CycleInput
-from autarky.temporal import AUTOPILOT_WORKFLOW_ID
-from autarky.types import HousekeepingInput
+from autarky.autopilot.types import HousekeepingInput
+from autarky.core import search_attributes as sa
+from autarky.core.settings import AutarkySettings
+from autarky.core.temporal import AUTOPILOT_WORKFLOW_ID
+from autarky.research.types import CycleInput
 
 log = structlog.get_logger(__name__)
 

@@ -12,8 +12,8 @@ import random
 from dataclasses import dataclass, field
 
 from activities.models.registry import ModelRegistry
-from autarky.model_registry_types import OutcomeIn
-from autarky.policy.routing import choose_variant
+from autarky.models.routing import choose_variant
+from autarky.models.types import OutcomeIn
 
 
 @dataclass

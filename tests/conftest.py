@@ -9,8 +9,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from autarky import search_attributes as sa
-from autarky.temporal import temporal_binary
+from autarky.core import search_attributes as sa
+from autarky.core.temporal import temporal_binary
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
-from autarky.types import (
-    ActionRequest,
-    ActionResult,
+from autarky.autopilot.types import (
     CpuStats,
     DiskStats,
     HostProbeInput,
@@ -23,6 +21,7 @@ from autarky.types import (
     ProcessInfo,
     TargetProbeResult,
 )
+from autarky.core.actions import ActionRequest, ActionResult
 
 
 @dataclass

@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.infra.worker_pool import MEMBER_FLAG, LocalWorkerPool, WorkerPoolActivities
-from autarky.hosts import host_queue, worker_identity
+from autarky.core.hosts import host_queue, worker_identity
 
 MEMBERS = 2
 WARMUP = timedelta(seconds=2)

@@ -14,8 +14,8 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from autarky.policy.scaling_types import ResourceKind, ResourceRef, ScalingPolicy
-from autarky.scaler_types import CapacityReading, ReadCapacityInput, ScalerInput, SetCapacityInput
+from autarky.scaling.policy_types import ResourceKind, ResourceRef, ScalingPolicy
+from autarky.scaling.types import CapacityReading, ReadCapacityInput, ScalerInput, SetCapacityInput
 from tests.fakes import FakeHost
 
 

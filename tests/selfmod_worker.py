@@ -14,8 +14,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from autarky.config import AutarkySettings
-from autarky.llm_types import LlmSettings
+from autarky.core.settings import AutarkySettings
+from autarky.llm.types import LlmSettings
 from workers.registry import selfmod_activities
 from workflows.self_modify import SelfModificationWorkflow
 

@@ -16,14 +16,14 @@ from temporalio.worker import Worker
 
 from activities.models.registry import ModelRegistry
 from activities.models.registry_activities import ModelRegistryActivities
-from activities.research.knowledge_base import KnowledgeBase
-from activities.research.store import KnowledgeBaseHandle
-from autarky import abtests
-from autarky import search_attributes as sa
-from autarky.ab_types import ABTestInput, ABTestResult, ABTestStatus, Guardrails
-from autarky.config import AutarkySettings
-from autarky.model_registry_types import Variant
-from autarky.types import ApprovalDecision, ApprovalRequest
+from activities.storage.handle import KnowledgeBaseHandle
+from activities.storage.knowledge_base import KnowledgeBase
+from autarky.core import search_attributes as sa
+from autarky.core.approval import ApprovalDecision, ApprovalRequest
+from autarky.core.settings import AutarkySettings
+from autarky.models import client as abtests
+from autarky.models.ab_types import ABTestInput, ABTestResult, ABTestStatus, Guardrails
+from autarky.models.types import Variant
 from tests.ab_simulator import Behaviour, Simulator
 from tests.test_autopilot import eventually
 from workflows.ab_test import ModelABTestWorkflow
@@ -241,7 +241,7 @@ async def test_the_autopilot_finds_an_untested_variant_and_starts_its_test(lab: 
     from temporalio.testing import ActivityEnvironment
 
     from activities.models.abtest_requests import ABTestRequestActivities
-    from autarky.types import ActionRequest
+    from autarky.core.actions import ActionRequest
 
     registry_activities = ModelRegistryActivities(
         lab.settings, KnowledgeBaseHandle(lab.settings.knowledge_db_url)

@@ -14,14 +14,14 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.research.analysis import AnalysisActivities
-from activities.research.store import KnowledgeBaseHandle
 from activities.selfmod.activities import PROJECT_ROOT, SelfModActivities
 from activities.selfmod.versions import AgentRepository
-from autarky.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER, anomaly_config, default_parameters
-from autarky.config import AutarkySettings
-from autarky.detectors.anomaly import AnomalyConfig
-from autarky.evolution_types import ActiveAgentInput, CandidateOrigin
-from autarky.types import ActionRequest, ActionResult
+from activities.storage.handle import KnowledgeBaseHandle
+from autarky.autopilot.detectors.anomaly import AnomalyConfig
+from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.settings import AutarkySettings
+from autarky.selfmod.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER, anomaly_config, default_parameters
+from autarky.selfmod.types import ActiveAgentInput, CandidateOrigin
 from tests.fakes import FakeHost
 from tests.test_autopilot import Harness, eventually, fast_settings, status
 

@@ -17,19 +17,19 @@ from activities.selfmod.versions import (
     count_diff_lines,
     sanitise_run_id,
 )
-from autarky.evolution_types import CandidateOrigin
+from autarky.selfmod.types import CandidateOrigin
 
 AGENT = "anomaly-detector"
-SOURCE = "autarky/detectors/anomaly.py"
+SOURCE = "autarky/autopilot/detectors/anomaly.py"
 SOURCE_TEXT = "THRESHOLD = 3.0\nSCALE = 1.0\nOFFSET = 0.0\ndef score(x: float) -> float:\n    return abs(x)\n"
 PARAMS = {"z_threshold": 3.0, "window": 50.0}
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 RUN = "evolve/anomaly-detector/3"
 
 GOOD_PATCH = """\
-diff --git a/autarky/detectors/anomaly.py b/autarky/detectors/anomaly.py
---- a/autarky/detectors/anomaly.py
-+++ b/autarky/detectors/anomaly.py
+diff --git a/autarky/autopilot/detectors/anomaly.py b/autarky/autopilot/detectors/anomaly.py
+--- a/autarky/autopilot/detectors/anomaly.py
++++ b/autarky/autopilot/detectors/anomaly.py
 @@ -1,5 +1,5 @@
 -THRESHOLD = 3.0
 +THRESHOLD = 2.5
@@ -262,7 +262,9 @@ def test_a_relative_data_directory_works(tmp_path: Path, monkeypatch: pytest.Mon
     """`make run` keeps its data in `.autarky`, a path relative to where it runs."""
     monkeypatch.chdir(tmp_path)
     repo = AgentRepository(Path(".autarky") / "agents", "anomaly-detector")
-    pointer = repo.ensure({"autarky/detectors/anomaly.py": "X = 1\n"}, {"window": 128.0}, datetime.now(UTC))
+    pointer = repo.ensure(
+        {"autarky/autopilot/detectors/anomaly.py": "X = 1\n"}, {"window": 128.0}, datetime.now(UTC)
+    )
     candidate = repo.create_candidate(
         pointer.commit,
         "c1",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from autarky.config import ThresholdRules
-from autarky.policy.goals import evaluate_goals
-from autarky.policy.remediation import candidates_for
-from autarky.policy.rules import ThresholdAnalyzer
-from autarky.types import MetricPoint, Priority, Severity
+from autarky.autopilot.policy.goals import evaluate_goals
+from autarky.autopilot.policy.remediation import candidates_for
+from autarky.autopilot.policy.rules import ThresholdAnalyzer
+from autarky.autopilot.settings import ThresholdRules
+from autarky.autopilot.types import MetricPoint, Priority
+from autarky.core.findings import Severity
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

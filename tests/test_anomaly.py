@@ -8,8 +8,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autarky.config import AnalysisSettings
-from autarky.detectors.anomaly import AnomalyConfig, AnomalyDetector, AnomalyState
+from autarky.autopilot.detectors.anomaly import AnomalyConfig, AnomalyDetector, AnomalyState
+from autarky.autopilot.settings import AnalysisSettings
 
 CONFIG = AnomalyConfig()  # the defaults: the same configuration NAB is scored with
 # Scores at or above this become findings in the autopilot: noise and drift must stay below it.

@@ -19,27 +19,23 @@ from temporalio.worker import Worker
 from activities.infra.hosts import discover_hosts
 from activities.infra.remediation import RemediationActivities
 from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
-from autarky import search_attributes as sa
-from autarky.config import AutopilotSettings
-from autarky.hosts import host_queue, worker_identity
-from autarky.model_registry_types import UntestedVariant
-from autarky.policy.learning import success_probability
-from autarky.research_cycle_types import ResearchReport
-from autarky.types import (
+from autarky.autopilot.policy.learning import success_probability
+from autarky.autopilot.settings import AutopilotSettings
+from autarky.autopilot.types import (
     ActionRecord,
-    ActionRequest,
-    ActionResult,
     ActionStatus,
-    ApprovalDecision,
-    ApprovalRequest,
-    ApprovalSignal,
-    ApprovalState,
     AutopilotInput,
     AutopilotStatus,
-    Finding,
     Goal,
     RecentActionsQuery,
 )
+from autarky.core import search_attributes as sa
+from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.approval import ApprovalDecision, ApprovalRequest, ApprovalSignal, ApprovalState
+from autarky.core.findings import Finding
+from autarky.core.hosts import host_queue, worker_identity
+from autarky.models.types import UntestedVariant
+from autarky.research.types import ResearchReport
 from tests.fakes import FakeHost, SlowActions
 from workflows.autopilot import AutopilotWorkflow
 from workflows.housekeeping import HousekeepingWorkflow

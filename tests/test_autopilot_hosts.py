@@ -10,7 +10,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from autarky.types import ActionRecord, ActionStatus
+from autarky.autopilot.types import ActionRecord, ActionStatus
 from tests.fakes import FakeHost
 from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, of_type, pending, status
 

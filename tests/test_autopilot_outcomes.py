@@ -19,16 +19,11 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from autarky.autopilot.types import ActionStatus, Priority
 from autarky.client import AutarkyClient
-from autarky.config import load_settings
-from autarky.types import (
-    ActionRequest,
-    ActionResult,
-    ActionStatus,
-    ApprovalDecision,
-    ApprovalSignal,
-    Priority,
-)
+from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.approval import ApprovalDecision, ApprovalSignal
+from autarky.core.settings import load_settings
 from tests.fakes import FakeHost, SlowActions
 from tests.test_autopilot import (
     Harness,

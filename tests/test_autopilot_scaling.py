@@ -13,10 +13,11 @@ from pathlib import Path
 from temporalio.client import Client
 
 from activities.infra.scaling_requests import ScalingRequestActivities
-from autarky.config import AutarkySettings, ScalingSettings
-from autarky.policy.scaling_types import ScalingPolicy
-from autarky.scaler_types import OperationStatus, ScaleOperation
-from autarky.types import ActionStatus
+from autarky.autopilot.types import ActionStatus
+from autarky.core.settings import AutarkySettings
+from autarky.scaling.policy_types import ScalingPolicy
+from autarky.scaling.settings import ScalingSettings
+from autarky.scaling.types import OperationStatus, ScaleOperation
 from tests.fakes import FakeHost
 from tests.scaler_fakes import FakePool
 from tests.test_autopilot import Harness, actions, eventually, fast_settings, of_type

@@ -35,9 +35,9 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.infra.aws_scaling import GROUP_TAG, REQUEST_TAG, AwsScalingActivities
-from autarky.config import AwsSettings
-from autarky.policy.scaling_types import ResourceRef
-from autarky.scaler_types import CapacityReading, ReadCapacityInput, SetCapacityInput
+from autarky.scaling.policy_types import ResourceRef
+from autarky.scaling.settings import AwsSettings
+from autarky.scaling.types import CapacityReading, ReadCapacityInput, SetCapacityInput
 from tests.moto_server import FaultProxy, ec2_error, free_port, json_error, moto_server, query_error
 
 IMAGE = "ami-12c6146b"  # one of moto's built-in AMIs

@@ -11,8 +11,10 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from autarky.temporal import AUTOPILOT_WORKFLOW_ID
-from autarky.types import ApprovalRequest, ApprovalState, Finding, Goal
+from autarky.autopilot.types import Goal
+from autarky.core.approval import ApprovalRequest, ApprovalState
+from autarky.core.findings import Finding
+from autarky.core.temporal import AUTOPILOT_WORKFLOW_ID
 from tests.fakes import FakeHost
 from tests.test_autopilot import Harness, eventually, fast_settings, pending
 

@@ -16,9 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.selfmod.versions import AgentRepository
-from autarky.agents import AGENTS, RELEVANCE_SCORER, default_parameters
-from autarky.config import AutarkySettings
-from autarky.evolution_types import CandidateOrigin
+from autarky.core.settings import AutarkySettings
+from autarky.selfmod.agents import AGENTS, RELEVANCE_SCORER, default_parameters
+from autarky.selfmod.types import CandidateOrigin
 from tests.test_cli import cli, table_rows
 from workers.registry import selfmod_activities
 from workflows.self_modify import SelfModificationWorkflow
@@ -88,7 +88,7 @@ async def test_agents_list_history_and_rollback(tmp_path: Path) -> None:
     assert rows[RELEVANCE_SCORER.name][1] == first[:10], out
     assert rows[RELEVANCE_SCORER.name][4] == "bootstrap", out
     assert rows["anomaly-detector"][1] == "not evolved yet", out
-    assert "autarky/policy/relevance.py" in out, out
+    assert "autarky/research/relevance.py" in out, out
 
     code, out = await cli(None, "agents", "rollback", RELEVANCE_SCORER.name, **env)
     assert code == 1 and "nothing to roll back to" in out and first[:12] in out, out

@@ -19,8 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from autarky.client import ApprovalRefused, AutarkyClient, ServerUnavailable
-from autarky.config import load_settings
-from autarky.types import ApprovalDecision, ApprovalRequest, ApprovalState
+from autarky.core.approval import ApprovalDecision, ApprovalRequest, ApprovalState
+from autarky.core.settings import load_settings
 from tests.test_autopilot import eventually
 from tests.test_cli import cli
 from workflows.approval import ApprovalGate

@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from autarky.cli import run_cli
+from autarky.cli.main import run_cli
 from tests.test_cli import cli, cli_environ
 from tests.test_cli_approvals import REASON_MISSING, asking
 
@@ -37,7 +37,7 @@ async def test_a_refused_approve_exits_1_every_time(env: WorkflowEnvironment, cl
 
 CRASH_AT_TEARDOWN = """
 import atexit, os, signal, sys
-from autarky.cli import main, run_cli
+from autarky.cli.main import main, run_cli
 atexit.register(lambda: os.kill(os.getpid(), signal.SIGSEGV))  # what a crash at teardown looks like
 sys.argv = ["autarky", "approve", "apr-1", "--reason", " "]
 main() if {use_main} else sys.exit(run_cli())

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from autarky.config import AutarkySettings
+from autarky.core.settings import AutarkySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autarky.config import ConfigError, load_settings
+from autarky.core.settings import ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +91,7 @@ def test_broken_toml_file(tmp_path: Path) -> None:
 def test_cli_prints_the_message_and_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from autarky.cli import app
+    from autarky.cli.main import app
 
     monkeypatch.setenv("AUTARKY_AUTOPILOT__MAX_CONCURRENT_ACTIONS", "many")
     result = CliRunner().invoke(app, ["status"])
@@ -139,7 +139,7 @@ def test_cli_prints_the_message_and_exits_2(monkeypatch: pytest.MonkeyPatch) -> 
             "AUTARKY_AUTOPILOT__XYZZY",
             "1",
             "invalid configuration: unknown setting 'autopilot.xyzzy' (AUTARKY_AUTOPILOT__XYZZY); "
-            "check the spelling (every setting is in autarky/config.py)",
+            "check the spelling (each capability's settings.py holds its section)",
         ),
     ],
 )
@@ -211,7 +211,7 @@ def test_valid_nested_settings_and_leaf_collections_pass(
 def test_dict_and_list_fields_are_leaves_and_extra_allow_models_accept_anything() -> None:
     from pydantic import BaseModel, ConfigDict
 
-    from autarky.config import _walk
+    from autarky.core.settings import _walk
 
     class Inner(BaseModel):
         size: int = 1
@@ -239,7 +239,7 @@ def test_dict_and_list_fields_are_leaves_and_extra_allow_models_accept_anything(
 
 def test_payload_models_keep_accepting_fields_they_do_not_know() -> None:
     """The nested models are workflow payloads: an older worker must decode a newer client's settings."""
-    from autarky.config import AutopilotSettings
+    from autarky.autopilot.settings import AutopilotSettings
 
     newer = {"monitor_interval": 5, "field_from_the_future": 1, "analysis": {"another_new_one": True}}
     assert AutopilotSettings.model_validate(newer).monitor_interval == timedelta(seconds=5)
@@ -304,7 +304,7 @@ def test_token_shapes_in_a_bad_value_are_hidden(monkeypatch: pytest.MonkeyPatch,
 def test_secret_settings_loaded_are_hidden_from_later_logs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from autarky.redaction import current_secrets, redact_text
+    from autarky.core.redaction import current_secrets, redact_text
 
     from_toml = "toml-only-" + secrets.token_hex(8)
     (tmp_path / "autarky.toml").write_text(f"openai_api_key = '{from_toml}'\n")

@@ -8,9 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autarky.config import DecisionThresholds
-from autarky.policy.decision import PRIORITY_RANK, evaluate, plan, record_outcome, success_probability
-from autarky.types import ActionTypeStats, CandidateAction, Priority
+from autarky.autopilot.policy.decision import (
+    PRIORITY_RANK,
+    evaluate,
+    plan,
+    record_outcome,
+    success_probability,
+)
+from autarky.autopilot.settings import DecisionThresholds
+from autarky.autopilot.types import ActionTypeStats, CandidateAction, Priority
 
 THRESHOLDS = DecisionThresholds()
 unit = st.floats(min_value=0, max_value=1, allow_nan=False)

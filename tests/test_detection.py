@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from autarky.actions import CLEAR_CACHE, PRIORS, RESTART_WORKER_POOL
-from autarky.config import AnalysisSettings, DecisionThresholds
-from autarky.detectors.anomaly import AnomalyConfig
-from autarky.policy import decision as engine
-from autarky.policy.detection import detector_findings, observe
-from autarky.policy.remediation import candidates_for
-from autarky.types import DetectionState, MetricPoint
+from autarky.autopilot.actions import CLEAR_CACHE, PRIORS, RESTART_WORKER_POOL
+from autarky.autopilot.detectors.anomaly import AnomalyConfig
+from autarky.autopilot.policy import decision as engine
+from autarky.autopilot.policy.detection import detector_findings, observe
+from autarky.autopilot.policy.remediation import candidates_for
+from autarky.autopilot.settings import AnalysisSettings, DecisionThresholds
+from autarky.autopilot.types import DetectionState, MetricPoint
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MIB = 1024 * 1024

@@ -8,8 +8,7 @@ import random
 
 import pytest
 
-from autarky.evolution_types import Interval, ParameterSpec
-from autarky.policy.evolution import (
+from autarky.selfmod.policy import (
     RELATIVE_CAP,
     adapt_step,
     better,
@@ -18,6 +17,7 @@ from autarky.policy.evolution import (
     relative_improvement,
     should_promote,
 )
+from autarky.selfmod.types import Interval, ParameterSpec
 
 SPECS = [
     ParameterSpec(name="threshold", low=0.0, high=1.0),

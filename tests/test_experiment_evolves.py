@@ -13,11 +13,11 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from autarky.agents import agent_for
-from autarky.evolution_types import StartedEvolution, StartEvolutionInput
-from autarky.research_cycle_types import ExperimentInput, ExperimentOutcome, ExperimentStep, PlanSummary
-from autarky.research_types import ExperimentRef, ExperimentUpdate
-from autarky.types import ApprovalDecision, ApprovalRequest
+from autarky.core.approval import ApprovalDecision, ApprovalRequest
+from autarky.research.items import ExperimentRef, ExperimentUpdate
+from autarky.research.types import ExperimentInput, ExperimentOutcome, ExperimentStep, PlanSummary
+from autarky.selfmod.agents import agent_for
+from autarky.selfmod.types import StartedEvolution, StartEvolutionInput
 from workflows.experiment import ExperimentWorkflow
 
 

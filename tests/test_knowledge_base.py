@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from activities.research.knowledge_base import KnowledgeBase
-from autarky.config import AutarkySettings
-from autarky.research_cycle_types import CycleOutcome
-from autarky.research_types import AnalysisIn, ExperimentUpdate, ItemIn
+from activities.storage.knowledge_base import KnowledgeBase
+from autarky.core.settings import AutarkySettings
+from autarky.research.items import AnalysisIn, ExperimentUpdate, ItemIn
+from autarky.research.types import CycleOutcome
 
 POSTGRES_ENV = "AUTARKY_TEST_POSTGRES_URL"
 

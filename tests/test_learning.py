@@ -1,4 +1,4 @@
-"""The learning model (autarky.policy.learning) and how the engine uses it, as properties."""
+"""The learning model (autarky.autopilot.policy.learning) and how the engine uses it, as properties."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autarky.config import DecisionThresholds
-from autarky.policy import learning
-from autarky.policy.decision import evaluate
-from autarky.types import ActionTypeStats, CandidateAction, Priority
+from autarky.autopilot.policy import learning
+from autarky.autopilot.policy.decision import evaluate
+from autarky.autopilot.settings import DecisionThresholds
+from autarky.autopilot.types import ActionTypeStats, CandidateAction, Priority
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HALF_LIFE = timedelta(days=3)

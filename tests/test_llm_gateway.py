@@ -23,7 +23,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.models.llm import LlmGateway, retry_after
-from autarky.llm_types import (
+from autarky.core.logging import redact
+from autarky.llm.types import (
     DEFAULT_PRICES,
     LlmRequest,
     LlmResult,
@@ -33,7 +34,6 @@ from autarky.llm_types import (
     cost_of,
     resolve_provider,
 )
-from autarky.logging import redact
 from tests.llm_servers import (
     AnthropicServer,
     OpenAIServer,
@@ -588,7 +588,7 @@ def test_retry_after_forms() -> None:
 
 def test_sdks_are_imported_only_when_called() -> None:
     code = (
-        "import sys, activities.models.llm, autarky.llm_types;"
+        "import sys, activities.models.llm, autarky.llm.types;"
         "print(sorted(m for m in ('openai', 'anthropic', 'httpx2') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,11 +17,12 @@ from temporalio.worker import Worker
 
 from activities.infra.local_pool_scaling import LocalPoolScalingActivities
 from activities.infra.worker_pool import LocalWorkerPool
-from autarky.config import AutarkySettings, ScalingSettings
-from autarky.hosts import host_queue
-from autarky.policy.scaling_types import ScalingPolicy
-from autarky.scaler_types import OperationStatus
-from autarky.scalers import local_pool, scaler_input
+from autarky.core.hosts import host_queue
+from autarky.core.settings import AutarkySettings
+from autarky.scaling.client import local_pool, scaler_input
+from autarky.scaling.policy_types import ScalingPolicy
+from autarky.scaling.settings import ScalingSettings
+from autarky.scaling.types import OperationStatus
 from tests.test_autopilot import eventually
 from tests.test_scaler import scale, status
 from workflows.scaling import ScalerWorkflow

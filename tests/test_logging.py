@@ -14,8 +14,8 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autarky.logging import configure_logging, redact
-from autarky.redaction import REDACTED, current_secrets, redact_text, secret_values
+from autarky.core.logging import configure_logging, redact
+from autarky.core.redaction import REDACTED, current_secrets, redact_text, secret_values
 
 
 def test_json_logs_redact_keys_and_token_shapes(capsys: pytest.CaptureFixture[str]) -> None:

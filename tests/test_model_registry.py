@@ -22,10 +22,10 @@ from temporalio.exceptions import ApplicationError
 from activities.models import offline_variants as offline
 from activities.models.registry import ModelRegistry, p95
 from activities.models.registry_activities import ModelRegistryActivities
-from activities.research.knowledge_base import KnowledgeBase
-from activities.research.store import KnowledgeBaseHandle
-from autarky.config import AutarkySettings
-from autarky.model_registry_types import (
+from activities.storage.handle import KnowledgeBaseHandle
+from activities.storage.knowledge_base import KnowledgeBase
+from autarky.core.settings import AutarkySettings
+from autarky.models.types import (
     ArmsInput,
     EvaluateBatch,
     OutcomeIn,
@@ -66,7 +66,7 @@ def test_migration_to_0005_and_back(kb: KnowledgeBase) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from activities.research.knowledge_base import MIGRATIONS_DIR
+    from activities.storage.knowledge_base import MIGRATIONS_DIR
 
     assert kb.revision() == "0005"
     config = Config()
@@ -330,8 +330,8 @@ async def test_offline_evaluation_batch_records_once(db_url: str) -> None:  # no
 
 
 def _models_commands() -> list[tuple[str, ...]]:
-    commands = [(sys.executable, "-m", "autarky.cli_models")]
-    from autarky import cli
+    commands = [(sys.executable, "-m", "autarky.models.cli")]
+    from autarky.cli.main import main as cli
 
     if any(group.name == "models" for group in cli.app.registered_groups):
         commands.append((str(Path(sys.executable).parent / "autarky"), "models"))

@@ -14,7 +14,9 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.infra.worker_pool import MEMBER_FLAG, LocalWorkerPool, WorkerPoolActivities
-from autarky.types import ActionRequest, ActionStatus, ApprovalDecision
+from autarky.autopilot.types import ActionStatus
+from autarky.core.actions import ActionRequest
+from autarky.core.approval import ApprovalDecision
 from tests.fakes import FakeHost
 from tests.pool_worker import MEMBER_SCRIPT
 from tests.test_autopilot import Harness, _first, actions, decide, eventually, fast_settings, of_type, pending

@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.infra.probes import TEMPERATURES_UNAVAILABLE, probe_host, probe_network
-from autarky.types import HostProbeInput, HostSample, NetworkProbeInput, NetworkSample
+from autarky.autopilot.types import HostProbeInput, HostSample, NetworkProbeInput, NetworkSample
 
 
 async def run_host(request: HostProbeInput) -> HostSample:

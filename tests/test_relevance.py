@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from autarky.policy.relevance import (
+from autarky.research.relevance import (
     DEFAULT_INTERESTS,
     MAX_TERMS,
     MODEL,
@@ -181,7 +181,7 @@ def test_an_items_score_does_not_depend_on_the_batch(scorer: RelevanceScorer) ->
 
 def test_scoring_is_deterministic_across_processes() -> None:
     code = (
-        "import json; from autarky.policy.relevance import RelevanceScorer; "
+        "import json; from autarky.research.relevance import RelevanceScorer; "
         f"print(json.dumps([RelevanceScorer().score(t, x).score for t, x in {ALL_ITEMS!r}]))"
     )
     runs = [
@@ -274,7 +274,7 @@ def test_offline_plan_is_a_labelled_template() -> None:
 
 def test_importing_the_module_does_not_import_bm25s() -> None:
     code = (
-        "import sys; from autarky.policy.relevance import RelevanceScorer; "
+        "import sys; from autarky.research.relevance import RelevanceScorer; "
         "s = RelevanceScorer(); print('bm25s' in sys.modules, 'numpy' in sys.modules); "
         "s.score('LLM serving', 'KV cache'); print('bm25s' in sys.modules)"
     )

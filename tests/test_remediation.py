@@ -15,7 +15,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.infra.remediation import RemediationActivities
 from activities.infra.worker_pool import MEMBER_FLAG, LocalWorkerPool, WorkerPoolActivities
-from autarky.types import ActionRequest, PruneCacheInput
+from autarky.autopilot.types import PruneCacheInput
+from autarky.core.actions import ActionRequest
 
 
 def request(action_type: str, action_id: str = "act-1") -> ActionRequest:

@@ -25,17 +25,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
 from activities.infra.scaling_requests import ScalingRequestActivities
-from autarky.config import AutarkySettings, ScalingSettings
-from autarky.policy.scaling_types import ResourceRef, ScalingPolicy
-from autarky.research_cycle_types import CycleInput, CycleOutcome
-from autarky.types import (
-    ActionRequest,
-    ActionResult,
-    ApprovalDecision,
-    ApprovalRequest,
-    ApprovalSignal,
-    AutopilotStatus,
-)
+from autarky.autopilot.types import AutopilotStatus
+from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.approval import ApprovalDecision, ApprovalRequest, ApprovalSignal
+from autarky.core.settings import AutarkySettings
+from autarky.research.types import CycleInput, CycleOutcome
+from autarky.scaling.policy_types import ResourceRef, ScalingPolicy
+from autarky.scaling.settings import ScalingSettings
 from tests.fakes import FakeHost
 from tests.scaler_fakes import FakePool, FakeResource, fake_input
 from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, pending
@@ -267,10 +263,10 @@ async def record_abtest_history(
     """An A/B test's first run: ramp, evaluations with a seeded simulator, pause and resume, then
     continue-as-new (the second run goes on and promotes)."""
     from activities.models.registry import ModelRegistry
-    from activities.research.knowledge_base import KnowledgeBase
-    from autarky import abtests
-    from autarky.ab_types import ABTestInput
-    from autarky.model_registry_types import Variant
+    from activities.storage.knowledge_base import KnowledgeBase
+    from autarky.models import client as abtests
+    from autarky.models.ab_types import ABTestInput
+    from autarky.models.types import Variant
     from tests.ab_simulator import Behaviour, Simulator
     from tests.test_ab_test import worker as abtest_worker
 
@@ -331,7 +327,7 @@ async def record_self_modify_history(
 ) -> WorkflowHistory:
     """An offline evolution of the relevance scorer from a degraded incumbent: candidates checked and
     measured in the sandbox, compared on the decision part, promoted, watched once (a timer)."""
-    from autarky.evolution_types import SelfModifyInput
+    from autarky.selfmod.types import SelfModifyInput
     from tests.test_self_modify import AGENT, LIMITS, make_stack
 
     async with make_stack(client, data_dir) as stack:
@@ -461,8 +457,8 @@ async def test_fresh_history_replays(client: Client, tmp_path: Path, name: str) 
 async def _record_to_file(name: str, file_name: str | None = None) -> None:
     from temporalio.testing import WorkflowEnvironment
 
-    from autarky import search_attributes as sa
-    from autarky.temporal import temporal_binary
+    from autarky.core import search_attributes as sa
+    from autarky.core.temporal import temporal_binary
 
     with TemporaryDirectory() as tmp:
         async with await WorkflowEnvironment.start_local(

@@ -14,13 +14,14 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from activities.research.knowledge_base import KnowledgeBase
-from autarky import search_attributes as sa
-from autarky.config import AutarkySettings, ResearchSettings
-from autarky.llm_types import LlmSettings, ModelPrice
-from autarky.research_cycle_types import AnalyseInput, CycleInput, CycleOutcome, ExperimentOutcome
-from autarky.research_types import ItemIn
-from autarky.types import ApprovalDecision, ApprovalRequest
+from activities.storage.knowledge_base import KnowledgeBase
+from autarky.core import search_attributes as sa
+from autarky.core.approval import ApprovalDecision, ApprovalRequest
+from autarky.core.settings import AutarkySettings
+from autarky.llm.types import LlmSettings, ModelPrice
+from autarky.research.items import ItemIn
+from autarky.research.settings import ResearchSettings
+from autarky.research.types import AnalyseInput, CycleInput, CycleOutcome, ExperimentOutcome
 from tests.llm_servers import OpenAIServer, Reply, openai_completion
 from tests.research_servers import ArxivServer, GitHubServer, Paper, Repo
 from workers.registry import research_activities
@@ -357,7 +358,7 @@ async def test_a_retried_analysis_does_not_ask_the_llm_again(tmp_path: Path) -> 
     from temporalio.testing import ActivityEnvironment
 
     from activities.research.analysis import AnalysisActivities
-    from activities.research.store import KnowledgeBaseHandle
+    from activities.storage.handle import KnowledgeBaseHandle
 
     with OpenAIServer() as llm, ArxivServer([]) as arxiv, GitHubServer([]) as github:
         settings = make_settings(
@@ -381,7 +382,7 @@ async def test_a_retried_analysis_does_not_ask_the_llm_again(tmp_path: Path) -> 
 
 async def test_analyses_are_routed_by_the_slot_split_and_their_outcomes_recorded(make_stack) -> None:
     from activities.models.registry import ModelRegistry
-    from autarky.model_registry_types import Variant
+    from autarky.models.types import Variant
 
     with OpenAIServer() as llm:
         stack: Stack = await make_stack(

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.research.sources import FetchInput, FetchResult, ResearchSources
-from autarky.config import ResearchSettings
+from autarky.research.settings import ResearchSettings
 from tests.research_servers import ArxivServer, GitHubServer, Paper, Repo
 
 NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)

@@ -55,8 +55,8 @@ def scenario() -> list[dict[str, Any]]:
 
 def findings(settings: Any) -> list[list[list[Any]]]:
     """Every fifth sample: the findings then (kind, metric, subject, rounded value and score)."""
-    from autarky.policy.detection import detector_findings, observe
-    from autarky.types import DetectionState, MetricPoint
+    from autarky.autopilot.policy.detection import detector_findings, observe
+    from autarky.autopilot.types import DetectionState, MetricPoint
 
     state = DetectionState()
     window: list[Any] = []
@@ -84,8 +84,8 @@ def findings(settings: Any) -> list[list[list[Any]]]:
 
 def round1_settings() -> Any:
     """Settings as histories recorded before round 2 carry them (the defaults of that time)."""
-    from autarky.config import AnalysisSettings
-    from autarky.detectors.anomaly import AnomalyConfig
+    from autarky.autopilot.detectors.anomaly import AnomalyConfig
+    from autarky.autopilot.settings import AnalysisSettings
 
     return AnalysisSettings(
         anomaly=AnomalyConfig(window=128, z_half=3.0, min_history=100),
@@ -95,7 +95,7 @@ def round1_settings() -> Any:
 
 
 def test_round1_detectors_give_the_findings_round1_gave() -> None:
-    from autarky.policy.detection import round1_detectors
+    from autarky.autopilot.policy.detection import round1_detectors
 
     expected = json.loads(FIXTURE.read_text())
     assert any(step for step in expected), "the recorded scenario found nothing: it would prove nothing"
@@ -109,7 +109,7 @@ ROUND2_SWITCHES = ["memory", "metric_resolution", "robust_trends", "follow_clock
 def test_each_round1_setting_matters_on_this_scenario(switch: str) -> None:
     # Turning any one of round1_detectors' settings back to round 2 changes the findings: the scenario
     # exercises each of them, so the fixture cannot be matched by accident.
-    from autarky.policy.detection import round1_detectors
+    from autarky.autopilot.policy.detection import round1_detectors
 
     round2 = round1_settings()
     round1 = round1_detectors(round2)

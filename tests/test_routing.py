@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from autarky.policy.routing import choose_variant, key_position, validate_split
+from autarky.models.routing import choose_variant, key_position, validate_split
 
 KEYS = [f"user-{i}" for i in range(10_000)]
 

@@ -28,7 +28,7 @@ from activities.selfmod.sandbox import (
     run_sandboxed,
     sandbox_python,
 )
-from autarky.evolution_types import SandboxLimit, SandboxLimits, SandboxResult
+from autarky.selfmod.types import SandboxLimit, SandboxLimits, SandboxResult
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 

@@ -12,9 +12,12 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
-from autarky.config import AutarkySettings, ScalableResource, ScalingSettings
-from autarky.policy.scaling_types import ScalingPolicy
-from autarky.scaler_types import (
+from autarky.core.approval import ApprovalDecision, ApprovalRequest
+from autarky.core.settings import AutarkySettings
+from autarky.scaling.client import push_policies
+from autarky.scaling.policy_types import ScalingPolicy
+from autarky.scaling.settings import ScalableResource, ScalingSettings
+from autarky.scaling.types import (
     OperationStatus,
     SagaStep,
     ScaleOperation,
@@ -22,8 +25,6 @@ from autarky.scaler_types import (
     ScalerInput,
     ScalerStatus,
 )
-from autarky.scalers import push_policies
-from autarky.types import ApprovalDecision, ApprovalRequest
 from tests.scaler_fakes import FakeResource, fake_input
 from tests.test_autopilot import eventually
 from workflows.scaling import ScalerWorkflow

@@ -16,8 +16,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.infra.aws_scaling import AwsScalingActivities
-from autarky.policy.scaling_types import ResourceRef, ScalingPolicy
-from autarky.scaler_types import OperationStatus, ScalerInput
+from autarky.scaling.policy_types import ResourceRef, ScalingPolicy
+from autarky.scaling.types import OperationStatus, ScalerInput
 from tests.moto_server import moto_server
 from tests.test_aws_scaling import aws as aws
 from tests.test_aws_scaling import described_group, make_group, settings

@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from autarky.scaler_types import OperationStatus, SagaStep
+from autarky.scaling.types import OperationStatus, SagaStep
 from tests.scaler_fakes import FakeResource, fake_input
 from tests.test_autopilot import eventually
 from tests.test_scaler import scale, status

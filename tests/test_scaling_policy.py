@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autarky.policy.scaling import approval_needed, clamp, cooldown_remaining, recommend, record_event
-from autarky.policy.scaling_types import LoadSample, ScalingMemory, ScalingPolicy
+from autarky.scaling.policy import approval_needed, clamp, cooldown_remaining, recommend, record_event
+from autarky.scaling.policy_types import LoadSample, ScalingMemory, ScalingPolicy
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -24,9 +24,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from autarky import search_attributes as sa
-from autarky.config import AutarkySettings
-from autarky.temporal import temporal_binary
+from autarky.core import search_attributes as sa
+from autarky.core.settings import AutarkySettings
+from autarky.core.temporal import temporal_binary
 from schedules import MARKER_KEY, MARKER_VALUE, SCHEDULES, DeclaredSchedule, sync_schedules
 
 

@@ -13,8 +13,8 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from autarky import search_attributes as sa
-from autarky.temporal import temporal_binary
+from autarky.core import search_attributes as sa
+from autarky.core.temporal import temporal_binary
 from workers.search_attributes import Registration, register_search_attributes
 
 NAMES = [

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from autarky.temporal import AUTOPILOT_WORKFLOW_ID
-from autarky.types import AutopilotStatus
+from autarky.autopilot.types import AutopilotStatus
+from autarky.core.temporal import AUTOPILOT_WORKFLOW_ID
 from tests.test_up import autopilot_status, free_port, start_stack, stop_stack
 
 

@@ -24,9 +24,11 @@ from temporalio.worker import Worker
 
 from activities.selfmod.activities import PROJECT_ROOT, SelfModActivities, safe_name
 from activities.selfmod.versions import AgentRepository
-from autarky.agents import RELEVANCE_SCORER, default_parameters
-from autarky.config import AutarkySettings
-from autarky.evolution_types import (
+from autarky.core.approval import ApprovalDecision
+from autarky.core.settings import AutarkySettings
+from autarky.llm.types import LlmSettings
+from autarky.selfmod.agents import RELEVANCE_SCORER, default_parameters
+from autarky.selfmod.types import (
     CandidateOrigin,
     MeasureInput,
     Measurement,
@@ -34,8 +36,6 @@ from autarky.evolution_types import (
     SelfModifyInput,
     SelfModifyResult,
 )
-from autarky.llm_types import LlmSettings
-from autarky.types import ApprovalDecision
 from tests.llm_servers import OpenAIServer, Reply, openai_completion
 from workers.registry import selfmod_activities
 from workflows.self_modify import SelfModificationWorkflow

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from autarky.config import AutarkySettings
-from autarky.evolution_types import SelfModifyInput, SelfModifyResult
+from autarky.core.settings import AutarkySettings
+from autarky.selfmod.types import SelfModifyInput, SelfModifyResult
 from tests.test_autopilot import eventually
 from tests.test_self_modify import AGENT, LIMITS, degrade
 from tests.worker_process import spawn_worker

@@ -25,12 +25,12 @@ from activities.selfmod.patches import (
     propose_patches,
     touched_files,
 )
-from autarky.evolution_types import AgentSpec
-from autarky.llm_types import LlmSettings
+from autarky.llm.types import LlmSettings
+from autarky.selfmod.types import AgentSpec
 from tests.llm_servers import OpenAIServer, Reply, openai_completion, openai_error
 
 ROOT = Path(__file__).resolve().parents[1]
-AGENT = "autarky/detectors/anomaly.py"
+AGENT = "autarky/autopilot/detectors/anomaly.py"
 SOURCE = (ROOT / AGENT).read_text()
 BASE = {AGENT: SOURCE}
 SPEC = AgentSpec(
@@ -89,12 +89,12 @@ def test_touched_files_of_plain_new_and_deleted_files() -> None:
 
 def test_touched_files_of_git_renames() -> None:
     diff = (
-        "diff --git a/autarky/detectors/anomaly.py b/autarky/detectors/other.py\n"
+        "diff --git a/autarky/autopilot/detectors/anomaly.py b/autarky/autopilot/detectors/other.py\n"
         "similarity index 100%\n"
-        "rename from autarky/detectors/anomaly.py\n"
-        "rename to autarky/detectors/other.py\n"
+        "rename from autarky/autopilot/detectors/anomaly.py\n"
+        "rename to autarky/autopilot/detectors/other.py\n"
     )
-    assert touched_files(diff) == [AGENT, "autarky/detectors/other.py"]
+    assert touched_files(diff) == [AGENT, "autarky/autopilot/detectors/other.py"]
 
 
 def test_hunk_lines_that_look_like_headers_are_not_headers() -> None:
@@ -115,9 +115,9 @@ def test_a_patch_touching_another_file_is_rejected_naming_it() -> None:
     reason = check_patch(forbidden_diff(), SPEC, BASE)
     assert reason is not None
     assert "tests/test_anomaly.py" in reason and f"allowed: {AGENT}" in reason
-    config = (ROOT / "autarky/config.py").read_text()
-    reason = check_patch(udiff("autarky/config.py", config, config + "# more\n"), SPEC, BASE)
-    assert reason is not None and "autarky/config.py" in reason
+    config = (ROOT / "autarky/core/settings.py").read_text()
+    reason = check_patch(udiff("autarky/core/settings.py", config, config + "# more\n"), SPEC, BASE)
+    assert reason is not None and "autarky/core/settings.py" in reason
 
 
 def test_a_patch_that_does_not_apply_says_what_git_said() -> None:
@@ -133,7 +133,7 @@ def test_empty_and_non_diffs_are_rejected() -> None:
 
 
 def test_creating_deleting_or_renaming_files_is_rejected() -> None:
-    new = "autarky/detectors/helpers.py"
+    new = "autarky/autopilot/detectors/helpers.py"
     wide = SPEC.model_copy(update={"source_files": [AGENT, new]})
     created = udiff(new, "", "X = 1\n", old_name="/dev/null")
     assert check_patch(created, wide, BASE) == f"the patch may only edit existing files, but it creates {new}"

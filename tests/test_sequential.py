@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from autarky.policy.sequential import (
+from autarky.models.sequential import (
     ArmSummary,
     SequentialDesign,
     evaluate,

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from autarky.detectors.trend import (
+from autarky.autopilot.detectors.trend import (
     LeakReport,
     TrendSeries,
     detect_leak,
@@ -21,7 +21,7 @@ from autarky.detectors.trend import (
     theil_sen_slope,
     time_to_limit,
 )
-from autarky.detectors.trend_tests import mann_kendall, still_rising_p
+from autarky.autopilot.detectors.trend_tests import mann_kendall, still_rising_p
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

@@ -16,8 +16,8 @@ from functools import cache
 
 import pytest
 
-from autarky.detectors.trend import detect_leak, early_warning
-from autarky.detectors.trend_tests import drift_p, hamed_rao_inflation, mann_kendall
+from autarky.autopilot.detectors.trend import detect_leak, early_warning
+from autarky.autopilot.detectors.trend_tests import drift_p, hamed_rao_inflation, mann_kendall
 
 WINDOWS = 2000
 POINTS = 120

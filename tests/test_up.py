@@ -16,9 +16,9 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from autarky import search_attributes as sa
-from autarky.temporal import AUTOPILOT_WORKFLOW_ID
-from autarky.types import AutopilotStatus
+from autarky.autopilot.types import AutopilotStatus
+from autarky.core import search_attributes as sa
+from autarky.core.temporal import AUTOPILOT_WORKFLOW_ID
 
 AUTARKY = str(Path(sys.executable).parent / "autarky")
 

@@ -7,7 +7,8 @@ import sys
 
 from temporalio import activity
 
-from autarky.config import AutarkySettings, ScalableResource, ScalingSettings
+from autarky.core.settings import AutarkySettings
+from autarky.scaling.settings import ScalableResource, ScalingSettings
 from workers.registry import main_activities
 
 
@@ -27,7 +28,7 @@ def test_a_default_worker_does_not_import_boto3() -> None:
     code = "\n".join(
         [
             "import sys",
-            "from autarky.config import AutarkySettings",
+            "from autarky.core.settings import AutarkySettings",
             "from workers.registry import main_activities",
             "main_activities(AutarkySettings())",
             "print('boto3' in sys.modules)",
@@ -43,7 +44,7 @@ def test_a_worker_loads_the_research_libraries_only_when_a_cycle_needs_them() ->
     code = "\n".join(
         [
             "import sys",
-            "from autarky.config import AutarkySettings",
+            "from autarky.core.settings import AutarkySettings",
             "from workers.registry import research_activities",
             "research_activities(AutarkySettings())",
             f"print([m for m in {heavy!r} if m in sys.modules])",

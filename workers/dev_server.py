@@ -12,9 +12,9 @@ import structlog
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from autarky import search_attributes as sa
-from autarky.config import AutarkySettings, ConfigError
-from autarky.temporal import temporal_binary
+from autarky.core import search_attributes as sa
+from autarky.core.settings import AutarkySettings, ConfigError
+from autarky.core.temporal import temporal_binary
 
 log = structlog.get_logger(__name__)
 STARTUP_TIMEOUT_SECONDS = 60.0

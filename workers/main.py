@@ -15,8 +15,8 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 from activities.infra.worker_pool import LocalWorkerPool
-from autarky.config import AutarkySettings
-from autarky.hosts import host_queue, worker_identity
+from autarky.core.hosts import host_queue, worker_identity
+from autarky.core.settings import AutarkySettings
 from workers.registry import (
     WORKFLOWS,
     control_activities,
@@ -47,7 +47,7 @@ def build_workers(
     (its host queue), when this process owns the host's local pool the control worker for it, and for a
     pool member a worker on the pool's queue (its pollers are how the pool's health is seen).
 
-    The identity `<pid>@<host_id>` is how the autopilot finds the hosts (autarky.hosts)."""
+    The identity `<pid>@<host_id>` is how the autopilot finds the hosts (autarky.core.hosts)."""
     identity = worker_identity(os.getpid(), settings.host_id)
     workers = [
         Worker(

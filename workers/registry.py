@@ -18,10 +18,11 @@ from activities.models.registry_activities import ModelRegistryActivities
 from activities.research.analysis import AnalysisActivities
 from activities.research.digest import DigestActivities
 from activities.research.gather import GatherActivities
-from activities.research.store import KnowledgeBaseHandle, ResearchStoreActivities
+from activities.research.store import ResearchStoreActivities
 from activities.selfmod.activities import SelfModActivities
 from activities.selfmod.requests import EvolutionRequestActivities
-from autarky.config import AutarkySettings
+from activities.storage.handle import KnowledgeBaseHandle
+from autarky.core.settings import AutarkySettings
 from workflows.ab_test import ModelABTestWorkflow
 from workflows.autopilot import AutopilotWorkflow
 from workflows.experiment import ExperimentWorkflow

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
-from autarky import search_attributes as sa
+from autarky.core import search_attributes as sa
 
 log = structlog.get_logger(__name__)
 

@@ -25,8 +25,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from autarky import search_attributes as sa
-    from autarky.ab_types import (
+    from autarky.core import search_attributes as sa
+    from autarky.core.approval import ApprovalState
+    from autarky.models.ab_types import (
         ABDecision,
         ABTestInput,
         ABTestResult,
@@ -34,7 +35,8 @@ with workflow.unsafe.imports_passed_through():
         ABTestStatus,
         ArmView,
     )
-    from autarky.model_registry_types import (
+    from autarky.models.sequential import ArmSummary, SequentialDesign, SequentialResult, evaluate
+    from autarky.models.types import (
         ArmsInput,
         ArmStats,
         EvaluateBatch,
@@ -45,8 +47,6 @@ with workflow.unsafe.imports_passed_through():
         SlotInfo,
         SlotRef,
     )
-    from autarky.policy.sequential import ArmSummary, SequentialDesign, SequentialResult, evaluate
-    from autarky.types import ApprovalState
     from workflows.approval import ApprovalGate
 
 # Routing changes must happen: a rollback that gives up would leave the challenger in service.

@@ -20,8 +20,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from autarky import search_attributes as sa
-    from autarky.types import ApprovalDecision, ApprovalRequest, ApprovalSignal, ApprovalState
+    from autarky.core import search_attributes as sa
+    from autarky.core.approval import ApprovalDecision, ApprovalRequest, ApprovalSignal, ApprovalState
 
 TIMEOUT_DECIDER = "autarky:timeout"
 MAX_DECIDED_KEPT = 50

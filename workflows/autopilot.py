@@ -1,15 +1,15 @@
 """AutopilotWorkflow: the MAPE-K loop (Monitor, Analyze, Plan, Execute over shared Knowledge).
 
 Each stage runs on its own interval inside one loop of timers. Decisions come from the pure decision
-engine (autarky.policy.decision); actions run as activities or child workflows named in the action
-catalogue (autarky.actions); every outcome updates the learned success probabilities. The loop
+engine (autarky.autopilot.policy.decision); actions run as activities or child workflows named in the action
+catalogue (autarky.autopilot.actions); every outcome updates the learned success probabilities. The loop
 continues-as-new with compact state (knowledge, windows, queue, approvals) before its history grows large.
 
 Many hosts: one loop fans out rather than one loop per host. The decision engine then weighs every
 host's candidates together under one concurrency limit, and what an action type achieves is learned
 from all hosts at once; a host costs two probe activities per Monitor round, and continue-as-new keeps
 the history bounded. Hosts are the workers polling the shared task queue (their identities name them,
-see autarky.hosts); each host's samples, windows and detector state are its own, and each remedy runs
+see autarky.core.hosts); each host's samples, windows and detector state are its own, and each remedy runs
 on the host whose finding it answers (its host or control queue).
 
 Continue-as-new drains rather than carrying running actions: when a new run is due the loop keeps
@@ -31,38 +31,28 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from autarky import search_attributes as sa
-    from autarky.actions import ACTIONS, EVOLVE_AGENT, PRIORS, SCALE_POOL, ActionSpec, QueueRole, Runner
-    from autarky.agents import ANOMALY_DETECTOR, anomaly_config
-    from autarky.config import AnalysisSettings, AutopilotSettings
-    from autarky.evolution_types import (
-        ActiveAgentInput,
-        ActivePointer,
-        AgentShortfall,
-        ShortfallInput,
-        shortfall_finding_message,
+    from autarky.autopilot.actions import (
+        ACTIONS,
+        EVOLVE_AGENT,
+        PRIORS,
+        SCALE_POOL,
+        ActionSpec,
+        QueueRole,
+        Runner,
     )
-    from autarky.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
-    from autarky.model_registry_types import UntestedVariant, new_variant_finding
-    from autarky.policy import decision as engine
-    from autarky.policy import learning
-    from autarky.policy.detection import POOL_MEMBER, detector_findings, observe, round1_detectors
-    from autarky.policy.goals import evaluate_goals
-    from autarky.policy.pool_scaling import pool_scaling_findings
-    from autarky.policy.remediation import PLAYBOOK, candidates_for
-    from autarky.policy.research_budget import research_finding
-    from autarky.policy.rules import analyze, default_analyzers
-    from autarky.research_cycle_types import ResearchReport
-    from autarky.types import (
+    from autarky.autopilot.policy import decision as engine
+    from autarky.autopilot.policy import learning
+    from autarky.autopilot.policy.detection import POOL_MEMBER, detector_findings, observe, round1_detectors
+    from autarky.autopilot.policy.goals import evaluate_goals
+    from autarky.autopilot.policy.remediation import PLAYBOOK, candidates_for
+    from autarky.autopilot.policy.rules import analyze, default_analyzers
+    from autarky.autopilot.settings import AnalysisSettings, AutopilotSettings
+    from autarky.autopilot.types import (
         ActionRecord,
-        ActionRequest,
-        ActionResult,
         ActionStatus,
-        ApprovalState,
         AutopilotInput,
         AutopilotState,
         AutopilotStatus,
-        Finding,
         Goal,
         HostProbeInput,
         HostSample,
@@ -73,6 +63,23 @@ with workflow.unsafe.imports_passed_through():
         RecentActionsQuery,
         Snooze,
         Temperature,
+    )
+    from autarky.core import search_attributes as sa
+    from autarky.core.actions import ActionRequest, ActionResult
+    from autarky.core.approval import ApprovalState
+    from autarky.core.findings import Finding
+    from autarky.core.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
+    from autarky.models.types import UntestedVariant, new_variant_finding
+    from autarky.research.budget import research_finding
+    from autarky.research.types import ResearchReport
+    from autarky.scaling.pool_policy import pool_scaling_findings
+    from autarky.selfmod.agents import ANOMALY_DETECTOR, anomaly_config
+    from autarky.selfmod.types import (
+        ActiveAgentInput,
+        ActivePointer,
+        AgentShortfall,
+        ShortfallInput,
+        shortfall_finding_message,
     )
     from workflows.approval import ApprovalGate
 

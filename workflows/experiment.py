@@ -3,7 +3,7 @@
 record the experiment → ask the LLM (or the offline analyser, which says so) for an integration plan: what
 to try and how to measure it → store the plan → wait for a decision through the approval gate → an
 approved experiment is recorded as ready for self-modification, and when its plan names one of our evolvable
-agents (autarky/agents.py) that agent's self-modification starts; a rejected or expired one as rejected.
+agents (selfmod/agents.py) that agent's self-modification starts; a rejected or expired one as rejected.
 
 Started by a research cycle for each item above its threshold, with the id `experiment-<source>-<id>`, so
 an item keeps one experiment however many cycles choose it. `autarky approvals` lists the waiting ones.
@@ -18,11 +18,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from autarky import search_attributes as sa
-    from autarky.evolution_types import StartedEvolution, StartEvolutionInput
-    from autarky.research_cycle_types import ExperimentInput, ExperimentOutcome, ExperimentStep, PlanSummary
-    from autarky.research_types import ExperimentRef, ExperimentUpdate
-    from autarky.types import ApprovalState
+    from autarky.core import search_attributes as sa
+    from autarky.core.approval import ApprovalState
+    from autarky.research.items import ExperimentRef, ExperimentUpdate
+    from autarky.research.types import ExperimentInput, ExperimentOutcome, ExperimentStep, PlanSummary
+    from autarky.selfmod.types import StartedEvolution, StartEvolutionInput
     from workflows.approval import ApprovalGate
 
 STORE_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(minutes=1))

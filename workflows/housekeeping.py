@@ -14,9 +14,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from autarky import search_attributes as sa
-    from autarky.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
-    from autarky.types import ActionResult, HousekeepingInput, PruneCacheInput
+    from autarky.autopilot.types import HousekeepingInput, PruneCacheInput
+    from autarky.core import search_attributes as sa
+    from autarky.core.actions import ActionResult
+    from autarky.core.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
 
 PER_HOST_PATCH = "per-host-housekeeping"
 PRUNE_RETRY = RetryPolicy(maximum_attempts=5)

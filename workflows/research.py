@@ -21,9 +21,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from autarky import search_attributes as sa
-    from autarky.policy.research_budget import ResearchBudget
-    from autarky.research_cycle_types import (
+    from autarky.core import search_attributes as sa
+    from autarky.research.budget import ResearchBudget
+    from autarky.research.types import (
         SOURCES,
         AnalyseInput,
         AnalyseResult,

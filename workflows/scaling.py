@@ -27,10 +27,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows.approval import ApprovalGate
 
 with workflow.unsafe.imports_passed_through():
-    from autarky import search_attributes as sa
-    from autarky.policy.scaling import approval_needed, cooldown_remaining
-    from autarky.policy.scaling_types import ResourceKind, ScalingPolicy
-    from autarky.scaler_types import (
+    from autarky.core import search_attributes as sa
+    from autarky.core.approval import ApprovalState
+    from autarky.scaling.policy import approval_needed, cooldown_remaining
+    from autarky.scaling.policy_types import ResourceKind, ScalingPolicy
+    from autarky.scaling.types import (
         CapacityReading,
         OperationStatus,
         ReadCapacityInput,
@@ -42,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         ScalerStatus,
         SetCapacityInput,
     )
-    from autarky.types import ApprovalState
 
 KEPT_OPERATIONS = 30
 PROVIDER_ACTIVITIES = {

@@ -32,8 +32,10 @@ from workflows.approval import ApprovalGate
 
 with workflow.unsafe.imports_passed_through():
     from activities.selfmod.activities import SelfModActivities
-    from autarky import search_attributes as sa
-    from autarky.evolution_types import (
+    from autarky.core import search_attributes as sa
+    from autarky.core.approval import ApprovalState
+    from autarky.selfmod.policy import adapt_step, better, mutate, relative_improvement, should_promote
+    from autarky.selfmod.types import (
         AgentRunInput,
         BenchmarkOutcome,
         Candidate,
@@ -53,14 +55,6 @@ with workflow.unsafe.imports_passed_through():
         SelfModifyResult,
         Snapshot,
     )
-    from autarky.policy.evolution import (
-        adapt_step,
-        better,
-        mutate,
-        relative_improvement,
-        should_promote,
-    )
-    from autarky.types import ApprovalState
 
 KIND = "self_modify"
 FIRST_STEP = 0.2  # of each parameter's normalised range

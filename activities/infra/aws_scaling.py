@@ -36,9 +36,9 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from autarky.config import AwsSettings
-from autarky.policy.scaling_types import ResourceKind, ResourceRef
-from autarky.scaler_types import CapacityReading, ReadCapacityInput, SetCapacityInput
+from autarky.scaling.policy_types import ResourceKind, ResourceRef
+from autarky.scaling.settings import AwsSettings
+from autarky.scaling.types import CapacityReading, ReadCapacityInput, SetCapacityInput
 
 log = structlog.get_logger(__name__)
 

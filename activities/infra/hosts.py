@@ -1,6 +1,6 @@
 """Which hosts run an Autarky worker: the pollers of the shared task queue, as the server lists them.
 
-Every worker's identity is `<pid>@<host_id>` (autarky.hosts), so the server's own record of who polls
+Every worker's identity is `<pid>@<host_id>` (autarky.core.hosts), so the server's own record of who polls
 answers the question without any registry of ours; a host whose workers stop polling drops out of the
 list after the server's poller expiry (a few minutes).
 """
@@ -14,7 +14,7 @@ from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from autarky.hosts import DiscoveredHosts, DiscoverHostsInput, host_of_identity, hosts_of
+from autarky.core.hosts import DiscoveredHosts, DiscoverHostsInput, host_of_identity, hosts_of
 
 
 @activity.defn(name="discover_hosts")

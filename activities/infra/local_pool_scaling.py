@@ -17,9 +17,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.infra.task_queues import describe_activity_queue
 from activities.infra.worker_pool import LocalWorkerPool, heartbeating
-from autarky.hosts import host_queue, worker_identity
-from autarky.policy.scaling_types import ResourceKind, ResourceRef
-from autarky.scaler_types import CapacityReading, ReadCapacityInput, SetCapacityInput
+from autarky.core.hosts import host_queue, worker_identity
+from autarky.scaling.policy_types import ResourceKind, ResourceRef
+from autarky.scaling.types import CapacityReading, ReadCapacityInput, SetCapacityInput
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from temporalio.service import RPCError
 
 from activities.infra.task_queues import describe_activity_queue
 from activities.infra.worker_pool import MEMBER_FLAG
-from autarky.types import (
+from autarky.autopilot.types import (
     CpuStats,
     DiskStats,
     HostProbeInput,
@@ -166,7 +166,7 @@ def _own_processes() -> list[ProcessInfo]:
 
 
 def _is_autarky(cmdline: list[str]) -> bool:
-    """`autarky …`, `python …/bin/autarky …` (the console script) or `python -m autarky.cli …`; not an
+    """`autarky …`, `python …/bin/autarky …` (the console script) or `python -m autarky.cli.main …`; not an
     editor or `git` that merely names a file or folder called autarky."""
     if not cmdline:
         return False
@@ -175,7 +175,7 @@ def _is_autarky(cmdline: list[str]) -> bool:
         return True
     if not program.startswith("python"):
         return False
-    return bool(rest) and (os.path.basename(rest[0]) == "autarky" or rest == ["-m", "autarky.cli"])
+    return bool(rest) and (os.path.basename(rest[0]) == "autarky" or rest == ["-m", "autarky.cli.main"])
 
 
 def _memory() -> MemoryStats:

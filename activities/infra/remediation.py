@@ -11,8 +11,9 @@ from pathlib import Path
 import structlog
 from temporalio import activity
 
-from autarky.metrics import ACTIONS
-from autarky.types import ActionRequest, ActionResult, PruneCacheInput
+from autarky.autopilot.types import PruneCacheInput
+from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.metrics import ACTIONS
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """The autopilot's scaling action: hand a planned change to the resource's `ScalerWorkflow`.
 
-The autopilot decides *that* a resource should change (autarky.policy.scaling, through the decision
+The autopilot decides *that* a resource should change (autarky.scaling.policy, through the decision
 engine); the scaler decides *whether it may now* (bounds, cooldown, blast radius) and carries it out as a
 saga. A refusal for cooldown or a busy scaler is "nothing to do" (it teaches nothing); a compensated or
 rejected change is a failure.
@@ -13,11 +13,11 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, FailureError
 
 from activities.infra.worker_pool import heartbeating
-from autarky.config import AutarkySettings
-from autarky.policy.pool_scaling import DESIRED, RESOURCE
-from autarky.scaler_types import OperationStatus, ScaleRequest
-from autarky.scalers import UnknownResource, request_scale, resolve
-from autarky.types import ActionRequest, ActionResult
+from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.settings import AutarkySettings
+from autarky.scaling.client import UnknownResource, request_scale, resolve
+from autarky.scaling.pool_policy import DESIRED, RESOURCE
+from autarky.scaling.types import OperationStatus, ScaleRequest
 
 
 class ScalingRequestActivities:

@@ -26,8 +26,8 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from autarky.metrics import ACTIONS, POOL_MEMBERS
-from autarky.types import ActionRequest, ActionResult
+from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.metrics import ACTIONS, POOL_MEMBERS
 
 log = structlog.get_logger(__name__)
 MEMBER_FLAG = "--activities-only"
@@ -52,7 +52,7 @@ class LocalWorkerPool:
     def __init__(self, data_dir: Path, command: list[str] | None = None) -> None:
         self.dir = data_dir / "pool"
         self.log_dir = data_dir / "logs"
-        self.command = command or [sys.executable, "-m", "autarky.cli", "worker", MEMBER_FLAG]
+        self.command = command or [sys.executable, "-m", "autarky.cli.main", "worker", MEMBER_FLAG]
         # One change of membership at a time (a resize, a restart, a cancelled resize still finishing).
         self._changing = threading.RLock()
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from autarky import abtests
-from autarky.ab_types import ABTestInput
-from autarky.config import AutarkySettings
-from autarky.types import ActionRequest, ActionResult
+from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.settings import AutarkySettings
+from autarky.models import client as abtests
+from autarky.models.ab_types import ABTestInput
 
 
 class ABTestRequestActivities:

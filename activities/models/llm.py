@@ -23,7 +23,8 @@ from pydantic import BaseModel, ValidationError
 from temporalio.exceptions import ApplicationError
 
 from activities.models.providers import Answer, AnthropicProvider, HttpFailure, OpenAIProvider, Unreachable
-from autarky.llm_types import (
+from autarky.core.redaction import redact_text
+from autarky.llm.types import (
     LlmRequest,
     LlmResult,
     LlmSettings,
@@ -33,7 +34,6 @@ from autarky.llm_types import (
     price_of,
     resolve_provider,
 )
-from autarky.redaction import redact_text
 
 log = structlog.get_logger(__name__)
 

@@ -19,8 +19,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autarky.model_registry_types import Variant
-from autarky.policy.relevance import MODEL, PROVIDER, RelevanceScorer
+from autarky.models.types import Variant
+from autarky.research.relevance import MODEL, PROVIDER, RelevanceScorer
 
 if TYPE_CHECKING:
     from activities.models.registry import ModelRegistry

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from autarky.llm_types import LlmRequest, ProviderChoice
-from autarky.redaction import redact_text
+from autarky.core.redaction import redact_text
+from autarky.llm.types import LlmRequest, ProviderChoice
 
 MAX_PROVIDER_MESSAGE = 300  # characters of a provider's error message kept in ours
 # Sent as the bearer token to an OpenAI-compatible server that wants no key. Left None, the openai SDK

@@ -3,10 +3,10 @@
 Usable directly, e.g. from a notebook or a script that calls an external model::
 
     from activities.models.registry import ModelRegistry
-    from activities.research.knowledge_base import KnowledgeBase
-    from autarky.model_registry_types import OutcomeIn, Variant
+    from activities.storage.knowledge_base import KnowledgeBase
+    from autarky.models.types import OutcomeIn, Variant
 
-    kb = KnowledgeBase(url)  # e.g. autarky.config.load_settings().knowledge_db_url
+    kb = KnowledgeBase(url)  # e.g. autarky.core.settings.load_settings().knowledge_db_url
     kb.migrate()
     registry = ModelRegistry(kb)
     registry.register_slot("summaries", [Variant(name="gpt", provider="external", model="gpt-x")], "gpt")
@@ -30,16 +30,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
-from activities.research.knowledge_base import Base, KnowledgeBase, UtcDateTime
-from autarky.model_registry_types import (
-    ArmsInput,
-    ArmStats,
-    MetricSummary,
-    OutcomeIn,
-    SlotInfo,
-    Variant,
-)
-from autarky.policy.routing import validate_split
+from activities.storage.knowledge_base import Base, KnowledgeBase, UtcDateTime
+from autarky.models.routing import validate_split
+from autarky.models.types import ArmsInput, ArmStats, MetricSummary, OutcomeIn, SlotInfo, Variant
 
 P95_WINDOW = 10_000  # newest latencies per arm the p95 is computed from
 

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 from temporalio import activity
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.research.store import KnowledgeBaseHandle
-from autarky.config import AutarkySettings
-from autarky.model_registry_types import (
+from activities.storage.handle import KnowledgeBaseHandle
+from autarky.core.settings import AutarkySettings
+from autarky.models.routing import choose_variant
+from autarky.models.types import (
     ArmsInput,
     ArmStats,
     EvaluateBatch,
@@ -29,7 +30,6 @@ from autarky.model_registry_types import (
     SlotRef,
     UntestedVariant,
 )
-from autarky.policy.routing import choose_variant
 
 if TYPE_CHECKING:
     from activities.models.registry import ModelRegistry
@@ -81,7 +81,7 @@ class ModelRegistryActivities:
         `abtest/<slot>/<variant>` on the server). The built-in offline slot is left to people: its
         challenger is a known-worse baseline."""
         from activities.models import offline_variants as offline
-        from autarky.ab_types import ABTestInput
+        from autarky.models.ab_types import ABTestInput
 
         def read() -> list[tuple[SlotInfo, set[str]]]:
             registry = self._registry()

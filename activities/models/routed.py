@@ -17,10 +17,10 @@ from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
 from activities.models.llm import LLM_INVALID_OUTPUT, LlmGateway
-from activities.research.store import KnowledgeBaseHandle
-from autarky.llm_types import LlmRequest, LlmResult, LlmSettings, ProviderChoice
-from autarky.model_registry_types import OutcomeIn, SlotInfo, Variant
-from autarky.policy.routing import choose_variant
+from activities.storage.handle import KnowledgeBaseHandle
+from autarky.llm.types import LlmRequest, LlmResult, LlmSettings, ProviderChoice
+from autarky.models.routing import choose_variant
+from autarky.models.types import OutcomeIn, SlotInfo, Variant
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T", bound=BaseModel)

@@ -22,13 +22,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.models.llm import LlmGateway
 from activities.models.routed import RoutedGateway
-from activities.research.store import BAD_INPUT, KnowledgeBaseHandle
-from autarky.agents import AGENTS, agent_for
-from autarky.config import AutarkySettings
-from autarky.llm_types import LlmRequest, LlmSettings, resolve_provider
-from autarky.model_registry_types import Variant
-from autarky.research_cycle_types import AnalyseInput, AnalyseResult, ExperimentStep, PlanSummary
-from autarky.research_types import OFFLINE_MODEL, AnalysisIn, ExperimentUpdate
+from activities.storage.handle import BAD_INPUT, KnowledgeBaseHandle
+from autarky.core.settings import AutarkySettings
+from autarky.llm.types import LlmRequest, LlmSettings, resolve_provider
+from autarky.models.types import Variant
+from autarky.research.items import OFFLINE_MODEL, AnalysisIn, ExperimentUpdate
+from autarky.research.types import AnalyseInput, AnalyseResult, ExperimentStep, PlanSummary
+from autarky.selfmod.agents import AGENTS, agent_for
 
 log = structlog.get_logger(__name__)
 
@@ -101,7 +101,7 @@ class AnalysisActivities:
         """The offline scorer with the parameters of the `relevance-scorer` agent's active version
         (self-modification promotes and rolls back versions; the shipped ones until then)."""
         from activities.selfmod.versions import VersionStoreError, read_active_pointer
-        from autarky.agents import RELEVANCE_SCORER, relevance_params
+        from autarky.selfmod.agents import RELEVANCE_SCORER, relevance_params
 
         try:
             pointer = read_active_pointer(self.settings.data_dir / "agents", RELEVANCE_SCORER.name)
@@ -110,7 +110,7 @@ class AnalysisActivities:
             pointer = None
         version = pointer.commit if pointer else None
         if self._scorer is None or self._scorer_version != version:
-            from autarky.policy.relevance import DEFAULT_INTERESTS, RelevanceScorer
+            from autarky.research.relevance import DEFAULT_INTERESTS, RelevanceScorer
 
             interests = self.settings.research.keywords or DEFAULT_INTERESTS
             params = relevance_params(pointer.parameters) if pointer else None
@@ -126,7 +126,7 @@ class AnalysisActivities:
         """The scorer of a promoted version that changed the code; None (the shipped code, with the
         version's parameters) if it cannot be loaded."""
         from activities.selfmod.live_code import load_version_module
-        from autarky.agents import RELEVANCE_SCORER
+        from autarky.selfmod.agents import RELEVANCE_SCORER
 
         root = self.settings.data_dir / "agents"
         try:
@@ -149,7 +149,7 @@ class AnalysisActivities:
         to the same one) and the (provider, model) its analysis is stored under: the variant's model, not
         a dated snapshot the API may answer with, so a retry finds what an earlier attempt stored."""
         if self.gateway.offline:
-            from autarky.policy.relevance import MODEL
+            from autarky.research.relevance import MODEL
 
             return None, OFFLINE_MODEL, MODEL
         variant = await self.routed.route(str(item_id))
@@ -246,7 +246,7 @@ class AnalysisActivities:
         if because is None and not self.gateway.offline and await self._day_budget_spent():
             because = f"today's LLM budget (${self.settings.llm.budget_per_day_usd:.2f}) is spent"
         if self.gateway.offline or because is not None:
-            from autarky.policy.relevance import offline_plan
+            from autarky.research.relevance import offline_plan
 
             relevance = await asyncio.to_thread(self._offline_scorer().score, item["title"], item["abstract"])
             plan = offline_plan(item["title"], relevance.interest, relevance.matched_terms)

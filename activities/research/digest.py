@@ -16,10 +16,10 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.research.store import KnowledgeBaseHandle
-from autarky.config import AutarkySettings
-from autarky.research_cycle_types import CycleOutcome, DigestInput
-from autarky.research_types import OFFLINE_MODEL
+from activities.storage.handle import KnowledgeBaseHandle
+from autarky.core.settings import AutarkySettings
+from autarky.research.items import OFFLINE_MODEL
+from autarky.research.types import CycleOutcome, DigestInput
 
 log = structlog.get_logger(__name__)
 

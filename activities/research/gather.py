@@ -16,9 +16,9 @@ from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.research.store import KnowledgeBaseHandle
-from autarky.config import AutarkySettings
-from autarky.research_cycle_types import GatherInput, GatherResult
+from activities.storage.handle import KnowledgeBaseHandle
+from autarky.core.settings import AutarkySettings
+from autarky.research.types import GatherInput, GatherResult
 
 if TYPE_CHECKING:
     from activities.research.sources import ResearchSources

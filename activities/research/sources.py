@@ -24,8 +24,8 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from autarky.config import ResearchSettings
-from autarky.research_types import ItemIn
+from autarky.research.items import ItemIn
+from autarky.research.settings import ResearchSettings
 
 log = structlog.get_logger(__name__)
 

@@ -1,25 +1,21 @@
 """Knowledge-base activities of the research cycle and of experiments: open and close cycles, list what is
 left to analyse, record experiments.
 
-The knowledge base (SQLAlchemy, Alembic) is opened and migrated on first use, not when a worker starts: a
-worker that never runs research does not pay for those imports. Each call runs in a thread, since the
-database driver blocks.
+The knowledge base itself is activities/storage/ (opened on first use, each call in a thread).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, time
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from autarky.config import AutarkySettings
-from autarky.research_cycle_types import (
+from activities.storage.handle import KnowledgeBaseHandle
+from autarky.core.settings import AutarkySettings
+from autarky.research.items import ExperimentRef, ExperimentUpdate
+from autarky.research.types import (
     SOURCES,
     AnalysisFailure,
     CandidatesInput,
@@ -30,46 +26,6 @@ from autarky.research_cycle_types import (
     OpenCycleInput,
     PendingInput,
 )
-from autarky.research_types import ExperimentRef, ExperimentUpdate
-
-if TYPE_CHECKING:
-    from activities.research.knowledge_base import KnowledgeBase
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-BAD_INPUT = "KnowledgeBaseRefused"
-
-
-class KnowledgeBaseHandle:
-    """One knowledge base per process, opened and migrated the first time an activity needs it."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._kb: KnowledgeBase | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> KnowledgeBase:
-        with self._lock:
-            if self._kb is None:
-                from activities.research.knowledge_base import KnowledgeBase
-
-                kb = KnowledgeBase(self.url)
-                kb.migrate()
-                self._kb = kb
-            return self._kb
-
-    async def run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`call(kb, …)` in a thread; a ValueError (bad input, refused by a constraint) is final."""
-
-        def in_thread() -> T:
-            self.get()
-            try:
-                return call(*args, **kwargs)
-            except ValueError as error:
-                raise ApplicationError(str(error), type=BAD_INPUT, non_retryable=True) from error
-
-        return await asyncio.to_thread(in_thread)
 
 
 class ResearchStoreActivities:
@@ -88,7 +44,7 @@ class ResearchStoreActivities:
         """Record the cycle as running and say how it runs: analyser, limits, budgets, watermarks."""
         from activities.models.llm import LlmGateway
         from activities.research.analysis import analyser_label
-        from autarky.llm_types import price_of
+        from autarky.llm.types import price_of
 
         research, llm = self.settings.research, self.settings.llm
         midnight = datetime.combine(request.started_at.astimezone(UTC).date(), time(), tzinfo=UTC)

@@ -42,9 +42,11 @@ from activities.selfmod.versions import (
     read_active_pointer,
     sanitise_run_id,
 )
-from autarky.agents import AGENTS, agent_spec, default_parameters
-from autarky.config import AutarkySettings
-from autarky.evolution_types import (
+from autarky.core.settings import AutarkySettings
+from autarky.llm.types import resolve_provider
+from autarky.selfmod.agents import AGENTS, agent_spec, default_parameters
+from autarky.selfmod.policy import better, improvement_interval
+from autarky.selfmod.types import (
     ActiveAgentInput,
     ActivePointer,
     AgentRunInput,
@@ -68,8 +70,6 @@ from autarky.evolution_types import (
     ShortfallInput,
     Snapshot,
 )
-from autarky.llm_types import resolve_provider
-from autarky.policy.evolution import better, improvement_interval
 
 T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -268,7 +268,7 @@ class SelfModActivities:
             try:
                 python = sandbox_python()
                 pytest = [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *spec.test_files]
-                harness = [python, "-m", "autarky.agent_harness", "check", spec.name]
+                harness = [python, "-m", "autarky.selfmod.harness", "check", spec.name]
                 steps = [("tests", pytest), ("self-test", [*harness, "--params", "params.json"])]
                 with log.open("w") as out:
                     for name, command in steps:
@@ -332,7 +332,7 @@ class SelfModActivities:
     ) -> tuple[str | None, dict[str, float]]:
         work = self.workdir(spec, repo, commit)
         try:
-            command = [sandbox_python(), "-m", "autarky.agent_harness", "run", spec.name]
+            command = [sandbox_python(), "-m", "autarky.selfmod.harness", "run", spec.name]
             command += ["--params", "params.json", "--data", f"{DATA_ROOT}/part/inputs.json"]
             command += ["--out", "outputs.json"]
             result = self.sandboxed(command, work, limits, data={"part": data}, hide=dataset.label_files)

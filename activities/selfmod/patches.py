@@ -24,8 +24,8 @@ from pydantic import BaseModel, Field
 from temporalio.exceptions import ApplicationError
 
 from activities.models.llm import LLM_INVALID_OUTPUT, LLM_REFUSED, LlmGateway
-from autarky.evolution_types import AgentSpec
-from autarky.llm_types import LlmRequest
+from autarky.llm.types import LlmRequest
+from autarky.selfmod.types import AgentSpec
 
 PURPOSE = "self-modification"
 # Reasoning models (gpt-5…) count their thinking against this limit too; a whole-file diff must fit after it.

@@ -11,10 +11,10 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from autarky import evolution_client
-from autarky.config import AutarkySettings
-from autarky.evolution_types import StartedEvolution, StartEvolutionInput
-from autarky.types import ActionRequest, ActionResult
+from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.settings import AutarkySettings
+from autarky.selfmod import client as evolution_client
+from autarky.selfmod.types import StartedEvolution, StartEvolutionInput
 
 
 class EvolutionRequestActivities:

@@ -34,7 +34,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from autarky.evolution_types import SandboxLimit, SandboxLimits, SandboxResult
+from autarky.selfmod.types import SandboxLimit, SandboxLimits, SandboxResult
 
 WORKDIR = "/sandbox"
 STARTED_FD = 3

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from autarky.evolution_types import AgentSpec
+from autarky.selfmod.types import AgentSpec
 
 # Ways to reach a module or run text as code that an import list cannot see.
 FORBIDDEN_CALLS = {"__import__", "eval", "exec", "compile", "breakpoint"}

@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
 
-from autarky.evolution_types import ActivePointer, AgentVersion, Candidate, CandidateOrigin
+from autarky.selfmod.types import ActivePointer, AgentVersion, Candidate, CandidateOrigin
 
 PARAMETERS_FILE = "parameters.json"
 MAIN_REF = "refs/heads/main"

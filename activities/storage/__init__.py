@@ -1,0 +1,1 @@
+"""The knowledge base that research and the model registry share (SQLAlchemy, Alembic)."""

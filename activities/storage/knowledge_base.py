@@ -1,0 +1,653 @@
+"""The research knowledge base: items, their analyses and experiments, in SQLite or PostgreSQL.
+
+Every write is idempotent (insert-on-conflict on the natural keys), because a research cycle may be re-run
+and any activity retried: neither may duplicate a row. Each call is one transaction, so bad input is
+refused with a ValueError before, or instead of, changing anything. The schema is versioned with Alembic
+(`migrate`), so an existing database upgrades in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from autarky.research.items import (
+    AnalysisIn,
+    AnalysisRef,
+    ExperimentRef,
+    ExperimentUpdate,
+    ItemIn,
+    ItemRef,
+    ScoredItem,
+    normalise_source_id,
+)
+from autarky.research.types import CycleOutcome
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MAX_ANALYSIS_FAILURES = 3
+_CHUNK = 500  # ids per IN (…) query: well below SQLite's bound-parameter limit
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timestamps stored in UTC and read back timezone-aware (SQLite keeps no zone of its own)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"timestamp {value.isoformat()} has no timezone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (
+        sa.UniqueConstraint("source", "source_id", name="uq_items_source"),
+        sa.CheckConstraint("kind IN ('paper', 'repository')", name="ck_items_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    source: Mapped[str] = mapped_column(sa.String(32))
+    source_id: Mapped[str] = mapped_column(sa.String(255))
+    title: Mapped[str] = mapped_column(sa.Text)
+    authors: Mapped[list[str]] = mapped_column(sa.JSON)
+    abstract: Mapped[str] = mapped_column(sa.Text)
+    url: Mapped[str] = mapped_column(sa.Text)
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    # Failed analyses (not retried attempts: analyses that gave up); at MAX_ANALYSIS_FAILURES the item is
+    # set aside, so one item nobody can analyse does not head every cycle forever.
+    analysis_failures: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    last_analysis_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+
+
+class Analysis(Base):
+    __tablename__ = "analyses"
+    __table_args__ = (
+        sa.UniqueConstraint("item_id", "provider", "model", "prompt_version", name="uq_analyses_run"),
+        sa.CheckConstraint("score >= 0 AND score <= 1", name="ck_analyses_score"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(sa.String(64))
+    model: Mapped[str] = mapped_column(sa.String(128))
+    prompt_version: Mapped[str] = mapped_column(sa.String(64))
+    score: Mapped[float] = mapped_column(sa.Float)
+    rationale: Mapped[str] = mapped_column(sa.Text)
+    tags: Mapped[list[str]] = mapped_column(sa.JSON)
+    tokens_in: Mapped[int] = mapped_column(sa.Integer)
+    tokens_out: Mapped[int] = mapped_column(sa.Integer)
+    cost: Mapped[float] = mapped_column(sa.Float)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(sa.String(32))
+    plan: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    cost: Mapped[float] = mapped_column(sa.Float, server_default="0")
+
+
+class Spending(Base):
+    """LLM spending that is not an analysis's own cost (failed analyses, experiment plans), by when it
+    was spent; (purpose, ref) makes recording it again a no-op."""
+
+    __tablename__ = "spending"
+    __table_args__ = (sa.UniqueConstraint("purpose", "ref", name="uq_spending_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    cost: Mapped[float] = mapped_column(sa.Float)
+    purpose: Mapped[str] = mapped_column(sa.String(64))
+    ref: Mapped[str] = mapped_column(sa.String(255))
+
+
+class SourceState(Base):
+    """Per source: the watermark the next fetch starts from, and its last success and failure."""
+
+    __tablename__ = "sources"
+
+    source: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    watermark: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_ok_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    last_error_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class Cycle(Base):
+    __tablename__ = "cycles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    trigger: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(32))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets foreign keys, WAL, a busy timeout and write transactions that
+    begin as writers (BEGIN IMMEDIATE), so two threads or processes queue instead of failing as
+    deadlocked."""
+    engine_url = sa.make_url(url)
+    backend = engine_url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"knowledge base URL {engine_url.render_as_string()!r}: only sqlite and postgresql")
+    if backend == "postgresql":
+        return sa.create_engine(engine_url, pool_pre_ping=True)
+    database = engine_url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(engine_url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL: readers do not wait for the writer, and a commit is one append (NORMAL: no fsync per
+        # commit; a power cut may lose the last commits, never corrupt: a retried activity redoes them).
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class KnowledgeBase:
+    """Items, analyses and experiments at one database URL. Thread-safe: each call is its own transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._dialect = self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- schema ----------------------------------------------------------------------------------------
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to `revision` with Alembic; a database already there is left as it is."""
+        # Alembic's progress lines ("will assume transactional DDL", plugins) are noise on every CLI call.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None: not migrated yet)."""
+        from alembic.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    # --- items -----------------------------------------------------------------------------------------
+
+    def upsert_item(self, item: ItemIn) -> ItemRef:
+        """Store `item`, or refresh the stored one with the same source and id: `last_seen` always; title,
+        authors, abstract, url and version when the item is not older than the stored version."""
+        item = ItemIn.model_validate(item.model_dump())  # re-checks a model_construct()-ed item
+        now = _now()
+        values = item.model_dump() | {"first_seen": now, "last_seen": now}
+        with self._transaction() as connection:
+            inserted = connection.execute(
+                self._insert(Item)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["source", "source_id"])
+                .returning(Item.id)
+            ).scalar_one_or_none()
+            if inserted is not None:
+                return ItemRef(item_id=inserted, created=True)
+            newer = Item.version <= item.version
+
+            def if_newer(column: Any, value: Any) -> Any:
+                return sa.case((newer, sa.literal(value, column.type)), else_=column)
+
+            updated = connection.execute(
+                sa.update(Item)
+                .where(Item.source == item.source, Item.source_id == item.source_id)
+                .values(
+                    last_seen=now,
+                    title=if_newer(Item.title, item.title),
+                    authors=if_newer(Item.authors, item.authors),
+                    abstract=if_newer(Item.abstract, item.abstract),
+                    url=if_newer(Item.url, item.url),
+                    version=sa.case((newer, item.version), else_=Item.version),
+                )
+                .returning(Item.id)
+            ).scalar_one()
+            return ItemRef(item_id=updated, created=False)
+
+    def known_source_ids(self, source: str, ids: Iterable[str]) -> set[str]:
+        """Those of `ids` (as given) already stored: for arXiv, at the version the id names or later, so a
+        new version of a known paper counts as new; an id without a version is known at any version."""
+        wanted: dict[str, list[tuple[str, int | None]]] = {}
+        for raw in ids:
+            base, version = normalise_source_id(source, raw)
+            wanted.setdefault(base, []).append((raw, version))
+        known: set[str] = set()
+        bases = list(wanted)
+        with self._transaction() as connection:
+            for start in range(0, len(bases), _CHUNK):
+                rows = connection.execute(
+                    sa.select(Item.source_id, Item.version).where(
+                        Item.source == source, Item.source_id.in_(bases[start : start + _CHUNK])
+                    )
+                )
+                for base, stored in rows:
+                    known.update(raw for raw, version in wanted[base] if version is None or version <= stored)
+        return known
+
+    # --- analyses --------------------------------------------------------------------------------------
+
+    def record_analysis(self, analysis: AnalysisIn) -> AnalysisRef:
+        """Store an analysis once: the same item, provider, model and prompt version again is a no-op."""
+        score = analysis.score
+        if not isinstance(score, int | float) or not 0 <= score <= 1:
+            raise ValueError(f"analysis score must be between 0 and 1, got {score!r}")
+        analysis = AnalysisIn.model_validate(analysis.model_dump())
+        with self._transaction() as connection:
+            self._require_item(connection, analysis.item_id)
+            values = analysis.model_dump() | {"created_at": _now()}
+            inserted = connection.execute(
+                self._insert(Analysis)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["item_id", "provider", "model", "prompt_version"])
+                .returning(Analysis.id)
+            ).scalar_one_or_none()
+            if inserted is not None:
+                return AnalysisRef(analysis_id=inserted, created=True)
+            existing = connection.execute(
+                sa.select(Analysis.id).where(
+                    Analysis.item_id == analysis.item_id,
+                    Analysis.provider == analysis.provider,
+                    Analysis.model == analysis.model,
+                    Analysis.prompt_version == analysis.prompt_version,
+                )
+            ).scalar_one()
+            return AnalysisRef(analysis_id=existing, created=False)
+
+    def items_above(self, min_score: float, since: datetime | None = None) -> list[ScoredItem]:
+        """Items whose best analysis (since `since`, if given) scores at least `min_score`, best first."""
+        if not 0 <= min_score <= 1:
+            raise ValueError(f"min_score must be between 0 and 1, got {min_score!r}")
+        best = sa.func.max(Analysis.score).label("score")
+        query = (
+            sa.select(Item.id, Item.kind, Item.source, Item.source_id, Item.title, best)
+            .join(Analysis, Analysis.item_id == Item.id)
+            .group_by(Item.id, Item.kind, Item.source, Item.source_id, Item.title)
+            .having(best >= min_score)
+            .order_by(best.desc(), Item.id)
+        )
+        if since is not None:
+            query = query.where(Analysis.created_at >= since)
+        with self._transaction() as connection:
+            return [
+                ScoredItem(item_id=i, kind=k, source=s, source_id=sid, title=t, score=sc)
+                for i, k, s, sid, t, sc in connection.execute(query)
+            ]
+
+    # --- experiments -----------------------------------------------------------------------------------
+
+    def create_or_get_experiment(self, workflow_id: str, item_id: int) -> ExperimentRef:
+        """The experiment of `workflow_id`, created ('proposed') the first time."""
+        if not workflow_id:
+            raise ValueError("experiment workflow_id must not be empty")
+        now = _now()
+        with self._transaction() as connection:
+            self._require_item(connection, item_id)
+            connection.execute(
+                self._insert(Experiment)
+                .values(
+                    workflow_id=workflow_id,
+                    item_id=item_id,
+                    state="proposed",
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["workflow_id"])
+            )
+            ref = self._experiment(connection, workflow_id)
+            if ref.item_id != item_id:
+                raise ValueError(
+                    f"experiment {workflow_id!r} is about item {ref.item_id}, not item {item_id}"
+                )
+            return ref
+
+    def update_experiment(self, update: ExperimentUpdate) -> ExperimentRef:
+        """Set the state, plan and/or outcome of an existing experiment (setting the same again is fine)."""
+        update = ExperimentUpdate.model_validate(update.model_dump())
+        values: dict[str, Any] = {
+            k: v for k, v in update.model_dump(exclude={"workflow_id"}).items() if v is not None
+        }
+        with self._transaction() as connection:
+            changed = connection.execute(
+                sa.update(Experiment)
+                .where(Experiment.workflow_id == update.workflow_id)
+                .values(**values, updated_at=_now())
+            ).rowcount
+            if not changed:
+                raise ValueError(f"no experiment for workflow {update.workflow_id!r}")
+            return self._experiment(connection, update.workflow_id)
+
+    def experiment(self, workflow_id: str) -> dict[str, Any] | None:
+        """An experiment in full (plan and outcome included), for the activities that need them."""
+        with self._transaction() as connection:
+            row = connection.execute(
+                sa.select(Experiment.__table__).where(Experiment.workflow_id == workflow_id)
+            ).first()
+            return dict(row._mapping) if row is not None else None
+
+    def item(self, item_id: int) -> dict[str, Any] | None:
+        """An item in full (abstract included), for the activities that analyse it."""
+        with self._transaction() as connection:
+            row = connection.execute(sa.select(Item.__table__).where(Item.id == item_id)).first()
+            return dict(row._mapping) if row is not None else None
+
+    def experiments(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest experiments with their item's title and best score, newest first."""
+        best = (
+            sa.select(sa.func.max(Analysis.score))
+            .where(Analysis.item_id == Experiment.item_id)
+            .scalar_subquery()
+            .label("score")
+        )
+        query = (
+            sa.select(
+                Experiment.workflow_id,
+                Experiment.item_id,
+                Experiment.state,
+                Experiment.cost,
+                Experiment.updated_at,
+                Item.title,
+                Item.url,
+                best,
+            )
+            .join(Item, Item.id == Experiment.item_id)
+            .order_by(Experiment.updated_at.desc(), Experiment.id.desc())
+            .limit(limit)
+        )
+        with self._transaction() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def analysed_items(self, item_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """Items with their latest analysis (title, url, score, rationale, tags, provider, model), as the
+        digest shows them; items without an analysis are left out."""
+        ids = list(item_ids)
+        latest = (
+            sa.select(Analysis.item_id, sa.func.max(Analysis.id).label("analysis_id"))
+            .group_by(Analysis.item_id)
+            .subquery()
+        )
+        rows: list[dict[str, Any]] = []
+        with self._transaction() as connection:
+            for start in range(0, len(ids), _CHUNK):
+                query = (
+                    sa.select(
+                        Item.id.label("item_id"),
+                        Item.kind,
+                        Item.source,
+                        Item.source_id,
+                        Item.title,
+                        Item.url,
+                        Analysis.score,
+                        Analysis.rationale,
+                        Analysis.tags,
+                        Analysis.provider,
+                        Analysis.model,
+                    )
+                    .join(latest, latest.c.item_id == Item.id)
+                    .join(Analysis, Analysis.id == latest.c.analysis_id)
+                    .where(Item.id.in_(ids[start : start + _CHUNK]))
+                )
+                rows.extend(dict(row._mapping) for row in connection.execute(query))
+        return rows
+
+    # --- sources and cycles ----------------------------------------------------------------------------
+
+    def watermark(self, source: str) -> datetime | None:
+        with self._transaction() as connection:
+            return connection.execute(
+                sa.select(SourceState.watermark).where(SourceState.source == source)
+            ).scalar_one_or_none()
+
+    def record_source_ok(self, source: str, newest: datetime | None) -> None:
+        """A fetch succeeded: the watermark moves to `newest` (never back), the success time is kept."""
+        now = _now()
+        insert = self._insert(SourceState).values(source=source, watermark=newest, last_ok_at=now)
+        keep_newer = sa.case(
+            (
+                sa.or_(SourceState.watermark.is_(None), SourceState.watermark < insert.excluded.watermark),
+                insert.excluded.watermark,
+            ),
+            else_=SourceState.watermark,
+        )
+        with self._transaction() as connection:
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["source"], set_={"watermark": keep_newer, "last_ok_at": now}
+                )
+            )
+
+    def record_source_error(self, source: str, error: str) -> None:
+        now = _now()
+        insert = self._insert(SourceState).values(source=source, last_error=error, last_error_at=now)
+        with self._transaction() as connection:
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["source"], set_={"last_error": error, "last_error_at": now}
+                )
+            )
+
+    @staticmethod
+    def _waiting() -> Any:
+        """Items without an analysis that have not failed too often."""
+        analysed = sa.select(Analysis.id).where(Analysis.item_id == Item.id).exists()
+        return sa.and_(~analysed, Item.analysis_failures < MAX_ANALYSIS_FAILURES)
+
+    def unanalysed_items(self, limit: int) -> list[int]:
+        """Ids of items waiting for an analysis, oldest first (those that failed before last): a cycle
+        stopped by its budget leaves some, and the next cycle takes them before its own."""
+        query = (
+            sa.select(Item.id)
+            .where(self._waiting())
+            .order_by(Item.analysis_failures, Item.first_seen, Item.id)
+            .limit(limit)
+        )
+        with self._transaction() as connection:
+            return list(connection.execute(query).scalars())
+
+    def count_unanalysed(self) -> int:
+        with self._transaction() as connection:
+            return connection.execute(sa.select(sa.func.count(Item.id)).where(self._waiting())).scalar_one()
+
+    def record_analysis_failure(self, item_id: int, error: str, cost: float, ref: str) -> bool:
+        """An analysis of the item gave up (`ref` names the attempt, e.g. cycle and item: recording it
+        again is a no-op); what it cost is spent all the same. True when recorded now."""
+        with self._transaction() as connection:
+            self._require_item(connection, item_id)
+            if not self._spend(connection, "analysis-failure", ref, cost):
+                return False
+            connection.execute(
+                sa.update(Item)
+                .where(Item.id == item_id)
+                .values(analysis_failures=Item.analysis_failures + 1, last_analysis_error=error[:1000])
+            )
+            return True
+
+    def record_spending(self, purpose: str, ref: str, cost: float) -> bool:
+        """Record an LLM cost that is not an analysis (e.g. an experiment's plan) once."""
+        with self._transaction() as connection:
+            return self._spend(connection, purpose, ref, cost)
+
+    def _spend(self, connection: Connection, purpose: str, ref: str, cost: float) -> bool:
+        if cost < 0:
+            raise ValueError(f"a cost must not be negative, got {cost!r}")
+        inserted = connection.execute(
+            self._insert(Spending)
+            .values(at=_now(), cost=cost, purpose=purpose, ref=ref)
+            .on_conflict_do_nothing(index_elements=["purpose", "ref"])
+            .returning(Spending.id)
+        ).scalar_one_or_none()
+        return inserted is not None
+
+    def find_analysis(
+        self, item_id: int, provider: str, model: str, prompt_version: str
+    ) -> dict[str, Any] | None:
+        """The analysis of this item by this provider, model and prompt version, if one was stored."""
+        with self._transaction() as connection:
+            row = connection.execute(
+                sa.select(Analysis.__table__).where(
+                    Analysis.item_id == item_id,
+                    Analysis.provider == provider,
+                    Analysis.model == model,
+                    Analysis.prompt_version == prompt_version,
+                )
+            ).first()
+            return dict(row._mapping) if row is not None else None
+
+    def experiment_candidates(self, min_score: float, limit: int) -> list[ScoredItem]:
+        """Items whose best analysis scores above `min_score` and that have no experiment yet, best first."""
+        has_experiment = sa.select(Experiment.id).where(Experiment.item_id == Item.id).exists()
+        best = sa.func.max(Analysis.score).label("score")
+        query = (
+            sa.select(Item.id, Item.kind, Item.source, Item.source_id, Item.title, best)
+            .join(Analysis, Analysis.item_id == Item.id)
+            .where(~has_experiment)
+            .group_by(Item.id, Item.kind, Item.source, Item.source_id, Item.title)
+            .having(best > min_score)
+            .order_by(best.desc(), Item.id)
+            .limit(limit)
+        )
+        with self._transaction() as connection:
+            return [
+                ScoredItem(item_id=i, kind=k, source=s, source_id=sid, title=t, score=sc)
+                for i, k, s, sid, t, sc in connection.execute(query)
+            ]
+
+    def spent_since(self, moment: datetime) -> float:
+        """What analyses, failed analyses and experiment plans cost since `moment` (USD)."""
+        with self._transaction() as connection:
+            analyses = connection.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(Analysis.cost), 0.0)).where(
+                    Analysis.created_at >= moment
+                )
+            ).scalar_one()
+            other = connection.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(Spending.cost), 0.0)).where(Spending.at >= moment)
+            ).scalar_one()
+        return float(analyses) + float(other)
+
+    def open_cycle(self, workflow_id: str, trigger: str, started_at: datetime) -> None:
+        """Record a cycle as running (again: a no-op)."""
+        with self._transaction() as connection:
+            connection.execute(
+                self._insert(Cycle)
+                .values(workflow_id=workflow_id, trigger=trigger, status="running", started_at=started_at)
+                .on_conflict_do_nothing(index_elements=["workflow_id"])
+            )
+
+    def close_cycle(self, outcome: CycleOutcome) -> None:
+        with self._transaction() as connection:
+            changed = connection.execute(
+                sa.update(Cycle)
+                .where(Cycle.workflow_id == outcome.cycle_id)
+                .values(
+                    status=outcome.status,
+                    finished_at=outcome.finished_at or _now(),
+                    outcome=outcome.model_dump(mode="json"),
+                )
+            ).rowcount
+            if not changed:
+                raise ValueError(f"no research cycle {outcome.cycle_id!r} was opened")
+
+    def last_cycle(self) -> CycleOutcome | None:
+        """The latest finished cycle's outcome."""
+        with self._transaction() as connection:
+            stored = connection.execute(
+                sa.select(Cycle.outcome)
+                .where(Cycle.outcome.is_not(None))
+                .order_by(Cycle.started_at.desc(), Cycle.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        return CycleOutcome.model_validate(stored) if stored else None
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except IntegrityError as error:  # a constraint the checks above did not foresee
+            raise ValueError(f"knowledge base refused the change: {error.orig}") from error
+
+    def _insert(self, model: type[Base]) -> Any:
+        module = sqlite if self._dialect == "sqlite" else postgresql
+        return module.insert(model)
+
+    @staticmethod
+    def _require_item(connection: Connection, item_id: int) -> None:
+        if connection.execute(sa.select(Item.id).where(Item.id == item_id)).first() is None:
+            raise ValueError(f"unknown item id {item_id}")
+
+    @staticmethod
+    def _experiment(connection: Connection, workflow_id: str) -> ExperimentRef:
+        row = connection.execute(
+            sa.select(Experiment.id, Experiment.item_id, Experiment.state).where(
+                Experiment.workflow_id == workflow_id
+            )
+        ).one()
+        return ExperimentRef(
+            experiment_id=row.id, workflow_id=workflow_id, item_id=row.item_id, state=row.state
+        )

@@ -1,0 +1,1 @@
+"""The autopilot (MAPE-K loop): its types, settings, action catalogue, policy and detectors."""

@@ -1,0 +1,1 @@
+"""The autopilot's pure policy: rules, detection, decisions, learning, remediation, goals."""

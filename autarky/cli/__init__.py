@@ -1,0 +1,1 @@
+"""The `autarky` command line."""

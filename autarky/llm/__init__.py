@@ -1,0 +1,1 @@
+"""The LLM gateway's contract: requests, results, providers, prices and settings."""

@@ -1,0 +1,1 @@
+"""The research cycle: its types, settings, relevance scoring, budget and CLI."""

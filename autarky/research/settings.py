@@ -1,0 +1,51 @@
+"""The research cycle's settings section (`[research]`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, Field, SecretStr
+
+from autarky.core.durations import Duration
+
+
+class ResearchSettings(BaseModel):
+    """Where the research cycle looks for papers and repositories (arXiv and GitHub), and how politely."""
+
+    arxiv_base_url: str = Field("https://export.arxiv.org/api/query", min_length=1)
+    arxiv_categories: list[str] = Field(default_factory=lambda: ["cs.AI", "cs.MA", "cs.DC", "cs.LG"])
+    keywords: list[str] = Field(
+        default_factory=lambda: [
+            "AI agents",
+            "autonomous systems",
+            "LLM inference",
+            "distributed systems",
+            "ML optimisation",
+        ]
+    )
+    arxiv_page_size: int = Field(50, ge=1, le=2000)
+    arxiv_max_results: int = Field(200, ge=1, le=10000)
+    # arXiv's terms of use: no more than one request every 3 seconds.
+    arxiv_delay_seconds: float = Field(3.0, ge=0)
+    github_base_url: str = Field("https://api.github.com", min_length=1)
+    github_topics: list[str] = Field(default_factory=lambda: ["llm", "ai-agents", "mlops"])
+    github_languages: list[str] = Field(default_factory=lambda: ["Python"])
+    github_max_results: int = Field(50, ge=1, le=1000)
+    # Optional; the caller also reads GITHUB_TOKEN. Never logged.
+    github_token: SecretStr | None = None
+    # arXiv asks API clients to say who they are: add a contact (AUTARKY_RESEARCH__USER_AGENT).
+    user_agent: str = Field("Autarky research cycle (self-maintaining AI platform)", min_length=1)
+    # The cycle: how often (the Schedule), how far back the very first one looks, how much it analyses.
+    enabled: bool = True
+    interval: Duration = Field(timedelta(hours=1), ge=timedelta(minutes=1))
+    first_lookback: Duration = Field(timedelta(days=2), gt=timedelta(0))
+    max_items_per_cycle: int = Field(300, ge=0)
+    analysis_concurrency: int = Field(4, ge=1, le=32)
+    # An item scoring above this starts an experiment (a plan, then a person's decision).
+    experiment_threshold: float = Field(0.7, ge=0, le=1)
+    experiment_approval_timeout: Duration = Field(timedelta(days=7), gt=timedelta(0))
+    # At most this many experiments start per cycle (each asks the LLM for a plan); the rest wait a cycle.
+    max_experiments_per_cycle: int = Field(10, ge=0)
+    # Digests go to <data_dir>/research/digests/; with an s3://bucket/prefix URI to S3 as well.
+    digest_s3_uri: str | None = Field(None, pattern=r"^s3://[^/]+(/.*)?$")
+    digest_s3_endpoint_url: str | None = None

@@ -1,0 +1,1 @@
+"""Scaling: its types, policy, settings, client helpers and CLI."""

@@ -1,0 +1,1 @@
+"""Self-modification: agents, evolution types and policy, the harness, client and CLI."""

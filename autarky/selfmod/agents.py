@@ -1,0 +1,122 @@
+"""The evolvable agents: components of Autarky that self-modification may improve.
+
+Each declares the only files a candidate may change, its tunable parameters with their ranges, the
+tests every candidate must pass in the sandbox, the metric that decides, and how the data is split into
+the part the search sees and the part that decides promotion (fixed and recorded, never seen by the
+search). Declared here in code, so nobody widens an agent's reach at run time.
+"""
+
+from __future__ import annotations
+
+import re
+
+from autarky.autopilot.detectors.anomaly import AnomalyConfig
+from autarky.research.relevance import RelevanceParams
+from autarky.selfmod.types import AgentSpec, ParameterSpec
+
+# What a candidate's code may import, besides itself: the standard library it already uses and pydantic.
+_PURE_IMPORTS = [
+    "__future__",
+    "bisect",
+    "collections",
+    "dataclasses",
+    "datetime",
+    "functools",
+    "heapq",
+    "itertools",
+    "math",
+    "statistics",
+    "typing",
+    "pydantic",
+]
+
+ANOMALY_DETECTOR = AgentSpec(
+    name="anomaly-detector",
+    description="Streaming anomaly score per metric (rarity × robust distance), scored on NAB.",
+    source_files=["autarky/autopilot/detectors/anomaly.py"],
+    parameters=[
+        ParameterSpec(name="window", low=16, high=1024, integer=True, log_scale=True),
+        ParameterSpec(name="levels", low=4, high=64, integer=True, log_scale=True),
+        ParameterSpec(name="min_history", low=20, high=600, integer=True, log_scale=True),
+        ParameterSpec(name="z_half", low=0.5, high=12.0, log_scale=True),
+        ParameterSpec(name="suppression", low=0, high=200, integer=True),
+    ],
+    test_files=["tests/test_anomaly.py"],
+    allowed_imports=_PURE_IMPORTS,
+    metric="NAB standard score",
+    direction="max",
+    goal=70.0,  # about Numenta HTM's published figure (70.5 on all of NAB)
+    split=(
+        "by file: within each NAB category the files sorted by name alternate, the 1st, 3rd, … to the "
+        "search part and the 2nd, 4th, … to the decision part"
+    ),
+)
+
+RELEVANCE_SCORER = AgentSpec(
+    name="relevance-scorer",
+    description="Offline research relevance (BM25 over the interests), scored on the labelled examples.",
+    source_files=["autarky/research/relevance.py"],
+    parameters=[
+        ParameterSpec(name="core_weight", low=1, high=8, integer=True),
+        ParameterSpec(name="title_weight", low=1.0, high=6.0),
+        ParameterSpec(name="k3", low=0.05, high=10.0, log_scale=True),
+        ParameterSpec(name="half", low=0.5, high=20.0, log_scale=True),
+        ParameterSpec(name="steepness", low=0.5, high=8.0, log_scale=True),
+    ],
+    test_files=["tests/test_relevance.py"],
+    allowed_imports=[*_PURE_IMPORTS, "re", "threading", "bm25s"],
+    metric="accuracy on labelled examples (%)",
+    direction="max",
+    goal=90.0,
+    live_code=True,  # the research analyser loads it (activities/selfmod/live_code.py)
+    split="by example: the labelled examples in file order alternate, odd ones search, even ones decide",
+)
+
+AGENTS: dict[str, AgentSpec] = {a.name: a for a in (ANOMALY_DETECTOR, RELEVANCE_SCORER)}
+
+# Words that say a research item is about what an agent does (an approved experiment names that agent).
+TOPICS: dict[str, re.Pattern[str]] = {
+    ANOMALY_DETECTOR.name: re.compile(r"\banomal|\boutlier|\bchange[- ]?point|novelty detection", re.I),
+    RELEVANCE_SCORER.name: re.compile(r"\bretrieval\b|\branking\b|\brelevance\b|\bbm25\b|\brerank", re.I),
+}
+
+
+def agent_for(text: str) -> str | None:
+    """The agent a research item's text is about, if any (the first one whose topic words occur)."""
+    return next((name for name, pattern in TOPICS.items() if pattern.search(text)), None)
+
+
+def agent_spec(name: str) -> AgentSpec:
+    """The declared agent called `name`; ValueError naming the known ones otherwise."""
+    try:
+        return AGENTS[name]
+    except KeyError:
+        raise ValueError(f"no evolvable agent {name!r}; the agents are: {', '.join(AGENTS)}") from None
+
+
+def default_parameters(name: str) -> dict[str, float]:
+    """The parameters an agent ships with (its version repository's first commit)."""
+    spec = agent_spec(name)
+    values = _config_for(name, {}).model_dump()
+    return {p.name: float(values[p.name]) for p in spec.parameters}
+
+
+def _config_for(name: str, parameters: dict[str, float]) -> AnomalyConfig | RelevanceParams:
+    if name == ANOMALY_DETECTOR.name:
+        return AnomalyConfig(**_typed(ANOMALY_DETECTOR, parameters))
+    return RelevanceParams(**_typed(RELEVANCE_SCORER, parameters))
+
+
+def _typed(spec: AgentSpec, parameters: dict[str, float]) -> dict[str, float | int]:
+    integers = {p.name for p in spec.parameters if p.integer}
+    return {k: round(v) if k in integers else v for k, v in parameters.items()}
+
+
+def anomaly_config(parameters: dict[str, float], base: AnomalyConfig | None = None) -> AnomalyConfig:
+    """`base` (the configured detector) with an agent version's parameters applied."""
+    base = base or AnomalyConfig()
+    return AnomalyConfig(**{**base.model_dump(), **_typed(ANOMALY_DETECTOR, parameters)})
+
+
+def relevance_params(parameters: dict[str, float]) -> RelevanceParams:
+    return RelevanceParams(**_typed(RELEVANCE_SCORER, parameters))

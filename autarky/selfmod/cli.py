@@ -1,0 +1,281 @@
+"""`autarky agents [history|rollback]`, `autarky evolve AGENT` and `autarky sandbox run`: the evolvable
+agents, their versions, self-modification runs (workflows/self_modify.py) and the candidates' sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.service import RPCError
+
+from autarky.core.settings import AutarkySettings
+from autarky.selfmod import client as evo
+from autarky.selfmod.agents import AGENTS, agent_spec
+from autarky.selfmod.types import SelfModifyResult
+
+agents_app = typer.Typer(
+    help="The evolvable agents and their active versions (`autarky agents` lists them).",
+    invoke_without_command=True,
+)
+sandbox_app = typer.Typer(help="The sandbox every candidate runs in.", no_args_is_help=True)
+console = Console()
+POLL_SECONDS = 2.0
+# Outcomes that are answers, not errors: "not better" is an honest result of a run.
+OK_STATUSES = ("promoted", "not_promoted", "rejected", "rolled_back")
+
+
+def _cli() -> Any:
+    import autarky.cli.main as cli
+
+    return cli
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _short(commit: str | None) -> str:
+    return commit[:10] if commit else "-"
+
+
+def _params(parameters: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in parameters.items())
+
+
+def _print(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _check_agent(agent: str) -> None:
+    try:
+        agent_spec(agent)
+    except ValueError as error:
+        _cli()._fail(str(error), 2)
+
+
+# ---------------------------------------------------------------------- agents
+
+
+@agents_app.callback()
+def agents(ctx: typer.Context) -> None:
+    """Every evolvable agent with its active version (without a subcommand)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _cli()._settings()
+    table = Table("agent", "version", "parameters", "changed at (UTC)", "changed by", "metric", "files")
+    table.columns[0].no_wrap = True
+    for row in evo.list_agents(settings):
+        p = row.pointer
+        files = "\n".join(row.spec.source_files)
+        if p is None:
+            state = f"unreadable: {row.problem}" if row.problem else "not evolved yet"
+            table.add_row(row.spec.name, escape(state), "", "", "", "", escape(files))
+            continue
+        table.add_row(
+            row.spec.name,
+            _short(p.commit),
+            escape(_params(p.parameters)),
+            f"{p.changed_at:%Y-%m-%d %H:%M:%S}",
+            escape(p.changed_by),
+            "" if p.metric is None else f"{p.metric:.4g}",
+            escape(files),
+        )
+    console.print(table)
+
+
+@agents_app.command("history")
+def agents_history(agent: Annotated[str, typer.Argument(help="the agent, e.g. relevance-scorer")]) -> None:
+    """AGENT's active-version changes, oldest first."""
+    _check_agent(agent)
+    settings = _cli()._settings()
+    try:
+        changes = evo.history(settings, agent)
+    except RuntimeError as error:  # VersionStoreError
+        _cli()._fail(str(error))
+    if not changes:
+        _print(f"{agent}: not evolved yet (`autarky evolve {agent}` starts a run)")
+        return
+    table = Table("changed at (UTC)", "version", "previous", "changed by", "metric", "reason")
+    for p in changes:
+        table.add_row(
+            f"{p.changed_at:%Y-%m-%d %H:%M:%S}",
+            _short(p.commit),
+            _short(p.previous),
+            escape(p.changed_by),
+            "" if p.metric is None else f"{p.metric:.4g}",
+            escape(_cli()._shorten(p.reason, 80)),
+        )
+    console.print(table)
+
+
+@agents_app.command("rollback")
+def agents_rollback(
+    agent: Annotated[str, typer.Argument(help="the agent, e.g. relevance-scorer")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="why (recorded in the history)")] = "",
+    to: Annotated[
+        str | None, typer.Option("--to", help="a commit that was active before (default: the previous one)")
+    ] = None,
+) -> None:
+    """Return AGENT to the version before the active one (or --to an earlier active one)."""
+    _check_agent(agent)
+    settings = _cli()._settings()
+    try:
+        before, after = evo.rollback(settings, agent, _who(), reason or "rolled back from the CLI", to)
+    except RuntimeError as error:  # VersionStoreError: never evolved, nothing to roll back to, bad commit
+        _cli()._fail(str(error))
+    if before.commit == after.commit:
+        _print(f"{agent}: {_short(after.commit)} is already the active version")
+        return
+    _print(f"{agent}: {_short(before.commit)} → {_short(after.commit)} ({_params(after.parameters)})")
+
+
+# ---------------------------------------------------------------------- evolve
+
+
+def evolve(
+    agent: Annotated[str, typer.Argument(help=f"the agent: {', '.join(AGENTS)}", show_default=False)],
+    offline: Annotated[
+        bool, typer.Option("--offline", help="never ask an LLM: tune the declared parameters only")
+    ] = False,
+    generations: Annotated[int, typer.Option(min=1, max=50, help="generations of candidates")] = 3,
+    population: Annotated[int, typer.Option(min=1, max=32, help="candidates per generation")] = 4,
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0, help="least relative improvement to promote (default: the agent's own)"),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the run to its end")] = True,
+) -> None:
+    """Start a self-modification run of AGENT (id evolve/AGENT/N) and follow it.
+
+    Exits 0 when it ends (promoted or, honestly, not better), 1 when it failed, 2 for bad input."""
+    _check_agent(agent)
+
+    async def run(settings: AutarkySettings) -> SelfModifyResult | str | None:
+        client = (await _cli()._client(settings)).client
+        try:
+            handle = await evo.start_evolution(
+                client,
+                settings,
+                agent,
+                offline=offline,
+                generations=generations,
+                population=population,
+                threshold=threshold,
+                requested_by=_who(),
+            )
+        except evo.EvolutionRefused as error:
+            return f"refused: {error}"
+        _print(f"started {handle.id}; watch it at {evo.ui_hint(settings, handle.id)}")
+        if not wait:
+            _print(f"`autarky agents history {agent}` shows what it changed when it ends")
+            return None
+        result = asyncio.ensure_future(handle.result())
+        last: str | None = None
+        while True:
+            done, _ = await asyncio.wait({result}, timeout=POLL_SECONDS)
+            if done:
+                return result.result()
+            try:
+                progress = await handle.query(
+                    "progress", result_type=dict[str, Any], rpc_timeout=timedelta(seconds=5)
+                )
+            except (RPCError, WorkflowQueryFailedError):  # not answering yet (no worker): keep waiting
+                continue
+            step = str(progress.get("step"))
+            if step != last:
+                last = step
+                best = progress.get("best")
+                _print(
+                    f"  {step} (candidates {progress.get('candidates')}, failed {progress.get('failed')}, "
+                    f"sandbox runs {progress.get('sandbox_runs')}, best "
+                    f"{'-' if best is None else f'{best:.4g}'})"
+                )
+
+    outcome = _cli()._run(run)
+    if isinstance(outcome, str):
+        _cli()._fail(outcome, 2)
+    if outcome is None:
+        return
+    _print_result(outcome)
+    if outcome.status not in OK_STATUSES:
+        raise typer.Exit(1)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _print_result(r: SelfModifyResult) -> None:
+    table = Table(title=f"{r.agent}: {r.status.replace('_', ' ')}", show_header=False)
+    table.add_row("incumbent", _short(r.incumbent_commit))
+    if r.promoted_commit:
+        table.add_row("promoted", _short(r.promoted_commit))
+    table.add_row("search part", f"baseline {_figure(r.baseline_search)}, best {_figure(r.best_search)}")
+    if r.baseline_decision is not None or r.best_decision is not None:
+        table.add_row(
+            "decision part", f"baseline {_figure(r.baseline_decision)}, best {_figure(r.best_decision)}"
+        )
+    if r.improvement is not None:
+        i = r.improvement
+        table.add_row(
+            "improvement",
+            f"{i.estimate:+.1%} ({i.confidence:.0%} interval {i.low:+.1%} … {i.high:+.1%})",
+        )
+    table.add_row("candidates", f"{r.candidates} ({r.failed_candidates} failed)")
+    table.add_row("sandbox runs", str(r.sandbox_runs))
+    table.add_row("message", escape(r.message))
+    console.print(table)
+
+
+# ---------------------------------------------------------------------- sandbox
+
+
+@sandbox_app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sandbox_run(
+    command: Annotated[
+        list[str], typer.Argument(help="the command and its arguments (put -- before it)", show_default=False)
+    ],
+    cpu: Annotated[int | None, typer.Option("--cpu", min=1, help="CPU seconds")] = None,
+    memory: Annotated[int | None, typer.Option("--memory", min=64, help="address space, MiB")] = None,
+    wall: Annotated[float | None, typer.Option("--wall", min=0.1, help="wall-clock seconds")] = None,
+) -> None:
+    """Run COMMAND in the sandbox candidates get: a fresh work directory, no network, no secrets, the
+    configured limits (evolution.limits) with these flags over them. Exits with the command's code, 1
+    when a limit stopped it, 2 when the sandbox cannot be set up."""
+    from activities.selfmod.sandbox import SandboxUnavailable, new_workdir, remove_workdir, run_sandboxed
+
+    settings = _cli()._settings()
+    update: dict[str, Any] = {}
+    if cpu is not None:
+        update["cpu_seconds"] = cpu
+    if memory is not None:
+        update["memory_mib"] = memory
+    if wall is not None:
+        update["wall_seconds"] = wall
+    limits = settings.evolution.limits.model_copy(update=update)
+    work = new_workdir(settings.evolution.workdir_parent)
+    try:
+        result = run_sandboxed(command, work, limits)
+    except SandboxUnavailable as error:
+        _cli()._fail(str(error), 2)
+    finally:
+        remove_workdir(work)
+    sys.stdout.write(result.output)
+    if result.output and not result.output.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    _print(f"sandbox: {result.summary()}")
+    if result.limit is not None or result.exit_code is None:
+        raise typer.Exit(1)
+    raise typer.Exit(result.exit_code)

@@ -1,0 +1,96 @@
+"""The harness a candidate runs under in its sandbox: `check` (a quick self-test with the candidate's
+parameters) and `run` (score the inputs of one data part, write the raw outputs).
+
+It never sees labels: the worker strips them before lending the data, and judges the outputs outside the
+sandbox (activities/selfmod/evaluation.py). A candidate that tampers with this harness can only change
+its own outputs, which are then judged like any others.
+
+    python -m autarky.selfmod.harness check AGENT --params params.json
+    python -m autarky.selfmod.harness run AGENT --params params.json --data inputs.json --out outputs.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from pathlib import Path
+
+from autarky.selfmod.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER, anomaly_config, relevance_params
+
+
+def check_anomaly(parameters: dict[str, float]) -> None:
+    from autarky.autopilot.detectors.anomaly import AnomalyDetector, AnomalyState
+
+    config = anomaly_config(parameters)
+    rng = random.Random(7)
+    values = [50 + rng.gauss(0, 1) for _ in range(config.min_history + 300)]
+    detector = AnomalyDetector(config)
+    scores = [detector.update(v) for v in values]
+    resumed = AnomalyDetector(config, AnomalyState.model_validate_json(detector.state.model_dump_json()))
+    spike = [detector.update(95.0), resumed.update(95.0)]
+    _require(all(0.0 <= s <= 1.0 and math.isfinite(s) for s in scores), "a score left [0, 1]")
+    _require(spike[0] == spike[1], "the state does not round-trip through JSON")
+    _require(spike[0] > max(scores[-50:]), "a spike of 45 σ does not score above plain noise")
+
+
+def check_relevance(parameters: dict[str, float]) -> None:
+    from autarky.research.relevance import RelevanceScorer
+
+    scorer = RelevanceScorer(params=relevance_params(parameters))
+    on_topic = scorer.score("Speculative decoding for faster large language model inference", "")
+    off_topic = scorer.score("A history of medieval pottery glazes", "")
+    _require(0.0 <= off_topic.score <= on_topic.score <= 1.0, "scores out of order or out of [0, 1]")
+
+
+def run_anomaly(parameters: dict[str, float], inputs: dict) -> dict:
+    from autarky.autopilot.detectors.anomaly import AnomalyDetector
+
+    config = anomaly_config(parameters)
+    outputs = {}
+    for key, values in inputs["files"].items():
+        detector = AnomalyDetector(config)
+        outputs[key] = [round(detector.update(v), 5) for v in values]
+    return {"scores": outputs}
+
+
+def run_relevance(parameters: dict[str, float], inputs: dict) -> dict:
+    from autarky.research.relevance import RelevanceScorer
+
+    scorer = RelevanceScorer(params=relevance_params(parameters))
+    return {"scores": {e["id"]: scorer.score(e["title"], e["abstract"]).score for e in inputs["examples"]}}
+
+
+CHECKS = {ANOMALY_DETECTOR.name: check_anomaly, RELEVANCE_SCORER.name: check_relevance}
+RUNS = {ANOMALY_DETECTOR.name: run_anomaly, RELEVANCE_SCORER.name: run_relevance}
+
+
+def _require(condition: bool, problem: str) -> None:
+    if not condition:
+        raise SystemExit(f"self-test failed: {problem}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="autarky.selfmod.harness")
+    parser.add_argument("command", choices=["check", "run"])
+    parser.add_argument("agent", choices=sorted(CHECKS))
+    parser.add_argument("--params", type=Path, required=True)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    parameters = json.loads(args.params.read_text())
+    if args.command == "check":
+        CHECKS[args.agent](parameters)
+        print(f"self-test of {args.agent} passed")
+        return 0
+    if args.data is None or args.out is None:
+        parser.error("run needs --data and --out")
+    outputs = RUNS[args.agent](parameters, json.loads(args.data.read_text()))
+    args.out.write_text(json.dumps(outputs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

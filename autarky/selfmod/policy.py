@@ -1,0 +1,233 @@
+"""The search and the promotion rule of self-modification (pure code, no I/O, deterministic given a seed).
+
+Search: a (1+λ) evolution strategy over an agent's tunable parameters. Each generation the incumbent
+(the parent) gets λ children (`mutate`); the best child replaces it only if it is better. Every parameter
+is perturbed in a normalised space, so one step size serves parameters of any range:
+
+    u = (x − low) / (high − low)                      (linear parameters)
+    u = (log x − log low) / (log high − log low)      (log-scale parameters: a step multiplies)
+    u' = reflect(u + N(0, step²)) into [0, 1]          (reflection, not clamping: no pile-up at the edges)
+
+then mapped back, rounded for integer parameters and clamped to [low, high]. The step adapts with
+Rechenberg's 1/5 success rule (`adapt_step`): more than a fifth of the children improving means the
+search is too timid (grow), fewer means it overshoots (shrink).
+
+Promotion: the search sees one part of the data; the decision is made on another, from paired
+measurements. Each unit (one data file, or one benchmark repeat) is measured for the incumbent and the
+candidate, so noise shared by the pair (a slow machine, a hard file) cancels. `improvement_interval` is a
+paired percentile bootstrap of the relative improvement of the totals: units are resampled with
+replacement, pairs kept together, and the interval is the (1 − confidence)/2 and (1 + confidence)/2
+percentiles of the resampled statistic. `should_promote` asks for the interval's *lower* bound to clear
+the threshold, not the estimate: a lucky benchmark that merely estimates a large gain does not promote.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+from autarky.selfmod.types import Direction, Interval, ParameterSpec
+
+# Attempts per requested child before accepting fewer: a narrow integer range may have few distinct values.
+_ATTEMPTS_PER_CHILD = 20
+# Relative improvements are capped to this magnitude (1e6 = 100,000,000 %): an incumbent total of 0 (or
+# nearly) has no finite relative change, and an infinite one would not survive JSON (Temporal payloads).
+RELATIVE_CAP = 1e6
+
+
+# ---------------------------------------------------------------- search
+
+
+def mutate(
+    parent: dict[str, float],
+    specs: Sequence[ParameterSpec],
+    step: float,
+    rng: random.Random,
+    count: int,
+) -> list[dict[str, float]]:
+    """Up to `count` children of `parent`, each different from the parent and from one another.
+
+    Every parameter in `specs` is perturbed (see the module); parameters of `parent` not in `specs` are
+    carried unchanged. Fewer than `count` come back when the ranges hold too few distinct values.
+    """
+    _check_specs(specs)
+    if not (math.isfinite(step) and step > 0):
+        raise ValueError(f"step must be a finite number > 0, got {step!r}")
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count!r}")
+    missing = [spec.name for spec in specs if spec.name not in parent]
+    if missing:
+        raise ValueError(f"parent has no value for parameter(s) {', '.join(missing)}")
+    if not specs:
+        return []  # nothing to perturb: no child could differ from the parent
+    parent_key = tuple(_clamp(parent[spec.name], spec) for spec in specs)
+    seen = {tuple(parent[spec.name] for spec in specs), parent_key}
+    children: list[dict[str, float]] = []
+    for _ in range(count * _ATTEMPTS_PER_CHILD):
+        if len(children) == count:
+            break
+        values = tuple(_perturb(parent[spec.name], spec, step, rng) for spec in specs)
+        if values in seen:
+            continue
+        seen.add(values)
+        child = dict(parent)
+        child.update(zip((spec.name for spec in specs), values, strict=True))
+        children.append(child)
+    return children
+
+
+def adapt_step(step: float, improved: int, tried: int, low: float = 0.01, high: float = 0.5) -> float:
+    """The 1/5 success rule: ×1.5 when more than a fifth of `tried` children improved, ×0.6 when fewer,
+    unchanged at exactly a fifth or when nothing was tried; clamped to [low, high]."""
+    if not 0 <= improved <= tried:
+        raise ValueError(f"improved must be within [0, tried = {tried}], got {improved!r}")
+    if not 0 < low <= high:
+        raise ValueError(f"need 0 < low <= high, got low={low!r}, high={high!r}")
+    if tried:
+        rate = improved / tried
+        if rate > 0.2:
+            step *= 1.5
+        elif rate < 0.2:
+            step *= 0.6
+    return min(high, max(low, step))
+
+
+def better(a: float, b: float, direction: Direction) -> bool:
+    """Whether `a` is strictly better than `b` (higher for "max", lower for "min")."""
+    _check_direction(direction)
+    return a > b if direction == "max" else a < b
+
+
+def _check_specs(specs: Sequence[ParameterSpec]) -> None:
+    names: set[str] = set()
+    for spec in specs:
+        if spec.name in names:
+            raise ValueError(f"parameter {spec.name!r} is specified twice")
+        names.add(spec.name)
+        if not (math.isfinite(spec.low) and math.isfinite(spec.high)):
+            raise ValueError(f"parameter {spec.name!r}: low and high must be finite")
+        if spec.low >= spec.high:
+            raise ValueError(
+                f"parameter {spec.name!r}: low must be below high, got low={spec.low!r}, high={spec.high!r}"
+            )
+        if spec.log_scale and spec.low <= 0:
+            raise ValueError(f"parameter {spec.name!r}: a log-scale range needs low > 0, got {spec.low!r}")
+        if spec.integer and math.ceil(spec.low) > math.floor(spec.high):
+            raise ValueError(f"parameter {spec.name!r}: no integer within [{spec.low!r}, {spec.high!r}]")
+
+
+def _perturb(value: float, spec: ParameterSpec, step: float, rng: random.Random) -> float:
+    # A parent outside the range (made under an older, wider spec) starts from the nearest edge.
+    u = _to_unit(_clamp(value, spec), spec)
+    return _clamp(_from_unit(_reflect(u + rng.gauss(0.0, step)), spec), spec)
+
+
+def _to_unit(value: float, spec: ParameterSpec) -> float:
+    if spec.log_scale:
+        return (math.log(value) - math.log(spec.low)) / (math.log(spec.high) - math.log(spec.low))
+    return (value - spec.low) / (spec.high - spec.low)
+
+
+def _from_unit(u: float, spec: ParameterSpec) -> float:
+    if spec.log_scale:
+        return math.exp(math.log(spec.low) + u * (math.log(spec.high) - math.log(spec.low)))
+    return spec.low + u * (spec.high - spec.low)
+
+
+def _reflect(u: float) -> float:
+    """Folds u back into [0, 1] as a mirror would (period 2), however far the step went."""
+    u %= 2.0
+    return 2.0 - u if u > 1.0 else u
+
+
+def _clamp(value: float, spec: ParameterSpec) -> float:
+    if spec.integer:
+        # Rounded first, then kept within the integers of the range (round(0.4) = 0 is below low = 0.5).
+        return float(min(math.floor(spec.high), max(math.ceil(spec.low), round(value))))
+    return min(spec.high, max(spec.low, value))
+
+
+# ---------------------------------------------------------------- promotion
+
+
+def relative_improvement(incumbent_total: float, candidate_total: float, direction: Direction) -> float:
+    """Signed so that > 0 is better: (c − i) / |i| for "max", (i − c) / |i| for "min" (0.2 = 20 % better).
+
+    An incumbent total of 0 has no relative change: equal totals give 0, otherwise ±RELATIVE_CAP by which
+    is better. Every result is capped to ±RELATIVE_CAP, so it stays finite near 0 too.
+    """
+    _check_direction(direction)
+    if not (math.isfinite(incumbent_total) and math.isfinite(candidate_total)):
+        raise ValueError(f"totals must be finite, got {incumbent_total!r} and {candidate_total!r}")
+    sign = 1.0 if direction == "max" else -1.0
+    difference = sign * (candidate_total - incumbent_total)
+    if incumbent_total == 0:
+        return 0.0 if difference == 0 else math.copysign(RELATIVE_CAP, difference)
+    return min(RELATIVE_CAP, max(-RELATIVE_CAP, difference / abs(incumbent_total)))
+
+
+def improvement_interval(
+    incumbent: Sequence[float],
+    candidate: Sequence[float],
+    direction: Direction,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """Paired percentile bootstrap of the relative improvement of the candidate's total over the
+    incumbent's; `incumbent[k]` and `candidate[k]` measure the same unit.
+
+    With one unit, or all pairs identical, every resample is the full sample: the interval collapses to
+    the estimate. The interval is widened to contain the estimate if skew puts it outside (rare, small
+    samples), which only makes the promotion rule more cautious.
+    """
+    _check_direction(direction)
+    if len(incumbent) != len(candidate):
+        raise ValueError(
+            f"incumbent and candidate must be paired (same length), got {len(incumbent)} and {len(candidate)}"
+        )
+    if not incumbent:
+        raise ValueError("incumbent and candidate must not be empty")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be within (0, 1), got {confidence!r}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples!r}")
+    pairs = list(zip(incumbent, candidate, strict=True))
+    estimate = _statistic(pairs, direction)
+    if len(set(pairs)) == 1:
+        return Interval(estimate=estimate, low=estimate, high=estimate, confidence=confidence)
+    rng = random.Random(seed)
+    n = len(pairs)
+    resampled = sorted(_statistic(rng.choices(pairs, k=n), direction) for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    low = min(estimate, _percentile(resampled, tail))
+    high = max(estimate, _percentile(resampled, 1 - tail))
+    return Interval(estimate=estimate, low=low, high=high, confidence=confidence)
+
+
+def should_promote(interval: Interval, threshold: float) -> bool:
+    """Promote only when the interval's lower bound reaches the threshold: the improvement is then at
+    least `threshold` with the interval's confidence. The estimate alone is not enough."""
+    return interval.low >= threshold
+
+
+def _statistic(pairs: Sequence[tuple[float, float]], direction: Direction) -> float:
+    # fsum: exact sums, so identical resamples give identical statistics whatever the order.
+    return relative_improvement(
+        math.fsum(pair[0] for pair in pairs), math.fsum(pair[1] for pair in pairs), direction
+    )
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float:
+    """The q-quantile of sorted values, interpolated linearly between order statistics."""
+    position = q * (len(ordered) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    fraction = position - below
+    return ordered[below] + fraction * (ordered[above] - ordered[below])
+
+
+def _check_direction(direction: str) -> None:
+    if direction not in ("max", "min"):
+        raise ValueError(f"direction must be 'max' or 'min', got {direction!r}")

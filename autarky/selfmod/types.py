@@ -1,0 +1,362 @@
+"""Types of self-modification: evolvable agents, their versions and candidates, sandbox runs.
+
+Shared by the pure policy (autarky/selfmod/policy.py), the activities (activities/selfmod/), the
+workflow (workflows/self_modify.py) and the CLI. Workflow and activity inputs are single models, so fields
+can be added without breaking histories.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Direction = Literal["max", "min"]
+
+
+class ParameterSpec(BaseModel):
+    """One tunable parameter of an agent and the range a search may explore."""
+
+    name: str
+    low: float
+    high: float
+    integer: bool = False
+    # Searched on a log scale (sizes, half-points): a step doubles or halves rather than adds.
+    log_scale: bool = False
+
+
+class AgentSpec(BaseModel):
+    """An evolvable agent: which files a candidate may change, what it may tune, how it is tested and
+    measured. Declared in code (autarky/selfmod/agents.py); a person cannot widen it from the CLI."""
+
+    name: str
+    description: str
+    # Paths relative to the project root: the only files a candidate may change.
+    source_files: list[str]
+    parameters: list[ParameterSpec]
+    # Test files (relative to the project root) run in the sandbox against every candidate.
+    test_files: list[str]
+    # Modules a candidate's sources may import (top-level names); anything else fails the static check.
+    allowed_imports: list[str]
+    metric: str
+    direction: Direction = "max"
+    # Promote only when the lower bound of the relative improvement clears this.
+    threshold: float = Field(0.15, ge=0)
+    # Parameter-only promotions need a person's approval too (LLM-written code always does).
+    risky: bool = False
+    # Incumbent/candidate benchmark pairs on the decision part (A B A B …).
+    repeats: int = Field(2, ge=1, le=20)
+    # How the data is split into the part the search sees and the part that decides, fixed and recorded.
+    split: str = ""
+    # The figure on the decision part the agent should reach; below it the autopilot may evolve it.
+    goal: float | None = None
+    # The product loads a promoted version's code at run time (else only its parameters apply live, and
+    # changed code waits for a worker built from it).
+    live_code: bool = False
+
+
+class SandboxLimits(BaseModel):
+    """Limits of one sandboxed run; a run that hits one is stopped and reported with the limit's name."""
+
+    cpu_seconds: int = Field(120, ge=1)
+    memory_mib: int = Field(2048, ge=64)  # address space
+    processes: int = Field(64, ge=4)
+    file_size_mib: int = Field(64, ge=1)  # largest file the run may write, its output included
+    wall_seconds: float = Field(300, gt=0)
+    output_bytes: int = Field(64 * 1024, ge=1024)  # kept of stdout+stderr; the rest is cut
+
+
+class SandboxLimit(StrEnum):
+    """Which limit stopped a run."""
+
+    WALL_CLOCK = "wall_clock"
+    CPU = "cpu_seconds"
+    MEMORY = "memory"
+    PROCESSES = "processes"
+    FILE_SIZE = "file_size"
+
+
+class SandboxResult(BaseModel):
+    exit_code: int | None  # None: killed by a signal
+    signal: int | None = None
+    limit: SandboxLimit | None = None
+    output: str = ""  # stdout and stderr interleaved, at most limits.output_bytes
+    output_truncated: bool = False
+    wall_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.limit is None
+
+    def summary(self) -> str:
+        """One line a person can read: how the run ended."""
+        if self.limit is not None:
+            how = f"stopped by the {self.limit.value.replace('_', ' ')} limit"
+        elif self.exit_code is None:
+            how = f"killed by signal {self.signal}"
+        else:
+            how = f"exit {self.exit_code}"
+        cut = ", output cut" if self.output_truncated else ""
+        return f"{how} after {self.wall_seconds:.1f} s{cut}"
+
+
+class AgentVersion(BaseModel):
+    """A version of an agent in its version repository: a commit and the parameters it carries."""
+
+    agent: str
+    commit: str
+    parameters: dict[str, float]
+    message: str = ""
+
+
+class ActivePointer(BaseModel):
+    """What the product reads at run time: the active version of an agent and where it came from."""
+
+    agent: str
+    commit: str
+    parameters: dict[str, float]
+    previous: str | None = None  # the commit a rollback returns to
+    changed_at: datetime
+    changed_by: str  # workflow id, "bootstrap" or a person
+    reason: str = ""
+    metric: float | None = None  # the decision-part figure at promotion
+    # The version's sources differ from the ones Autarky shipped: a product that can load code runs
+    # them (the research analyser); one that cannot (the autopilot's detector) runs only the parameters.
+    code_changed: bool = False
+
+
+class CandidateOrigin(StrEnum):
+    INCUMBENT = "incumbent"
+    MUTATION = "mutation"
+    LLM = "llm"
+
+
+class Candidate(BaseModel):
+    """A proposed version. Diffs and logs live in the agent's storage; histories carry their paths."""
+
+    key: str  # readable and unique within a run: "g1c3"
+    commit: str
+    parameters: dict[str, float]
+    origin: CandidateOrigin
+    summary: str = ""
+    diff_path: str | None = None
+    diff_lines: int = 0
+    diff_excerpt: str = ""  # the start of an LLM patch, for the approval (the whole diff is at diff_path)
+
+
+class CheckOutcome(BaseModel):
+    """Static check or sandbox test of one candidate."""
+
+    passed: bool
+    reason: str = ""  # why not, in a sentence
+    log_path: str | None = None
+
+
+class Interval(BaseModel):
+    """Relative improvement of a candidate over the incumbent (0.2 = 20 % better) with its bootstrap
+    confidence interval."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float = 0.95
+
+
+class BenchmarkOutcome(BaseModel):
+    incumbent: float
+    candidate: float
+    improvement: Interval
+    runs: int  # sandboxed benchmark runs made
+    log_path: str | None = None
+
+
+# ---------------------------------------------------------------- workflow and activity inputs
+
+
+class SelfModifyInput(BaseModel):
+    agent: str
+    offline: bool = False  # never ask an LLM, even when one is configured
+    generations: int = Field(3, ge=1, le=50)
+    population: int = Field(4, ge=1, le=32)  # λ of the (1+λ) evolution strategy, or LLM patches
+    threshold: float | None = None  # None: the agent's own
+    require_approval: bool | None = None  # None: the agent's `risky`; LLM code always asks
+    approval_timeout: timedelta = timedelta(days=3)
+    watch_runs: int = Field(2, ge=0)
+    watch_interval: timedelta = timedelta(minutes=5)
+    # A watch figure this much worse (relative) than the promotion figure rolls back.
+    regression_tolerance: float = Field(0.05, ge=0)
+    limits: SandboxLimits = Field(default_factory=SandboxLimits)
+    parallel_checks: int = Field(2, ge=1, le=16)  # candidates checked in the sandbox at the same time
+    requested_by: str = "cli"
+    reason: str = ""
+    # Where the self-modification activities run (full workers' research queue).
+    activity_task_queue: str = "autarky-research"
+
+
+class SelfModifyResult(BaseModel):
+    agent: str
+    status: str  # promoted, rolled_back, not_promoted, rejected, failed
+    incumbent_commit: str
+    promoted_commit: str | None = None
+    baseline_search: float | None = None
+    baseline_decision: float | None = None
+    best_search: float | None = None
+    best_decision: float | None = None
+    improvement: Interval | None = None
+    candidates: int = 0
+    sandbox_runs: int = 0
+    failed_candidates: int = 0
+    message: str = ""
+
+
+class EvolutionSettings(BaseModel):
+    """Self-modification settings (AUTARKY_EVOLUTION__…)."""
+
+    # NAB-format data the anomaly detector is evolved on; None: the development set beside the project
+    # (../shared/data/nab), when there is one.
+    nab_data_dir: Path | None = None
+    nab_windows_file: Path | None = None
+    # Where candidates' work directories are made; None: the system's temporary directory.
+    workdir_parent: Path | None = None
+    limits: SandboxLimits = Field(default_factory=SandboxLimits)
+    # Candidates checked (static + sandbox tests) at the same time.
+    parallel_checks: int = Field(2, ge=1, le=16)
+
+
+class Snapshot(BaseModel):
+    spec: AgentSpec
+    pointer: ActivePointer
+    units: dict[str, int]  # per data part, how many units (files, examples) it has
+    llm: str  # "offline" or "provider:model": what would write patches
+
+
+class AgentRunInput(BaseModel):
+    agent: str
+    run_id: str
+
+
+class ActiveAgentInput(BaseModel):
+    agent: str
+
+
+class StartEvolutionInput(BaseModel):
+    agent: str
+    requested_by: str
+    reason: str = ""
+
+
+class StartedEvolution(BaseModel):
+    workflow_id: str | None = None
+    refused: str | None = None  # why none was started (one is running already, …)
+
+
+class ShortfallInput(BaseModel):
+    # An agent evolved this recently is not proposed again, whatever its figure.
+    cooldown: timedelta = timedelta(days=7)
+
+
+class AgentShortfall(BaseModel):
+    agent: str
+    commit: str
+    figure: float
+    goal: float
+    metric: str
+
+
+class MeasuredFigure(BaseModel):
+    """The active version's figure on the decision part, cached beside the agent's repository."""
+
+    commit: str
+    figure: float
+    measured_at: datetime
+
+
+def shortfall_finding_message(s: AgentShortfall) -> str:
+    return (
+        f"agent {s.agent} scores {s.figure:.1f} on its decision data ({s.metric}), "
+        f"short of its goal {s.goal:.1f}"
+    )
+
+
+class ParameterProposal(BaseModel):
+    key: str
+    parameters: dict[str, float]
+
+
+class MakeCandidatesInput(BaseModel):
+    agent: str
+    run_id: str
+    base: str
+    proposals: list[ParameterProposal]
+
+
+class ProposePatchesInput(BaseModel):
+    agent: str
+    run_id: str
+    base: str
+    generation: int
+    count: int
+    baseline: float
+    failures: list[str] = Field(default_factory=list)
+
+
+class ProposeOutcome(BaseModel):
+    candidates: list[Candidate]
+    rejected: list[str]  # why each refused proposal was refused
+    cost_usd: float = 0.0
+
+
+class CheckInput(BaseModel):
+    agent: str
+    run_id: str
+    candidate: Candidate
+    limits: SandboxLimits = Field(default_factory=SandboxLimits)
+
+
+class MeasureInput(BaseModel):
+    """Run commits on a data part in the sandbox, interleaved (A B A B …), and judge them outside."""
+
+    agent: str
+    run_id: str
+    part: Literal["search", "decision"]
+    commits: list[str]
+    repeats: int = Field(1, ge=1)
+    label: str = "measure"  # names the stored unit figures and logs
+    limits: SandboxLimits = Field(default_factory=SandboxLimits)
+
+
+class Measurement(BaseModel):
+    figures: dict[str, float]  # commit → mean figure over repeats (commits that failed are absent)
+    failures: dict[str, str] = Field(default_factory=dict)  # commit → why
+    runs: int = 0
+    units_path: str | None = None  # per-unit figures, for the bootstrap and for people
+
+
+class CompareInput(BaseModel):
+    agent: str
+    run_id: str
+    incumbent: str
+    candidate: str
+    repeats: int = Field(2, ge=1)
+    seed: int = 0
+    limits: SandboxLimits = Field(default_factory=SandboxLimits)
+
+
+class PromoteInput(BaseModel):
+    agent: str
+    commit: str
+    by: str
+    reason: str = ""
+    metric: float | None = None
+    expected: str | None = None  # only over this active version (the incumbent compared with)
+
+
+class RollbackInput(BaseModel):
+    agent: str
+    by: str
+    reason: str
+    to: str | None = None  # None: the version before the active one
+    only_if: str | None = None  # only while this version is active
