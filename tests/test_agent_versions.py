@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from activities.selfmod.versions import (
+    FORMER_PATHS,
     AgentRepository,
     PatchRejected,
     VersionConflict,
@@ -308,3 +309,27 @@ def test_a_watch_rolls_back_only_its_own_promotion(store: AgentRepository) -> No
     assert back.commit == a.commit
     # A retried rollback finds it done.
     assert store.rollback("run-b", "regressed", NOW, to=a.commit, only_if=b.commit).commit == a.commit
+
+
+def test_a_version_made_before_the_sources_moved_reads_under_their_current_path(tmp_path: Path) -> None:
+    """Versions committed before the package was arranged by capability hold the agent's source under its
+    former path; reading, exporting and sandbox work directories see it under the current one."""
+    former = FORMER_PATHS[SOURCE]
+    repo = AgentRepository(tmp_path, AGENT)
+    old = repo.ensure({former: SOURCE_TEXT}, PARAMS, NOW)
+
+    assert repo.read_file(old.commit, SOURCE) == SOURCE_TEXT
+    assert repo.files(old.commit) == {
+        SOURCE: SOURCE_TEXT,
+        "parameters.json": repo.files(old.commit)["parameters.json"],
+    }
+    repo.export(old.commit, tmp_path / "out")
+    assert (tmp_path / "out" / SOURCE).read_text() == SOURCE_TEXT
+
+    # The release that moved it: the current path is committed beside the former one and wins.
+    moved = repo.ensure({SOURCE: SOURCE_TEXT + "# moved\n"}, PARAMS, NOW)
+    assert moved.commit != old.commit
+    assert repo.files(moved.commit)[SOURCE] == SOURCE_TEXT + "# moved\n"
+    assert former not in repo.files(moved.commit)
+    with pytest.raises(VersionStoreError, match=r"elsewhere\.py does not exist"):
+        repo.read_file(old.commit, "autarky/elsewhere.py")

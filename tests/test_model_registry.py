@@ -331,7 +331,7 @@ async def test_offline_evaluation_batch_records_once(db_url: str) -> None:  # no
 
 def _models_commands() -> list[tuple[str, ...]]:
     commands = [(sys.executable, "-m", "autarky.models.cli")]
-    from autarky.cli.main import main as cli
+    import autarky.cli.main as cli
 
     if any(group.name == "models" for group in cli.app.registered_groups):
         commands.append((str(Path(sys.executable).parent / "autarky"), "models"))

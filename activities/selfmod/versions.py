@@ -39,6 +39,12 @@ MAIN_REF = "refs/heads/main"
 BOOTSTRAP = "bootstrap"  # changed_by of the first version
 RELEASE = "release"  # changed_by of a version a newer release's shipped defaults made (ensure)
 GIT_TIMEOUT_SECONDS = 120
+# Agent sources that moved when the package was arranged by capability (issue 23): versions committed
+# before keep them under the former path, which reads as the current one.
+FORMER_PATHS = {
+    "autarky/autopilot/detectors/anomaly.py": "autarky/detectors/anomaly.py",
+    "autarky/research/relevance.py": "autarky/policy/relevance.py",
+}
 INSTALL_HINT = (
     "git is needed to store agent versions and is not installed: "
     "`apt-get install git` (Debian/Ubuntu), `dnf install git` (Fedora)."
@@ -352,17 +358,27 @@ class AgentRepository:
 
     def read_file(self, commit: str, path: str) -> str:
         full = self._resolve(commit)
-        try:
-            return self._git("cat-file", "blob", f"{full}:{path}")
-        except GitFailed as exc:
-            raise VersionStoreError(f"{path} does not exist at {full} of agent {self.agent}") from exc
+        for candidate in (path, FORMER_PATHS.get(path)):
+            if candidate is None:
+                continue
+            try:
+                return self._git("cat-file", "blob", f"{full}:{candidate}")
+            except GitFailed:
+                continue
+        raise VersionStoreError(f"{path} does not exist at {full} of agent {self.agent}")
 
     def files(self, commit: str) -> dict[str, str]:
-        """Every file of the commit, parameters.json included."""
+        """Every file of the commit, parameters.json included; a source under its former path
+        (FORMER_PATHS) is given under its current one, unless the commit holds that too."""
         full = self._resolve(commit)
         listing = self._git("ls-tree", "-r", "-z", "--full-tree", full)
         paths = [entry.split("\t", 1)[1] for entry in listing.split("\0") if entry]
-        return {path: self._git("cat-file", "blob", f"{full}:{path}") for path in paths}
+        found = {path: self._git("cat-file", "blob", f"{full}:{path}") for path in paths}
+        for current, former in FORMER_PATHS.items():
+            if former in found:
+                text = found.pop(former)
+                found.setdefault(current, text)
+        return found
 
     def export(self, commit: str, dest: Path) -> None:
         """Write the commit's files under dest (directories created, existing files overwritten)."""
