@@ -7,17 +7,10 @@ print(await autarky.status())
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import (
-    Client,
-    WorkflowExecutionStatus,
-    WorkflowHandle,
-    WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-)
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import FailureError
 from temporalio.runtime import Runtime
@@ -32,8 +25,8 @@ from autarky.core.settings import AutarkySettings, load_settings
 from autarky.core.temporal import AUTOPILOT_WORKFLOW_ID, connect, external_profile
 from autarky.research.types import CycleInput, CycleOutcome
 from autarky.scaling import client as scaling
-from autarky.scaling.policy_types import ResourceRef, ScalingPolicy
-from autarky.scaling.types import ScaleOperation, ScaleRequest, ScalerStatus
+from autarky.scaling.client import ScalerSummary
+from autarky.scaling.types import ScaleOperation
 
 
 class ApprovalNotFound(LookupError):
@@ -49,16 +42,6 @@ class ApprovalRefused(Exception):
         self.message = message
         self.approval_id = approval_id
         self.workflow_id = workflow_id
-
-
-class ScaleRefused(Exception):
-    """A resource's scaler refused a scale request (out of bounds, cooling down, busy…);
-    str(error) is the scaler's reason, `resource` the resource's id (e.g. `aws-asg/web`)."""
-
-    def __init__(self, message: str, *, resource: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.resource = resource
 
 
 class ServerUnavailable(ConnectionError):
@@ -123,31 +106,6 @@ class ResearchCycleSummary:
 class PendingApproval:
     workflow_id: str
     request: ApprovalRequest
-
-
-@dataclass
-class ScalerSummary:
-    """One scaler as `AutarkyClient.scalers` sees it.
-
-    `status` is None when no scaler runs for the resource yet (it starts on the first request; `policy`
-    then tells its bounds) or when the running one did not answer (`problem` says why). `policy` is None
-    for a running scaler of a resource this process's configuration does not name (e.g. another host's
-    pool): its status carries its bounds."""
-
-    resource: ResourceRef
-    running: bool
-    status: ScalerStatus | None = None
-    policy: ScalingPolicy | None = None
-    problem: str = ""
-
-    @property
-    def workflow_id(self) -> str:
-        return self.resource.workflow_id
-
-
-# A scaler answers queries at once; one whose worker is gone must not hold `scalers()` for long.
-SCALER_QUERY_TIMEOUT = timedelta(seconds=5)
-RUNNING_SCALERS = f'{sa.KIND.name} = "scaler" AND ExecutionStatus = "Running"'
 
 
 class AutarkyClient:
@@ -327,7 +285,7 @@ class AutarkyClient:
             message = cause.message if isinstance(cause, FailureError) and cause.message else str(error)
             raise ApprovalRefused(message, approval_id=approval_id, workflow_id=workflow_id) from error
 
-    # ------------------------------------------------------------------ scalers
+    # ------------------------------------------------------------------ scalers (autarky.scaling.client)
 
     async def scale(
         self, resource: str, desired: int, *, reason: str, requested_by: str, queue: bool = False
@@ -337,83 +295,25 @@ class AutarkyClient:
 
         `resource` is written as the CLI takes it: `local-pool` (this host's pool), `local-pool/<host>`,
         `aws-asg/<name>`, `aws-ecs/<cluster>/<service>`, `aws-ec2/<group>` or `scaler/…`. Raises
-        `autarky.scaling.client.UnknownResource` for one without a scaler (nothing is started), and
-        `ScaleRefused` with the scaler's reason when it refuses (out of bounds; cooling down or busy unless
-        `queue`, which waits for the cooldown's end instead)."""
-        ref, policy = scaling.resolve(self.settings, resource)
-        request = ScaleRequest(
-            desired=desired,
+        `autarky.scaling.scalers.UnknownResource` for one without a scaler (nothing is started), and
+        `autarky.scaling.client.ScaleRefused` with the scaler's reason when it refuses (out of bounds;
+        cooling down or busy unless `queue`, which waits for the cooldown's end instead)."""
+        return await scaling.scale(
+            self.client,
+            self.settings,
+            resource,
+            desired,
             reason=reason,
             requested_by=requested_by,
-            if_cooling="queue" if queue else "reject",
+            queue=queue,
         )
-        try:
-            return await scaling.request_scale(self.client, self.settings, ref, policy, request)
-        except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            message = cause.message if isinstance(cause, FailureError) and cause.message else str(error)
-            raise ScaleRefused(message, resource=ref.id) from error
 
     async def scalers(self) -> list[ScalerSummary]:
         """Every configured resource's scaler (running or not started yet), then any other running one
         (found by AutarkyKind="scaler"), e.g. another host's pool."""
-        configured = scaling.configured(self.settings)
-        refs = [ResourceRef.parse(resource_id) for resource_id in configured]
-        summaries = list(await asyncio.gather(*(self._configured_scaler(r, configured[r.id]) for r in refs)))
-        known = {r.workflow_id for r in refs}
-        others: list[ResourceRef] = []
-        async for execution in self.client.list_workflows(RUNNING_SCALERS):
-            if execution.id in known:
-                continue
-            try:
-                others.append(ResourceRef.parse(execution.id))
-            except ValueError:
-                continue  # not a scaler's id: not ours to show
-            known.add(execution.id)
-        for summary in await asyncio.gather(*(self._running_scaler(r) for r in others)):
-            if summary is not None:
-                summaries.append(summary)
-        return summaries
-
-    async def _configured_scaler(self, resource: ResourceRef, policy: ScalingPolicy) -> ScalerSummary:
-        handle = self.client.get_workflow_handle(resource.workflow_id)
-        try:
-            description = await handle.describe(rpc_timeout=SCALER_QUERY_TIMEOUT)
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                return ScalerSummary(resource, running=False, policy=policy)
-            raise
-        if description.status != WorkflowExecutionStatus.RUNNING:  # ended: the next request starts one
-            return ScalerSummary(resource, running=False, policy=policy)
-        summary = await self._running_scaler(resource)
-        if summary is None:  # it ended between the two calls
-            return ScalerSummary(resource, running=False, policy=policy)
-        summary.policy = policy
-        return summary
-
-    async def _running_scaler(self, resource: ResourceRef) -> ScalerSummary | None:
-        handle = self.client.get_workflow_handle(resource.workflow_id)
-        try:
-            status = await handle.query("status", result_type=ScalerStatus, rpc_timeout=SCALER_QUERY_TIMEOUT)
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                return None
-            if is_unreachable(error):
-                raise
-            return ScalerSummary(resource, running=True, problem=f"does not answer: {error.message}")
-        except WorkflowQueryFailedError as error:
-            return ScalerSummary(resource, running=True, problem=f"does not answer: {error.message}")
-        return ScalerSummary(resource, running=True, status=status)
+        return await scaling.scalers(self.client, self.settings)
 
     async def scale_operations(self, resource: str, count: int = 10) -> list[ScaleOperation]:
         """The last `count` operations of `resource`'s scaler, oldest first (queued and running ones
         included); none when its scaler has not started. Raises `UnknownResource` like `scale`."""
-        ref, _ = scaling.resolve(self.settings, resource)
-        handle = self.client.get_workflow_handle(ref.workflow_id)
-        try:
-            operations = await handle.query("operations", result_type=list[ScaleOperation])
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                return []
-            raise
-        return operations[-count:] if count > 0 else []
+        return await scaling.scale_operations(self.client, self.settings, resource, count)

@@ -57,7 +57,7 @@ from autarky.core import search_attributes as sa
 from autarky.core.logging import configure_logging
 from autarky.core.settings import AutarkySettings
 from autarky.core.temporal import temporal_binary
-from autarky.llm.types import LlmSettings
+from autarky.llm.settings import LlmSettings
 from autarky.research.items import ItemIn
 from autarky.research.settings import ResearchSettings
 from autarky.research.types import CycleInput, CycleOutcome

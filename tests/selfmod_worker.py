@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from autarky.core.settings import AutarkySettings
-from autarky.llm.types import LlmSettings
+from autarky.llm.settings import LlmSettings
 from workers.registry import selfmod_activities
 from workflows.self_modify import SelfModificationWorkflow
 

@@ -14,6 +14,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
+from activities.models import abtest_start as abtests
 from activities.models.registry import ModelRegistry
 from activities.models.registry_activities import ModelRegistryActivities
 from activities.storage.handle import KnowledgeBaseHandle
@@ -21,7 +22,6 @@ from activities.storage.knowledge_base import KnowledgeBase
 from autarky.core import search_attributes as sa
 from autarky.core.approval import ApprovalDecision, ApprovalRequest
 from autarky.core.settings import AutarkySettings
-from autarky.models import client as abtests
 from autarky.models.ab_types import ABTestInput, ABTestResult, ABTestStatus, Guardrails
 from autarky.models.types import Variant
 from tests.ab_simulator import Behaviour, Simulator

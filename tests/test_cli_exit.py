@@ -75,3 +75,46 @@ def test_exits_and_errors_become_exit_codes(
     monkeypatch.setenv("AUTARKY_SERVER_PORT", "not-a-port")
     assert run_cli(["status"]) == 2  # invalid configuration
     assert "AUTARKY_SERVER_PORT" in capsys.readouterr().err
+
+
+RAISING_COMMAND = """
+import sys
+import autarky.cli.main as cli
+from autarky.client import ApprovalNotFound
+
+async def connect(settings):
+    raise {error}
+
+cli.autarky_client = connect  # `autarky status` fails in its coroutine, where a command's work happens
+sys.argv = ["autarky", "status"]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ('KeyError("hosts")', "KeyError: 'hosts'"),  # a bug: its traceback, not just 'hosts'
+        ('RuntimeError("dictionary changed size during iteration")', "RuntimeError: dictionary changed"),
+        ("ApprovalNotFound(\"no pending approval 'apr-1'\")", "no pending approval 'apr-1'\n"),
+        ('RuntimeError("Failed client connect: bad TLS")', "Failed client connect: bad TLS\n"),
+    ],
+    ids=["KeyError", "RuntimeError", "ApprovalNotFound", "connect-failure"],
+)
+async def test_a_bug_shows_its_traceback_and_a_meant_error_one_line(error: str, expected: str) -> None:
+    """The errors a command means (no approval, a failed connection…) are one line; anything else is a bug,
+    shown with its traceback. Both exit 1."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        RAISING_COMMAND.format(error=error),
+        env=cli_environ(None),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out = (await process.communicate())[0].decode()
+    assert process.returncode == 1, out
+    if expected.endswith("\n"):  # meant: the message, alone on its line
+        assert out == expected, out
+    else:
+        assert "Traceback" in out and expected in out, out

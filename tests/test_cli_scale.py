@@ -23,10 +23,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from autarky.client import AutarkyClient, ScaleRefused
+from autarky.client import AutarkyClient
 from autarky.core.settings import AutarkySettings
-from autarky.scaling.client import UnknownResource
+from autarky.scaling.client import ScaleRefused
 from autarky.scaling.policy_types import ScalingPolicy
+from autarky.scaling.scalers import UnknownResource
 from autarky.scaling.settings import ScalableResource, ScalingSettings
 from autarky.scaling.types import OperationStatus
 from tests.scaler_fakes import FakeResource, fake_input
@@ -174,7 +175,7 @@ async def test_set_status_refusals_queue_and_history(env: WorkflowEnvironment, c
 
         # The Python client: the same scalers, typed; a refusal is ScaleRefused with the scaler's reason.
         autarky = AutarkyClient(client, s.settings)
-        summaries = {x.resource.id: x for x in await autarky.scaling.client()}
+        summaries = {x.resource.id: x for x in await autarky.scalers()}
         web, idle, pool = summaries[s.web], summaries[s.idle], summaries[s.pool]
         assert web.running and web.status is not None and web.status.capacity == 4
         assert web.status.last is not None and web.status.last.operation_id == f"scaler/{s.web}/2"

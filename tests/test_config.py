@@ -209,32 +209,45 @@ def test_valid_nested_settings_and_leaf_collections_pass(
 
 
 def test_dict_and_list_fields_are_leaves_and_extra_allow_models_accept_anything() -> None:
-    from pydantic import BaseModel, ConfigDict
+    from pydantic import BaseModel, ConfigDict, ValidationError
 
-    from autarky.core.settings import _walk
+    from autarky.core.settings_section import Section, SettingsSection, loading_settings
 
-    class Inner(BaseModel):
+    class Inner(SettingsSection):
         size: int = 1
 
-    class Open(BaseModel):
+    class Elsewhere(BaseModel):  # a payload type a section reuses
+        size: int = 1
+
+    class Open(SettingsSection):
         model_config = ConfigDict(extra="allow")
 
-    class Outer(BaseModel):
+    class Outer(SettingsSection):
         labels: dict[str, float] = {}
         items: list[Inner] = []
         inner: Inner | None = None
+        reused: dict[str, Section[Elsewhere]] = {}
         open: Open = Open()
 
-    unknown: list[tuple[str, ...]] = []
     data = {
         "labels": {"anything": 1.0},  # a dict's keys are its data, not settings
-        "items": [{"size": 2, "whatever": 3}],  # a list is one value: pydantic validates its items
+        "items": [{"size": 2, "whatever": 3}],  # a list's items are sections like any other
         "inner": {"size": 2, "sise": 3},
+        "reused": {"any-name": {"size": 2, "sizes": 3}},
         "open": {"free": 1},
         "extra": 1,
     }
-    _walk(Outer, data, (), unknown, set())
-    assert unknown == [("inner", "sise"), ("extra",)]
+    with loading_settings(), pytest.raises(ValidationError) as error:
+        Outer.model_validate(data)
+    refused = {tuple(item["loc"]): (item.get("ctx") or {}).get("nearest") for item in error.value.errors()}
+    assert refused == {
+        ("items", 0, "whatever"): None,
+        ("inner", "sise"): "size",
+        ("reused", "any-name", "sizes"): "size",
+        ("extra",): None,
+    }
+    assert {item["type"] for item in error.value.errors()} == {"extra_forbidden"}
+    assert Outer.model_validate(data).inner == Inner(size=2)  # outside loading: a payload, lenient
 
 
 def test_payload_models_keep_accepting_fields_they_do_not_know() -> None:
@@ -243,6 +256,135 @@ def test_payload_models_keep_accepting_fields_they_do_not_know() -> None:
 
     newer = {"monitor_interval": 5, "field_from_the_future": 1, "analysis": {"another_new_one": True}}
     assert AutopilotSettings.model_validate(newer).monitor_interval == timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(
+    ("section", "newer"),
+    [
+        (
+            "autarky.autopilot.settings.AutopilotSettings",
+            {"new_field": 1, "pool_policy": {"new": 1}, "analysis": {"anomaly": {"new": 1}}},
+        ),
+        (
+            "autarky.scaling.settings.ScalingSettings",
+            {"new_field": 1, "resources": [{"resource": "aws-asg/web", "new": 1, "policy": {"new": 1}}]},
+        ),
+        (
+            "autarky.llm.settings.LlmSettings",
+            {"new_field": 1, "prices": {"m": {"input": 1, "output": 2, "new": 1}}},
+        ),
+        ("autarky.selfmod.settings.EvolutionSettings", {"new_field": 1, "limits": {"new": 1}}),
+        ("autarky.research.settings.ResearchSettings", {"new_field": 1}),
+    ],
+)
+def test_every_section_is_lenient_as_a_payload(section: str, newer: dict[str, object]) -> None:
+    """Outside loading, unknown fields are ignored at every depth, lists and dicts included."""
+    import importlib
+
+    module, name = section.rsplit(".", 1)
+    model = getattr(importlib.import_module(module), name)
+    assert "new_field" not in model.model_validate(newer).model_dump()
+
+
+# --- unknown keys inside lists and dicts ----------------------------------------------------------
+
+
+def test_a_typo_in_a_list_section_is_refused_with_the_nearest_key(tmp_path: Path) -> None:
+    """`[[scaling.resources]]` with `polcy`: once ignored, the resource got the default max_capacity=8."""
+    (tmp_path / "autarky.toml").write_text(
+        "[[scaling.resources]]\nresource = 'aws-asg/web'\npolicy = { max_capacity = 3 }\n"
+        "[[scaling.resources]]\nresource = 'aws-asg/api'\npolcy = { max_capacity = 2 }\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value) == (
+        "invalid configuration: unknown setting 'scaling.resources.1.polcy' (in autarky.toml); "
+        "did you mean 'policy'?"
+    )
+
+
+def test_a_typo_in_a_list_item_given_as_json_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AUTARKY_SCALING__RESOURCES", '[{"resource": "aws-asg/web", "policy": {"max_capacty": 2}}]'
+    )
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value) == (
+        "invalid configuration: unknown setting 'scaling.resources.0.policy.max_capacty' "
+        "(in AUTARKY_SCALING__RESOURCES); did you mean 'max_capacity'?"
+    )
+
+
+def test_a_list_typo_and_a_bad_value_in_a_list_item_are_reported_together(tmp_path: Path) -> None:
+    (tmp_path / "autarky.toml").write_text(
+        "[[scaling.resources]]\nresource = 'aws-asg/web'\npolcy = { max_capacity = 2 }\n"
+        "[[scaling.resources]]\nresource = 'aws-asg/api'\npolicy = { max_capacity = 0 }\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "unknown setting 'scaling.resources.0.polcy' (in autarky.toml); did you mean 'policy'?" in message
+    # A list item is set through the variable holding the whole list.
+    assert "scaling.resources.1.policy.max_capacity (AUTARKY_SCALING__RESOURCES) = 0" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (
+            "[llm.prices.mine]\ninput = 1\noutput = 2\noutpt = 3\n",
+            "unknown setting 'llm.prices.mine.outpt' (in autarky.toml); did you mean 'output'?",
+        ),
+        (
+            "[evolution.limits]\ncpu_second = 10\n",
+            "unknown setting 'evolution.limits.cpu_second' (in autarky.toml); did you mean 'cpu_seconds'?",
+        ),
+        (
+            "[autopilot.pool_policy]\nmax_capacty = 2\n",
+            "unknown setting 'autopilot.pool_policy.max_capacty' (in autarky.toml); "
+            "did you mean 'max_capacity'?",
+        ),
+        (
+            "[scaling.aws]\nregio = 'eu-west-1'\n",
+            "unknown setting 'scaling.aws.regio' (in autarky.toml); did you mean 'region'?",
+        ),
+    ],
+)
+def test_models_reused_by_sections_refuse_unknown_keys_too(tmp_path: Path, toml: str, expected: str) -> None:
+    (tmp_path / "autarky.toml").write_text(toml)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value) == f"invalid configuration: {expected}"
+
+
+def test_an_argument_is_named_as_the_origin_and_direct_construction_is_strict() -> None:
+    from pydantic import ValidationError
+
+    from autarky.core.settings import AutarkySettings
+
+    typo = {"resources": [{"resource": "aws-asg/web", "polcy": {}}]}
+    with pytest.raises(ConfigError) as error:
+        load_settings(scaling=typo)
+    assert "unknown setting 'scaling.resources.0.polcy' (argument); did you mean 'policy'?" in str(
+        error.value
+    )
+    with pytest.raises(ValidationError, match="polcy"):
+        AutarkySettings(scaling=typo)  # settings, however made, are not payloads
+
+
+def test_cli_refuses_a_list_section_typo_with_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from autarky.cli.main import app
+
+    (tmp_path / "autarky.toml").write_text(
+        "[[scaling.resources]]\nresource = 'aws-asg/web'\npolcy = { max_capacity = 2 }\n"
+    )
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 2
+    assert "unknown setting 'scaling.resources.0.polcy'" in result.output
+    assert "did you mean 'policy'?" in result.output
 
 
 # --- secrets never appear in the message -----------------------------------------------------------
@@ -282,6 +424,25 @@ def test_secret_values_from_every_source_are_hidden(monkeypatch: pytest.MonkeyPa
         assert value not in message
     assert f"{short!r}" not in message
     assert "Input should be a valid integer" in message  # "valid" as an ordinary word stays
+
+
+@pytest.mark.parametrize(
+    ("toml", "field"),
+    [
+        ("knowledge_base_url = 12345678\n", "knowledge_base_url (AUTARKY_KNOWLEDGE_BASE_URL) = ***"),
+        (
+            "[scaling.aws]\nsecret_access_key = ['wrong-type-secret']\n",
+            "scaling.aws.secret_access_key (AUTARKY_SCALING__AWS__SECRET_ACCESS_KEY) = ***",
+        ),
+    ],
+)
+def test_a_secret_settings_bad_value_is_not_shown(tmp_path: Path, toml: str, field: str) -> None:
+    (tmp_path / "autarky.toml").write_text(toml)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert field in message
+    assert "12345678" not in message and "wrong-type-secret" not in message
 
 
 @pytest.mark.parametrize(

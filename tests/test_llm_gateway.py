@@ -24,15 +24,14 @@ from temporalio.worker import Worker
 
 from activities.models.llm import LlmGateway, retry_after
 from autarky.core.logging import redact
+from autarky.llm.settings import LlmSettings, resolve_provider
 from autarky.llm.types import (
     DEFAULT_PRICES,
     LlmRequest,
     LlmResult,
-    LlmSettings,
     ModelPrice,
     ProviderChoice,
     cost_of,
-    resolve_provider,
 )
 from tests.llm_servers import (
     AnthropicServer,

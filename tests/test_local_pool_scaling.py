@@ -19,8 +19,8 @@ from activities.infra.local_pool_scaling import LocalPoolScalingActivities
 from activities.infra.worker_pool import LocalWorkerPool
 from autarky.core.hosts import host_queue
 from autarky.core.settings import AutarkySettings
-from autarky.scaling.client import local_pool, scaler_input
 from autarky.scaling.policy_types import ScalingPolicy
+from autarky.scaling.scalers import local_pool, scaler_input
 from autarky.scaling.settings import ScalingSettings
 from autarky.scaling.types import OperationStatus
 from tests.test_autopilot import eventually

@@ -1,23 +1,25 @@
-"""Replay: recorded autopilot histories must replay with today's workflow code (determinism).
+"""Replay: recorded histories must replay with today's workflow code (determinism).
 
-`python -m tests.test_replay NAME` records a fresh history into tests/histories/NAME.json. When the
-workflow changes on purpose, guard the change with `workflow.patched()`, keep the old histories (they
-prove running workflows still replay) and record a new one.
+`python -m tests.test_replay NAME [FILE]` records a fresh history into tests/histories/FILE.json. When a
+workflow changes on purpose, guard the change with `workflow.patched()` and record a new history; the
+histories kept are those of runs that may still be live, and docs/patches.md says when each goes (the
+lifecycle of a patch: patched, deprecated, deleted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import pytest
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -29,12 +31,16 @@ from autarky.autopilot.types import AutopilotStatus
 from autarky.core.actions import ActionRequest, ActionResult
 from autarky.core.approval import ApprovalDecision, ApprovalRequest, ApprovalSignal
 from autarky.core.settings import AutarkySettings
+from autarky.models.types import UntestedVariant
 from autarky.research.types import CycleInput, CycleOutcome
 from autarky.scaling.policy_types import ResourceRef, ScalingPolicy
 from autarky.scaling.settings import ScalingSettings
+from autarky.selfmod.agents import ANOMALY_DETECTOR, default_parameters
+from autarky.selfmod.types import ActiveAgentInput, ActivePointer, AgentShortfall, ShortfallInput
 from tests.fakes import FakeHost
 from tests.scaler_fakes import FakePool, FakeResource, fake_input
 from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, pending
+from tests.test_patches import code_patches
 from tests.test_scaler import scale
 from workflows.ab_test import ModelABTestWorkflow
 from workflows.autopilot import AutopilotWorkflow
@@ -68,6 +74,72 @@ async def record_autopilot_history(
             return done and (await handle.query("status", result_type=AutopilotStatus)).runs >= 1
 
         await eventually(finished)
+        return await client.get_workflow_handle(harness.workflow_id, run_id=first_run).fetch_history()
+
+
+async def record_reads_history(
+    client: Client, data_dir: Path, workflow_id: str | None = None
+) -> WorkflowHistory:
+    """The autopilot reading other capabilities: a model variant never A/B tested gets its test, an agent
+    short of its goal its evolution, the anomaly detector's promoted version is applied; besides, an
+    approval, host remedies and continue-as-new. (Release 16's history, autopilot-release16.json, was
+    recorded with this scenario on that release's code: see docs/patches.md.)"""
+    started: list[str] = []
+
+    @activity.defn(name="untested_model_variants")
+    async def untested() -> list[UntestedVariant]:
+        return [] if "start_abtest" in started else [UntestedVariant(slot="summaries", variant="b")]
+
+    @activity.defn(name="agent_shortfalls")
+    async def shortfalls(request: ShortfallInput) -> list[AgentShortfall]:
+        agent = ANOMALY_DETECTOR.name
+        return [AgentShortfall(agent=agent, commit="shipped", figure=50.0, goal=60.0, metric="nab_score")]
+
+    @activity.defn(name="active_agent_parameters")
+    async def active(request: ActiveAgentInput) -> ActivePointer | None:
+        parameters = {**default_parameters(request.agent), "window": 256.0}
+        promoted = datetime(2026, 12, 1, tzinfo=UTC)
+        return ActivePointer(
+            agent=request.agent, commit="promoted", parameters=parameters, changed_at=promoted, changed_by="r"
+        )
+
+    @activity.defn(name="start_model_abtest")
+    async def start_abtest(request: ActionRequest) -> ActionResult:
+        started.append(request.action_type)
+        return ActionResult(success=True, improvement_measured=False, detail="test started")
+
+    @activity.defn(name="start_agent_evolution")
+    async def start_evolution(request: ActionRequest) -> ActionResult:
+        started.append(request.action_type)
+        return ActionResult(success=True, improvement_measured=False, detail="evolution started")
+
+    harness = Harness(client, data_dir, FakeHost(disk=90.0, memory=90.0))
+    harness.workflow_id = workflow_id or harness.workflow_id
+    harness.main_activities += [untested, shortfalls, active, start_abtest, start_evolution]
+    every = timedelta(milliseconds=200)
+    settings = fast_settings(
+        iterations_per_run=20,
+        abtest_new_variants=True,
+        evolved_agents=True,
+        model_variant_check_interval=every,
+        agent_version_check_interval=every,
+        agent_goal_check_interval=every,
+    )
+    async with harness.running(settings) as handle:
+        first_run = (await handle.describe()).run_id
+        request = (await eventually(lambda: pending(handle)))[0]
+        await handle.execute_update(
+            "approve",
+            ApprovalDecision(approval_id=request.approval_id, approver="recorder", reason="replay test"),
+            result_type=ApprovalRequest,
+        )
+
+        async def finished() -> bool:
+            done = sum(1 for r in await actions(handle) if r.status.value == "succeeded") >= 4
+            status = await handle.query("status", result_type=AutopilotStatus)
+            return done and set(started) == {"start_abtest", "evolve_agent"} and status.runs >= 1
+
+        await eventually(finished, timeout=40)
         return await client.get_workflow_handle(harness.workflow_id, run_id=first_run).fetch_history()
 
 
@@ -262,9 +334,9 @@ async def record_abtest_history(
 ) -> WorkflowHistory:
     """An A/B test's first run: ramp, evaluations with a seeded simulator, pause and resume, then
     continue-as-new (the second run goes on and promotes)."""
+    from activities.models import abtest_start as abtests
     from activities.models.registry import ModelRegistry
     from activities.storage.knowledge_base import KnowledgeBase
-    from autarky.models import client as abtests
     from autarky.models.ab_types import ABTestInput
     from autarky.models.types import Variant
     from tests.ab_simulator import Behaviour, Simulator
@@ -369,6 +441,7 @@ RECORDERS = {
     "autopilot": record_autopilot_history,
     "autopilot-round2": record_round2_history,
     "autopilot-scaling": record_scaling_history,
+    "autopilot-reads": record_reads_history,
     "scaler": record_scaler_history,
     "research-cycle": record_research_history,
     "experiment": record_experiment_history,
@@ -383,18 +456,26 @@ LOOP = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
 }
 # What each recording must hold to be worth replaying (beyond activities, timers and continue-as-new).
+# Every autopilot history holds patch markers; which ones, and until when it is kept: docs/patches.md.
 REQUIRED = {
-    "autopilot-before-detectors": {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED},
-    "autopilot-detectors": {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED},
     "autopilot-round2": {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
         EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
         EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
-        EventType.EVENT_TYPE_MARKER_RECORDED,  # the per-host-routing patch
+        EventType.EVENT_TYPE_MARKER_RECORDED,
     },
-    "autopilot-scaling": {EventType.EVENT_TYPE_MARKER_RECORDED},  # the pool-scaling patch
-    # The autopilot recorder with Analyze round 2's detectors (the analyze-round-2 patch).
+    "autopilot-scaling": {EventType.EVENT_TYPE_MARKER_RECORDED},
+    # The autopilot recorder (release 17, Analyze round 2's detectors).
     "autopilot-analyze2": {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+        EventType.EVENT_TYPE_MARKER_RECORDED,
+    },
+    # The reads of other capabilities: release 16's code (round-1 detectors) and this release's.
+    "autopilot-release16": {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+        EventType.EVENT_TYPE_MARKER_RECORDED,
+    },
+    "autopilot-reads": {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
         EventType.EVENT_TYPE_MARKER_RECORDED,
     },
@@ -438,6 +519,40 @@ async def test_recorded_histories_replay(path: Path) -> None:
     kinds = {event.event_type for event in history.events}
     # A real recording: activities, and for the loops timers and continue-as-new, and what REQUIRED says.
     assert (set() if path.stem in NOT_LOOPS else LOOP) | REQUIRED[path.stem] <= kinds
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
+
+
+def patch_markers(history: WorkflowHistory) -> dict[str, bool]:
+    """The patch markers a history holds: id → whether it was recorded as deprecated."""
+    markers = {}
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = event.marker_recorded_event_attributes.details
+            if "patch-data" in details:
+                data = json.loads(details["patch-data"].payloads[0].data)
+                markers[data["id"]] = data["deprecated"]
+    return markers
+
+
+def _recorded_with_deprecated_markers(path: Path) -> bool:
+    """Recorded by a release that deprecated its patches: every deprecated patch's marker is deprecated."""
+    deprecated = {i for i, states in code_patches().items() if states == {"deprecated"}}
+    markers = patch_markers(WorkflowHistory.from_json(path.stem, path.read_text()))
+    return any(markers.get(i) for i in deprecated) and all(markers[i] for i in deprecated if i in markers)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in sorted(HISTORIES.glob("*.json")) if _recorded_with_deprecated_markers(p)],
+    ids=lambda p: p.name,
+)
+async def test_deprecated_calls_can_be_deleted_for_runs_of_this_release(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Step 3 of docs/patches.md: once every run recorded the deprecated markers, the calls can go.
+    monkeypatch.setattr(workflow, "deprecate_patch", lambda *args, **kwargs: None)
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
     result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 

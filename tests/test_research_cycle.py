@@ -18,7 +18,8 @@ from activities.storage.knowledge_base import KnowledgeBase
 from autarky.core import search_attributes as sa
 from autarky.core.approval import ApprovalDecision, ApprovalRequest
 from autarky.core.settings import AutarkySettings
-from autarky.llm.types import LlmSettings, ModelPrice
+from autarky.llm.settings import LlmSettings
+from autarky.llm.types import ModelPrice
 from autarky.research.items import ItemIn
 from autarky.research.settings import ResearchSettings
 from autarky.research.types import AnalyseInput, CycleInput, CycleOutcome, ExperimentOutcome

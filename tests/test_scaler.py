@@ -14,8 +14,8 @@ from temporalio.worker import Worker
 
 from autarky.core.approval import ApprovalDecision, ApprovalRequest
 from autarky.core.settings import AutarkySettings
-from autarky.scaling.client import push_policies
 from autarky.scaling.policy_types import ScalingPolicy
+from autarky.scaling.scalers import push_policies
 from autarky.scaling.settings import ScalableResource, ScalingSettings
 from autarky.scaling.types import (
     OperationStatus,

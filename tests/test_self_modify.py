@@ -26,7 +26,7 @@ from activities.selfmod.activities import PROJECT_ROOT, SelfModActivities, safe_
 from activities.selfmod.versions import AgentRepository
 from autarky.core.approval import ApprovalDecision
 from autarky.core.settings import AutarkySettings
-from autarky.llm.types import LlmSettings
+from autarky.llm.settings import LlmSettings
 from autarky.selfmod.agents import RELEVANCE_SCORER, default_parameters
 from autarky.selfmod.types import (
     CandidateOrigin,

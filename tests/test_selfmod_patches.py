@@ -25,7 +25,7 @@ from activities.selfmod.patches import (
     propose_patches,
     touched_files,
 )
-from autarky.llm.types import LlmSettings
+from autarky.llm.settings import LlmSettings
 from autarky.selfmod.types import AgentSpec
 from tests.llm_servers import OpenAIServer, Reply, openai_completion, openai_error
 

@@ -44,6 +44,10 @@ def server_command(settings: AutarkySettings) -> list[str]:
     return command
 
 
+class ServerStartFailed(RuntimeError):
+    """The embedded server exited or did not answer in time; the message says where its log is."""
+
+
 class EmbeddedServer:
     def __init__(self, settings: AutarkySettings) -> None:
         self.settings = settings
@@ -88,7 +92,7 @@ class EmbeddedServer:
         while True:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(
+                raise ServerStartFailed(
                     f"the Temporal server exited with code {self.process.returncode}; see {self.log_file}"
                 )
             try:
@@ -96,7 +100,7 @@ class EmbeddedServer:
                 return
             except (RuntimeError, RPCError):
                 if loop.time() > deadline:
-                    raise RuntimeError(
+                    raise ServerStartFailed(
                         f"the Temporal server did not answer within {STARTUP_TIMEOUT_SECONDS:.0f} s; "
                         f"see {self.log_file}"
                     ) from None

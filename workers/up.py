@@ -20,7 +20,7 @@ from autarky.client import AutarkyClient
 from autarky.core import metrics
 from autarky.core.settings import AutarkySettings, ConfigError
 from autarky.core.temporal import AUTOPILOT_WORKFLOW_ID, connect, external_profile, metrics_runtime
-from autarky.scaling.client import push_policies
+from autarky.scaling.scalers import push_policies
 from schedules import sync_schedules
 from workers.dev_server import EmbeddedServer
 from workers.main import build_workers, run_until, stop_event_on_signals

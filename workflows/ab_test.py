@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -40,12 +41,17 @@ with workflow.unsafe.imports_passed_through():
         ArmsInput,
         ArmStats,
         EvaluateBatch,
-        EvaluationResult,
         Promote,
         RestoreIncumbent,
         SetSplit,
         SlotInfo,
         SlotRef,
+        describe_model_slot,
+        evaluate_offline_batch,
+        model_arm_stats,
+        promote_model_variant,
+        restore_model_incumbent,
+        set_model_split,
     )
     from workflows.approval import ApprovalGate
 
@@ -181,14 +187,13 @@ class ModelABTestWorkflow(ApprovalGate):
         if self._drives_offline:
             self._state.batch += 1
             await workflow.execute_activity(
-                "evaluate_offline_batch",
+                evaluate_offline_batch,
                 EvaluateBatch(
                     slot=self._input.slot,
                     size=self._input.batch_size,
                     batch=self._state.batch,
                     run=_change_prefix(),
                 ),
-                result_type=EvaluationResult,
                 task_queue=self._input.activity_task_queue,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=READ_RETRY,
@@ -203,14 +208,13 @@ class ModelABTestWorkflow(ApprovalGate):
         state = self._state
         assert state.incumbent is not None and state.started_at is not None
         return await workflow.execute_activity(
-            "model_arm_stats",
+            model_arm_stats,
             ArmsInput(
                 slot=self._input.slot,
                 variants=[state.incumbent, self._input.challenger],
                 since=state.test_since or state.started_at,
                 metric=self._input.metric,
             ),
-            result_type=list[ArmStats],
             task_queue=self._input.activity_task_queue,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=READ_RETRY,
@@ -247,7 +251,7 @@ class ModelABTestWorkflow(ApprovalGate):
         state = self._state
         assert state.incumbent is not None
         await self._change(
-            "set_model_split",
+            set_model_split,
             SetSplit(
                 slot=self._input.slot,
                 split={state.incumbent: 1 - share, self._input.challenger: share},
@@ -284,7 +288,7 @@ class ModelABTestWorkflow(ApprovalGate):
                     "kept", f"promotion {decision.state.value}: {decision.decision_reason}"
                 )
         await self._change(
-            "promote_model_variant",
+            promote_model_variant,
             Promote(
                 slot=self._input.slot,
                 variant=self._input.challenger,
@@ -300,7 +304,7 @@ class ModelABTestWorkflow(ApprovalGate):
         state = self._state
         if state.incumbent is not None:
             await self._change(
-                "restore_model_incumbent",
+                restore_model_incumbent,
                 RestoreIncumbent(
                     slot=self._input.slot,
                     incumbent=state.incumbent,
@@ -310,11 +314,12 @@ class ModelABTestWorkflow(ApprovalGate):
             )
         return self._finish(decision, reason)
 
-    async def _change(self, name: str, arg: object, summary: str) -> SlotInfo:
+    async def _change(
+        self, change: Callable[..., Awaitable[SlotInfo]], arg: object, summary: str
+    ) -> SlotInfo:
         return await workflow.execute_activity(
-            name,
+            change,
             arg,
-            result_type=SlotInfo,
             task_queue=self._input.activity_task_queue,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=CHANGE_RETRY,
@@ -323,9 +328,8 @@ class ModelABTestWorkflow(ApprovalGate):
 
     async def _describe(self) -> SlotInfo:
         return await workflow.execute_activity(
-            "describe_model_slot",
+            describe_model_slot,
             SlotRef(slot=self._input.slot),
-            result_type=SlotInfo,
             task_queue=self._input.activity_task_queue,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=READ_RETRY,

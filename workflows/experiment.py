@@ -11,6 +11,7 @@ an item keeps one experiment however many cycles choose it. `autarky approvals` 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -21,9 +22,18 @@ with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
     from autarky.core.approval import ApprovalState
     from autarky.research.items import ExperimentRef, ExperimentUpdate
-    from autarky.research.types import ExperimentInput, ExperimentOutcome, ExperimentStep, PlanSummary
-    from autarky.selfmod.types import StartedEvolution, StartEvolutionInput
+    from autarky.research.types import (
+        ExperimentInput,
+        ExperimentOutcome,
+        ExperimentStep,
+        PlanSummary,
+        open_experiment,
+        plan_experiment,
+        update_experiment,
+    )
+    from autarky.selfmod.types import StartEvolutionInput, start_evolution
     from workflows.approval import ApprovalGate
+    from workflows.compat import experiment as compat
 
 STORE_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(minutes=1))
 # A person's decision must not be lost to a database that is down for a while: retried until stored.
@@ -32,7 +42,6 @@ PLAN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts
 READY_FOR = "self-modification"
 APPROVAL_RISK = 0.3  # trying it costs a sandbox run and a person's attention, nothing in production yet
 STORED_STATE = {ApprovalState.APPROVED: "approved", ApprovalState.EXPIRED: "expired"}
-EVOLVES_AGENT_PATCH = "experiment-evolves-agent"
 
 
 def experiment_id(source: str, source_id: str) -> str:
@@ -54,7 +63,7 @@ class ExperimentWorkflow(ApprovalGate):
         workflow.upsert_search_attributes([sa.KIND.value_set("experiment")])
         workflow.upsert_memo({"item_id": input.item_id, "score": input.score, "cycle": input.cycle_id})
         step = ExperimentStep(workflow_id=workflow_id, item_id=input.item_id)
-        ref = await self._store("open_experiment", step)
+        ref = await self._store(open_experiment, step)
         if ref.state in ("approved", "rejected", "expired"):  # decided before (this id reset and re-run)
             return ExperimentOutcome(workflow_id=workflow_id, item_id=input.item_id, state=ref.state)
 
@@ -69,7 +78,7 @@ class ExperimentWorkflow(ApprovalGate):
             except ActivityError as again:
                 reason = _why(again)
                 await self._store(
-                    "update_experiment",
+                    update_experiment,
                     ExperimentUpdate(workflow_id=workflow_id, state="failed", outcome={"error": reason}),
                     DECISION_RETRY,
                 )
@@ -81,7 +90,7 @@ class ExperimentWorkflow(ApprovalGate):
         workflow.upsert_memo({"plan_by": "offline" if plan.offline else f"{plan.provider}:{plan.model}"})
 
         await self._store(
-            "update_experiment", ExperimentUpdate(workflow_id=workflow_id, state="awaiting_approval")
+            update_experiment, ExperimentUpdate(workflow_id=workflow_id, state="awaiting_approval")
         )
         self._set_state("awaiting approval")
         by = "the offline analyser (no LLM asked)" if plan.offline else f"{plan.provider}:{plan.model}"
@@ -101,10 +110,10 @@ class ExperimentWorkflow(ApprovalGate):
             "decided_by": decision.decided_by,
             "reason": decision.decision_reason,
         } | ({"ready_for": READY_FOR} if approved else {})
-        if approved and plan.agent and workflow.patched(EVOLVES_AGENT_PATCH):
+        if approved and plan.agent and compat.evolves_agent():
             outcome |= await self._evolve(plan.agent, decision.decided_by or "a person")
         await self._store(
-            "update_experiment",
+            update_experiment,
             ExperimentUpdate(workflow_id=workflow_id, state=state, outcome=outcome),
             DECISION_RETRY,
         )
@@ -121,13 +130,12 @@ class ExperimentWorkflow(ApprovalGate):
         """Start the named agent's self-modification (its own gates apply); what happened, for the record."""
         try:
             started = await workflow.execute_activity(
-                "start_evolution",
+                start_evolution,
                 StartEvolutionInput(
                     agent=agent,
                     requested_by=workflow.info().workflow_id,
                     reason=f"experiment on item {self._input.item_id}, approved by {approver}",
                 ),
-                result_type=StartedEvolution,
                 task_queue=self._input.activity_task_queue,
                 start_to_close_timeout=timedelta(minutes=1),
                 retry_policy=STORE_RETRY,
@@ -154,9 +162,8 @@ class ExperimentWorkflow(ApprovalGate):
 
     async def _plan_with(self, step: ExperimentStep) -> PlanSummary:
         return await workflow.execute_activity(
-            "plan_experiment",
+            plan_experiment,
             step,
-            result_type=PlanSummary,
             task_queue=self._input.activity_task_queue,
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=PLAN_RETRY,
@@ -164,15 +171,16 @@ class ExperimentWorkflow(ApprovalGate):
             + (" (offline template)" if step.offline_because else ""),
         )
 
-    async def _store(self, name: str, arg: object, retry: RetryPolicy = STORE_RETRY) -> ExperimentRef:
+    async def _store(
+        self, fn: Callable[..., Awaitable[ExperimentRef]], arg: object, retry: RetryPolicy = STORE_RETRY
+    ) -> ExperimentRef:
         return await workflow.execute_activity(
-            name,
+            fn,
             arg,
-            result_type=ExperimentRef,
             task_queue=self._input.activity_task_queue,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=retry,
-            summary=f"{name.replace('_', ' ')} {self._input.item_id}",
+            summary=f"{fn.__name__.replace('_', ' ')} {self._input.item_id}",
         )
 
     def _set_state(self, state: str) -> None:

@@ -14,12 +14,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from autarky.autopilot.types import HousekeepingInput, PruneCacheInput
+    from autarky.autopilot.types import HousekeepingInput, PruneCacheInput, prune_cache
     from autarky.core import search_attributes as sa
     from autarky.core.actions import ActionResult
-    from autarky.core.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
+    from autarky.core.hosts import DiscoverHostsInput, discover_hosts, host_queue
+    from workflows.compat import housekeeping as compat
 
-PER_HOST_PATCH = "per-host-housekeeping"
 PRUNE_RETRY = RetryPolicy(maximum_attempts=5)
 # A host whose worker does not take its prune this soon is gone; the others still get theirs.
 HOST_PICKUP_TIMEOUT = timedelta(minutes=1)
@@ -30,10 +30,7 @@ class HousekeepingWorkflow:
     @workflow.run
     async def run(self, input: HousekeepingInput) -> ActionResult:
         workflow.upsert_search_attributes([sa.KIND.value_set("housekeeping")])
-        if not workflow.patched(PER_HOST_PATCH):  # runs from before per-host routing
-            result = await self._prune(input, None)
-            workflow.set_current_details(result.detail)
-            return result
+        compat.per_host_housekeeping()
         hosts = [input.host] if input.host else await self._hosts()
         outcomes = await asyncio.gather(*(self._prune(input, h) for h in hosts), return_exceptions=True)
         lines, failed, freed_any = [], [], False
@@ -57,9 +54,8 @@ class HousekeepingWorkflow:
 
     async def _hosts(self) -> list[str]:
         found = await workflow.execute_activity(
-            "discover_hosts",
+            discover_hosts,
             DiscoverHostsInput(task_queue=workflow.info().task_queue),
-            result_type=DiscoveredHosts,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=PRUNE_RETRY,
             summary="which hosts run a worker",
@@ -74,9 +70,8 @@ class HousekeepingWorkflow:
                 "schedule_to_start_timeout": HOST_PICKUP_TIMEOUT,
             }
         return await workflow.execute_activity(
-            "prune_cache",
+            prune_cache,
             PruneCacheInput(max_age=input.max_age, reason=input.reason),
-            result_type=ActionResult,
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=PRUNE_RETRY,
             summary=(f"{host}: " if host else "") + f"prune cache files older than {input.max_age}",

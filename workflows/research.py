@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
@@ -26,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
     from autarky.research.types import (
         SOURCES,
         AnalyseInput,
-        AnalyseResult,
         AnalysisFailure,
         CandidatesInput,
         CycleInput,
@@ -35,15 +36,25 @@ with workflow.unsafe.imports_passed_through():
         DigestInput,
         ExperimentInput,
         GatherInput,
-        GatherResult,
         ItemScore,
         OpenCycleInput,
         PendingInput,
         ResearchReport,
         SourceName,
         SourceOutcome,
+        analyse_item,
+        close_research_cycle,
+        count_unanalysed_items,
+        experiment_candidates,
+        gather_source,
+        open_research_cycle,
+        record_analysis_failure,
+        unanalysed_items,
+        write_research_digest,
     )
     from workflows.experiment import ExperimentWorkflow, experiment_id
+
+R = TypeVar("R")
 
 STORE_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(minutes=1))
 # An analyser that is not configured fails every item alike: stop at once. Any other failure may be the
@@ -99,9 +110,8 @@ class ResearchCycleWorkflow:
         workflow.upsert_search_attributes([sa.KIND.value_set("research")])
         self._details("opening the cycle")
         plan = await self._activity(
-            "open_research_cycle",
+            open_research_cycle,
             OpenCycleInput(cycle_id=info.workflow_id, trigger=input.trigger, started_at=workflow.now()),
-            CyclePlan,
             "read budgets and watermarks",
         )
         outcome.analyser = plan.analyser
@@ -116,7 +126,7 @@ class ResearchCycleWorkflow:
         if outcome.status == "running":
             outcome.status = "completed"
         outcome.finished_at = workflow.now()
-        await self._activity("close_research_cycle", outcome, None, "record the outcome")
+        await self._activity(close_research_cycle, outcome, "record the outcome")
         self._publish()
         await self._report(input.report_to)
         return outcome
@@ -134,7 +144,7 @@ class ResearchCycleWorkflow:
         outcome.new_items = sum(s.new_items for s in outcome.sources)
 
         item_ids = await self._activity(
-            "unanalysed_items", PendingInput(limit=max_items), list[int], "items not analysed yet"
+            unanalysed_items, PendingInput(limit=max_items), "items not analysed yet"
         )
         budget = ResearchBudget(
             per_cycle_usd=plan.budget_per_cycle_usd,
@@ -144,15 +154,12 @@ class ResearchCycleWorkflow:
         )
         scores = await self._analyse(item_ids, concurrency, budget)
         outcome.top_score = max((s.score for s in scores), default=None)
-        outcome.pending = await self._activity(
-            "count_unanalysed_items", None, int, "items left for the next cycle"
-        )
+        outcome.pending = await self._activity(count_unanalysed_items, None, "items left for the next cycle")
         # From the knowledge base, not this cycle's scores: an item an earlier cycle could not start an
         # experiment for (it failed on the way) gets one now.
         chosen = await self._activity(
-            "experiment_candidates",
+            experiment_candidates,
             CandidatesInput(min_score=threshold, limit=plan.max_experiments),
-            list[ItemScore],
             "items worth an experiment",
         )
         await self._start_experiments(chosen, input.approval_timeout or plan.approval_timeout)
@@ -169,11 +176,10 @@ class ResearchCycleWorkflow:
         """One source; when it stays unavailable the cycle goes on without it and says why."""
         try:
             found = await workflow.execute_activity(
-                "gather_source",
+                gather_source,
                 GatherInput(
                     cycle_id=workflow.info().workflow_id, source=source, since=plan.watermarks.get(source)
                 ),
-                result_type=GatherResult,
                 task_queue=self._input.activity_task_queue,
                 start_to_close_timeout=timedelta(minutes=10),
                 schedule_to_close_timeout=GATHER_DEADLINE,
@@ -217,9 +223,8 @@ class ResearchCycleWorkflow:
                 item_id = queue.popleft()
                 try:
                     result = await workflow.execute_activity(
-                        "analyse_item",
+                        analyse_item,
                         AnalyseInput(cycle_id=outcome.cycle_id, item_id=item_id),
-                        result_type=AnalyseResult,
                         task_queue=self._input.activity_task_queue,
                         start_to_close_timeout=timedelta(minutes=3),
                         retry_policy=RetryPolicy(
@@ -265,11 +270,10 @@ class ResearchCycleWorkflow:
         outcome.cost_usd = budget.spent_usd
         workflow.logger.warning("analysis of item %s failed: %s", item_id, _cause(error))
         await self._activity(
-            "record_analysis_failure",
+            record_analysis_failure,
             AnalysisFailure(
                 cycle_id=outcome.cycle_id, item_id=item_id, error=_cause(error)[:1000], cost=cost
             ),
-            bool,
             f"record the failed analysis of item {item_id}",
         )
 
@@ -304,9 +308,8 @@ class ResearchCycleWorkflow:
         assert outcome is not None
         try:
             return await workflow.execute_activity(
-                "write_research_digest",
+                write_research_digest,
                 DigestInput(outcome=outcome, scores=scores),
-                result_type=str,
                 task_queue=self._input.activity_task_queue,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RetryPolicy(maximum_attempts=5),
@@ -335,12 +338,11 @@ class ResearchCycleWorkflow:
 
     # ------------------------------------------------------------------------------------------ helpers
 
-    async def _activity(self, name: str, arg: object, result_type: type | None, summary: str) -> object:
+    async def _activity(self, fn: Callable[..., Awaitable[R]], arg: object, summary: str) -> R:
         args = [] if arg is None else [arg]
         return await workflow.execute_activity(
-            name,
+            fn,
             args=args,
-            result_type=result_type,
             task_queue=self._input.activity_task_queue,
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=STORE_RETRY,

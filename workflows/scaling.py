@@ -42,14 +42,19 @@ with workflow.unsafe.imports_passed_through():
         ScalerState,
         ScalerStatus,
         SetCapacityInput,
+        read_capacity_aws,
+        read_capacity_local_pool,
+        set_capacity_aws,
+        set_capacity_local_pool,
     )
 
 KEPT_OPERATIONS = 30
+# Each kind's provider: how to read its capacity and how to set it.
 PROVIDER_ACTIVITIES = {
-    ResourceKind.LOCAL_POOL: ("read_capacity_local_pool", "set_capacity_local_pool"),
-    ResourceKind.AWS_ASG: ("read_capacity_aws", "set_capacity_aws"),
-    ResourceKind.AWS_ECS: ("read_capacity_aws", "set_capacity_aws"),
-    ResourceKind.AWS_EC2: ("read_capacity_aws", "set_capacity_aws"),
+    ResourceKind.LOCAL_POOL: (read_capacity_local_pool, set_capacity_local_pool),
+    ResourceKind.AWS_ASG: (read_capacity_aws, set_capacity_aws),
+    ResourceKind.AWS_ECS: (read_capacity_aws, set_capacity_aws),
+    ResourceKind.AWS_EC2: (read_capacity_aws, set_capacity_aws),
 }
 # Forward steps give up after a few attempts (the saga then compensates); compensation never gives up.
 FORWARD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
@@ -364,7 +369,6 @@ class ScalerWorkflow(ApprovalGate):
         reading = await workflow.execute_activity(
             read,
             ReadCapacityInput(resource=self._input.resource),
-            result_type=CapacityReading,
             task_queue=self._input.provider_task_queue,
             start_to_close_timeout=self._input.read_timeout,
             # Bounded even when nobody serves the queue (the pool's host went away).
@@ -381,7 +385,6 @@ class ScalerWorkflow(ApprovalGate):
         return await workflow.execute_activity(
             apply,
             SetCapacityInput(resource=self._input.resource, desired=desired, idempotency_key=key),
-            result_type=CapacityReading,
             task_queue=self._input.provider_task_queue,
             start_to_close_timeout=SET_CAPACITY_TIMEOUT,
             retry_policy=retry,

@@ -31,7 +31,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows.approval import ApprovalGate
 
 with workflow.unsafe.imports_passed_through():
-    from activities.selfmod.activities import SelfModActivities
     from autarky.core import search_attributes as sa
     from autarky.core.approval import ApprovalState
     from autarky.selfmod.policy import adapt_step, better, mutate, relative_improvement, should_promote
@@ -54,6 +53,14 @@ with workflow.unsafe.imports_passed_through():
         SelfModifyInput,
         SelfModifyResult,
         Snapshot,
+        check_candidate,
+        compare,
+        make_candidates,
+        measure,
+        promote_version,
+        propose_patches,
+        rollback_version,
+        snapshot_agent,
     )
 
 KIND = "self_modify"
@@ -62,17 +69,8 @@ FIRST_STEP = 0.2  # of each parameter's normalised range
 MIN_PAIRED_UNITS = 8
 FINAL = ["SandboxUnavailable", "BadAgent", "BenchmarkFailed", "RollbackRefused", "LlmNotConfigured"]
 RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=FINAL)
-QUICK = {
-    SelfModActivities.make_candidates,
-    SelfModActivities.promote_version,
-    SelfModActivities.rollback_version,
-}
-HEARTBEATING = {
-    SelfModActivities.snapshot_agent,
-    SelfModActivities.check_candidate,
-    SelfModActivities.measure,
-    SelfModActivities.compare,
-}
+QUICK = {make_candidates, promote_version, rollback_version}
+HEARTBEATING = {snapshot_agent, check_candidate, measure, compare}
 
 
 @dataclass
@@ -131,7 +129,7 @@ class SelfModificationWorkflow(ApprovalGate):
         # Candidates and logs are keyed by the run too: a reused workflow id never finds an old run's.
         run_id = f"{info.workflow_id}@{info.run_id[:8]}"
         snap: Snapshot = await self._activity(
-            SelfModActivities.snapshot_agent, AgentRunInput(agent=request.agent, run_id=run_id)
+            snapshot_agent, AgentRunInput(agent=request.agent, run_id=run_id)
         )
         spec, incumbent = snap.spec, snap.pointer
         result = self._result
@@ -189,7 +187,7 @@ class SelfModificationWorkflow(ApprovalGate):
 
         self._show(f"comparing {best.key} with the incumbent on the decision part")
         compared: BenchmarkOutcome = await self._activity(
-            SelfModActivities.compare,
+            compare,
             CompareInput(
                 agent=spec.name,
                 run_id=run_id,
@@ -236,7 +234,7 @@ class SelfModificationWorkflow(ApprovalGate):
         self._show("promoting")
         try:
             await self._activity(
-                SelfModActivities.promote_version,
+                promote_version,
                 PromoteInput(
                     agent=spec.name,
                     commit=best.commit,
@@ -263,7 +261,7 @@ class SelfModificationWorkflow(ApprovalGate):
         self._show("rolling back")
         try:
             await self._activity(
-                SelfModActivities.rollback_version,
+                rollback_version,
                 RollbackInput(
                     agent=spec.name, by=by, reason=regression, to=incumbent.commit, only_if=best.commit
                 ),
@@ -290,7 +288,7 @@ class SelfModificationWorkflow(ApprovalGate):
         if use_llm:
             try:
                 outcome: ProposeOutcome = await self._activity(
-                    SelfModActivities.propose_patches,
+                    propose_patches,
                     ProposePatchesInput(
                         agent=spec.name,
                         run_id=run_id,
@@ -317,7 +315,7 @@ class SelfModificationWorkflow(ApprovalGate):
         if not proposals:
             return []
         made: list[Candidate] = await self._activity(
-            SelfModActivities.make_candidates,
+            make_candidates,
             MakeCandidatesInput(agent=spec.name, run_id=run_id, base=best.commit, proposals=proposals),
         )
         if best.commit in self._llm_code:  # parameters tuned on LLM-written code: still LLM code
@@ -335,7 +333,7 @@ class SelfModificationWorkflow(ApprovalGate):
             outcomes: list[CheckOutcome] = await asyncio.gather(
                 *(
                     self._activity(
-                        SelfModActivities.check_candidate,
+                        check_candidate,
                         CheckInput(agent=request.agent, run_id=run_id, candidate=c, limits=request.limits),
                         sandbox_runs=2,
                     )
@@ -353,7 +351,7 @@ class SelfModificationWorkflow(ApprovalGate):
 
     async def _measure(self, run_id: str, part: str, commits: list[str], label: str) -> Measurement:
         measured: Measurement = await self._activity(
-            SelfModActivities.measure,
+            measure,
             MeasureInput(
                 agent=self._request.agent,
                 run_id=run_id,
@@ -388,7 +386,7 @@ class SelfModificationWorkflow(ApprovalGate):
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _activity(self, fn, arg, sandbox_runs: int = 0):  # a typed activity method and its input
+    async def _activity(self, fn, arg, sandbox_runs: int = 0):  # a typed activity stub and its input
         # The sandbox runs heartbeat every few seconds: a dead worker is noticed in half a minute; the
         # time allowed grows with the runs an activity makes, each bounded by the wall-clock limit.
         heartbeats = fn in HEARTBEATING

@@ -15,8 +15,8 @@ from temporalio.exceptions import ApplicationError, FailureError
 from activities.infra.worker_pool import heartbeating
 from autarky.core.actions import ActionRequest, ActionResult
 from autarky.core.settings import AutarkySettings
-from autarky.scaling.client import UnknownResource, request_scale, resolve
 from autarky.scaling.pool_policy import DESIRED, RESOURCE
+from autarky.scaling.scalers import UnknownResource, request_scale, resolve
 from autarky.scaling.types import OperationStatus, ScaleRequest
 
 

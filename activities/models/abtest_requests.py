@@ -10,9 +10,9 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
+from activities.models import abtest_start as abtests
 from autarky.core.actions import ActionRequest, ActionResult
 from autarky.core.settings import AutarkySettings
-from autarky.models import client as abtests
 from autarky.models.ab_types import ABTestInput
 
 

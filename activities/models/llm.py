@@ -24,15 +24,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.models.providers import Answer, AnthropicProvider, HttpFailure, OpenAIProvider, Unreachable
 from autarky.core.redaction import redact_text
+from autarky.llm.settings import LlmSettings, resolve_provider
 from autarky.llm.types import (
     LlmRequest,
     LlmResult,
-    LlmSettings,
     LlmUsage,
     ProviderChoice,
     cost_of,
     price_of,
-    resolve_provider,
 )
 
 log = structlog.get_logger(__name__)

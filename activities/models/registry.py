@@ -30,7 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
-from activities.storage.knowledge_base import Base, KnowledgeBase, UtcDateTime
+from activities.storage.knowledge_base import KnowledgeBase
+from activities.storage.schema import Base, UtcDateTime
 from autarky.models.routing import validate_split
 from autarky.models.types import ArmsInput, ArmStats, MetricSummary, OutcomeIn, SlotInfo, Variant
 

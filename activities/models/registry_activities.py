@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 from temporalio import activity
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.models import offline_variants as offline
 from activities.storage.handle import KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
+from autarky.models.ab_types import ABTestInput
 from autarky.models.routing import choose_variant
 from autarky.models.types import (
     ArmsInput,
@@ -71,8 +73,6 @@ class ModelRegistryActivities:
     @activity.defn(name="ensure_default_model_slots")
     async def ensure_default_model_slots(self) -> list[str]:
         """Register the built-in slots (again: a no-op, also when an A/B test changed their routing)."""
-        from activities.models import offline_variants as offline
-
         return await self.kb.run(lambda: offline.ensure_default_slots(self._registry()))
 
     @activity.defn(name="untested_model_variants")
@@ -80,8 +80,6 @@ class ModelRegistryActivities:
         """Variants that are not their slot's active one and never had an A/B test (no workflow
         `abtest/<slot>/<variant>` on the server). The built-in offline slot is left to people: its
         challenger is a known-worse baseline."""
-        from activities.models import offline_variants as offline
-        from autarky.models.ab_types import ABTestInput
 
         def read() -> list[tuple[SlotInfo, set[str]]]:
             registry = self._registry()
@@ -111,7 +109,6 @@ class ModelRegistryActivities:
         routes ``"{example_id}:{batch}"`` to, and record one outcome each (quality: 1 when the judgement
         matches the label). Outcome refs ``eval:{run}:{batch}:{index}``: a retried or repeated batch
         records nothing twice."""
-        from activities.models import offline_variants as offline
 
         def evaluate() -> EvaluationResult:
             registry = self._registry()

@@ -18,7 +18,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.models.llm import LLM_INVALID_OUTPUT, LlmGateway
 from activities.storage.handle import KnowledgeBaseHandle
-from autarky.llm.types import LlmRequest, LlmResult, LlmSettings, ProviderChoice
+from autarky.llm.settings import LlmSettings
+from autarky.llm.types import LlmRequest, LlmResult, ProviderChoice
 from autarky.models.routing import choose_variant
 from autarky.models.types import OutcomeIn, SlotInfo, Variant
 

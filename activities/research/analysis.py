@@ -22,13 +22,17 @@ from temporalio.exceptions import ApplicationError
 
 from activities.models.llm import LlmGateway
 from activities.models.routed import RoutedGateway
+from activities.selfmod.live_code import load_version_module
+from activities.selfmod.versions import VersionStoreError, read_active_pointer
 from activities.storage.handle import BAD_INPUT, KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
-from autarky.llm.types import LlmRequest, LlmSettings, resolve_provider
+from autarky.llm.settings import LlmSettings, resolve_provider
+from autarky.llm.types import LlmRequest
 from autarky.models.types import Variant
 from autarky.research.items import OFFLINE_MODEL, AnalysisIn, ExperimentUpdate
+from autarky.research.relevance import DEFAULT_INTERESTS, MODEL, RelevanceScorer, offline_plan
 from autarky.research.types import AnalyseInput, AnalyseResult, ExperimentStep, PlanSummary
-from autarky.selfmod.agents import AGENTS, agent_for
+from autarky.selfmod.agents import AGENTS, RELEVANCE_SCORER, agent_for, relevance_params
 
 log = structlog.get_logger(__name__)
 
@@ -100,9 +104,6 @@ class AnalysisActivities:
     def _offline_scorer(self) -> Any:
         """The offline scorer with the parameters of the `relevance-scorer` agent's active version
         (self-modification promotes and rolls back versions; the shipped ones until then)."""
-        from activities.selfmod.versions import VersionStoreError, read_active_pointer
-        from autarky.selfmod.agents import RELEVANCE_SCORER, relevance_params
-
         try:
             pointer = read_active_pointer(self.settings.data_dir / "agents", RELEVANCE_SCORER.name)
         except VersionStoreError as error:  # a damaged pointer must not stop research: shipped version
@@ -110,8 +111,6 @@ class AnalysisActivities:
             pointer = None
         version = pointer.commit if pointer else None
         if self._scorer is None or self._scorer_version != version:
-            from autarky.research.relevance import DEFAULT_INTERESTS, RelevanceScorer
-
             interests = self.settings.research.keywords or DEFAULT_INTERESTS
             params = relevance_params(pointer.parameters) if pointer else None
             self._scorer = None
@@ -125,9 +124,6 @@ class AnalysisActivities:
     def _evolved_scorer(self, commit: str, interests: Any, params: Any) -> Any:
         """The scorer of a promoted version that changed the code; None (the shipped code, with the
         version's parameters) if it cannot be loaded."""
-        from activities.selfmod.live_code import load_version_module
-        from autarky.selfmod.agents import RELEVANCE_SCORER
-
         root = self.settings.data_dir / "agents"
         try:
             module = load_version_module(
@@ -149,8 +145,6 @@ class AnalysisActivities:
         to the same one) and the (provider, model) its analysis is stored under: the variant's model, not
         a dated snapshot the API may answer with, so a retry finds what an earlier attempt stored."""
         if self.gateway.offline:
-            from autarky.research.relevance import MODEL
-
             return None, OFFLINE_MODEL, MODEL
         variant = await self.routed.route(str(item_id))
         return variant, variant.provider, variant.model
@@ -246,8 +240,6 @@ class AnalysisActivities:
         if because is None and not self.gateway.offline and await self._day_budget_spent():
             because = f"today's LLM budget (${self.settings.llm.budget_per_day_usd:.2f}) is spent"
         if self.gateway.offline or because is not None:
-            from autarky.research.relevance import offline_plan
-
             relevance = await asyncio.to_thread(self._offline_scorer().score, item["title"], item["abstract"])
             plan = offline_plan(item["title"], relevance.interest, relevance.matched_terms)
             if because is not None:  # say why the LLM was not asked

@@ -12,8 +12,11 @@ from datetime import UTC, datetime, time
 
 from temporalio import activity
 
+from activities.models.llm import LlmGateway
+from activities.research.analysis import analyser_label
 from activities.storage.handle import KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
+from autarky.llm.types import price_of
 from autarky.research.items import ExperimentRef, ExperimentUpdate
 from autarky.research.types import (
     SOURCES,
@@ -42,10 +45,6 @@ class ResearchStoreActivities:
     @activity.defn(name="open_research_cycle")
     async def open_cycle(self, request: OpenCycleInput) -> CyclePlan:
         """Record the cycle as running and say how it runs: analyser, limits, budgets, watermarks."""
-        from activities.models.llm import LlmGateway
-        from activities.research.analysis import analyser_label
-        from autarky.llm.types import price_of
-
         research, llm = self.settings.research, self.settings.llm
         midnight = datetime.combine(request.started_at.astimezone(UTC).date(), time(), tzinfo=UTC)
 

@@ -43,7 +43,7 @@ from activities.selfmod.versions import (
     sanitise_run_id,
 )
 from autarky.core.settings import AutarkySettings
-from autarky.llm.types import resolve_provider
+from autarky.llm.settings import resolve_provider
 from autarky.selfmod.agents import AGENTS, agent_spec, default_parameters
 from autarky.selfmod.policy import better, improvement_interval
 from autarky.selfmod.types import (
@@ -428,7 +428,7 @@ class SelfModActivities:
                 continue
             query = (
                 f'WorkflowId STARTS_WITH "evolve/{spec.name}/" AND StartTime > "{since}" '
-                f'AND TaskQueue = "{self.settings.task_queue}"'  # this installation's (evolution_client)
+                f'AND TaskQueue = "{self.settings.task_queue}"'  # this installation's
             )
             if (await activity.client().count_workflows(query)).count:
                 continue  # evolved recently: give the last attempt its due

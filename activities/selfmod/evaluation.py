@@ -23,7 +23,7 @@ from typing import Any, Literal
 from autarky.evaluation.nab_data import NabFile, load_corpus
 from autarky.evaluation.nab_scoring import STANDARD, best_threshold, null_and_perfect, score_file
 from autarky.selfmod.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER
-from autarky.selfmod.types import EvolutionSettings
+from autarky.selfmod.settings import EvolutionSettings
 
 Part = Literal["search", "decision"]
 PARTS: tuple[Part, ...] = ("search", "decision")

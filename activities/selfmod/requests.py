@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from autarky.core.actions import ActionRequest, ActionResult
 from autarky.core.settings import AutarkySettings
-from autarky.selfmod import client as evolution_client
+from autarky.selfmod import evolutions
 from autarky.selfmod.types import StartedEvolution, StartEvolutionInput
 
 
@@ -27,14 +27,14 @@ class EvolutionRequestActivities:
         if not agent:
             raise ApplicationError("an evolve_agent action needs the param 'agent'", non_retryable=True)
         try:
-            handle = await evolution_client.start_evolution(
+            handle = await evolutions.start_evolution(
                 activity.client(),
                 self.settings,
                 agent,
                 requested_by=f"autopilot:{request.action_id}",
                 reason=request.reason,
             )
-        except evolution_client.EvolutionRefused as error:
+        except evolutions.EvolutionRefused as error:
             return ActionResult(success=True, nothing_to_do=True, detail=f"not started: {error}")
         # What the evolution decides is its own outcome, not this action's.
         return ActionResult(success=True, improvement_measured=False, detail=f"started {handle.id}")
@@ -43,13 +43,13 @@ class EvolutionRequestActivities:
     async def start_evolution(self, request: StartEvolutionInput) -> StartedEvolution:
         """For an approved experiment that names an agent: start that agent's evolution."""
         try:
-            handle = await evolution_client.start_evolution(
+            handle = await evolutions.start_evolution(
                 activity.client(),
                 self.settings,
                 request.agent,
                 requested_by=request.requested_by,
                 reason=request.reason,
             )
-        except evolution_client.EvolutionRefused as error:
+        except evolutions.EvolutionRefused as error:
             return StartedEvolution(refused=str(error))
         return StartedEvolution(workflow_id=handle.id)

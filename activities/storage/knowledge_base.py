@@ -11,18 +11,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
+from activities.storage.schema import (
+    Analysis,
+    Base,
+    Cycle,
+    Experiment,
+    Item,
+    SourceState,
+    Spending,
+    make_engine,
+    utc_now,
+)
 from autarky.research.items import (
     AnalysisIn,
     AnalysisRef,
@@ -38,164 +46,6 @@ from autarky.research.types import CycleOutcome
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MAX_ANALYSIS_FAILURES = 3
 _CHUNK = 500  # ids per IN (…) query: well below SQLite's bound-parameter limit
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Timestamps stored in UTC and read back timezone-aware (SQLite keeps no zone of its own)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"timestamp {value.isoformat()} has no timezone")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Item(Base):
-    __tablename__ = "items"
-    __table_args__ = (
-        sa.UniqueConstraint("source", "source_id", name="uq_items_source"),
-        sa.CheckConstraint("kind IN ('paper', 'repository')", name="ck_items_kind"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(sa.String(16))
-    source: Mapped[str] = mapped_column(sa.String(32))
-    source_id: Mapped[str] = mapped_column(sa.String(255))
-    title: Mapped[str] = mapped_column(sa.Text)
-    authors: Mapped[list[str]] = mapped_column(sa.JSON)
-    abstract: Mapped[str] = mapped_column(sa.Text)
-    url: Mapped[str] = mapped_column(sa.Text)
-    first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
-    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
-    version: Mapped[int] = mapped_column(sa.Integer)
-    # Failed analyses (not retried attempts: analyses that gave up); at MAX_ANALYSIS_FAILURES the item is
-    # set aside, so one item nobody can analyse does not head every cycle forever.
-    analysis_failures: Mapped[int] = mapped_column(sa.Integer, server_default="0")
-    last_analysis_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
-
-
-class Analysis(Base):
-    __tablename__ = "analyses"
-    __table_args__ = (
-        sa.UniqueConstraint("item_id", "provider", "model", "prompt_version", name="uq_analyses_run"),
-        sa.CheckConstraint("score >= 0 AND score <= 1", name="ck_analyses_score"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    item_id: Mapped[int] = mapped_column(sa.ForeignKey("items.id", ondelete="CASCADE"), index=True)
-    provider: Mapped[str] = mapped_column(sa.String(64))
-    model: Mapped[str] = mapped_column(sa.String(128))
-    prompt_version: Mapped[str] = mapped_column(sa.String(64))
-    score: Mapped[float] = mapped_column(sa.Float)
-    rationale: Mapped[str] = mapped_column(sa.Text)
-    tags: Mapped[list[str]] = mapped_column(sa.JSON)
-    tokens_in: Mapped[int] = mapped_column(sa.Integer)
-    tokens_out: Mapped[int] = mapped_column(sa.Integer)
-    cost: Mapped[float] = mapped_column(sa.Float)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
-
-
-class Experiment(Base):
-    __tablename__ = "experiments"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    workflow_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
-    item_id: Mapped[int] = mapped_column(sa.ForeignKey("items.id", ondelete="CASCADE"), index=True)
-    state: Mapped[str] = mapped_column(sa.String(32))
-    plan: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
-    outcome: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    cost: Mapped[float] = mapped_column(sa.Float, server_default="0")
-
-
-class Spending(Base):
-    """LLM spending that is not an analysis's own cost (failed analyses, experiment plans), by when it
-    was spent; (purpose, ref) makes recording it again a no-op."""
-
-    __tablename__ = "spending"
-    __table_args__ = (sa.UniqueConstraint("purpose", "ref", name="uq_spending_ref"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
-    cost: Mapped[float] = mapped_column(sa.Float)
-    purpose: Mapped[str] = mapped_column(sa.String(64))
-    ref: Mapped[str] = mapped_column(sa.String(255))
-
-
-class SourceState(Base):
-    """Per source: the watermark the next fetch starts from, and its last success and failure."""
-
-    __tablename__ = "sources"
-
-    source: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
-    watermark: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    last_ok_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
-    last_error_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-
-
-class Cycle(Base):
-    __tablename__ = "cycles"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    workflow_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
-    trigger: Mapped[str] = mapped_column(sa.String(64))
-    status: Mapped[str] = mapped_column(sa.String(32))
-    started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
-    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    outcome: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets foreign keys, WAL, a busy timeout and write transactions that
-    begin as writers (BEGIN IMMEDIATE), so two threads or processes queue instead of failing as
-    deadlocked."""
-    engine_url = sa.make_url(url)
-    backend = engine_url.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        raise ValueError(f"knowledge base URL {engine_url.render_as_string()!r}: only sqlite and postgresql")
-    if backend == "postgresql":
-        return sa.create_engine(engine_url, pool_pre_ping=True)
-    database = engine_url.database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(engine_url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # WAL: readers do not wait for the writer, and a commit is one append (NORMAL: no fsync per
-        # commit; a power cut may lose the last commits, never corrupt: a retried activity redoes them).
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 class KnowledgeBase:
@@ -237,7 +87,7 @@ class KnowledgeBase:
         """Store `item`, or refresh the stored one with the same source and id: `last_seen` always; title,
         authors, abstract, url and version when the item is not older than the stored version."""
         item = ItemIn.model_validate(item.model_dump())  # re-checks a model_construct()-ed item
-        now = _now()
+        now = utc_now()
         values = item.model_dump() | {"first_seen": now, "last_seen": now}
         with self._transaction() as connection:
             inserted = connection.execute(
@@ -298,7 +148,7 @@ class KnowledgeBase:
         analysis = AnalysisIn.model_validate(analysis.model_dump())
         with self._transaction() as connection:
             self._require_item(connection, analysis.item_id)
-            values = analysis.model_dump() | {"created_at": _now()}
+            values = analysis.model_dump() | {"created_at": utc_now()}
             inserted = connection.execute(
                 self._insert(Analysis)
                 .values(**values)
@@ -343,7 +193,7 @@ class KnowledgeBase:
         """The experiment of `workflow_id`, created ('proposed') the first time."""
         if not workflow_id:
             raise ValueError("experiment workflow_id must not be empty")
-        now = _now()
+        now = utc_now()
         with self._transaction() as connection:
             self._require_item(connection, item_id)
             connection.execute(
@@ -374,7 +224,7 @@ class KnowledgeBase:
             changed = connection.execute(
                 sa.update(Experiment)
                 .where(Experiment.workflow_id == update.workflow_id)
-                .values(**values, updated_at=_now())
+                .values(**values, updated_at=utc_now())
             ).rowcount
             if not changed:
                 raise ValueError(f"no experiment for workflow {update.workflow_id!r}")
@@ -463,7 +313,7 @@ class KnowledgeBase:
 
     def record_source_ok(self, source: str, newest: datetime | None) -> None:
         """A fetch succeeded: the watermark moves to `newest` (never back), the success time is kept."""
-        now = _now()
+        now = utc_now()
         insert = self._insert(SourceState).values(source=source, watermark=newest, last_ok_at=now)
         keep_newer = sa.case(
             (
@@ -480,7 +330,7 @@ class KnowledgeBase:
             )
 
     def record_source_error(self, source: str, error: str) -> None:
-        now = _now()
+        now = utc_now()
         insert = self._insert(SourceState).values(source=source, last_error=error, last_error_at=now)
         with self._transaction() as connection:
             connection.execute(
@@ -535,7 +385,7 @@ class KnowledgeBase:
             raise ValueError(f"a cost must not be negative, got {cost!r}")
         inserted = connection.execute(
             self._insert(Spending)
-            .values(at=_now(), cost=cost, purpose=purpose, ref=ref)
+            .values(at=utc_now(), cost=cost, purpose=purpose, ref=ref)
             .on_conflict_do_nothing(index_elements=["purpose", "ref"])
             .returning(Spending.id)
         ).scalar_one_or_none()
@@ -604,7 +454,7 @@ class KnowledgeBase:
                 .where(Cycle.workflow_id == outcome.cycle_id)
                 .values(
                     status=outcome.status,
-                    finished_at=outcome.finished_at or _now(),
+                    finished_at=outcome.finished_at or utc_now(),
                     outcome=outcome.model_dump(mode="json"),
                 )
             ).rowcount

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from autarky.autopilot.detectors.anomaly import AnomalyConfig
 from autarky.core.durations import Duration
+from autarky.core.settings_section import Section, SettingsSection
 from autarky.scaling.policy_types import ScalingPolicy
 
 
-class ThresholdRules(BaseModel):
+class ThresholdRules(SettingsSection):
     """Analyze stage: a metric above its threshold over the recent window is a finding."""
 
     cpu_percent: float = Field(85.0, gt=0, le=100)
@@ -47,10 +48,10 @@ METRIC_RESOLUTION = {
 }
 
 
-class AnalysisSettings(BaseModel):
+class AnalysisSettings(SettingsSection):
     """Analyze stage, statistical part: anomaly scores, leak detection and early warnings."""
 
-    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    anomaly: Section[AnomalyConfig] = Field(default_factory=AnomalyConfig)
     # A metric whose anomaly score reaches this becomes a finding. Chosen for an alert budget of one false
     # anomaly alert per metric per day at 30 s sampling, for the long-lived detector (`make bench-nab`
     # prints the table on NAB's development set: 0.59 per metric per day here, NAB score 21). 0.9 gives
@@ -100,7 +101,7 @@ class AnalysisSettings(BaseModel):
         return metrics
 
 
-class DecisionThresholds(BaseModel):
+class DecisionThresholds(SettingsSection):
     """The risk-aware decision engine's knobs (see autarky.autopilot.policy.decision)."""
 
     min_expected_value: float = Field(0.05, ge=0, le=1)
@@ -116,13 +117,15 @@ class DecisionThresholds(BaseModel):
     evidence_half_life: Duration = Field(timedelta(days=3), gt=timedelta(0))
 
 
-class LocalPoolPolicy(ScalingPolicy):
+class LocalPoolPolicy(ScalingPolicy, SettingsSection):
     """The local pool's bounds: one machine's cores go only so far (each member is a Python process)."""
 
     max_capacity: int = Field(4, ge=1)
 
 
-class AutopilotSettings(BaseModel):
+class AutopilotSettings(SettingsSection):
+    """The autopilot's loop: its intervals, limits and the settings of each stage (`[autopilot]`)."""
+
     monitor_interval: Duration = timedelta(seconds=30)
     analysis_interval: Duration = timedelta(seconds=60)
     optimization_interval: Duration = timedelta(minutes=5)

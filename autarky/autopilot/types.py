@@ -11,10 +11,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
+from temporalio import activity
 
 from autarky.autopilot.detectors.anomaly import AnomalyState
 from autarky.autopilot.detectors.trend import TrendSeries
 from autarky.autopilot.settings import AutopilotSettings
+from autarky.core.actions import ActionResult
 from autarky.core.approval import ApprovalRequest
 from autarky.core.findings import Finding
 from autarky.scaling.policy_types import ScalingMemory
@@ -342,3 +344,24 @@ class HousekeepingInput(BaseModel):
 class PruneCacheInput(BaseModel):
     max_age: timedelta
     reason: str = ""
+
+
+# ---------------------------------------------------------------------------------------- activity stubs
+# What the autopilot and housekeeping schedule on a host, typed: the SDK takes each activity's name and
+# result type from these. The implementations live in activities/infra/ (psutil stays out of workflows);
+# tests/test_activity_contract.py keeps names and types equal to the registered ones.
+
+
+@activity.defn(name="probe_host")
+async def probe_host(request: HostProbeInput) -> HostSample:
+    raise NotImplementedError("activities/infra/probes.py")
+
+
+@activity.defn(name="probe_network")
+async def probe_network(request: NetworkProbeInput) -> NetworkSample:
+    raise NotImplementedError("activities/infra/probes.py")
+
+
+@activity.defn(name="prune_cache")
+async def prune_cache(request: PruneCacheInput) -> ActionResult:
+    raise NotImplementedError("activities/infra/remediation.py (RemediationActivities)")

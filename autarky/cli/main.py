@@ -1,4 +1,6 @@
-"""The `autarky` command line.
+"""The `autarky` command line: the typer app, assembled from each capability's commands (autarky/*/cli.py)
+and the ones here: the stack (`up`, `worker`, `schedules`), the autopilot (`status`, `actions`, `goals`,
+`findings`) and approvals in any workflow (`approvals`, `approve`, `reject`).
 
 The console script is `main`: it runs the typer `app` and leaves with `os._exit(code)`, so nothing at
 interpreter teardown (the SDK's native threads, temporalio/sdk-python#300) can change the exit code.
@@ -6,56 +8,36 @@ interpreter teardown (the SDK's native threads, temporalio/sdk-python#300) can c
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import getpass
-import math
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
-from autarky.client import (
-    ApprovalRefused,
-    AutarkyClient,
-    ResearchBusy,
-    ScaleRefused,
-    ScalerSummary,
-    ServerUnavailable,
-    connect_client,
-    is_unreachable,
-    server_address,
-)
+from autarky.cli.common import autarky_client, console, fail, require_reason, run_command
+from autarky.client import connect_client
 from autarky.core.durations import Duration
 from autarky.core.findings import Finding
-from autarky.core.logging import configure_logging
-from autarky.core.settings import AutarkySettings, ConfigError, load_settings
+from autarky.core.settings import AutarkySettings
+from autarky.core.temporal import metrics_runtime
 from autarky.models.abtest_cli import abtest_app
 from autarky.models.cli import models_app
 from autarky.research.cli import experiments, research_app, research_line
-from autarky.scaling.client import resolve
-from autarky.scaling.types import OperationStatus, ScaleOperation
+from autarky.scaling.cli import scale_app
 from autarky.selfmod.cli import agents_app, evolve, sandbox_app
+from schedules import sync_schedules
 
 app = typer.Typer(
     help="Autarky: keeps an AI platform alive and improving by itself, on Temporal.", no_args_is_help=True
 )
 schedules_app = typer.Typer(help="Schedules declared in schedules/.", no_args_is_help=True)
 app.add_typer(schedules_app, name="schedules")
-scale_app = typer.Typer(
-    help="Scalable resources: their capacity, changes of it and its history (one scaler workflow each).",
-    no_args_is_help=True,
-)
 app.add_typer(scale_app, name="scale")
 app.add_typer(research_app, name="research")
 app.command()(experiments)
@@ -64,66 +46,16 @@ app.add_typer(models_app, name="models")
 app.add_typer(agents_app, name="agents")
 app.command()(evolve)
 app.add_typer(sandbox_app, name="sandbox")
-console = Console()
-T = TypeVar("T")
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    """Print `message` to stderr as it is (no markup, no wrapping: one line stays one line) and exit."""
-    Console(stderr=True, soft_wrap=True, highlight=False).print(message, style="red", markup=False)
-    raise typer.Exit(code)
-
-
-def _settings() -> AutarkySettings:
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        _fail(str(error), 2)
-    configure_logging(settings.log_format, settings.log_level)
-    return settings
-
-
-def _run(make: Callable[[AutarkySettings], Awaitable[T]]) -> T:
-    settings = _settings()
-    try:
-        return asyncio.run(make(settings))
-    except ServerUnavailable as error:
-        _fail(str(error))
-    except (ApprovalRefused, ScaleRefused) as error:
-        _fail(f"refused: {error}")
-    except (ConfigError, LookupError) as error:
-        _fail(str(error))
-    except WorkflowUpdateFailedError as error:
-        _fail(f"refused: {error.cause.message if error.cause else error}")
-    except ResearchBusy as error:
-        _fail(str(error))
-    except WorkflowFailureError as error:  # e.g. a research cycle that failed: its reason
-        cause = error.cause
-        while getattr(cause, "cause", None) is not None:
-            cause = cause.cause
-        _fail(f"the workflow failed: {getattr(cause, 'message', None) or cause or error}")
-    except WorkflowAlreadyStartedError as error:
-        _fail(f"{error.workflow_id} is already running")
-    except RPCError as error:
-        if is_unreachable(error):  # the server went away after we connected
-            _fail(str(ServerUnavailable(server_address(settings))))
-        _fail(f"Temporal said: {error.message}")
-    except RuntimeError as error:  # e.g. the server cannot be reached
-        if is_unreachable(error):
-            _fail(str(ServerUnavailable(server_address(settings))))
-        _fail(str(error))
-
-
-async def _client(settings: AutarkySettings) -> AutarkyClient:
-    return await AutarkyClient.connect(settings)
 
 
 @app.command()
 def up() -> None:
     """Bring up the stack (embedded Temporal server unless TEMPORAL_ADDRESS is set) in the foreground."""
+    # Imported here: the workers load every workflow and activity (SQLAlchemy, boto3, LLM SDKs…), about
+    # half a second that no other command should pay.
     from workers.up import up as run_up
 
-    _run(run_up)
+    run_command(run_up)
 
 
 @app.command()
@@ -133,9 +65,8 @@ def worker(
     ] = False,
 ) -> None:
     """Run a worker for Autarky's task queue until Ctrl-C."""
-    from autarky.core import metrics
-    from autarky.core.temporal import metrics_runtime
-    from workers.main import build_workers, run_until, stop_event_on_signals
+    from autarky.core import metrics  # the Prometheus client: this command's alone
+    from workers.main import build_workers, run_until, stop_event_on_signals  # see `up`
 
     async def run(settings: AutarkySettings) -> None:
         stop = stop_event_on_signals()
@@ -148,7 +79,7 @@ def worker(
         workers = build_workers(client, settings, workflows=not activities_only, pool_member=activities_only)
         await run_until(stop, workers)
 
-    _run(run)
+    run_command(run)
 
 
 @app.command()
@@ -156,10 +87,10 @@ def status() -> None:
     """The autopilot's state, counts and learned success probabilities."""
 
     async def run(settings: AutarkySettings) -> Any:
-        client = await _client(settings)
+        client = await autarky_client(settings)
         return await client.status(), await client.last_research_cycle()
 
-    s, research = _run(run)
+    s, research = run_command(run)
     table = Table(title=f"Autopilot: {s.state}", show_header=False)
     table.add_row("uptime", f"{s.uptime_seconds:.0f} s (run {s.runs + 1}, iteration {s.iterations})")
     table.add_row("approvals pending", str(s.pending_approvals))
@@ -197,10 +128,10 @@ def actions(count: Annotated[int, typer.Option(help="how many")] = 20) -> None:
     """Recent actions: queued, running and finished."""
 
     async def run(settings: AutarkySettings) -> Any:
-        return await (await _client(settings)).recent_actions(count)
+        return await (await autarky_client(settings)).recent_actions(count)
 
     table = Table("id", "type", "host", "status", "priority", "risk", "EV", "improvement", "detail")
-    for r in _run(run):
+    for r in run_command(run):
         c = r.decision.candidate
         table.add_row(
             r.action_id,
@@ -221,10 +152,10 @@ def goals() -> None:
     """The autopilot's goals and how far along each is."""
 
     async def run(settings: AutarkySettings) -> Any:
-        return await (await _client(settings)).goals()
+        return await (await autarky_client(settings)).goals()
 
     table = Table("metric", "target", "current", "achieved", "progress")
-    for g in _run(run):
+    for g in run_command(run):
         current = "n/a" if g.current is None else f"{g.current:.1f}"
         table.add_row(
             g.metric,
@@ -241,9 +172,9 @@ def findings() -> None:
     """What the Analyze stage currently sees: threshold rules, anomalies, leaks and early warnings."""
 
     async def run(settings: AutarkySettings) -> Any:
-        return await (await _client(settings)).findings()
+        return await (await autarky_client(settings)).findings()
 
-    found = _run(run)
+    found = run_command(run)
     if not found:
         console.print("No findings: everything looks normal.")
         return
@@ -282,9 +213,9 @@ def approvals() -> None:
     """Pending approvals in every workflow (found by AutarkyApproval="pending")."""
 
     async def run(settings: AutarkySettings) -> Any:
-        return await (await _client(settings)).pending_approvals()
+        return await (await autarky_client(settings)).pending_approvals()
 
-    pending = _run(run)
+    pending = run_command(run)
     if not pending:
         console.print("nothing is waiting for approval")
         return
@@ -305,22 +236,17 @@ def _decide(
     workflow: str | None,
     snooze: timedelta | None = None,
 ) -> None:
-    _require_reason(reason)
+    require_reason(reason)
     who = approver if approver is not None else getpass.getuser()
 
     async def run(settings: AutarkySettings) -> Any:
-        client = await _client(settings)
+        client = await autarky_client(settings)
         if kind == "approve":
             return await client.approve(approval_id, who, reason, workflow_id=workflow)
         return await client.reject(approval_id, who, reason, workflow_id=workflow, snooze=snooze)
 
-    result = _run(run)
+    result = run_command(run)
     console.print(f"{result.approval_id}: {result.state.value} by {result.decided_by}")
-
-
-def _require_reason(reason: str, example: str = "pool is idle") -> None:
-    if not reason.strip():  # checked here, before anything talks to the server
-        _fail(f'--reason is required and must not be empty: say why, e.g. --reason "{example}"', 2)
 
 
 _DURATION = TypeAdapter(Duration)
@@ -335,7 +261,7 @@ def _parse_snooze(value: str | None) -> timedelta | None:
     except (ValidationError, OverflowError):
         snooze = None
     if snooze is None or snooze < timedelta(0):
-        _fail(f"--snooze {value!r} is not a duration: write e.g. 30s, 5m, 4h or 1d", 2)
+        fail(f"--snooze {value!r} is not a duration: write e.g. 30s, 5m, 4h or 1d", 2)
     return snooze
 
 
@@ -378,12 +304,11 @@ def reject(
 @schedules_app.command("sync")
 def schedules_sync() -> None:
     """Create or update the declared schedules (never duplicates)."""
-    from schedules import sync_schedules
 
     async def run(settings: AutarkySettings) -> dict[str, str]:
-        return await sync_schedules((await _client(settings)).client, settings)
+        return await sync_schedules((await autarky_client(settings)).client, settings)
 
-    for schedule_id, outcome in _run(run).items():
+    for schedule_id, outcome in run_command(run).items():
         console.print(f"{schedule_id}: {outcome}")
 
 
@@ -392,11 +317,11 @@ def schedules_list() -> None:
     """Schedules on the server."""
 
     async def run(settings: AutarkySettings) -> list[Any]:
-        client = (await _client(settings)).client
+        client = (await autarky_client(settings)).client
         return [s async for s in await client.list_schedules()]
 
     table = Table("id", "workflow", "next run (UTC)", "paused")
-    for s in _run(run):
+    for s in run_command(run):
         action = s.schedule.action
         next_run = s.info.next_action_times[0] if s.info and s.info.next_action_times else None
         table.add_row(
@@ -404,142 +329,6 @@ def schedules_list() -> None:
             getattr(action, "workflow", ""),
             f"{next_run:%Y-%m-%d %H:%M:%S}" if next_run else "-",
             "yes" if s.schedule.state.paused else "no",
-        )
-    console.print(table)
-
-
-RESOURCE_HELP = (
-    "local-pool (this host's pool), local-pool/<host>, aws-asg/<name>, aws-ecs/<cluster>/<service>, "
-    "aws-ec2/<group>, or the scaler's workflow id scaler/…"
-)
-NOT_STARTED = "not started (starts on the first request)"
-ResourceArg = Annotated[str, typer.Argument(metavar="RESOURCE", help=RESOURCE_HELP, show_default=False)]
-
-
-@scale_app.command("status")
-def scale_status() -> None:
-    """Every scaler: capacity, bounds, cooldown, the running operation's step and the last event."""
-
-    async def run(settings: AutarkySettings) -> list[ScalerSummary]:
-        return await (await _client(settings)).scalers()
-
-    table = Table(
-        "resource",
-        "capacity (healthy/desired)",
-        "bounds",
-        "cooldown",
-        "current step",
-        "last event",
-        "queued",
-        "approvals pending",
-    )
-    for s in _run(run):
-        table.add_row(*(escape(cell) for cell in _scaler_row(s)))
-    console.print(table)
-
-
-def _scaler_row(s: ScalerSummary) -> list[str]:
-    resource = s.resource.id + ("" if s.policy is not None else " (not configured here)")
-    status = s.status
-    if status is None:
-        bounds = f"{s.policy.min_capacity}–{s.policy.max_capacity}" if s.policy else ""
-        return [resource, s.problem or NOT_STARTED, bounds, "", "", "", "", ""]
-    cooldown = status.cooldown_remaining_seconds
-    current = status.current
-    if current is None:
-        step = "idle"
-    else:
-        where = current.step.value if current.step else "starting"
-        step = f"{where} ({_capacity(current.previous)} → {current.target})"
-    last = status.last
-    return [
-        resource,
-        f"{_capacity(status.healthy)}/{_capacity(status.capacity)}",
-        f"{status.min_capacity}–{status.max_capacity}",
-        f"{math.ceil(cooldown)} s" if cooldown > 0 else "-",
-        step,
-        _shorten(f"{last.status.value}: {last.detail}") if last else "-",
-        str(status.queued),
-        str(status.pending_approvals),
-    ]
-
-
-def _capacity(value: int | None) -> str:
-    return "?" if value is None else str(value)
-
-
-def _shorten(text: str, width: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-@scale_app.command("set")
-def scale_set(
-    resource: ResourceArg,
-    desired: Annotated[
-        int, typer.Argument(metavar="N", min=0, help="the capacity wanted", show_default=False)
-    ],
-    reason: Annotated[
-        str,
-        typer.Option(
-            "--reason", "-r", help="why (required; recorded with the operation)", show_default=False
-        ),
-    ] = "",
-    queue: Annotated[
-        bool, typer.Option("--queue", help="inside the cooldown, wait for its end instead of refusing")
-    ] = False,
-    by: Annotated[str | None, typer.Option("--by", help="who asks (default: your user name)")] = None,
-) -> None:
-    """Scale RESOURCE to N and wait for the outcome (the scaler starts if it does not run yet).
-
-    Exits 0 when it succeeded or was already there, 1 when it was refused, compensated or rejected."""
-    _require_reason(reason, "peak traffic")
-    who = by if by is not None else getpass.getuser()
-    if not who.strip():
-        _fail("--by must name who asks (default: your user name)", 2)
-
-    async def run(settings: AutarkySettings) -> ScaleOperation:
-        resolve(settings, resource)  # an unknown resource is named before anything talks to the server
-        client = await _client(settings)
-        return await client.scale(resource, desired, reason=reason, requested_by=who, queue=queue)
-
-    operation = _run(run)
-    outcome = f"{operation.operation_id} {operation.status.value}: {operation.detail}"
-    if operation.status not in (OperationStatus.SUCCEEDED, OperationStatus.UNCHANGED):
-        _fail(outcome)
-    console.print(outcome, markup=False, highlight=False, soft_wrap=True)
-
-
-@scale_app.command("history")
-def scale_history(
-    resource: ResourceArg, count: Annotated[int, typer.Option(min=1, help="how many")] = 10
-) -> None:
-    """RESOURCE's recent operations, oldest first."""
-
-    async def run(settings: AutarkySettings) -> tuple[str, list[ScaleOperation]]:
-        ref, _ = resolve(settings, resource)
-        return ref.workflow_id, await (await _client(settings)).scale_operations(resource, count)
-
-    workflow_id, operations = _run(run)
-    if not operations:
-        console.print(f"{workflow_id}: no operations yet", markup=False, highlight=False)
-        return
-    table = Table("id", "queued (UTC)", "status", "change", "requested by", "reason", "detail")
-    for o in operations:
-        table.add_row(
-            *(
-                escape(cell)
-                for cell in (
-                    o.operation_id,
-                    f"{o.queued_at:%Y-%m-%d %H:%M:%S}",
-                    o.status.value
-                    + (f" ({o.step.value})" if o.status == OperationStatus.RUNNING and o.step else ""),
-                    f"{_capacity(o.previous)} → {o.target}",
-                    o.request.requested_by,
-                    o.request.reason,
-                    o.detail,
-                )
-            )
         )
     console.print(table)
 

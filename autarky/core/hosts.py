@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import BaseModel, Field
+from temporalio import activity
 
 SEPARATOR = "@"
 
@@ -44,3 +45,10 @@ class DiscoveredHosts(BaseModel):
     hosts: list[str]
     # When each host's workers last asked for work (the newest poll among them).
     last_polled: dict[str, datetime] = Field(default_factory=dict)
+
+
+# The activity listing the hosts, typed for workflows (the SDK takes its name and result type from here);
+# it runs in activities/infra/hosts.py, and tests/test_activity_contract.py keeps the two equal.
+@activity.defn(name="discover_hosts")
+async def discover_hosts(request: DiscoverHostsInput) -> DiscoveredHosts:
+    raise NotImplementedError("activities/infra/hosts.py")

@@ -1,32 +1,36 @@
 """Configuration: environment (``AUTARKY_…``, nested with ``__``) over an optional ``autarky.toml``.
 
 Invalid configuration stops start-up with one message naming the field and the bad value
-(`load_settings` raises `ConfigError`).
+(`load_settings` raises `ConfigError`). Unknown keys are refused at every depth: the sections do it
+themselves while the settings load (autarky.core.settings_section); each capability's section lives in
+its own ``settings.py``.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, ModelWrapValidatorHandler, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from autarky.autopilot.settings import AutopilotSettings
 from autarky.core.durations import Duration
-from autarky.llm.types import LlmSettings
+from autarky.core.settings_section import SecretSetting, loading_settings, nearest_key
+from autarky.llm.settings import LlmSettings
 from autarky.research.settings import ResearchSettings
 from autarky.scaling.settings import ScalingSettings
-from autarky.selfmod.types import EvolutionSettings
+from autarky.selfmod.settings import EvolutionSettings
 
 CONFIG_FILE_ENV = "AUTARKY_CONFIG"
 DEFAULT_CONFIG_FILE = "autarky.toml"
@@ -75,15 +79,24 @@ class AutarkySettings(BaseSettings):
     cache_max_age: Duration = timedelta(days=7)
     # The research knowledge base (SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db);
     # None: SQLite in the data directory (`knowledge_db_url`).
-    knowledge_base_url: SecretStr | None = None  # secret: a URL may carry a password
+    knowledge_base_url: SecretSetting | None = None  # secret: a URL may carry a password
     # Also read from OPENAI_API_KEY / ANTHROPIC_API_KEY, which win (`llm_environ`).
-    openai_api_key: SecretStr | None = None
-    anthropic_api_key: SecretStr | None = None
+    openai_api_key: SecretSetting | None = None
+    anthropic_api_key: SecretSetting | None = None
     autopilot: AutopilotSettings = Field(default_factory=AutopilotSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     research: ResearchSettings = Field(default_factory=ResearchSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _sections_refuse_unknown_keys(
+        cls, data: Any, handler: ModelWrapValidatorHandler[AutarkySettings]
+    ) -> AutarkySettings:
+        # BaseSettings.__init__ passes no validation context: the sections learn it from here.
+        with loading_settings():
+            return handler(data)
 
     @property
     def cache_dir(self) -> Path:
@@ -122,207 +135,88 @@ class AutarkySettings(BaseSettings):
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:
-    return "AUTARKY_" + "__".join(str(part).upper() for part in loc if not isinstance(part, int))
+    """The variable setting `loc`; for a list item, the one holding the whole list (as JSON)."""
+    names: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            break
+        names.append(str(part).upper())
+    return "AUTARKY_" + "__".join(names)
 
 
 def describe_validation_error(
     error: ValidationError,
     *,
     secrets: set[str] | frozenset[str] = frozenset(),
+    origin: Callable[[tuple[Any, ...]], str | None] = lambda loc: None,
     unknown: list[str] | None = None,
 ) -> str:
-    """One line: per bad field the dotted field, the environment variable, the value, and why.
+    """One line: per unknown key its place, origin and the nearest valid key; per bad value the dotted
+    field, the environment variable, the value, and why.
 
-    `unknown`: lines about unknown keys found beforehand (`_check_sources`), which come first and
-    replace pydantic's own ``extra_forbidden`` errors. No secret's value is shown: not the value of a
-    secret setting, not the values in `secrets` nor those of secret-looking environment variables
-    (autarky.core.redaction), not token shapes.
+    `origin` tells where an unknown key came from; `unknown`: lines about unknown keys found beside
+    the validation (`_unknown_env_sections`), which come first. No secret's value is shown: not the
+    value of a secret setting, not the values in `secrets` nor those of secret-looking environment
+    variables (autarky.core.redaction), not token shapes.
     """
     from autarky.core.redaction import current_secrets
 
     hidden = frozenset(secrets) | current_secrets()
     lines = list(unknown or [])
+    values = []
     for item in error.errors():
         loc = tuple(item["loc"])
         if item["type"] == "extra_forbidden":
-            if not any(line.startswith(f"unknown setting {_dotted(loc)!r} ") for line in lines):
-                lines.append(_unknown_setting(loc, None))
+            lines.append(_unknown_setting(loc, origin(loc), (item.get("ctx") or {}).get("nearest")))
             continue
         shown = "<missing>" if item["type"] == "missing" else _shown(loc, item.get("input"), hidden)
-        lines.append(f"{_dotted(loc)} ({_env_name(loc)}) = {shown}: {item['msg']}")
-    return _one_line("invalid configuration: " + "; ".join(lines), hidden)
+        values.append(f"{_dotted(loc)} ({_env_name(loc)}) = {shown}: {item['msg']}")
+    return _one_line("invalid configuration: " + "; ".join(lines + values), hidden)
 
 
 def load_settings(**overrides: Any) -> AutarkySettings:
     """Read the settings, raising `ConfigError` with a readable message when they are invalid.
 
-    Unknown keys are refused in every section, though only the top level forbids extras: the nested
-    models are also workflow payloads, which must accept fields that a newer client adds. So the raw
-    input of each settings source is walked against the models here instead. The secret settings'
-    values are handed to autarky.core.redaction, so that logs hide them whatever their shape.
+    The secret settings' values are handed to autarky.core.redaction, so that logs hide them whatever
+    their shape.
     """
     from autarky.core.redaction import remember
 
-    unknown, secrets = _check_sources(overrides)
-    try:
-        settings = AutarkySettings(**overrides)
-    except ValidationError as error:
-        raise ConfigError(describe_validation_error(error, secrets=secrets, unknown=unknown)) from None
-    except (OSError, ValueError) as error:  # e.g. a TOML file that does not parse
-        raise ConfigError(_one_line(f"invalid configuration file: {error}", secrets)) from None
-    if unknown:
-        raise ConfigError(_one_line("invalid configuration: " + "; ".join(unknown), secrets))
-    remember(secrets)
+    dropped = [_unknown_setting(path, name) for path, name in _unknown_env_sections()]
+    with loading_settings() as loading:
+        try:
+            settings = AutarkySettings(**overrides)
+        except ValidationError as error:
+            message = describe_validation_error(
+                error, secrets=loading.secrets, origin=_origins(overrides), unknown=dropped
+            )
+            raise ConfigError(message) from None
+        except SettingsError as error:  # e.g. AUTARKY_AUTOPILOT='{not json'
+            raise ConfigError(_one_line(f"invalid configuration: {error}", loading.secrets)) from None
+        except (OSError, ValueError) as error:  # e.g. a TOML file that does not parse
+            raise ConfigError(_one_line(f"invalid configuration file: {error}", loading.secrets)) from None
+    if dropped:
+        raise ConfigError(_one_line("invalid configuration: " + "; ".join(dropped), loading.secrets))
+    remember(loading.secrets)
     return settings
 
 
 # --- helpers of describe_validation_error and load_settings ------------------------------------------
 
 
-def _check_sources(overrides: dict[str, Any]) -> tuple[list[str], set[str]]:
-    """Unknown keys (one message each) and secret setting values in the raw input of every source."""
-    from pydantic_settings import (
-        DotEnvSettingsSource,
-        EnvSettingsSource,
-        InitSettingsSource,
-        SecretsSettingsSource,
-    )
-
-    settings_cls = AutarkySettings
-    try:
-        sources = settings_cls.settings_customise_sources(
-            settings_cls,
-            init_settings=InitSettingsSource(settings_cls, init_kwargs=overrides),
-            env_settings=EnvSettingsSource(settings_cls),
-            dotenv_settings=DotEnvSettingsSource(settings_cls),
-            file_secret_settings=SecretsSettingsSource(settings_cls),
-        )
-    except (OSError, ValueError) as error:  # the TOML source reads its file when it is made
-        raise ConfigError(_one_line(f"invalid configuration file: {error}", ())) from None
-    unknown: list[str] = []
-    secrets: set[str] = set()
-    for source in sources:
-        try:
-            data = source()
-        except (OSError, ValueError) as error:  # e.g. AUTARKY_AUTOPILOT='{not json'
-            what = "configuration file" if isinstance(source, TomlConfigSettingsSource) else "configuration"
-            raise ConfigError(_one_line(f"invalid {what}: {error}", secrets)) from None
-        found: list[tuple[str, ...]] = []
-        _walk(settings_cls, data, (), found, secrets)
-        if isinstance(source, EnvSettingsSource) and not isinstance(source, DotEnvSettingsSource):
-            found += _unknown_env_sections(source)
-        for path in found:
-            line = _unknown_setting(path, _origin(source, path))
-            if line not in unknown:
-                unknown.append(line)
-    return unknown, secrets
-
-
-def _walk(
-    model: type[BaseModel],
-    data: Any,
-    path: tuple[str, ...],
-    unknown: list[tuple[str, ...]],
-    secrets: set[str],
-) -> None:
-    """Collect the paths of keys `model` has no field for, recursing into nested models.
-
-    Fields holding anything but one model (numbers, durations, lists, dicts) are leaves: their values
-    are the field's business. A model that allows extra fields accepts every key.
-    """
-    if not isinstance(data, dict):
-        return
-    fields = _fields_by_key(model)
-    for key, value in data.items():
-        field = fields.get(key)
-        if field is None:
-            if model.model_config.get("extra") != "allow":
-                unknown.append((*path, str(key)))
-            continue
-        if _is_secret(field.annotation):
-            if isinstance(value, str) and value:
-                secrets.add(value)
-            continue
-        if (nested := _model_in(field.annotation)) is not None:
-            _walk(nested, value, (*path, str(key)), unknown, secrets)
-
-
-def _fields_by_key(model: type[BaseModel]) -> dict[str, Any]:
-    """A model's fields by every key that may name them: the field name and string aliases."""
-    from pydantic import AliasChoices
-
-    keys: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        keys[name] = field
-        for alias in (field.alias, field.validation_alias):
-            choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
-            for choice in choices:
-                if isinstance(choice, str):
-                    keys[choice] = field
-    return keys
-
-
-def _unwrap(annotation: Any) -> list[Any]:
-    """The types a field annotation allows: inside Optional / unions and Annotated."""
-    import types
-    import typing
-
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin is typing.Union or origin is types.UnionType:
-        return [t for arg in typing.get_args(annotation) for t in _unwrap(arg)]
-    return [annotation]
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The model a field holds (`X` or `X | None`); None for leaves and for unions of several models."""
-    models = [t for t in _unwrap(annotation) if isinstance(t, type) and issubclass(t, BaseModel)]
-    return models[0] if len(models) == 1 else None
-
-
-def _is_secret(annotation: Any) -> bool:
-    """SecretStr, SecretBytes, Secret[...] (also optional)."""
-    import typing
-
-    from pydantic import Secret, SecretBytes
-
-    for allowed in _unwrap(annotation):
-        kind = typing.get_origin(allowed) or allowed
-        if isinstance(kind, type) and issubclass(kind, SecretStr | SecretBytes | Secret):
-            return True
-    return False
-
-
-def _field_at(loc: tuple[Any, ...]) -> Any:
-    """The FieldInfo a validation error's location names, or None (list items, unknown keys)."""
-    model: type[BaseModel] | None = AutarkySettings
-    field = None
-    for part in loc:
-        if model is None or not isinstance(part, str):
-            return None
-        field = _fields_by_key(model).get(part)
-        if field is None:
-            return None
-        model = _model_in(field.annotation)
-    return field
-
-
 def _shown(loc: tuple[Any, ...], value: Any, secrets: frozenset[str]) -> str:
-    """The bad value as the message shows it: hidden when it is, or belongs to, a secret."""
+    """The bad value as the message shows it: hidden when it is, or belongs to, a secret (a secret
+    setting's errors carry ``***`` as their input already)."""
     from autarky.core.redaction import REDACTED, SECRET_NAME, redact_value
 
-    field = _field_at(loc)
-    if (field is not None and _is_secret(field.annotation)) or any(
-        isinstance(part, str) and SECRET_NAME.search(part) for part in loc
-    ):
+    if any(isinstance(part, str) and SECRET_NAME.search(part) for part in loc):
         return REDACTED
-    if isinstance(value, str) and value in secrets:  # even one too short to look for inside text
+    if isinstance(value, str) and (value == REDACTED or value in secrets):  # even a short one
         return REDACTED
     return repr(redact_value(value, _worth_looking_for(secrets)))
 
 
-def _one_line(message: str, secrets: set[str] | frozenset[str] | tuple[()]) -> str:
+def _one_line(message: str, secrets: set[str] | frozenset[str]) -> str:
     from autarky.core.redaction import current_secrets, redact_text
 
     hidden = _worth_looking_for(frozenset(secrets) | current_secrets())
@@ -340,71 +234,111 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _unknown_setting(path: tuple[Any, ...], origin: str | None) -> str:
+def _unknown_setting(path: tuple[Any, ...], origin: str | None, nearest: str | None = None) -> str:
     where = f" ({origin})" if origin else ""
-    return f"unknown setting {_dotted(path)!r}{where}; {_suggestion(tuple(str(p) for p in path))}"
+    return f"unknown setting {_dotted(path)!r}{where}; {_suggestion(path, nearest)}"
 
 
-def _suggestion(path: tuple[str, ...]) -> str:
-    """The nearest valid key beside the unknown one; else the same name in another section."""
+def _suggestion(path: tuple[Any, ...], nearest: str | None) -> str:
+    """The nearest valid key beside the unknown one (the section's, or the top level's); else the same
+    name in another section."""
     import difflib
 
-    model: type[BaseModel] | None = AutarkySettings
-    for part in path[:-1]:
-        field = _fields_by_key(model).get(part) if model else None
-        model = _model_in(field.annotation) if field is not None else None
-    key = path[-1].lower()
-    if model is not None:
-        near = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
-        if near:
-            return f"did you mean {near[0]!r}?"
-    everywhere = {_dotted(p): p[-1] for p in _setting_paths(AutarkySettings, ())}
-    near = difflib.get_close_matches(key, list(set(everywhere.values())), n=1, cutoff=0.75)
+    if nearest is None and len(path) == 1:
+        nearest = nearest_key(path[0], AutarkySettings)
+    if nearest is not None:
+        return f"did you mean {nearest!r}?"
+    everywhere = {_dotted(p): p[-1] for p in _setting_paths(AutarkySettings.model_construct(), ())}
+    near = difflib.get_close_matches(
+        str(path[-1]).lower(), sorted(set(everywhere.values())), n=1, cutoff=0.75
+    )
     if near:
         candidates = sorted(dotted for dotted, name in everywhere.items() if name == near[0])
         return f"did you mean {candidates[0]!r}?"
     return "check the spelling (each capability's settings.py holds its section)"
 
 
-def _setting_paths(model: type[BaseModel], prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
-    paths = []
-    for name, field in model.model_fields.items():
-        paths.append((*prefix, name))
-        if (nested := _model_in(field.annotation)) is not None:
-            paths += _setting_paths(nested, (*prefix, name))
-    return paths
+def _setting_paths(settings: BaseModel, prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """The dotted places of the default settings: every field, and those of the sections within."""
+    for name in type(settings).model_fields:
+        yield (*prefix, name)
+        if isinstance(value := getattr(settings, name), BaseModel):
+            yield from _setting_paths(value, (*prefix, name))
 
 
-def _env_settings(source: Any) -> tuple[str, str, bool]:
+def _env_config() -> tuple[str, str, bool]:
     config = AutarkySettings.model_config
-    prefix = getattr(source, "env_prefix", None) or config.get("env_prefix") or ""
-    delimiter = getattr(source, "env_nested_delimiter", None) or config.get("env_nested_delimiter") or "__"
-    case_sensitive = bool(getattr(source, "case_sensitive", None) or config.get("case_sensitive"))
-    return prefix, delimiter, case_sensitive
+    prefix = config.get("env_prefix") or ""
+    delimiter = config.get("env_nested_delimiter") or "__"
+    return prefix, delimiter, bool(config.get("case_sensitive"))
 
 
-def _unknown_env_sections(source: Any) -> list[tuple[str, ...]]:
-    """``AUTARKY_AUTOPILT__MONITOR_INTERVAL``: a nested variable under no top-level setting at all.
+def _unknown_env_sections() -> list[tuple[tuple[str, ...], str]]:
+    """``AUTARKY_AUTOPILT__MONITOR_INTERVAL``: a nested variable under no top-level setting at all, with
+    its name.
 
     pydantic-settings drops such variables before the model sees them. A variable without the delimiter
     (``AUTARKY_CONFIG``, a tool's own ``AUTARKY_…``) is left alone: it may not be meant as a setting.
     """
-    prefix, delimiter, case_sensitive = _env_settings(source)
-    fields = {key if case_sensitive else key.lower() for key in _fields_by_key(AutarkySettings)}
+    prefix, delimiter, case_sensitive = _env_config()
+    fields = {key if case_sensitive else key.lower() for key in AutarkySettings.model_fields}
+    wanted = prefix if case_sensitive else prefix.lower()
     found = []
     for name in os.environ:
         folded = name if case_sensitive else name.lower()
-        wanted = prefix if case_sensitive else prefix.lower()
         if not folded.startswith(wanted) or delimiter not in folded[len(wanted) :]:
             continue
         path = tuple(folded[len(wanted) :].split(delimiter))
         if path[0] and path[0] not in fields:
-            found.append(path)
+            found.append((path, name))
     return found
 
 
-def _origin(source: Any, path: tuple[str, ...]) -> str:
-    """Where an unknown key came from: its environment variable, the variable holding it as JSON, a file."""
+def _origins(overrides: dict[str, Any]) -> Callable[[tuple[Any, ...]], str | None]:
+    """Where an unknown key came from: the first source, by priority, whose raw input holds it."""
+    from pydantic_settings import (
+        DotEnvSettingsSource,
+        EnvSettingsSource,
+        InitSettingsSource,
+        SecretsSettingsSource,
+    )
+
+    cls = AutarkySettings
+    try:
+        sources = cls.settings_customise_sources(
+            cls,
+            init_settings=InitSettingsSource(cls, init_kwargs=overrides),
+            env_settings=EnvSettingsSource(cls),
+            dotenv_settings=DotEnvSettingsSource(cls),
+            file_secret_settings=SecretsSettingsSource(cls),
+        )
+        inputs = [(source, source()) for source in sources]
+    except (OSError, ValueError):  # read a moment ago; changed since: the message goes without
+        inputs = []
+
+    def origin(loc: tuple[Any, ...]) -> str | None:
+        for source, data in inputs:
+            if _holds(data, loc):
+                return _origin(source, loc)
+        return None
+
+    return origin
+
+
+def _holds(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Whether raw input has a value at `loc` (keys of dicts, indexes of lists)."""
+    for part in loc:
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and -len(data) <= part < len(data)
+        if not (in_dict or in_list):
+            return False
+        data = data[part]
+    return True
+
+
+def _origin(source: PydanticBaseSettingsSource, loc: tuple[Any, ...]) -> str:
+    """A source as the message names it: the environment variable, the variable holding the key (as
+    JSON), the file."""
     from pydantic_settings import EnvSettingsSource, InitSettingsSource
 
     if isinstance(source, TomlConfigSettingsSource):
@@ -412,8 +346,9 @@ def _origin(source: Any, path: tuple[str, ...]) -> str:
         names = [str(f) for f in files] if isinstance(files, list | tuple) else [str(files)]
         return "in " + ", ".join(names)
     if isinstance(source, EnvSettingsSource):
-        prefix, delimiter, case_sensitive = _env_settings(source)
+        prefix, delimiter, case_sensitive = _env_config()
         names = {(name if case_sensitive else name.upper()): name for name in os.environ}
+        path = [str(part) for part in loc]
         for length in range(len(path), 0, -1):
             wanted = prefix + delimiter.join(path[:length])
             name = names.get(wanted if case_sensitive else wanted.upper())

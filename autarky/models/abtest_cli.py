@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autarky.cli.common import autarky_client, console, fail, run_command
 from autarky.core.durations import Duration
 from autarky.core.settings import AutarkySettings
 from autarky.models import client as abtests
@@ -21,19 +21,6 @@ abtest_app = typer.Typer(
     "sequential test with guardrails.",
     no_args_is_help=True,
 )
-console = Console()
-
-
-def _run(make: Any) -> Any:
-    from autarky.cli.main import _run as run_with_errors  # the CLI's one place for connection errors
-
-    return run_with_errors(make)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    from autarky.cli.main import _fail as fail
-
-    fail(message, code)
 
 
 @abtest_app.command("start")
@@ -79,25 +66,25 @@ def start(
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "input"
-        _fail(f"invalid A/B test: {where}: {first['msg']}", 2)
-        return
+        fail(f"invalid A/B test: {where}: {first['msg']}", 2)
+
+    # Imported here: the registry's SQLAlchemy would cost every command of the CLI a third of a second.
+    from activities.models import abtest_start
 
     async def run(settings: AutarkySettings) -> ABTestResult | str:
-        from autarky.client import AutarkyClient
-
-        client = (await AutarkyClient.connect(settings)).client
+        client = (await autarky_client(settings)).client
         try:
-            handle = await abtests.start(client, settings, input)
-        except abtests.ABTestRefused as error:
+            handle = await abtest_start.start(client, settings, input)
+        except abtest_start.ABTestRefused as error:
             return f"refused: {error}"
         if not wait:
             return handle.id
         return await handle.result()
 
-    outcome = _run(run)
+    outcome = run_command(run)
     if isinstance(outcome, str):
         if outcome.startswith("refused: "):
-            _fail(outcome, 2)
+            fail(outcome, 2)
         console.print(f"started {outcome}; `autarky abtest status {slot} {challenger}` shows it")
         return
     console.print(escape(f"{outcome.workflow_id}: {outcome.decision}: {outcome.reason}"))
@@ -111,14 +98,12 @@ def status(
     """Live statistics of one test, or the list of tests."""
 
     async def run(settings: AutarkySettings) -> Any:
-        from autarky.client import AutarkyClient
-
-        client = (await AutarkyClient.connect(settings)).client
+        client = (await autarky_client(settings)).client
         if slot is None or challenger is None:
             return await abtests.listing(client)
         return await abtests.status(client, slot, challenger)
 
-    found = _run(run)
+    found = run_command(run)
     if isinstance(found, list):
         if not found:
             console.print("no A/B tests yet: `autarky abtest start SLOT CHALLENGER`")
@@ -159,12 +144,10 @@ def _print_status(s: ABTestStatus) -> None:
 
 def _signal(name: str, slot: str, challenger: str, *args: str) -> None:
     async def run(settings: AutarkySettings) -> None:
-        from autarky.client import AutarkyClient
-
-        client = (await AutarkyClient.connect(settings)).client
+        client = (await autarky_client(settings)).client
         await abtests.signal(client, slot, challenger, name, *args)
 
-    _run(run)
+    run_command(run)
     console.print(f"{abtests.workflow_id(slot, challenger)}: {name} sent")
 
 
@@ -187,7 +170,7 @@ def abort(
 ) -> None:
     """Stop the test and give the incumbent all traffic back."""
     if not reason.strip():
-        _fail('--reason is required: say why, e.g. --reason "wrong challenger"', 2)
+        fail('--reason is required: say why, e.g. --reason "wrong challenger"', 2)
     _signal("abort", slot, challenger, reason)
 
 
@@ -195,5 +178,4 @@ def _duration(text: str, option: str) -> timedelta:
     try:
         return TypeAdapter(Duration).validate_python(text)
     except ValidationError:
-        _fail(f"{option}: {text!r} is not a duration (e.g. 30s, 5m, 1h, 7d)", 2)
-        raise
+        fail(f"{option}: {text!r} is not a duration (e.g. 30s, 5m, 1h, 7d)", 2)

@@ -11,38 +11,36 @@ It reads and writes the knowledge base directly (no Temporal server needed). Als
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from autarky.core.settings import AutarkySettings, ConfigError, load_settings
+from activities.models.offline_variants import ensure_default_slots
+from autarky.cli.common import cli_settings, console, fail
+from autarky.core.settings import AutarkySettings
+from autarky.models.types import OutcomeIn, Variant
+from autarky.research.cli import open_knowledge_base
+
+if TYPE_CHECKING:
+    from activities.models.registry import ModelRegistry
 
 models_app = typer.Typer(
     help="The model registry: model slots, their variants and traffic split, and call outcomes.",
     invoke_without_command=True,
 )
-console = Console()
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(message, style="red", markup=False)
-    raise typer.Exit(code)
 
 
 def _settings() -> AutarkySettings:
-    try:
-        return load_settings()
-    except ConfigError as error:
-        _fail(str(error), 2)
+    return cli_settings(configure_logs=False)  # the models commands never set logging up
 
 
-def _registry(settings: AutarkySettings, create: bool = False) -> Any:
+def _registry(settings: AutarkySettings, create: bool = False) -> ModelRegistry:
     """The registry on the configured knowledge base, which must exist unless `create`."""
+    # Imported here: SQLAlchemy would cost every command of the CLI a third of a second otherwise.
     from activities.models.registry import ModelRegistry
-    from autarky.research.cli import open_knowledge_base
 
     return ModelRegistry(open_knowledge_base(settings, create))
 
@@ -61,8 +59,6 @@ def models_default(context: typer.Context) -> None:
 @models_app.command("list")
 def models_list() -> None:
     """Slots with their variants, the active one, the split and the calls of the last 24 hours."""
-    from activities.models.offline_variants import ensure_default_slots
-
     registry = _registry(_settings(), create=True)
     ensure_default_slots(registry)  # the built-in offline slot is there from the start
     slots = registry.slots()
@@ -99,14 +95,10 @@ def models_register(
     description: Annotated[str, typer.Option(help="what the slot is for (a new slot)")] = "",
 ) -> None:
     """Register an external model as a variant of a slot (again, the same: a no-op)."""
-    from pydantic import ValidationError
-
-    from autarky.models.types import Variant
-
     try:
         entry = Variant(name=variant, provider=provider, model=model, prompt_version=prompt_version)
     except ValidationError as error:
-        _fail(f"invalid variant: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}")
+        fail(f"invalid variant: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}")
     registry = _registry(_settings(), create=True)
     try:
         existing = {info.name: info for info in registry.slots()}.get(slot)
@@ -114,13 +106,13 @@ def models_register(
             info = registry.register_slot(slot, [entry], variant, description=description, external=True)
         else:
             if active and existing.active != variant:
-                _fail(
+                fail(
                     f"slot {slot!r} exists with active variant {existing.active!r}: --active applies only "
                     "to a new slot (an A/B test promotes variants)"
                 )
             info = registry.add_variant(slot, entry)
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     console.print(escape(f"{info.name}: {variant} registered ({_split_text(info.split)})"))
 
 
@@ -143,10 +135,6 @@ def models_record(
     ] = None,
 ) -> None:
     """Record the outcome of one call of an external model."""
-    from pydantic import ValidationError
-
-    from autarky.models.types import OutcomeIn
-
     try:
         outcome = OutcomeIn(
             slot=slot,
@@ -163,12 +151,12 @@ def models_record(
         )
     except ValidationError as problem:
         first = problem.errors()[0]
-        _fail(f"invalid outcome: {first['loc'][0] if first['loc'] else ''}: {first['msg']}")
+        fail(f"invalid outcome: {first['loc'][0] if first['loc'] else ''}: {first['msg']}")
     registry = _registry(_settings())
     try:
         new = registry.record_outcome(outcome)
     except ValueError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     console.print(
         escape(f"{slot}/{variant}: outcome recorded" if new else f"{slot}/{variant}: already recorded")
     )

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+from temporalio import activity
 
 from autarky.core.findings import Finding
 from autarky.models.routing import validate_split
@@ -171,3 +172,46 @@ class EvaluationResult(BaseModel):
     slot: str
     recorded: int  # outcomes the batch has (its size, also when a retry found them recorded)
     new: int = 0  # of which recorded by this call
+
+
+# ---------------------------------------------------------------------------------------- activity stubs
+# What workflows schedule on the model registry, typed: the SDK takes each activity's name and result type
+# from these. The implementations are ModelRegistryActivities (activities/models/registry_activities.py,
+# whose SQLAlchemy stays out of workflows); tests/test_activity_contract.py keeps the two equal.
+
+_IN_REGISTRY = "activities/models/registry_activities.py (ModelRegistryActivities)"
+
+
+@activity.defn(name="describe_model_slot")
+async def describe_model_slot(request: SlotRef) -> SlotInfo:
+    raise NotImplementedError(_IN_REGISTRY)
+
+
+@activity.defn(name="set_model_split")
+async def set_model_split(request: SetSplit) -> SlotInfo:
+    raise NotImplementedError(_IN_REGISTRY)
+
+
+@activity.defn(name="promote_model_variant")
+async def promote_model_variant(request: Promote) -> SlotInfo:
+    raise NotImplementedError(_IN_REGISTRY)
+
+
+@activity.defn(name="restore_model_incumbent")
+async def restore_model_incumbent(request: RestoreIncumbent) -> SlotInfo:
+    raise NotImplementedError(_IN_REGISTRY)
+
+
+@activity.defn(name="model_arm_stats")
+async def model_arm_stats(request: ArmsInput) -> list[ArmStats]:
+    raise NotImplementedError(_IN_REGISTRY)
+
+
+@activity.defn(name="evaluate_offline_batch")
+async def evaluate_offline_batch(request: EvaluateBatch) -> EvaluationResult:
+    raise NotImplementedError(_IN_REGISTRY)
+
+
+@activity.defn(name="untested_model_variants")
+async def untested_model_variants() -> list[UntestedVariant]:
+    raise NotImplementedError(_IN_REGISTRY)

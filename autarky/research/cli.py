@@ -4,38 +4,35 @@ the knowledge base directly (research, experiments, models)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autarky.cli.common import autarky_client, cli_settings, console, fail, run_command, shorten
 from autarky.client import ResearchCycleSummary
 from autarky.core.settings import AutarkySettings
 from autarky.research.types import CycleOutcome
+
+if TYPE_CHECKING:
+    from activities.storage.knowledge_base import KnowledgeBase
 
 research_app = typer.Typer(
     help="The research cycle: new arXiv papers and GitHub repositories, analysed and remembered.",
     no_args_is_help=True,
 )
-console = Console()
 
 
-def _cli() -> Any:
-    import autarky.cli.main as cli
-
-    return cli
-
-
-def open_knowledge_base(settings: AutarkySettings, create: bool = False) -> Any:
+def open_knowledge_base(settings: AutarkySettings, create: bool = False) -> KnowledgeBase:
     """The configured knowledge base, migrated; unless `create`, a SQLite file that does not exist yet
     is an error saying so (a read must not leave an empty database behind)."""
+    # Imported here: SQLAlchemy would cost every command of the CLI a third of a second otherwise.
     from activities.storage.knowledge_base import KnowledgeBase
 
     url = settings.knowledge_db_url
     if not create and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        _cli()._fail(f"no knowledge base yet at {url}: no research cycle has run (`autarky research run`)")
+        fail(f"no knowledge base yet at {url}: no research cycle has run (`autarky research run`)")
     kb = KnowledgeBase(url)
     kb.migrate()
     return kb
@@ -59,7 +56,7 @@ def _outcome_text(outcome: CycleOutcome) -> str:
         f"{outcome.top_score or 0:.2f}; ${outcome.cost_usd:.4f}"
     )
     for source in outcome.unavailable_sources:
-        text += f"; {source.source} unavailable: {_cli()._shorten(source.error or '', 100)}"
+        text += f"; {source.source} unavailable: {shorten(source.error or '', 100)}"
     if outcome.stopped_reason:
         text += f"; {outcome.stopped_reason}"
     if outcome.experiments:
@@ -76,9 +73,9 @@ def research_run(
     """Run a research cycle now (the schedule runs one every research.interval)."""
 
     async def run(settings: AutarkySettings) -> Any:
-        return await (await _cli()._client(settings)).run_research(wait)
+        return await (await autarky_client(settings)).run_research(wait)
 
-    cycle_id, outcome = _cli()._run(run)
+    cycle_id, outcome = run_command(run)
     if outcome is None:
         console.print(f"started {cycle_id}; `autarky status` shows its outcome when it ends")
         return
@@ -91,22 +88,20 @@ def research_list(
     limit: Annotated[int, typer.Option(min=1, help="how many")] = 30,
 ) -> None:
     """Items in the knowledge base by their best score."""
-    kb = open_knowledge_base(_cli()._settings())
+    kb = open_knowledge_base(cli_settings())
     items = kb.items_above(min_score)[:limit]
     if not items:
         console.print(f"no item scores {min_score} or more")
         return
     table = Table("score", "source", "id", "title")
     for item in items:
-        table.add_row(
-            f"{item.score:.2f}", item.source, item.source_id, escape(_cli()._shorten(item.title, 80))
-        )
+        table.add_row(f"{item.score:.2f}", item.source, item.source_id, escape(shorten(item.title, 80)))
     console.print(table)
 
 
 def experiments(limit: Annotated[int, typer.Option(min=1, help="how many")] = 30) -> None:
     """Experiments proposed by research, newest first (decide the waiting ones: `autarky approvals`)."""
-    rows = open_knowledge_base(_cli()._settings()).experiments(limit)
+    rows = open_knowledge_base(cli_settings()).experiments(limit)
     if not rows:
         console.print("no experiments yet: an item scoring above research.experiment_threshold starts one")
         return
@@ -116,7 +111,7 @@ def experiments(limit: Annotated[int, typer.Option(min=1, help="how many")] = 30
             row["workflow_id"],
             row["state"],
             f"{row['score']:.2f}" if row["score"] is not None else "",
-            escape(_cli()._shorten(row["title"], 60)),
+            escape(shorten(row["title"], 60)),
             f"${row['cost']:.4f}",
             f"{row['updated_at']:%Y-%m-%d %H:%M}",
         )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field
 
 from autarky.core.durations import Duration
+from autarky.core.settings_section import SecretSetting, SettingsSection
 
 
-class ResearchSettings(BaseModel):
+class ResearchSettings(SettingsSection):
     """Where the research cycle looks for papers and repositories (arXiv and GitHub), and how politely."""
 
     arxiv_base_url: str = Field("https://export.arxiv.org/api/query", min_length=1)
@@ -32,7 +33,7 @@ class ResearchSettings(BaseModel):
     github_languages: list[str] = Field(default_factory=lambda: ["Python"])
     github_max_results: int = Field(50, ge=1, le=1000)
     # Optional; the caller also reads GITHUB_TOKEN. Never logged.
-    github_token: SecretStr | None = None
+    github_token: SecretSetting | None = None
     # arXiv asks API clients to say who they are: add a contact (AUTARKY_RESEARCH__USER_AGENT).
     user_agent: str = Field("Autarky research cycle (self-maintaining AI platform)", min_length=1)
     # The cycle: how often (the Schedule), how far back the very first one looks, how much it analyses.

@@ -10,6 +10,9 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from temporalio import activity
+
+from autarky.research.items import ExperimentRef, ExperimentUpdate
 
 SourceName = Literal["arxiv", "github"]
 SOURCES: tuple[SourceName, ...] = ("arxiv", "github")
@@ -206,3 +209,71 @@ class ResearchReport(BaseModel):
     status: CycleStatus
     reason: str | None = None
     unavailable_sources: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------- activity stubs
+# What the research and experiment workflows schedule, typed: the SDK takes each activity's name and result
+# type from these. The implementations live in activities/research/ (their libraries stay out of
+# workflows); tests/test_activity_contract.py keeps names and types equal to the registered ones.
+
+_IN_STORE = "activities/research/store.py (ResearchStoreActivities)"
+
+
+@activity.defn(name="open_research_cycle")
+async def open_research_cycle(request: OpenCycleInput) -> CyclePlan:
+    raise NotImplementedError(_IN_STORE)
+
+
+@activity.defn(name="unanalysed_items")
+async def unanalysed_items(request: PendingInput) -> list[int]:
+    raise NotImplementedError(_IN_STORE)
+
+
+@activity.defn(name="count_unanalysed_items")
+async def count_unanalysed_items() -> int:
+    raise NotImplementedError(_IN_STORE)
+
+
+@activity.defn(name="record_analysis_failure")
+async def record_analysis_failure(failure: AnalysisFailure) -> bool:
+    raise NotImplementedError(_IN_STORE)
+
+
+@activity.defn(name="experiment_candidates")
+async def experiment_candidates(request: CandidatesInput) -> list[ItemScore]:
+    raise NotImplementedError(_IN_STORE)
+
+
+@activity.defn(name="close_research_cycle")
+async def close_research_cycle(outcome: CycleOutcome) -> None:
+    raise NotImplementedError(_IN_STORE)
+
+
+@activity.defn(name="open_experiment")
+async def open_experiment(step: ExperimentStep) -> ExperimentRef:
+    raise NotImplementedError(_IN_STORE)
+
+
+@activity.defn(name="update_experiment")
+async def update_experiment(update: ExperimentUpdate) -> ExperimentRef:
+    raise NotImplementedError(_IN_STORE)
+
+
+@activity.defn(name="gather_source")
+async def gather_source(request: GatherInput) -> GatherResult:
+    raise NotImplementedError("activities/research/gather.py (GatherActivities)")
+
+
+@activity.defn(name="analyse_item")
+async def analyse_item(request: AnalyseInput) -> AnalyseResult:
+    raise NotImplementedError("activities/research/analysis.py (AnalysisActivities)")
+
+
+@activity.defn(name="plan_experiment")
+async def plan_experiment(step: ExperimentStep) -> PlanSummary:
+    raise NotImplementedError("activities/research/analysis.py (AnalysisActivities)")
+
+
+@activity.defn(name="write_research_digest")
+async def write_research_digest(request: DigestInput) -> str:
+    raise NotImplementedError("activities/research/digest.py (DigestActivities.write_digest)")

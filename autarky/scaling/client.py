@@ -1,113 +1,154 @@
-"""Which resources have a scaler, the input each `ScalerWorkflow` starts with, and how to reach it.
-
-One function (`request_scale`) sends a request to a resource's scaler, starting the scaler first when it
-does not run yet (update-with-start), so the CLI, the Python client and the autopilot's action all take
-the same path.
-"""
+"""Scalers from the client side (`AutarkyClient.scale`, `.scalers`, `.scale_operations`; `autarky scale`):
+ask a resource's scaler for a capacity, show every scaler, read a scaler's recent operations."""
 
 from __future__ import annotations
 
-from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from autarky.core import search_attributes as sa
-from autarky.core.hosts import host_queue
 from autarky.core.settings import AutarkySettings
-from autarky.scaling.policy_types import ResourceKind, ResourceRef, ScalingPolicy
-from autarky.scaling.types import ScaleOperation, ScaleRequest, ScalerInput
+from autarky.scaling.policy_types import ResourceRef, ScalingPolicy
+from autarky.scaling.scalers import configured, request_scale, resolve
+from autarky.scaling.types import ScaleOperation, ScaleRequest, ScalerStatus
 
-SCALER_WORKFLOW = "ScalerWorkflow"
-
-
-class UnknownResource(LookupError):
-    """No scaler is configured for this resource."""
-
-
-def local_pool(settings: AutarkySettings, host_id: str | None = None) -> ResourceRef:
-    return ResourceRef(kind=ResourceKind.LOCAL_POOL, name=host_id or settings.host_id)
+# A scaler answers queries at once; one whose worker is gone must not hold `scalers()` for long.
+SCALER_QUERY_TIMEOUT = timedelta(seconds=5)
+RUNNING_SCALERS = f'{sa.KIND.name} = "scaler" AND ExecutionStatus = "Running"'
 
 
-def configured(settings: AutarkySettings) -> dict[str, ScalingPolicy]:
-    """Every resource with a scaler, by id: this host's local pool and the configured AWS resources."""
-    resources = {local_pool(settings).id: settings.autopilot.pool_policy}
-    for entry in settings.scaling.resources:
-        resources[ResourceRef.parse(entry.resource).id] = entry.policy
-    return resources
+class ScaleRefused(Exception):
+    """A resource's scaler refused a scale request (out of bounds, cooling down, busy…);
+    str(error) is the scaler's reason, `resource` the resource's id (e.g. `aws-asg/web`)."""
+
+    def __init__(self, message: str, *, resource: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.resource = resource
 
 
-def resolve(settings: AutarkySettings, text: str) -> tuple[ResourceRef, ScalingPolicy]:
-    """The resource a person named (`local-pool` is this host's pool), with its policy."""
-    try:
-        resource = ResourceRef.parse(text, local_host=settings.host_id)
-    except ValueError as error:
-        raise UnknownResource(str(error)) from None
-    policies = configured(settings)
-    if resource.kind == ResourceKind.LOCAL_POOL:
-        return resource, settings.autopilot.pool_policy  # every host's pool follows the same policy
-    if resource.id not in policies:
-        known = ", ".join(sorted(policies))
-        raise UnknownResource(
-            f"no scaler is configured for {resource.id} (configured: {known}); add it to "
-            "[[scaling.resources]] in autarky.toml"
-        )
-    return resource, policies[resource.id]
+@dataclass
+class ScalerSummary:
+    """One scaler as `scalers` sees it.
+
+    `status` is None when no scaler runs for the resource yet (it starts on the first request; `policy`
+    then tells its bounds) or when the running one did not answer (`problem` says why). `policy` is None
+    for a running scaler of a resource this process's configuration does not name (e.g. another host's
+    pool): its status carries its bounds."""
+
+    resource: ResourceRef
+    running: bool
+    status: ScalerStatus | None = None
+    policy: ScalingPolicy | None = None
+    problem: str = ""
+
+    @property
+    def workflow_id(self) -> str:
+        return self.resource.workflow_id
 
 
-def scaler_input(settings: AutarkySettings, resource: ResourceRef, policy: ScalingPolicy) -> ScalerInput:
-    # The local pool is resized by the process owning it (its host's control queue); AWS from anywhere.
-    if resource.kind == ResourceKind.LOCAL_POOL:
-        queue = host_queue(settings.control_task_queue, resource.name)
-    else:
-        queue = settings.task_queue
-    scaling = settings.scaling
-    return ScalerInput(
-        resource=resource,
-        policy=policy,
-        provider_task_queue=queue,
-        health_timeout=scaling.health_timeout,
-        health_poll_interval=scaling.health_poll_interval,
-        reconcile_interval=scaling.reconcile_interval,
-        approval_timeout=scaling.approval_timeout,
-    )
-
-
-async def request_scale(
+async def scale(
     client: Client,
     settings: AutarkySettings,
-    resource: ResourceRef,
-    policy: ScalingPolicy,
-    request: ScaleRequest,
+    resource: str,
+    desired: int,
+    *,
+    reason: str,
+    requested_by: str,
+    queue: bool = False,
 ) -> ScaleOperation:
-    """Send `request` to the resource's scaler (started if needed) and wait for the operation's end.
-
-    A refused request (out of bounds, cooling down, busy) raises `WorkflowUpdateFailedError` whose
-    cause carries the scaler's reason."""
-    start = WithStartWorkflowOperation(
-        SCALER_WORKFLOW,
-        scaler_input(settings, resource, policy),
-        id=resource.workflow_id,
-        task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, "scaler")]),
-        static_summary=f"scaler of {resource.id}: cooldown, history, sagas",
+    """Ask `resource`'s scaler (started if it does not run yet) for `desired` capacity and wait for the
+    operation's end; `AutarkyClient.scale` tells the rest."""
+    ref, policy = resolve(settings, resource)
+    request = ScaleRequest(
+        desired=desired,
+        reason=reason,
+        requested_by=requested_by,
+        if_cooling="queue" if queue else "reject",
     )
-    return await client.execute_update_with_start_workflow(
-        "scale", request, start_workflow_operation=start, result_type=ScaleOperation
-    )
+    try:
+        return await request_scale(client, settings, ref, policy, request)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        message = cause.message if isinstance(cause, FailureError) and cause.message else str(error)
+        raise ScaleRefused(message, resource=ref.id) from error
 
 
-async def push_policies(client: Client, settings: AutarkySettings) -> list[str]:
-    """Send the configured policy to every configured resource's running scaler (a scaler keeps the
-    policy it started with otherwise); returns the ids of the scalers that took it."""
-    updated = []
-    for resource_id, policy in configured(settings).items():
-        handle = client.get_workflow_handle(ResourceRef.parse(resource_id).workflow_id)
+async def scalers(client: Client, settings: AutarkySettings) -> list[ScalerSummary]:
+    """Every configured resource's scaler (running or not started yet), then any other running one
+    (found by AutarkyKind="scaler"), e.g. another host's pool."""
+    policies = configured(settings)
+    refs = [ResourceRef.parse(resource_id) for resource_id in policies]
+    summaries = list(await asyncio.gather(*(_configured_scaler(client, r, policies[r.id]) for r in refs)))
+    known = {r.workflow_id for r in refs}
+    others: list[ResourceRef] = []
+    async for execution in client.list_workflows(RUNNING_SCALERS):
+        if execution.id in known:
+            continue
         try:
-            await handle.execute_update("set_policy", policy, result_type=ScalingPolicy)
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:  # not running yet: it starts with the policy
-                raise
-        else:
-            updated.append(resource_id)
-    return updated
+            others.append(ResourceRef.parse(execution.id))
+        except ValueError:
+            continue  # not a scaler's id: not ours to show
+        known.add(execution.id)
+    for summary in await asyncio.gather(*(_running_scaler(client, r) for r in others)):
+        if summary is not None:
+            summaries.append(summary)
+    return summaries
+
+
+async def _configured_scaler(client: Client, resource: ResourceRef, policy: ScalingPolicy) -> ScalerSummary:
+    handle = client.get_workflow_handle(resource.workflow_id)
+    try:
+        description = await handle.describe(rpc_timeout=SCALER_QUERY_TIMEOUT)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return ScalerSummary(resource, running=False, policy=policy)
+        raise
+    if description.status != WorkflowExecutionStatus.RUNNING:  # ended: the next request starts one
+        return ScalerSummary(resource, running=False, policy=policy)
+    summary = await _running_scaler(client, resource)
+    if summary is None:  # it ended between the two calls
+        return ScalerSummary(resource, running=False, policy=policy)
+    summary.policy = policy
+    return summary
+
+
+async def _running_scaler(client: Client, resource: ResourceRef) -> ScalerSummary | None:
+    handle = client.get_workflow_handle(resource.workflow_id)
+    try:
+        status = await handle.query("status", result_type=ScalerStatus, rpc_timeout=SCALER_QUERY_TIMEOUT)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        if error.status == RPCStatusCode.UNAVAILABLE:  # no server: the caller says so, not this row
+            raise
+        return ScalerSummary(resource, running=True, problem=f"does not answer: {error.message}")
+    except WorkflowQueryFailedError as error:
+        return ScalerSummary(resource, running=True, problem=f"does not answer: {error.message}")
+    return ScalerSummary(resource, running=True, status=status)
+
+
+async def scale_operations(
+    client: Client, settings: AutarkySettings, resource: str, count: int = 10
+) -> list[ScaleOperation]:
+    """The last `count` operations of `resource`'s scaler, oldest first (queued and running ones
+    included); none when its scaler has not started. Raises `UnknownResource` like `scale`."""
+    ref, _ = resolve(settings, resource)
+    handle = client.get_workflow_handle(ref.workflow_id)
+    try:
+        operations = await handle.query("operations", result_type=list[ScaleOperation])
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return []
+        raise
+    return operations[-count:] if count > 0 else []

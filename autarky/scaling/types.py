@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from temporalio import activity
 
 from autarky.core.approval import ApprovalRequest
 from autarky.core.durations import Duration
@@ -133,3 +134,33 @@ class ScalerStatus(BaseModel):
     queued: int
     pending_approvals: int
     problem: str | None = None  # why the scaler could not read its resource lately
+
+
+# ---------------------------------------------------------------------------------------- activity stubs
+# The providers' activities the scaler schedules, typed: the SDK takes each one's name and result type from
+# these. The implementations are LocalPoolScalingActivities (activities/infra/local_pool_scaling.py) and
+# AwsScalingActivities (activities/infra/aws_scaling.py, whose boto3 stays out of workflows);
+# tests/test_activity_contract.py keeps names and types equal to the registered ones.
+
+_IN_LOCAL_POOL = "activities/infra/local_pool_scaling.py (LocalPoolScalingActivities)"
+_IN_AWS = "activities/infra/aws_scaling.py (AwsScalingActivities)"
+
+
+@activity.defn(name="read_capacity_local_pool")
+async def read_capacity_local_pool(request: ReadCapacityInput) -> CapacityReading:
+    raise NotImplementedError(_IN_LOCAL_POOL)
+
+
+@activity.defn(name="set_capacity_local_pool")
+async def set_capacity_local_pool(request: SetCapacityInput) -> CapacityReading:
+    raise NotImplementedError(_IN_LOCAL_POOL)
+
+
+@activity.defn(name="read_capacity_aws")
+async def read_capacity_aws(request: ReadCapacityInput) -> CapacityReading:
+    raise NotImplementedError(_IN_AWS)
+
+
+@activity.defn(name="set_capacity_aws")
+async def set_capacity_aws(request: SetCapacityInput) -> CapacityReading:
+    raise NotImplementedError(_IN_AWS)

@@ -10,14 +10,17 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from activities.selfmod.sandbox import SandboxUnavailable, new_workdir, remove_workdir, run_sandboxed
+from activities.selfmod.versions import VersionStoreError
+from autarky.cli.common import autarky_client, cli_settings, console, fail, run_command, shorten
 from autarky.core.settings import AutarkySettings
 from autarky.selfmod import client as evo
+from autarky.selfmod import evolutions
 from autarky.selfmod.agents import AGENTS, agent_spec
 from autarky.selfmod.types import SelfModifyResult
 
@@ -26,16 +29,9 @@ agents_app = typer.Typer(
     invoke_without_command=True,
 )
 sandbox_app = typer.Typer(help="The sandbox every candidate runs in.", no_args_is_help=True)
-console = Console()
 POLL_SECONDS = 2.0
 # Outcomes that are answers, not errors: "not better" is an honest result of a run.
 OK_STATUSES = ("promoted", "not_promoted", "rejected", "rolled_back")
-
-
-def _cli() -> Any:
-    import autarky.cli.main as cli
-
-    return cli
 
 
 def _who() -> str:
@@ -61,7 +57,7 @@ def _check_agent(agent: str) -> None:
     try:
         agent_spec(agent)
     except ValueError as error:
-        _cli()._fail(str(error), 2)
+        fail(str(error), 2)
 
 
 # ---------------------------------------------------------------------- agents
@@ -72,7 +68,7 @@ def agents(ctx: typer.Context) -> None:
     """Every evolvable agent with its active version (without a subcommand)."""
     if ctx.invoked_subcommand is not None:
         return
-    settings = _cli()._settings()
+    settings = cli_settings()
     table = Table("agent", "version", "parameters", "changed at (UTC)", "changed by", "metric", "files")
     table.columns[0].no_wrap = True
     for row in evo.list_agents(settings):
@@ -98,11 +94,11 @@ def agents(ctx: typer.Context) -> None:
 def agents_history(agent: Annotated[str, typer.Argument(help="the agent, e.g. relevance-scorer")]) -> None:
     """AGENT's active-version changes, oldest first."""
     _check_agent(agent)
-    settings = _cli()._settings()
+    settings = cli_settings()
     try:
         changes = evo.history(settings, agent)
-    except RuntimeError as error:  # VersionStoreError
-        _cli()._fail(str(error))
+    except VersionStoreError as error:
+        fail(str(error))
     if not changes:
         _print(f"{agent}: not evolved yet (`autarky evolve {agent}` starts a run)")
         return
@@ -114,7 +110,7 @@ def agents_history(agent: Annotated[str, typer.Argument(help="the agent, e.g. re
             _short(p.previous),
             escape(p.changed_by),
             "" if p.metric is None else f"{p.metric:.4g}",
-            escape(_cli()._shorten(p.reason, 80)),
+            escape(shorten(p.reason, 80)),
         )
     console.print(table)
 
@@ -129,11 +125,11 @@ def agents_rollback(
 ) -> None:
     """Return AGENT to the version before the active one (or --to an earlier active one)."""
     _check_agent(agent)
-    settings = _cli()._settings()
+    settings = cli_settings()
     try:
         before, after = evo.rollback(settings, agent, _who(), reason or "rolled back from the CLI", to)
-    except RuntimeError as error:  # VersionStoreError: never evolved, nothing to roll back to, bad commit
-        _cli()._fail(str(error))
+    except VersionStoreError as error:  # never evolved, nothing to roll back to, bad commit
+        fail(str(error))
     if before.commit == after.commit:
         _print(f"{agent}: {_short(after.commit)} is already the active version")
         return
@@ -162,9 +158,9 @@ def evolve(
     _check_agent(agent)
 
     async def run(settings: AutarkySettings) -> SelfModifyResult | str | None:
-        client = (await _cli()._client(settings)).client
+        client = (await autarky_client(settings)).client
         try:
-            handle = await evo.start_evolution(
+            handle = await evolutions.start_evolution(
                 client,
                 settings,
                 agent,
@@ -174,7 +170,7 @@ def evolve(
                 threshold=threshold,
                 requested_by=_who(),
             )
-        except evo.EvolutionRefused as error:
+        except evolutions.EvolutionRefused as error:
             return f"refused: {error}"
         _print(f"started {handle.id}; watch it at {evo.ui_hint(settings, handle.id)}")
         if not wait:
@@ -202,9 +198,9 @@ def evolve(
                     f"{'-' if best is None else f'{best:.4g}'})"
                 )
 
-    outcome = _cli()._run(run)
+    outcome = run_command(run)
     if isinstance(outcome, str):
-        _cli()._fail(outcome, 2)
+        fail(outcome, 2)
     if outcome is None:
         return
     _print_result(outcome)
@@ -253,9 +249,7 @@ def sandbox_run(
     """Run COMMAND in the sandbox candidates get: a fresh work directory, no network, no secrets, the
     configured limits (evolution.limits) with these flags over them. Exits with the command's code, 1
     when a limit stopped it, 2 when the sandbox cannot be set up."""
-    from activities.selfmod.sandbox import SandboxUnavailable, new_workdir, remove_workdir, run_sandboxed
-
-    settings = _cli()._settings()
+    settings = cli_settings()
     update: dict[str, Any] = {}
     if cpu is not None:
         update["cpu_seconds"] = cpu
@@ -268,7 +262,7 @@ def sandbox_run(
     try:
         result = run_sandboxed(command, work, limits)
     except SandboxUnavailable as error:
-        _cli()._fail(str(error), 2)
+        fail(str(error), 2)
     finally:
         remove_workdir(work)
     sys.stdout.write(result.output)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from temporalio import activity
 
 Direction = Literal["max", "min"]
 
@@ -212,20 +212,6 @@ class SelfModifyResult(BaseModel):
     message: str = ""
 
 
-class EvolutionSettings(BaseModel):
-    """Self-modification settings (AUTARKY_EVOLUTION__…)."""
-
-    # NAB-format data the anomaly detector is evolved on; None: the development set beside the project
-    # (../shared/data/nab), when there is one.
-    nab_data_dir: Path | None = None
-    nab_windows_file: Path | None = None
-    # Where candidates' work directories are made; None: the system's temporary directory.
-    workdir_parent: Path | None = None
-    limits: SandboxLimits = Field(default_factory=SandboxLimits)
-    # Candidates checked (static + sandbox tests) at the same time.
-    parallel_checks: int = Field(2, ge=1, le=16)
-
-
 class Snapshot(BaseModel):
     spec: AgentSpec
     pointer: ActivePointer
@@ -360,3 +346,66 @@ class RollbackInput(BaseModel):
     reason: str
     to: str | None = None  # None: the version before the active one
     only_if: str | None = None  # only while this version is active
+
+
+# ---------------------------------------------------------------------------------------- activity stubs
+# What workflows schedule for self-modification, typed: the SDK takes each activity's name and result type
+# from these. The implementations live in activities/selfmod/ (git, the sandbox and the LLM SDKs stay out
+# of workflows); tests/test_activity_contract.py keeps names and types equal to the registered ones.
+
+_IN_SELFMOD = "activities/selfmod/activities.py (SelfModActivities)"
+
+
+@activity.defn(name="snapshot_agent")
+async def snapshot_agent(request: AgentRunInput) -> Snapshot:
+    raise NotImplementedError(_IN_SELFMOD)
+
+
+@activity.defn(name="make_candidates")
+async def make_candidates(request: MakeCandidatesInput) -> list[Candidate]:
+    raise NotImplementedError(_IN_SELFMOD)
+
+
+@activity.defn(name="propose_patches")
+async def propose_patches(request: ProposePatchesInput) -> ProposeOutcome:
+    raise NotImplementedError(_IN_SELFMOD)
+
+
+@activity.defn(name="check_candidate")
+async def check_candidate(request: CheckInput) -> CheckOutcome:
+    raise NotImplementedError(_IN_SELFMOD)
+
+
+@activity.defn(name="measure")
+async def measure(request: MeasureInput) -> Measurement:
+    raise NotImplementedError(_IN_SELFMOD)
+
+
+@activity.defn(name="compare")
+async def compare(request: CompareInput) -> BenchmarkOutcome:
+    raise NotImplementedError(_IN_SELFMOD)
+
+
+@activity.defn(name="promote_version")
+async def promote_version(request: PromoteInput) -> ActivePointer:
+    raise NotImplementedError(_IN_SELFMOD)
+
+
+@activity.defn(name="rollback_version")
+async def rollback_version(request: RollbackInput) -> ActivePointer:
+    raise NotImplementedError(_IN_SELFMOD)
+
+
+@activity.defn(name="active_agent_parameters")
+async def active_agent_parameters(request: ActiveAgentInput) -> ActivePointer | None:
+    raise NotImplementedError(_IN_SELFMOD)
+
+
+@activity.defn(name="agent_shortfalls")
+async def agent_shortfalls(request: ShortfallInput) -> list[AgentShortfall]:
+    raise NotImplementedError(_IN_SELFMOD)
+
+
+@activity.defn(name="start_evolution")
+async def start_evolution(request: StartEvolutionInput) -> StartedEvolution:
+    raise NotImplementedError("activities/selfmod/requests.py (EvolutionRequestActivities)")
