@@ -11,7 +11,7 @@ used: `reconfigure` may replace the workflow's settings while a read waits.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -28,16 +28,19 @@ with workflow.unsafe.imports_passed_through():
         HostSample,
         NetworkProbeInput,
         NetworkSample,
+        probe_host,
+        probe_network,
     )
+    from autarky.core import hosts
     from autarky.core.findings import Finding
     from autarky.core.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
-    from autarky.models.types import UntestedVariant, new_variant_finding
+    from autarky.models.types import new_variant_finding, untested_model_variants
     from autarky.selfmod.agents import ANOMALY_DETECTOR
     from autarky.selfmod.types import (
         ActiveAgentInput,
-        ActivePointer,
-        AgentShortfall,
         ShortfallInput,
+        active_agent_parameters,
+        agent_shortfalls,
         shortfall_finding_message,
     )
 
@@ -51,9 +54,8 @@ REGISTRY_PICKUP_TIMEOUT = timedelta(seconds=10)
 
 async def discover_hosts() -> DiscoveredHosts:
     return await workflow.execute_activity(
-        "discover_hosts",
+        hosts.discover_hosts,
         DiscoverHostsInput(task_queue=workflow.info().task_queue),
-        result_type=DiscoveredHosts,
         start_to_close_timeout=timedelta(seconds=30),
         retry_policy=READ_RETRY,
         summary="which hosts run a worker (pollers of the shared task queue)",
@@ -73,17 +75,15 @@ async def probe(
     )
     sample, network = await asyncio.gather(
         workflow.execute_activity(
-            "probe_host",
+            probe_host,
             HostProbeInput(pool_task_queue=pool_queue) if pool_queue else HostProbeInput(),
-            result_type=HostSample,
             start_to_close_timeout=timedelta(seconds=30),
             summary=f"{host}: probe host CPU, memory, disk, network",
             **options,
         ),
         workflow.execute_activity(
-            "probe_network",
+            probe_network,
             NetworkProbeInput(targets=targets),
-            result_type=NetworkSample,
             start_to_close_timeout=timedelta(seconds=60),
             summary=f"{host}: probe TCP latency to " + (", ".join(targets) or "no targets"),
             **options,
@@ -104,9 +104,8 @@ async def check_model_variants(state: AutopilotState, settings: Settings, queue:
     try:
         found = await on_research_queue(
             queue,
-            "untested_model_variants",
+            untested_model_variants,
             None,
-            list[UntestedVariant],
             timedelta(minutes=1),
             "model variants never A/B tested",
         )
@@ -132,9 +131,8 @@ async def check_agent_versions(
     try:
         pointer = await on_research_queue(
             queue,
-            "active_agent_parameters",
+            active_agent_parameters,
             ActiveAgentInput(agent=ANOMALY_DETECTOR.name),
-            ActivePointer | None,
             timedelta(seconds=30),
             "the anomaly detector's active version",
         )
@@ -166,9 +164,8 @@ async def check_agent_goals(state: AutopilotState, settings: Settings, queue: st
     try:
         short = await on_research_queue(
             queue,
-            "agent_shortfalls",
+            agent_shortfalls,
             ShortfallInput(cooldown=settings().agent_evolve_cooldown),
-            list[AgentShortfall],
             timedelta(minutes=10),
             "agents short of their goals",
         )
@@ -205,13 +202,13 @@ def due(state: AutopilotState, checked_field: str, interval: timedelta) -> bool:
 
 
 async def on_research_queue(
-    queue: str, name: str, arg: object, result_type: object, timeout: timedelta, summary: str
+    queue: str, activity: Callable[..., Awaitable[Any]], arg: object, timeout: timedelta, summary: str
 ) -> Any:
-    """A read on the research queue (full workers): gives up soon if none picks it up."""
+    """A read on the research queue (full workers): gives up soon if none picks it up. `activity` is the
+    read's typed stub, which names the activity and its result type."""
     return await workflow.execute_activity(
-        name,
+        activity,
         *([] if arg is None else [arg]),
-        result_type=result_type,  # type: ignore[arg-type]
         task_queue=queue,
         schedule_to_start_timeout=REGISTRY_PICKUP_TIMEOUT,
         start_to_close_timeout=timeout,
