@@ -38,7 +38,7 @@ def feed(points: list[MetricPoint], settings: AnalysisSettings) -> DetectionStat
 
 
 def plan(findings: list) -> list[engine.Decision]:  # type: ignore[name-defined]
-    return engine.plan(candidates_for(findings), {}, DecisionThresholds(), PRIORS)
+    return engine.plan(candidates_for(findings), {}, DecisionThresholds(), PRIORS, T0)
 
 
 def leaking(mib_per_hour: float, hours: float = 3.0, seed: int = 1) -> list[MetricPoint]:

@@ -62,18 +62,13 @@ class HousekeepingWorkflow:
         )
         return found.hosts
 
-    async def _prune(self, input: HousekeepingInput, host: str | None) -> ActionResult:
-        options: dict[str, object] = {}
-        if host is not None:
-            options = {
-                "task_queue": host_queue(workflow.info().task_queue, host),
-                "schedule_to_start_timeout": HOST_PICKUP_TIMEOUT,
-            }
+    async def _prune(self, input: HousekeepingInput, host: str) -> ActionResult:
         return await workflow.execute_activity(
             prune_cache,
             PruneCacheInput(max_age=input.max_age, reason=input.reason),
+            task_queue=host_queue(workflow.info().task_queue, host),
+            schedule_to_start_timeout=HOST_PICKUP_TIMEOUT,
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=PRUNE_RETRY,
-            summary=(f"{host}: " if host else "") + f"prune cache files older than {input.max_age}",
-            **options,  # type: ignore[arg-type]
+            summary=f"{host}: prune cache files older than {input.max_age}",
         )

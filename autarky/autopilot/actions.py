@@ -41,8 +41,6 @@ class ActionSpec:
     heartbeats: bool = False  # reports progress: a silent worker is replaced after a heartbeat timeout
     # Child workflows whose input is not the ActionRequest itself.
     child_input: Callable[[ActionRequest], BaseModel] | None = None
-    # Arrived with per-host routing: runs before it (recorded histories) never planned it.
-    needs_host_routing: bool = False
     # Paced by a cooldown of its own (the scaler's), not by the autopilot's action_cooldown.
     own_cooldown: bool = False
 
@@ -86,7 +84,6 @@ ACTIONS: dict[str, ActionSpec] = {
             "HousekeepingWorkflow",
             0.95,
             child_input=_housekeeping_input,
-            needs_host_routing=True,
         ),
         ActionSpec(
             RESTART_WORKER_POOL,
@@ -106,7 +103,6 @@ ACTIONS: dict[str, ActionSpec] = {
             0.85,
             timeout=timedelta(minutes=15),  # the saga waits for health, up to the scaler's timeout
             heartbeats=True,
-            needs_host_routing=True,
             own_cooldown=True,
         ),
         ActionSpec(
@@ -116,7 +112,6 @@ ACTIONS: dict[str, ActionSpec] = {
             "start_model_abtest",
             0.9,
             timeout=timedelta(minutes=1),
-            needs_host_routing=True,
         ),
         ActionSpec(
             EVOLVE_AGENT,
@@ -125,7 +120,6 @@ ACTIONS: dict[str, ActionSpec] = {
             "start_agent_evolution",
             0.9,
             timeout=timedelta(minutes=1),
-            needs_host_routing=True,
         ),
     )
 }

@@ -270,7 +270,7 @@ class AutopilotState(BaseModel):
     runs: int = 0  # how many continue-as-new generations came before this one
     iterations: int = 0
     knowledge: dict[str, ActionTypeStats] = Field(default_factory=dict)
-    # Per host (the key is its host id; "" for the single host of runs before per-host routing).
+    # Per host (the key is its host id).
     hosts: dict[str, HostState] = Field(default_factory=dict)
     active_hosts: list[str] = Field(default_factory=list)  # found polling at the last discovery
     hosts_discovered_at: datetime | None = None
@@ -292,10 +292,6 @@ class AutopilotState(BaseModel):
     agent_findings: list[Finding] = Field(default_factory=list)  # agents short of their goals
     goals_checked_at: datetime | None = None
     agents_evolve_planned_at: dict[str, datetime] = Field(default_factory=dict)  # per agent, for the cooldown
-    # Single-host state of runs before per-host routing: read once into `hosts[""]`, then left empty.
-    window: list[MetricPoint] = Field(default_factory=list)
-    findings: list[Finding] = Field(default_factory=list)
-    detection: DetectionState = Field(default_factory=DetectionState)
 
 
 class AutopilotInput(BaseModel):

@@ -11,9 +11,6 @@ For each candidate action:
                            risk > critical_approval_risk_threshold (urgency orders; only risk asks a person)
 Candidates are ordered by priority (critical first), then expected improvement (higher first), then
 risk (lower first), then success probability (higher first).
-
-`now=None` selects the rules from before learning improvements and decay (counts only; every critical
-remedy asks a person), which replays of histories recorded then still follow.
 """
 
 from __future__ import annotations
@@ -29,33 +26,12 @@ PRIORITY_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.MEDIUM: 2, Pri
 DEFAULT_PRIOR = 0.5
 
 
-def success_probability(
-    stats: ActionTypeStats | None, prior: float = DEFAULT_PRIOR, prior_strength: float = 2.0
-) -> float:
-    """Posterior mean of Beta(prior·k + successes, (1−prior)·k + failures), k = prior_strength."""
-    successes = stats.successes if stats else 0
-    attempts = stats.attempts if stats else 0
-    return (prior * prior_strength + successes) / (prior_strength + attempts)
-
-
 def probability(
-    stats: ActionTypeStats | None, prior: float, thresholds: DecisionThresholds, now: datetime | None
+    stats: ActionTypeStats | None, prior: float, thresholds: DecisionThresholds, now: datetime
 ) -> float:
-    """The success probability `evaluate` uses (counting-only when `now` is None)."""
-    if now is None:
-        return success_probability(stats, prior, thresholds.prior_strength)
+    """The success probability `evaluate` uses: the learnt one, decayed to `now`."""
     return learning.success_probability(
         stats, prior, thresholds.prior_strength, now, thresholds.evidence_half_life
-    )
-
-
-def record_outcome(stats: ActionTypeStats | None, success: bool, improvement: float) -> ActionTypeStats:
-    """The knowledge after one more outcome (returns a new object; the input is not changed)."""
-    base = stats or ActionTypeStats()
-    return ActionTypeStats(
-        attempts=base.attempts + 1,
-        successes=base.successes + (1 if success else 0),
-        total_improvement=base.total_improvement + improvement,
     )
 
 
@@ -63,27 +39,21 @@ def evaluate(
     candidate: CandidateAction,
     stats: ActionTypeStats | None,
     thresholds: DecisionThresholds,
-    prior: float = DEFAULT_PRIOR,
-    now: datetime | None = None,
+    prior: float,
+    now: datetime,
 ) -> Decision:
     p = probability(stats, prior, thresholds, now)
-    if now is None:  # the counting-only rules (see the module docstring)
-        improvement = candidate.expected_improvement
-        needs_approval = (
-            candidate.priority == Priority.CRITICAL or candidate.risk > thresholds.approval_risk_threshold
-        )
-    else:
-        improvement = learning.expected_improvement(
-            stats,
-            candidate.expected_improvement,
-            thresholds.improvement_prior_strength,
-            now,
-            thresholds.evidence_half_life,
-        )
-        needs_approval = candidate.risk > thresholds.approval_risk_threshold or (
-            candidate.priority == Priority.CRITICAL
-            and candidate.risk > thresholds.critical_approval_risk_threshold
-        )
+    improvement = learning.expected_improvement(
+        stats,
+        candidate.expected_improvement,
+        thresholds.improvement_prior_strength,
+        now,
+        thresholds.evidence_half_life,
+    )
+    needs_approval = candidate.risk > thresholds.approval_risk_threshold or (
+        candidate.priority == Priority.CRITICAL
+        and candidate.risk > thresholds.critical_approval_risk_threshold
+    )
     expected_value = improvement * p
     score = expected_value - thresholds.risk_weight * candidate.risk
     refusals = []
@@ -124,8 +94,8 @@ def plan(
     candidates: Iterable[CandidateAction],
     knowledge: Mapping[str, ActionTypeStats],
     thresholds: DecisionThresholds,
-    priors: Mapping[str, float] | None = None,
-    now: datetime | None = None,
+    priors: Mapping[str, float] | None,
+    now: datetime,
 ) -> list[Decision]:
     """Evaluate every candidate and return the decisions in execution order (refused ones included)."""
     priors = priors or {}
