@@ -14,7 +14,7 @@ from temporalio.service import RPCError
 
 from autarky.core import search_attributes as sa
 from autarky.core.settings import AutarkySettings, ConfigError
-from autarky.core.temporal import temporal_binary
+from autarky.core.temporal import ServerStartFailed, temporal_binary
 
 log = structlog.get_logger(__name__)
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -42,10 +42,6 @@ def server_command(settings: AutarkySettings) -> list[str]:
     for name, kind in sa.DEV_SERVER_TYPES.items():
         command += ["--search-attribute", f"{name}={kind}"]
     return command
-
-
-class ServerStartFailed(RuntimeError):
-    """The embedded server exited or did not answer in time; the message says where its log is."""
 
 
 class EmbeddedServer:

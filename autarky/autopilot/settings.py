@@ -21,7 +21,7 @@ class ThresholdRules(SettingsSection):
     disk_percent: float = Field(85.0, gt=0, le=100)
     network_latency_ms: float = Field(50.0, gt=0)
     network_loss_ratio: float = Field(0.2, gt=0, le=1)
-    # A finding this far over 100 % (e.g. disk ≥ 95 %) becomes critical and so needs approval.
+    # A finding at or over this (e.g. disk ≥ 95 %) is critical: its remedy is planned first.
     critical_percent: float = Field(95.0, gt=0, le=100)
     window: int = Field(5, ge=1, le=500, description="samples the rules look at")
 

@@ -25,9 +25,9 @@ from autarky.client import (
 )
 from autarky.core.logging import configure_logging
 from autarky.core.settings import AutarkySettings, ConfigError, load_settings
+from autarky.core.temporal import ServerStartFailed
 from autarky.scaling.client import ScaleRefused
 from autarky.scaling.scalers import UnknownResource
-from workers.dev_server import ServerStartFailed
 
 console = Console()
 T = TypeVar("T")

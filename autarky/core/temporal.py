@@ -17,6 +17,10 @@ from autarky.core.settings import AutarkySettings, ConfigError
 AUTOPILOT_WORKFLOW_ID = "autarky-autopilot"
 
 
+class ServerStartFailed(RuntimeError):
+    """The embedded server exited or did not answer in time; the message says where its log is."""
+
+
 def external_profile() -> ClientConfigProfile | None:
     """The configured cluster, if TEMPORAL_ADDRESS or a TOML profile names one; None means embedded."""
     try:

@@ -29,7 +29,7 @@ DISK = "disk_percent"
 TEMPERATURE = "temperature_percent_of_critical"
 RSS_PREFIX = "rss "
 POOL_MEMBER = "pool member"
-# A warning this close to its limit is critical (and so its remedy waits for a person's approval).
+# A warning this close to its limit is critical: planned first (a risky remedy still asks a person).
 CRITICAL_WITHIN = timedelta(hours=1)
 
 
