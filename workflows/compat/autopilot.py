@@ -1,8 +1,9 @@
 """AutopilotWorkflow's patches: what it keeps only so that runs begun under older releases replay.
 
 See docs/patches.md for the lifecycle. A deprecated patch's call stays until every run recorded its
-marker as deprecated; then its function here and its calls in workflows/autopilot.py are deleted. `analyze-round-2`
-also reaches `_analyze2` in workflows/autopilot.py and `shipped_defaults` in workflows/autopilot_reads.py.
+marker as deprecated; then its function here and its calls in workflows/autopilot.py are deleted.
+`analyze-round-2` also reaches `_analyze2` (workflows/autopilot.py) and `shipped_defaults`
+(workflows/autopilot_reads.py).
 The calls stand where `workflow.patched` stood, so a history's markers meet them in the recorded order.
 """
 
