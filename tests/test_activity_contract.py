@@ -2,8 +2,9 @@
 
 Workflows schedule typed stubs (`@activity.defn` functions in the capabilities' types modules, which keep
 the activities' I/O libraries out of workflows), the action catalogue's names, and the odd name still
-passed as a string. Each must be registered on some worker (workers/registry.py, built with everything
-enabled), and a stub must take and return exactly what its implementation does, so the two cannot drift.
+passed as a string. Each must be registered on the worker of the queue the workflows send it to
+(workers/registry.py, built with everything enabled), and a stub must take and return exactly what its
+implementation does, so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from temporalio import activity, workflow
 
 from activities.infra.worker_pool import LocalWorkerPool
 from autarky.autopilot.actions import ACTIONS, QueueRole, Runner
+from autarky.core.actions import ActionRequest, ActionResult
 from autarky.core.settings import AutarkySettings
 from autarky.scaling.settings import ScalableResource, ScalingSettings
 from workers import registry
@@ -38,6 +40,72 @@ STUB_MODULES = {
 }
 
 Definition = activity._Definition
+# The research queue (`research_task_queue`): full workers only; no QueueRole, the autopilot sends no action
+# there.
+RESEARCH = "research"
+MAIN, HOST, CONTROL = QueueRole.MAIN, QueueRole.HOST, QueueRole.CONTROL
+
+# The queue each stub is sent to, from the `task_queue=` of the workflows scheduling it. A new stub must be
+# added here, with where it runs.
+ROUTES: dict[str, QueueRole | str] = {
+    # The autopilot's Monitor (workflows/autopilot_reads.py) and housekeeping: the host's own queue
+    # (`host_queue(task_queue, host)`).
+    "probe_host": HOST,
+    "probe_network": HOST,
+    "prune_cache": HOST,
+    # Pollers of the shared queue are the hosts: asked on the workflow's own (main) queue.
+    "discover_hosts": MAIN,
+    # The scaler (workflows/scaling.py, `provider_task_queue` from autarky/scaling/scalers.py): the local
+    # pool on its host's control queue, AWS on the main queue.
+    "read_capacity_local_pool": CONTROL,
+    "set_capacity_local_pool": CONTROL,
+    "read_capacity_aws": MAIN,
+    "set_capacity_aws": MAIN,
+    # The autopilot's periodic reads (`on_research_queue`) and the research cycle, experiment, A/B test and
+    # self-modification workflows (their `activity_task_queue`, set to `research_task_queue`).
+    "untested_model_variants": RESEARCH,
+    "active_agent_parameters": RESEARCH,
+    "agent_shortfalls": RESEARCH,
+    **dict.fromkeys(
+        [
+            "open_research_cycle",
+            "gather_source",
+            "count_unanalysed_items",
+            "unanalysed_items",
+            "analyse_item",
+            "record_analysis_failure",
+            "experiment_candidates",
+            "write_research_digest",
+            "close_research_cycle",
+        ],
+        RESEARCH,
+    ),
+    **dict.fromkeys(["open_experiment", "plan_experiment", "update_experiment", "start_evolution"], RESEARCH),
+    **dict.fromkeys(
+        [
+            "describe_model_slot",
+            "set_model_split",
+            "promote_model_variant",
+            "restore_model_incumbent",
+            "model_arm_stats",
+            "evaluate_offline_batch",
+        ],
+        RESEARCH,
+    ),
+    **dict.fromkeys(
+        [
+            "snapshot_agent",
+            "make_candidates",
+            "propose_patches",
+            "check_candidate",
+            "measure",
+            "compare",
+            "promote_version",
+            "rollback_version",
+        ],
+        RESEARCH,
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +119,7 @@ def queues(tmp_path_factory: pytest.TempPathFactory) -> dict[QueueRole | str, li
         QueueRole.MAIN: registry.main_activities(settings),
         QueueRole.HOST: registry.host_activities(settings),
         QueueRole.CONTROL: registry.control_activities(LocalWorkerPool(data_dir), settings),
-        "research": registry.research_activities(settings, {}),
+        RESEARCH: registry.research_activities(settings, {}),
     }
     return {queue: [Definition.must_from_callable(fn) for fn in fns] for queue, fns in built.items()}
 
@@ -118,6 +186,22 @@ def test_every_stub_is_registered_on_some_worker(registered: dict[str, list[Defi
             )
 
 
+def test_every_stub_is_registered_on_the_queue_the_workflows_send_it_to(
+    queues: dict[QueueRole | str, list[Definition]],
+) -> None:
+    found = {stub.name: module for module, stub in stubs()}
+    unrouted = sorted(f"{found[name]}.{name}" for name in found.keys() - ROUTES.keys())
+    assert not unrouted, f"stubs with no queue in ROUTES (say where the workflows send them): {unrouted}"
+    gone = sorted(ROUTES.keys() - found.keys())
+    assert not gone, f"ROUTES names activities no stub declares: {gone}"
+    for name, role in ROUTES.items():
+        served = {d.name for d in queues[role]}
+        assert name in served, (
+            f"activity {name!r} (stub in {found[name]}) is sent to the {role} queue, whose worker does not "
+            "register it (workers/registry.py)"
+        )
+
+
 def test_every_stub_has_its_implementations_types(registered: dict[str, list[Definition]]) -> None:
     for module, stub in stubs():
         for impl in registered.get(stub.name or "", []):
@@ -142,6 +226,21 @@ def test_every_catalogue_action_is_served_where_the_autopilot_sends_it(
             f"action {spec.action_type!r} runs the activity {spec.name!r}, which is not registered on the "
             f"{spec.queue.value} queue (workers/registry.py)"
         )
+
+
+def test_every_catalogue_activity_takes_an_action_request_and_returns_an_action_result(
+    registered: dict[str, list[Definition]],
+) -> None:
+    # The autopilot schedules them by name with an ActionRequest and `result_type=ActionResult`
+    # (workflows/autopilot_actions.py): no stub checks their types, so the implementations must match.
+    activities = [spec for spec in ACTIONS.values() if spec.runner == Runner.ACTIVITY]
+    assert activities, "the catalogue runs no activity"
+    for spec in activities:
+        for impl in registered.get(spec.name, []):
+            assert (impl.arg_types, impl.ret_type) == ([ActionRequest], ActionResult), (
+                f"action {spec.action_type!r}: {getattr(impl.fn, '__qualname__', impl.fn)} is "
+                f"{_signature(impl)}, not (ActionRequest) -> ActionResult"
+            )
 
 
 def _string_names(tree: ast.AST) -> Iterator[tuple[str, int, str]]:

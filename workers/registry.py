@@ -43,15 +43,15 @@ WORKFLOWS: list[type] = [
 
 
 def main_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
-    """The shared task queue. Host activities stay here too, for runs from before per-host routing."""
+    """The shared task queue: what any host may run (notifications land in the shared data directory)."""
     return [
         discover_hosts,
         probe_task_queue,
+        RemediationActivities(settings.data_dir).notify,
         ScalingRequestActivities(settings).request_scaling,
         ABTestRequestActivities(settings).start_model_abtest,
         EvolutionRequestActivities(settings).start_agent_evolution,
         *aws_activities(settings),
-        *host_activities(settings),
     ]
 
 
