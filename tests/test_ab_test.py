@@ -121,6 +121,7 @@ async def test_a_clear_winner_is_promoted(lab: Lab) -> None:
     assert description.typed_search_attributes.get(sa.SLOT) == lab.slot
 
 
+@pytest.mark.slow
 async def test_an_a_a_test_keeps_the_incumbent(lab: Lab) -> None:
     same = Behaviour(quality=0.6)
     async with lab.traffic(incumbent=same, challenger=same):

@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from temporalio import activity
 from temporalio.client import Client
 
@@ -107,6 +108,7 @@ def test_a_damaged_pointer_leaves_research_on_the_shipped_version(tmp_path: Path
     assert pointer.read_text() == "{not json"  # left for a person to see and fix
 
 
+@pytest.mark.slow
 async def test_agents_short_of_their_goals_get_one_evolution_each(client: Client, tmp_path: Path) -> None:
     """The real shortfall check (the sandboxed benchmark of each active version, judged outside); the
     action's activity is replaced by a recorder (its own test starts real evolutions: test_cli_agents)."""

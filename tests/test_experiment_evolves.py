@@ -71,7 +71,7 @@ async def approve_and_finish(client: Client, recorder: Recorder) -> ExperimentOu
             id=f"experiment-test-{uuid.uuid4().hex[:8]}",
             task_queue=queue,
         )
-        for _ in range(200):
+        for _ in range(1200):  # up to a minute: a busy machine may take its time
             pending = await handle.query("pending_approvals", result_type=list[ApprovalRequest])
             if pending:
                 break

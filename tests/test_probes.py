@@ -241,13 +241,14 @@ async def test_malformed_target_is_a_non_retryable_error(target: str) -> None:
 
 async def test_host_probe_finds_autarkys_own_processes_and_their_roles(tmp_path: Path) -> None:
     script = tmp_path / "autarky"  # run as `python …/autarky --activities-only`, like a pool member
-    script.write_text("import time\ntime.sleep(60)\n")
-    member = await asyncio.create_subprocess_exec(sys.executable, str(script), "--activities-only")
-    editor = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import time; time.sleep(60)", "autarky"
-    )
+    started = "import time; print('started', flush=True); time.sleep(60)"
+    script.write_text(started + "\n")
+    pipe = asyncio.subprocess.PIPE
+    member = await asyncio.create_subprocess_exec(sys.executable, script, "--activities-only", stdout=pipe)
+    editor = await asyncio.create_subprocess_exec(sys.executable, "-c", started, "autarky", stdout=pipe)
     try:
-        await asyncio.sleep(0.3)  # let both start
+        for process in (member, editor):  # both interpreters up (a busy machine starts them late)
+            assert process.stdout is not None and await process.stdout.readline() == b"started\n"
         sample = await run_host(HostProbeInput(top_processes=0))
     finally:
         for process in (member, editor):

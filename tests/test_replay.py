@@ -562,6 +562,7 @@ def test_there_is_a_recorded_history() -> None:
     assert list(HISTORIES.glob("autopilot*.json")), "record one with: python -m tests.test_replay autopilot"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RECORDERS))
 async def test_fresh_history_replays(client: Client, tmp_path: Path, name: str) -> None:
     history = await RECORDERS[name](client, tmp_path)

@@ -24,15 +24,17 @@ async def spawn(client: Client, task_queue: str) -> asyncio.subprocess.Process:
 
 
 @pytest.mark.parametrize("healthy", [True, False], ids=["completes", "compensates"])
+@pytest.mark.slow
 async def test_a_worker_killed_mid_saga_leaves_one_change_and_at_most_one_undo(
     client: Client, healthy: bool
 ) -> None:
     workflow_queue = f"scaler-crash-{uuid.uuid4().hex[:8]}"
     provider_queue = f"{workflow_queue}-provider"
     resource = FakeResource(desired=2, start_seconds=4.0, never_healthy=not healthy)
-    input = fake_input(provider_queue).model_copy(
-        update={"health_timeout": fake_input(provider_queue).health_timeout * 4}
-    )
+    # Never healthy: the health timeout is what ends the wait (8 s). Healthy: far beyond the 4 s start, so
+    # a replacement worker slowed by a busy machine cannot turn the success into a compensation.
+    health_timeout = fake_input(provider_queue).health_timeout * (4 if not healthy else 30)
+    input = fake_input(provider_queue).model_copy(update={"health_timeout": health_timeout})
     workers = [await spawn(client, workflow_queue)]
     provider = Worker(
         client, task_queue=provider_queue, activities=[resource.read_capacity, resource.set_capacity]

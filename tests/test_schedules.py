@@ -71,7 +71,7 @@ async def listed_ids(client: Client) -> list[str]:
 
 async def until_listed(client: Client, *schedule_ids: str) -> None:
     """The schedule list is eventually consistent: wait until it shows these ids."""
-    deadline = asyncio.get_running_loop().time() + 10
+    deadline = asyncio.get_running_loop().time() + 30  # returns as soon as listed
     while not set(schedule_ids) <= set(await listed_ids(client)):
         assert asyncio.get_running_loop().time() < deadline, f"{schedule_ids} never listed"
         await asyncio.sleep(0.1)

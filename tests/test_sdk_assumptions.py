@@ -95,6 +95,7 @@ async def test_nothing_listening_is_unreachable() -> None:
     _assert_unreachable(await _connect_error(address), "Server connection error")
 
 
+@pytest.mark.slow
 async def test_a_server_that_never_answers_is_unreachable(silent_listener: str) -> None:
     # The SDK waits 30 s for the first call's answer, whatever connect_timeout says (temporalio 1.35).
     _assert_unreachable(await _connect_error(silent_listener), "Timeout expired")
@@ -111,6 +112,7 @@ async def test_a_proxy_with_no_temporal_server_behind_it_is_unreachable(status: 
         await server.wait_closed()
 
 
+@pytest.mark.slow
 async def test_a_server_gone_after_connecting_is_unreachable() -> None:
     """A call on a connected client whose server stopped raises RPCError(UNAVAILABLE), not the bridge's
     RuntimeError: is_unreachable reads the status there."""

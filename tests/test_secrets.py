@@ -94,6 +94,7 @@ def _leaks(text: str, canaries: dict[str, str]) -> list[str]:
     return [name for name, value in canaries.items() if value in text]
 
 
+@pytest.mark.slow
 async def test_canary_secrets_appear_in_no_history_and_no_log(
     canary_env: dict[str, str], canaries: dict[str, str]
 ) -> None:

@@ -126,6 +126,7 @@ class make_stack:
         await self.worker.__aexit__(*exc)
 
 
+@pytest.mark.slow
 async def test_offline_evolution_promotes_a_real_improvement_judged_on_unseen_data(stack: Stack) -> None:
     handle = await stack.evolve(offline=True, generations=4, population=4, watch_runs=1)
     result: SelfModifyResult = await handle.result()
@@ -147,6 +148,7 @@ async def test_offline_evolution_promotes_a_real_improvement_judged_on_unseen_da
     assert described.search_attributes.get("AutarkyAgent") == [AGENT]
 
 
+@pytest.mark.slow
 async def test_a_regression_after_promotion_rolls_back(client: Client, tmp_path: Path) -> None:
     real = SelfModActivities(AutarkySettings(data_dir=tmp_path / "data"))
 
@@ -205,6 +207,7 @@ def proposal(diff: str, summary: str) -> Reply:
     return Reply(body=openai_completion(json.dumps({"summary": summary, "diff": diff})))
 
 
+@pytest.mark.slow
 async def test_llm_patch_is_sandbox_tested_approved_and_promoted(client: Client, tmp_path: Path) -> None:
     with OpenAIServer() as server:
         server.script(
@@ -233,6 +236,7 @@ async def test_llm_patch_is_sandbox_tested_approved_and_promoted(client: Client,
     )
 
 
+@pytest.mark.slow
 async def test_a_candidate_failing_in_the_sandbox_is_never_benchmarked(
     client: Client, tmp_path: Path
 ) -> None:
@@ -298,6 +302,7 @@ async def test_outputs_that_attack_the_judge_fail_the_candidate_not_the_worker(
     assert "benchmark outputs rejected" in measured.failures[candidate.commit]
 
 
+@pytest.mark.slow
 async def test_a_version_changed_while_waiting_for_approval_is_not_overwritten(
     client: Client, tmp_path: Path
 ) -> None:

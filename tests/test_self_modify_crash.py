@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from temporalio.client import Client
 
 from autarky.core.settings import AutarkySettings
@@ -25,6 +26,7 @@ async def spawn(client: Client, queue: str, data_dir: Path) -> asyncio.subproces
     return await spawn_worker("tests.selfmod_worker", address, queue, str(data_dir))
 
 
+@pytest.mark.slow
 async def test_a_worker_killed_at_promotion_leaves_exactly_one_promotion(
     client: Client, tmp_path: Path
 ) -> None:

@@ -93,6 +93,7 @@ def test_white_noise_holds_the_nominal_level() -> None:
 
 
 @pytest.mark.parametrize("model", ["ar1", "random walk"])
+@pytest.mark.slow
 def test_the_correction_cuts_false_alarms_on_persistent_noise(model: str) -> None:
     r = rates(model)
     # Measured: plain 29.8 % (AR(1)) and 40.4 % (walk) of windows "rise" at p < 0.1 %; Hamed-Rao halves
@@ -103,6 +104,7 @@ def test_the_correction_cuts_false_alarms_on_persistent_noise(model: str) -> Non
 
 
 @pytest.mark.parametrize("model", ["ar1", "random walk", "walk under noise"])
+@pytest.mark.slow
 def test_persistent_noise_holds_the_nominal_level(model: str) -> None:
     # Measured before issue 17: 16.6 % (AR(1)) and 17.3 % (walk) of windows warned; Hamed-Rao alone left
     # ~6 % and ~12 %. The drift test against a random walk (trend.drift_p) brings both to the nominal level.
