@@ -19,6 +19,12 @@ from temporalio.testing import WorkflowEnvironment
 from autarky.core import search_attributes as sa
 from autarky.core.temporal import temporal_binary
 
+# The SDK fails a workflow task that does not yield within 2 s as a potential deadlock. On a starved machine
+# (both cores busy) an ordinary task can take that long, and the run then stalls (seen: a self-modification
+# run in test_cli_agents). TEMPORAL_DEBUG lifts only that timer (and allows breakpoints); the sandbox stays.
+# Workers in subprocesses inherit it. The tests are about behaviour, not speed: bench/ measures speed.
+os.environ.setdefault("TEMPORAL_DEBUG", "1")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist, deal the tests marked `slow` out evenly, each at the head of one worker's share.
