@@ -266,7 +266,9 @@ async def test_risky_action_waits_for_approval_then_runs(
 ) -> None:
     host.memory = 90.0  # memory_high → restart_worker_pool, risk 0.6 > 0.5: needs a person
     harness = Harness(client, tmp_path, host)
-    async with harness.running(fast_settings()) as handle:
+    # Memory stays high after the restart: without a cooldown the next cycle asks again, and on a slow
+    # machine that new request is pending before the last assertion looks.
+    async with harness.running(fast_settings(action_cooldown=timedelta(hours=1))) as handle:
         waiting = await eventually(lambda: pending(handle))
         assert waiting[0].subject.startswith("restart_worker_pool")
         description = await handle.describe()

@@ -75,6 +75,9 @@ def pruned(records: list[ActionRecord]) -> list[ActionRecord]:
     return [r for r in records if r.decision.candidate.action_type == "prune_cache" and r.status in done]
 
 
+PROBE_FAILURES = "host_probe_failures"
+
+
 async def test_a_host_that_stops_polling_is_no_longer_probed(client: Client, tmp_path: Path) -> None:
     staying, leaving = FakeHost(), FakeHost()
     harness = Harness(client, tmp_path / "a", staying, host_id="staying")
@@ -87,11 +90,21 @@ async def test_a_host_that_stops_polling_is_no_longer_probed(client: Client, tmp
     harness.hosts.pop("leaving")
     async with harness.serving():
         probes = leaving.probes
-        before = (await status(handle)).iterations
-        # One Monitor round waits for the departed host's probe to go unclaimed; later rounds skip it.
-        await eventually(lambda: _first(status(handle), lambda s: s.iterations > before + 10), timeout=40)
-        s = await status(handle)
+        failed_before = (await status(handle)).totals.get(PROBE_FAILURES, 0)
+        # One Monitor round waits HOST_PICKUP_TIMEOUT for the departed host's probe to go unclaimed ...
+        unclaimed = await eventually(
+            lambda: _first(
+                status(handle), lambda s: s if s.totals.get(PROBE_FAILURES, 0) > failed_before else None
+            ),
+            timeout=120,  # the pickup timeout, on a machine that may be busy
+        )
+        # ... and later rounds skip it (a round that probed it again would wait as long and count a failure).
+        after = unclaimed.iterations
+        s = await eventually(
+            lambda: _first(status(handle), lambda s: s if s.iterations > after + 3 else None), timeout=120
+        )
         await handle.terminate("test finished")
+    assert s.totals[PROBE_FAILURES] == unclaimed.totals[PROBE_FAILURES]
     assert leaving.probes == probes  # nothing ran on the departed host
     assert "staying" in s.hosts
 

@@ -407,7 +407,7 @@ async def record_self_modify_history(
             SelfModificationWorkflow.run,
             SelfModifyInput(
                 agent=AGENT,
-                generations=3,
+                generations=2,
                 population=4,
                 offline=True,
                 threshold=0.02,  # about the history's shape, not how sure the promotion was

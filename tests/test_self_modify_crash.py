@@ -40,7 +40,7 @@ async def test_a_worker_killed_at_promotion_leaves_exactly_one_promotion(
             SelfModifyInput(
                 agent=AGENT,
                 offline=True,
-                generations=3,
+                generations=2,
                 population=4,
                 threshold=0.02,  # about surviving the kill, not how sure the promotion was
                 watch_runs=1,
@@ -56,7 +56,7 @@ async def test_a_worker_killed_at_promotion_leaves_exactly_one_promotion(
             step = str((await handle.query("progress", result_type=dict))["step"])
             return step if step.startswith(("promoting", "watching", "promoted", "not_promoted")) else None
 
-        # CPU-bound (12 candidates in the sandbox): on a loaded machine far slower; returns when reached.
+        # CPU-bound (8 candidates in the sandbox): on a loaded machine far slower; returns when reached.
         step = await eventually(promoting_or_after, timeout=600)
         assert not step.startswith("not_promoted"), "this run found nothing to promote: no crash tested"
         workers[0].send_signal(signal.SIGKILL)  # as kill -9, or a lost machine

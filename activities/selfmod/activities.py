@@ -79,6 +79,9 @@ VERSION_CONFLICT = "VersionConflict"
 DIFF_EXCERPT = 3000  # characters of an LLM patch shown in its approval
 
 
+# The agent's tests need pytest alone: the plugins installed beside it (asyncio, xdist, …) would cost
+# ~0.8 s a run to load and are code the candidate has no business running.
+PLAIN_PYTEST = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 HEARTBEAT_EVERY = 5.0  # seconds; the workflow's heartbeat timeout is a few times this
 
 
@@ -272,7 +275,7 @@ class SelfModActivities:
                 steps = [("tests", pytest), ("self-test", [*harness, "--params", "params.json"])]
                 with log.open("w") as out:
                     for name, command in steps:
-                        result = self.sandboxed(command, work, request.limits)
+                        result = self.sandboxed(command, work, request.limits, env=PLAIN_PYTEST)
                         out.write(f"$ {' '.join(command)}\n{result.output}\n[{result.summary()}]\n\n")
                         if not result.ok:
                             tail = result.output.strip().splitlines()[-1:] or [""]
