@@ -37,7 +37,10 @@ from workflows.scaling import ScalerWorkflow
 
 NOT_STARTED = "not started (starts on the first request)"
 # A wide blast radius: no change here waits for a person's approval.
-POLICY = {"min_capacity": 1, "max_capacity": 5, "cooldown": "4s", "blast_radius": 10}
+# The cooldown must outlast three CLI processes starting at once on a busy machine (the refusals below
+# assume they reach the scaler inside it); `--queue` then waits for its end.
+COOLDOWN_S = 20
+POLICY = {"min_capacity": 1, "max_capacity": 5, "cooldown": f"{COOLDOWN_S}s", "blast_radius": 10}
 
 
 @dataclass
@@ -128,7 +131,7 @@ async def test_set_status_refusals_queue_and_history(env: WorkflowEnvironment, c
         assert (code, out) == (0, f"scaler/{s.web}/1 succeeded: 1 → 3, healthy\n")
         assert fake.desired == 3
 
-        # Inside the cooldown (4 s from the change): the status, and two requests the scaler refuses.
+        # Inside the cooldown (COOLDOWN_S from the change): the status, and two requests the scaler refuses.
         (code, status), (refused_code, refused), (bounds_code, bounds) = await asyncio.gather(
             s.cli("scale", "status"),
             s.cli("scale", "set", s.web, "4", "--reason", "more"),
@@ -137,7 +140,7 @@ async def test_set_status_refusals_queue_and_history(env: WorkflowEnvironment, c
         assert code == 0, status
         _, capacity, bounds_cell, cooldown, step, last, queued, approvals = row(status, s.web)
         assert (capacity, bounds_cell, step, queued, approvals) == ("3/3", "1–5", "idle", "0", "0"), status
-        assert cooldown.endswith(" s") and 0 < int(cooldown.removesuffix(" s")) <= 4, status
+        assert cooldown.endswith(" s") and 0 < int(cooldown.removesuffix(" s")) <= COOLDOWN_S, status
         assert last == "succeeded: 1 → 3, healthy", status
         assert row(status, s.idle)[1:3] == [NOT_STARTED, "1–5"], status  # configured, never asked
         assert row(status, s.pool)[1] == NOT_STARTED, status  # this host's pool
@@ -157,7 +160,7 @@ async def test_set_status_refusals_queue_and_history(env: WorkflowEnvironment, c
         handle = client.get_workflow_handle(f"scaler/{s.web}")
         first, second = await handle.query(ScalerWorkflow.operations)
         assert first.started_at is not None and second.started_at is not None
-        assert second.started_at - first.started_at >= timedelta(seconds=4)
+        assert second.started_at - first.started_at >= timedelta(seconds=COOLDOWN_S)
 
         code, out = await s.cli("scale", "history", s.web)
         assert code == 0, out
