@@ -593,8 +593,12 @@ async def test_a_model_variant_never_tested_gets_an_abtest_started(
 
     harness = Harness(client, tmp_path, host)
     harness.main_activities += [untested, start]
+    # The cooldown keeps the planner from asking twice while the finding waits for the next variant check
+    # (a busy machine can run a plan round in between); the real start is idempotent besides.
     settings = fast_settings(
-        abtest_new_variants=True, model_variant_check_interval=timedelta(milliseconds=200)
+        abtest_new_variants=True,
+        model_variant_check_interval=timedelta(milliseconds=200),
+        action_cooldown=timedelta(hours=1),
     )
     async with harness.running(settings) as handle:
         finding = await eventually(lambda: _variant_findings(handle))

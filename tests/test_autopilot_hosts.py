@@ -85,7 +85,7 @@ async def test_a_host_that_stops_polling_is_no_longer_probed(client: Client, tmp
     settings = fast_settings()
     async with harness.serving():
         handle = await harness.start(settings)
-        await eventually(lambda: _first(status(handle), lambda s: s.hosts.get("leaving")))
+        await eventually(lambda: _first(status(handle), lambda s: s.hosts.get("leaving")), timeout=120)
     # Only "staying" comes back; "leaving" still has pollers listed for a while but takes no work.
     harness.hosts.pop("leaving")
     async with harness.serving():

@@ -410,7 +410,7 @@ async def record_self_modify_history(
                 generations=2,
                 population=4,
                 offline=True,
-                threshold=0.02,  # about the history's shape, not how sure the promotion was
+                threshold=-1.0,  # about the history's shape: the best on the search part is promoted
                 watch_runs=1,
                 watch_interval=timedelta(milliseconds=100),
                 limits=LIMITS,
