@@ -60,8 +60,9 @@ def fast_settings(**overrides: Any) -> AutopilotSettings:
     return AutopilotSettings.model_validate({**FAST, "rules": rules, **overrides})
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    """Poll `check` until it returns something truthy (the loop runs on timers of a fraction of a second)."""
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
+    """Poll `check` until it returns something truthy (the loop runs on timers of a fraction of a second;
+    the server fires them about once a second, and a busy machine is slower: the wait ends at the event)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         result = await check()

@@ -130,7 +130,7 @@ async def test_goals_show_target_current_and_progress(
     harness = Harness(client, tmp_path, FakeHost(cpu=10.0, memory=95.0))
     harness.workflow_id = AUTOPILOT_WORKFLOW_ID
     async with harness.running(fast_settings(simulation=True)) as handle:
-        await eventually(lambda: _all_measured(handle.query("goals", result_type=list[Goal])), timeout=20)
+        await eventually(lambda: _all_measured(handle.query("goals", result_type=list[Goal])), timeout=60)
         code, out = await cli(env, "goals")
     assert code == 0, out
     rows = {row[0]: row[1:] for row in table_rows(out)}
