@@ -10,6 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     AUTARKY_METRICS_HOST=0.0.0.0
 
 # git keeps self-modification's agent versions; bubblewrap is the sandbox candidates run in.
+# Self-modification itself runs on a host worker started from a source checkout, not in this image: the
+# image installs no agent tests (every check would fail, saying so), and bubblewrap inside a container
+# needs user namespaces and a new /proc that Docker's default seccomp and AppArmor profiles and its masked
+# /proc paths deny. A worker built from this image says so in one warning line at start. What might make
+# it work is in README.md ("Self-modification in Docker"); untested: no Docker engine was at hand.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git bubblewrap \
     && rm -rf /var/lib/apt/lists/*

@@ -267,7 +267,8 @@ def benchmark_overhead(acts: SelfModActivities, agent: str, repeats: int, limits
                 started = time.perf_counter()
                 if how == "sandboxed":
                     command = harness_command(spec, f"{DATA_ROOT}/part/inputs.json")
-                    result = run_sandboxed(command, work, limits, data={"part": data})
+                    lent = {"part": data}
+                    result = run_sandboxed(command, work, limits, data=lent, outputs=["outputs.json"])
                     ok, output = result.ok, result.output
                 else:
                     command = harness_command(spec, str(data / "inputs.json"))

@@ -100,6 +100,7 @@ ROUTES: dict[str, QueueRole | str] = {
             "check_candidate",
             "measure",
             "compare",
+            "review_promotion",
             "promote_version",
             "rollback_version",
         ],

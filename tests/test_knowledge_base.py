@@ -1,13 +1,16 @@
 """The knowledge base keeps one row per thing however often a cycle or an activity runs, on both databases.
 
-PostgreSQL runs when AUTARKY_TEST_POSTGRES_URL names an empty database the tests may fill and empty
-(e.g. ``postgresql+psycopg://autarky:autarky@127.0.0.1/autarky_test``); without it those cases skip.
+PostgreSQL runs when AUTARKY_TEST_POSTGRES_URL names a database its user may create others beside (e.g.
+``postgresql+psycopg://autarky:autarky@127.0.0.1/autarky_test``, user with CREATEDB): each test gets a fresh
+database of its own. Without it those cases skip.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,24 +26,20 @@ from autarky.research.types import CycleOutcome
 POSTGRES_ENV = "AUTARKY_TEST_POSTGRES_URL"
 
 
-def _drop_all(url: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        for table in (
-            "model_outcomes",
-            "model_changes",
-            "model_variants",
-            "model_slots",
-            "spending",
-            "cycles",
-            "sources",
-            "experiments",
-            "analyses",
-            "items",
-            "alembic_version",
-        ):
-            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
-    engine.dispose()
+@contextlib.contextmanager
+def _own_database(url: str) -> Iterator[str]:
+    """A fresh database beside the one `url` names, for one test: tests on other xdist workers, or
+    another suite running on the same machine, never see its tables (the user needs CREATEDB)."""
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"autarky_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -51,9 +50,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
         pytest.skip(f"{POSTGRES_ENV} is not set")
-    _drop_all(url)
-    yield url
-    _drop_all(url)
+    with _own_database(url) as own:
+        yield own
 
 
 @pytest.fixture
@@ -82,7 +80,7 @@ def _count(kb: KnowledgeBase, table: str) -> int:
 def test_migrate_twice_is_a_no_op(kb: KnowledgeBase) -> None:
     kb.upsert_item(_paper())
     kb.migrate()
-    assert kb.revision() == "0005"
+    assert kb.revision() == "0006"
     assert _count(kb, "items") == 1
 
 
@@ -96,7 +94,7 @@ def test_old_database_upgrades_in_place(db_url: str) -> None:
 
     upgraded = KnowledgeBase(db_url)
     upgraded.migrate()
-    assert upgraded.revision() == "0005"
+    assert upgraded.revision() == "0006"
     assert [i.item_id for i in upgraded.items_above(0.5)] == [item.item_id]
     upgraded.close()
 

@@ -139,7 +139,7 @@ async def record_reads_history(
             status = await handle.query("status", result_type=AutopilotStatus)
             return done and set(started) == {"start_abtest", "evolve_agent"} and status.runs >= 1
 
-        await eventually(finished, timeout=40)
+        await eventually(finished, timeout=120)
         return await client.get_workflow_handle(harness.workflow_id, run_id=first_run).fetch_history()
 
 
@@ -185,7 +185,7 @@ async def record_round2_history(
             child = any(r.decision.candidate.action_type == "prune_cache" and r.finished_at for r in records)
             return failed and child and (await handle.query("status", result_type=AutopilotStatus)).runs >= 1
 
-        await eventually(finished, timeout=40)
+        await eventually(finished, timeout=120)
         return await client.get_workflow_handle(harness.workflow_id, run_id=first_run).fetch_history()
 
 
@@ -216,7 +216,7 @@ async def record_scaling_history(
             scaled = any(r.decision.candidate.action_type == "scale_pool" and r.finished_at for r in records)
             return scaled and (await handle.query("status", result_type=AutopilotStatus)).runs >= 1
 
-        await eventually(finished, timeout=40)
+        await eventually(finished, timeout=120)
         await client.get_workflow_handle(f"scaler/local-pool/{product.host_id}").terminate("recorded")
         return await client.get_workflow_handle(harness.workflow_id, run_id=first_run).fetch_history()
 
@@ -263,7 +263,7 @@ async def record_scaler_history(
         await approved
         with contextlib.suppress(WorkflowUpdateFailedError):
             await scale(handle, 99)  # out of bounds: refused
-        await eventually(lambda: _continued(handle, first_run), timeout=30)
+        await eventually(lambda: _continued(handle, first_run), timeout=120)
         history = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
         await handle.terminate("recorded")
         return history
@@ -493,9 +493,11 @@ REQUIRED = {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
     },
 }
-NOT_LOOPS = {"research-cycle", "experiment", "self-modify"}
+NOT_LOOPS = {"research-cycle", "experiment", "self-modify", "self-modify-review"}
 REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
 REQUIRED["self-modify"] = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_FIRED}
+# The same recorder under `selfmod-reviews-sources` (docs/patches.md): its marker and the review.
+REQUIRED["self-modify-review"] = REQUIRED["self-modify"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
 
 
 def replayer() -> Replayer:

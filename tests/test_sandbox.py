@@ -370,8 +370,8 @@ def test_symlinks_in_the_workdir_do_not_reach_the_host(
     assert project_secret.read_bytes() == content
     assert not (outside_dir / marker).exists()
     assert not (Path("/") / marker).exists()
-    # The links stay behind in the host's work directory; removing it removes them, not their targets.
-    assert (workdir / "link-file").is_symlink()
+    # The links were made in the run's own /sandbox (a tmpfs), not in the host's work directory.
+    assert not (workdir / "link-file").is_symlink()
     remove_workdir(workdir)
     assert not workdir.exists()
     assert project_secret.read_bytes() == content
@@ -431,7 +431,9 @@ def test_shell_fork_bomb(workdir: Path, marker: str) -> None:
     # `wait` alone would only wait for the first background job, which returns at once: the script could
     # end before the bomb met the limit (it did on CI). The top shell stays until the wall clock instead,
     # as `sleep` by exec: forking it could fail once the bomb holds every process (it did on a busy machine).
-    script = f"bomb() {{ bomb | bomb & }}; bomb; exec sleep 60 # {marker}"
+    # It forks only once, before the bomb exists: `bomb` itself would fork twice (a pipeline of two), and the
+    # second fork could meet the limit the first one's bomb had already reached.
+    script = f"bomb() {{ bomb | bomb & }}; bomb & exec sleep 60 # {marker}"
     limits = LIMITS.model_copy(update={"wall_seconds": 3})
     result = run_sandboxed(["/bin/sh", "-c", script], workdir, limits)
     assert "Cannot fork" in result.output, result.summary()
@@ -607,7 +609,7 @@ def test_big_file_in_the_workdir_hits_the_file_size_limit(workdir: Path) -> None
             for _ in range(100):
                 f.write(b"x" * 1024 * 1024)
     """
-    result = run_py(code, workdir)
+    result = run_py(code, workdir, outputs=["big"])  # a declared output: on the host's disk
     assert stopped(result)
     assert result.limit is SandboxLimit.FILE_SIZE, result
     assert (workdir / "big").stat().st_size <= LIMITS.file_size_mib * 1024 * 1024
@@ -680,14 +682,14 @@ def test_workdir_writes_persist_tmp_writes_vanish(workdir: Path, marker: str) ->
         import os, tempfile
         assert os.getcwd() == {WORKDIR!r}, os.getcwd()
         open("{WORKDIR}/result.txt", "w").write("{marker}")
-        os.mkdir("sub")
+        os.makedirs("sub", exist_ok=True)
         open("sub/nested.txt", "w").write("nested")
         open("/tmp/{marker}", "w").write("temporary")
         with tempfile.NamedTemporaryFile(dir=None, delete=False) as f:
             f.write(b"x")
         print("tmp ok", f.name)
     """
-    result = run_py(code, workdir)
+    result = run_py(code, workdir, outputs=["result.txt", "sub/nested.txt"])  # what the run keeps
     assert result.ok, result
     assert (workdir / "result.txt").read_text() == marker
     assert (workdir / "sub" / "nested.txt").read_text() == "nested"

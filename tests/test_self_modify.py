@@ -218,7 +218,7 @@ async def test_llm_patch_is_sandbox_tested_approved_and_promoted(client: Client,
             handle = await stack.evolve(generations=1, population=2, watch_runs=0)
             approval = await wait_for_pending(handle)
             assert approval["subject"].startswith(f"promote {AGENT}")
-            assert ".diff" in approval["why"] and "decision part" in approval["why"]
+            assert "autarky approvals --diff" in approval["why"] and "decision part" in approval["why"]
             assert "+    n = STEEPNESS" in approval["why"]  # the patch itself, for the person deciding
             await handle.execute_update(
                 "approve", ApprovalDecision(approval_id=approval["approval_id"], approver="ann", reason="ok")
@@ -276,6 +276,7 @@ EVIL_OUTPUTS = {
     "symlink to the host": "os.remove('outputs.json'); os.symlink('/etc/passwd', 'outputs.json')",
     "wrong shape": "open('outputs.json', 'w').write('{\"scores\": {\"x\": 2}}')",
 }
+KEPT_BY_THE_MOUNT = {"fifo", "symlink to the host"}
 
 
 @pytest.mark.parametrize("how", sorted(EVIL_OUTPUTS))
@@ -298,6 +299,12 @@ async def test_outputs_that_attack_the_judge_fail_the_candidate_not_the_worker(
         MeasureInput(agent=AGENT, run_id="judge-test", part="search", commits=[incumbent, candidate.commit])
     )
     assert incumbent in measured.figures  # the incumbent is judged as usual
+    if how in KEPT_BY_THE_MOUNT:
+        # The declared output is a bind mount the candidate can neither remove nor replace: the tamper
+        # fails, and the harness's own outputs are judged (the reader's refusal of links and FIFOs has its
+        # own test in tests/test_sandbox_outputs.py).
+        assert candidate.commit in measured.figures, measured.failures
+        return
     assert candidate.commit not in measured.figures
     assert "benchmark outputs rejected" in measured.failures[candidate.commit]
 

@@ -21,6 +21,8 @@ from activities.research.gather import GatherActivities
 from activities.research.store import ResearchStoreActivities
 from activities.selfmod.activities import SelfModActivities
 from activities.selfmod.requests import EvolutionRequestActivities
+from activities.selfmod.review import PromotionReviewActivities
+from activities.selfmod.tools import log_startup_problems
 from activities.storage.handle import KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
 from workflows.ab_test import ModelABTestWorkflow
@@ -104,14 +106,19 @@ def research_activities(
         analysis.plan_experiment,
         DigestActivities(settings, kb).write_digest,
         *model_registry_activities(settings, kb),
-        *selfmod_activities(settings, environ),
+        *selfmod_activities(settings, environ, kb),
         EvolutionRequestActivities(settings).start_evolution,
     ]
 
 
-def selfmod_activities(settings: AutarkySettings, environ: Mapping[str, str]) -> list[Callable[..., Any]]:
-    """Self-modification: candidates, the sandbox, benchmarks, promotion and rollback."""
+def selfmod_activities(
+    settings: AutarkySettings, environ: Mapping[str, str], kb: KnowledgeBaseHandle | None = None
+) -> list[Callable[..., Any]]:
+    """Self-modification: candidates, the sandbox, benchmarks, the review of a promotion (its diff goes to
+    the knowledge base), promotion and rollback."""
+    log_startup_problems()  # a warning, not a refusal: this worker may never be asked to evolve an agent
     selfmod = SelfModActivities(settings, environ)
+    review = PromotionReviewActivities(settings, kb or KnowledgeBaseHandle(settings.knowledge_db_url))
     return [
         selfmod.snapshot_agent,
         selfmod.make_candidates,
@@ -119,6 +126,7 @@ def selfmod_activities(settings: AutarkySettings, environ: Mapping[str, str]) ->
         selfmod.check_candidate,
         selfmod.measure,
         selfmod.compare,
+        review.review_promotion,
         selfmod.promote_version,
         selfmod.rollback_version,
         selfmod.active_agent_parameters,

@@ -10,7 +10,8 @@ roll it back on a regression.
 4. The survivors are measured on the search part; the best of all generations goes on.
 5. It is compared with the incumbent on the decision part, which the search never saw (A B A B …); the
    bootstrap interval's lower bound must clear the threshold.
-6. LLM-written code, and parameter changes of a risky agent, wait for approval.
+6. Sources other than the ones this release ships (LLM-written or not), and parameter changes of a
+   risky agent, wait for approval; the whole diff is in the knowledge base (`autarky approvals --diff`).
 7. Promotion moves the agent's active pointer; the product reads it at run time.
 8. Watch: the benchmark runs again `watch_runs` times; a figure worse than the promotion figure by more
    than the tolerance rolls back to the incumbent.
@@ -47,8 +48,10 @@ with workflow.unsafe.imports_passed_through():
         Measurement,
         ParameterProposal,
         PromoteInput,
+        PromotionReview,
         ProposeOutcome,
         ProposePatchesInput,
+        ReviewInput,
         RollbackInput,
         SelfModifyInput,
         SelfModifyResult,
@@ -59,9 +62,11 @@ with workflow.unsafe.imports_passed_through():
         measure,
         promote_version,
         propose_patches,
+        review_promotion,
         rollback_version,
         snapshot_agent,
     )
+    from workflows.compat import self_modify as compat
 
 KIND = "self_modify"
 FIRST_STEP = 0.2  # of each parameter's normalised range
@@ -69,7 +74,7 @@ FIRST_STEP = 0.2  # of each parameter's normalised range
 MIN_PAIRED_UNITS = 8
 FINAL = ["SandboxUnavailable", "BadAgent", "BenchmarkFailed", "RollbackRefused", "LlmNotConfigured"]
 RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=FINAL)
-QUICK = {make_candidates, promote_version, rollback_version}
+QUICK = {make_candidates, promote_version, rollback_version, review_promotion}
 HEARTBEATING = {snapshot_agent, check_candidate, measure, compare}
 
 
@@ -214,18 +219,33 @@ class SelfModificationWorkflow(ApprovalGate):
         # Code an LLM wrote, also when parameters were tuned on top of it, always asks a person.
         llm_code = best.commit in self._llm_code
         ask = llm_code or (spec.risky if request.require_approval is None else request.require_approval)
+        review: PromotionReview | None = None
+        if compat.reviews_sources():
+            # Sources other than the shipped ones ask a person whoever wrote them: after an upgrade a
+            # parameter-only candidate carries the previous release's code.
+            self._show(f"comparing {best.key}'s sources with the shipped ones")
+            review = await self._activity(review_promotion, ReviewInput(agent=spec.name, commit=best.commit))
+            ask = ask or review.differs
         if ask:
             self._show("waiting for approval")
             approval_id = f"promote-{spec.name}-{best.commit[:10]}"
-            diff = f"; diff: {best.diff_path}" if best.diff_path else ""
-            if best.diff_excerpt:
-                diff += f"\n\n{best.diff_excerpt}"
+            if review is None:  # a run begun before `compat.reviews_sources`
+                diff = f"; diff: {best.diff_path}" if best.diff_path else ""
+                if best.diff_excerpt:
+                    diff += f"\n\n{best.diff_excerpt}"
+            elif review.differs:
+                diff = (
+                    f"\nits sources differ from the ones this release ships ({review.diff_lines} lines "
+                    f"changed):\n\n{review.excerpt}"
+                )
+            else:
+                diff = ""
             self.request_approval(
                 approval_id,
                 subject=f"promote {spec.name} version {best.commit[:10]}",
                 why=f"{figures}{diff}",
                 timeout=request.approval_timeout,
-                risk=0.8 if llm_code else 0.4,
+                risk=0.8 if llm_code or (review is not None and review.differs) else 0.4,
             )
             decided = await self.wait_for_decision(approval_id)
             if decided.state != ApprovalState.APPROVED:

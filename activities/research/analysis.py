@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.models.llm import LlmGateway
 from activities.models.routed import RoutedGateway
-from activities.selfmod.live_code import load_version_module
+from activities.research.sandboxed_scorer import SandboxedScorer
 from activities.selfmod.versions import VersionStoreError, read_active_pointer
 from activities.storage.handle import BAD_INPUT, KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
@@ -30,7 +30,13 @@ from autarky.llm.settings import LlmSettings, resolve_provider
 from autarky.llm.types import LlmRequest
 from autarky.models.types import Variant
 from autarky.research.items import OFFLINE_MODEL, AnalysisIn, ExperimentUpdate
-from autarky.research.relevance import DEFAULT_INTERESTS, MODEL, RelevanceScorer, offline_plan
+from autarky.research.relevance import (
+    DEFAULT_INTERESTS,
+    MODEL,
+    RelevanceParams,
+    RelevanceScorer,
+    offline_plan,
+)
 from autarky.research.types import AnalyseInput, AnalyseResult, ExperimentStep, PlanSummary
 from autarky.selfmod.agents import AGENTS, RELEVANCE_SCORER, agent_for, relevance_params
 
@@ -103,7 +109,8 @@ class AnalysisActivities:
 
     def _offline_scorer(self) -> Any:
         """The offline scorer with the parameters of the `relevance-scorer` agent's active version
-        (self-modification promotes and rolls back versions; the shipped ones until then)."""
+        (self-modification promotes and rolls back versions; the shipped ones until then). A version
+        that changed the code runs it in the sandbox, never here (activities/research/sandboxed_scorer.py)."""
         try:
             pointer = read_active_pointer(self.settings.data_dir / "agents", RELEVANCE_SCORER.name)
         except VersionStoreError as error:  # a damaged pointer must not stop research: shipped version
@@ -113,26 +120,19 @@ class AnalysisActivities:
         if self._scorer is None or self._scorer_version != version:
             interests = self.settings.research.keywords or DEFAULT_INTERESTS
             params = relevance_params(pointer.parameters) if pointer else None
-            self._scorer = None
-            if pointer is not None and pointer.code_changed:  # the version's own code (approved)
-                self._scorer = self._evolved_scorer(pointer.commit, interests, params)
-            if self._scorer is None:
+            if pointer is not None and pointer.code_changed:  # the version's own code: in the sandbox
+                self._scorer = SandboxedScorer(
+                    self.settings.data_dir / "agents",
+                    pointer.commit,
+                    interests,
+                    params or RelevanceParams(),
+                    workdir_parent=self.settings.evolution.workdir_parent,
+                    require_totals=self.settings.evolution.allow_unbounded_totals != "always",
+                )
+            else:
                 self._scorer = RelevanceScorer(interests, params)
             self._scorer_version = version
         return self._scorer
-
-    def _evolved_scorer(self, commit: str, interests: Any, params: Any) -> Any:
-        """The scorer of a promoted version that changed the code; None (the shipped code, with the
-        version's parameters) if it cannot be loaded."""
-        root = self.settings.data_dir / "agents"
-        try:
-            module = load_version_module(
-                root, RELEVANCE_SCORER.name, commit, RELEVANCE_SCORER.source_files[0]
-            )
-            return module.RelevanceScorer(interests, module.RelevanceParams(**params.model_dump()))
-        except Exception as error:  # whatever the version's code does, research goes on
-            log.warning("evolved_relevance_scorer_unloadable", commit=commit[:12], error=repr(error))
-            return None
 
     async def _item(self, item_id: int) -> dict[str, Any]:
         item = await self.kb.run(lambda: self.kb.get().item(item_id))

@@ -13,25 +13,28 @@ import asyncio
 import json
 import os
 import shutil
-import stat
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.selfmod.evaluation import BadOutputs, Dataset, load_dataset
+from activities.selfmod import candidate_tests
+from activities.selfmod.candidate_tests import COLLECT, SELF_TEST, TESTS, ShippedTestsBroken
+from activities.selfmod.evaluation import Dataset, load_dataset
 from activities.selfmod.sandbox import (
     DATA_ROOT,
     SandboxUnavailable,
+    UnboundedTotals,
     new_workdir,
     remove_workdir,
     run_sandboxed,
     sandbox_python,
 )
 from activities.selfmod.static_checks import static_check
+from activities.selfmod.tools import ToolMissing, require
 from activities.selfmod.versions import (
     BOOTSTRAP,
     RELEASE,
@@ -74,7 +77,9 @@ from autarky.selfmod.types import (
 T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_UNAVAILABLE = "SandboxUnavailable"
+UNBOUNDED_SANDBOX = "UnboundedSandbox"
 BAD_AGENT = "BadAgent"
+TOOL_MISSING = "ToolMissing"
 VERSION_CONFLICT = "VersionConflict"
 DIFF_EXCERPT = 3000  # characters of an LLM patch shown in its approval
 
@@ -116,10 +121,19 @@ class SelfModActivities:
             spec = agent_spec(agent)
         except ValueError as e:
             raise ApplicationError(str(e), type=BAD_AGENT, non_retryable=True) from e
+        self.require_tools("git")
         repo = AgentRepository(self.root, agent)
         files = {path: (PROJECT_ROOT / path).read_text() for path in spec.source_files}
         repo.ensure(files, default_parameters(agent), datetime.now(UTC))
         return spec, repo
+
+    @staticmethod
+    def require_tools(*names: str) -> None:
+        """ToolMissing as a non-retryable error: retrying cannot install a program."""
+        try:
+            require(*names)
+        except ToolMissing as e:
+            raise ApplicationError(str(e), type=TOOL_MISSING, non_retryable=True) from e
 
     def run_dir(self, agent: str, run_id: str) -> Path:
         path = self.root / agent / "runs" / safe_name(run_id)
@@ -164,9 +178,32 @@ class SelfModActivities:
             shutil.copy(source, work / test)
         return work
 
-    def sandboxed(self, command: list[str], work: Path, limits: SandboxLimits, **kwargs: object):
+    def sandboxed(
+        self,
+        command: list[str],
+        work: Path,
+        limits: SandboxLimits,
+        spec: AgentSpec,
+        repo: AgentRepository,
+        commit: str,
+        **kwargs: object,
+    ):
+        """run_sandboxed; where the machine cannot bound the run's totals, only the versions the
+        `allow_unbounded_totals` setting lets (by default not code other than the shipped sources) run."""
+        allowed = self.settings.evolution.allow_unbounded_totals
+        files = repo.files(commit) if allowed == "parameters" else {}
+        own_code = any(files.get(p) != (PROJECT_ROOT / p).read_text() for p in spec.source_files)
+        require = allowed == "never" or (allowed == "parameters" and own_code)
         try:
-            return run_sandboxed(command, work, limits, **kwargs)  # type: ignore[arg-type]
+            return run_sandboxed(command, work, limits, require_totals=require, **kwargs)  # type: ignore[arg-type]
+        except UnboundedTotals as e:
+            raise ApplicationError(
+                f"{e}; version {commit[:12]} of {spec.name} may not run so. Give the worker a cgroup it can "
+                'write (root, or a delegated one), or set evolution.allow_unbounded_totals = "always" '
+                "(AUTARKY_EVOLUTION__ALLOW_UNBOUNDED_TOTALS=always) to run it anyway",
+                type=UNBOUNDED_SANDBOX,
+                non_retryable=True,
+            ) from e
         except SandboxUnavailable as e:
             raise ApplicationError(str(e), type=SANDBOX_UNAVAILABLE, non_retryable=True) from e
 
@@ -258,37 +295,78 @@ class SelfModActivities:
 
     @activity.defn
     async def check_candidate(self, request: CheckInput) -> CheckOutcome:
-        """Static checks, then the agent's tests and self-test in the sandbox. A failure is an outcome."""
+        """Static checks, then the agent's tests and self-test in the sandbox, each judged by the signed
+        report of the trusted runner (candidate_tests.py), not by an exit code. A failure is an outcome."""
 
         def check() -> CheckOutcome:
             spec, repo = self.repository(request.agent)
             candidate = request.candidate
+            self.require_tools("ruff", "pytest")
             problem = static_check(spec, repo.files(candidate.commit))
             if problem:
                 return CheckOutcome(passed=False, reason=f"static check: {problem}")
             log = self.run_dir(request.agent, request.run_id) / f"{candidate.key}-test.log"
-            work = self.workdir(spec, repo, candidate.commit)
+            limits = request.limits
             try:
-                python = sandbox_python()
-                pytest = [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *spec.test_files]
-                harness = [python, "-m", "autarky.selfmod.harness", "check", spec.name]
-                steps = [("tests", pytest), ("self-test", [*harness, "--params", "params.json"])]
-                with log.open("w") as out:
-                    for name, command in steps:
-                        result = self.sandboxed(command, work, request.limits, env=PLAIN_PYTEST)
-                        out.write(f"$ {' '.join(command)}\n{result.output}\n[{result.summary()}]\n\n")
-                        if not result.ok:
-                            tail = result.output.strip().splitlines()[-1:] or [""]
-                            return CheckOutcome(
-                                passed=False,
-                                reason=f"{name} failed in the sandbox ({result.summary()}): {tail[0][:300]}",
-                                log_path=str(log),
-                            )
-            finally:
-                remove_workdir(work)
+                expected = candidate_tests.expected_tests(
+                    spec,
+                    PROJECT_ROOT,
+                    lambda: self._runner_step(COLLECT, spec, repo, candidate.commit, limits, None)[1],
+                )
+            except ShippedTestsBroken as e:
+                raise ApplicationError(str(e), type=BAD_AGENT, non_retryable=True) from e
+            with log.open("w") as out:
+                for step in (TESTS, SELF_TEST):
+                    problem, _ = self._runner_step(step, spec, repo, candidate.commit, limits, out, expected)
+                    if problem:
+                        return CheckOutcome(passed=False, reason=f"{step}: {problem}", log_path=str(log))
             return CheckOutcome(passed=True, log_path=str(log))
 
         return await heartbeating(check)
+
+    def _runner_step(
+        self,
+        step: str,
+        spec: AgentSpec,
+        repo: AgentRepository,
+        commit: str,
+        limits: SandboxLimits,
+        out: TextIO | None,
+        expected: list[str] | None = None,
+    ) -> tuple[str | None, list[str]]:
+        """One start of the test runner in a fresh work directory (nothing of an earlier step in it):
+        (why the step failed or None, the tests collected). COLLECT runs the shipped sources."""
+        work = self.workdir(spec, repo, commit)
+        try:
+            if step == COLLECT:
+                for path in spec.source_files:
+                    (work / path).write_text((PROJECT_ROOT / path).read_text())
+            call = candidate_tests.prepare(step, work, sandbox_python(), spec)
+            result = self.sandboxed(
+                call.command, work, limits, spec, repo, commit, env=PLAIN_PYTEST, **call.lent
+            )
+            if out is not None:
+                out.write(f"$ {' '.join(call.command)}\n{result.output}\n[{result.summary()}]\n\n")
+            report = candidate_tests.read_report(call)
+        finally:
+            remove_workdir(work)
+        if step == COLLECT:
+            if not result.ok:  # a busy machine's wall clock, say: the activity is retried
+                raise RuntimeError(
+                    f"collecting the shipped tests of {spec.name} failed ({result.summary()}): "
+                    f"{result.output.strip()[-500:]}"
+                )
+            return None, candidate_tests.collected(report, spec)
+        if isinstance(report, str):
+            tail = result.output.strip().splitlines()[-1:] or [""]
+            return f"{report} ({result.summary()}): {tail[0][:300]}", []
+        if step == SELF_TEST:
+            problem = candidate_tests.self_test_problem(report)
+        else:
+            problem = candidate_tests.tests_problem(report, expected or [])
+        if problem is None and not result.ok:  # the report is fine, but the run did not end well
+            problem = f"the run failed in the sandbox ({result.summary()})"
+        return problem, []
 
     @activity.defn
     async def measure(self, request: MeasureInput) -> Measurement:
@@ -338,11 +416,12 @@ class SelfModActivities:
             command = [sandbox_python(), "-m", "autarky.selfmod.harness", "run", spec.name]
             command += ["--params", "params.json", "--data", f"{DATA_ROOT}/part/inputs.json"]
             command += ["--out", "outputs.json"]
-            result = self.sandboxed(command, work, limits, data={"part": data}, hide=dataset.label_files)
+            lent = {"data": {"part": data}, "hide": dataset.label_files, "outputs": ["outputs.json"]}
+            result = self.sandboxed(command, work, limits, spec, repo, commit, **lent)
             if not result.ok:
                 return f"benchmark run failed in the sandbox ({result.summary()})", {}
             try:
-                outputs = json.loads(_read_own_file(work / "outputs.json", limits.file_size_mib))
+                outputs = dataset.read_outputs(work / "outputs.json")
                 return None, dataset.score(outputs).units
             except Exception as e:  # whatever the candidate wrote: it fails, not the worker
                 return f"benchmark outputs rejected: {type(e).__name__}: {str(e)[:200]}", {}
@@ -484,19 +563,6 @@ class SelfModActivities:
 
 def _figure_path(root: Path, agent: str) -> Path:
     return root / agent / "figure.json"
-
-
-def _read_own_file(path: Path, max_mib: int) -> str:
-    """A file the sandbox wrote: a regular file (not a symlink to the host, not a FIFO that would block
-    the worker forever), at most `max_mib`."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise BadOutputs(f"{path.name} is not a regular file")
-        if info.st_size > max_mib * 1024 * 1024:
-            raise BadOutputs(f"{path.name} is larger than {max_mib} MiB")
-        return f.read().decode("utf-8")
 
 
 def _mean_units(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -6,6 +6,10 @@ Each agent's data is split once, by a fixed rule recorded in its spec, into the 
 inputs of a part (values, texts), read-only; the labels stay here. A part's score is a sum of per-unit
 contributions (one per data file, one per labelled example), so a paired bootstrap over units can say
 how sure an improvement is.
+
+A candidate's outputs are read only up to what its inputs need (`Dataset.output_budget`: bytes per score
+plus each unit's key, and a small constant), checked on the opened file before a byte is parsed: a huge
+outputs file fails the candidate instead of filling the worker's memory.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -29,6 +34,10 @@ Part = Literal["search", "decision"]
 PARTS: tuple[Part, ...] = ("search", "decision")
 DEV_SET = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
 RELEVANCE_THRESHOLD = 0.5  # as the offline model slot judges an example (offline_variants.THRESHOLD)
+# What one score may take in the outputs' JSON: the longest float ("-2.2250738585072014e-308") and ", ".
+BYTES_PER_SCORE = 32
+BYTES_PER_UNIT = 8  # around each unit's key: quotes are in json.dumps(key); ": ", "[]", ", "
+BYTES_OUTPUTS = 1024  # {"scores": {}} and room
 
 
 class BadOutputs(ValueError):
@@ -68,10 +77,51 @@ class Dataset:
         directory.chmod(0o755)
         return path
 
+    def output_budget(self) -> tuple[int, int]:
+        """(the most bytes honest outputs of these inputs take, how many scores they hold)."""
+        if "files" in self.inputs:
+            scores = sum(len(values) for values in self.inputs["files"].values())
+        else:
+            scores = len(self.units)
+        keys = sum(len(json.dumps(unit)) + BYTES_PER_UNIT for unit in self.units)
+        return BYTES_OUTPUTS + keys + BYTES_PER_SCORE * scores, scores
+
+    def read_outputs(self, path: Path) -> dict[str, Any]:
+        """The outputs a run wrote at `path`, parsed only when their size fits the inputs; BadOutputs
+        otherwise (a symlink, a FIFO, too large, not JSON)."""
+        budget, scores = self.output_budget()
+        raw = read_own_file(path, budget, f" for {scores} inputs")
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as e:
+            raise BadOutputs(f"{path.name} is not JSON: {str(e)[:200]}") from e
+
     def score(self, outputs: dict[str, Any]) -> PartScore:
         if self.agent == ANOMALY_DETECTOR.name:
             return _score_nab(self.labels, outputs)
         return _score_relevance(self.labels, outputs)
+
+
+def read_own_file(path: Path, max_bytes: int, what_for: str = "") -> bytes:
+    """A file a sandboxed run wrote: a regular file (not a symlink to the host, not a FIFO that would
+    block the worker), of at most `max_bytes`, checked on the opened file and read no further than that.
+    FileNotFoundError when it is not there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # ELOOP: a symlink
+        raise BadOutputs(f"{path.name} cannot be opened: {e.strerror}") from e
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise BadOutputs(f"{path.name} is not a regular file")
+        if info.st_size > max_bytes:
+            raise BadOutputs(f"{path.name} is {info.st_size} bytes; at most {max_bytes}{what_for}")
+        data = f.read(max_bytes + 1)  # a file still growing (a process left behind) stops here
+    if len(data) > max_bytes:
+        raise BadOutputs(f"{path.name} is more than {max_bytes} bytes{what_for}")
+    return data
 
 
 def nab_paths(settings: EvolutionSettings) -> tuple[Path, Path]:

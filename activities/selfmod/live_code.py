@@ -1,38 +1,85 @@
-"""Load the code of an agent's active version into the product, for agents whose product side runs in an
-activity (the research analyser's relevance scorer).
+"""The code of an agent's active version, for products that run it (the research analyser's relevance
+scorer): exported once per commit as a tree the sandbox is lent read-only, and checked against git before
+every run. Nothing here imports or executes it: it runs only in the sandbox
+(activities/research/sandboxed_scorer.py).
 
-A version whose sources differ from the shipped ones passed its tests in the sandbox, beat the incumbent on
-data its search never saw and, being code, was approved by a person; promoted, it runs here, outside the
-sandbox. It is exported once per commit and imported under a module name of its own: the shipped module
-stays as it is, and a rollback simply selects the shipped (or another) version again.
+The tree is the worker's own `autarky` package with the version's files over it, under
+`<data_dir>/agents/<agent>/code/<commit>/`. Built in a temporary directory and renamed into place, so a
+concurrent build or a crash never leaves half a tree where a run would find it.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import os
+import shutil
+import tempfile
 from pathlib import Path
-from types import ModuleType
 
-from activities.selfmod.versions import AgentRepository
+from activities.selfmod.versions import AgentRepository, VersionStoreError, git_blob_id
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_version_module(root: Path, agent: str, commit: str, source: str) -> ModuleType:
-    name = f"autarky_agent_{agent.replace('-', '_')}_{commit[:12]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    dest = Path(root).absolute() / agent / "code" / commit
-    path = dest / source
-    if not path.exists():
-        AgentRepository(root, agent).export(commit, dest)
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pydantic look their module up while it executes
+class TamperedCode(VersionStoreError):
+    """An exported file is not what the version's commit holds: it is refused, never run."""
+
+
+def differs_from_shipped(repo: AgentRepository, commit: str, source_files: list[str]) -> bool:
+    """Whether the version's sources are other than the ones this release ships (PROJECT_ROOT)."""
+    for path in source_files:
+        shipped = PROJECT_ROOT / path
+        try:
+            if repo.read_file(commit, path) != shipped.read_text(encoding="utf-8"):
+                return True
+        except (VersionStoreError, OSError):
+            return True
+    return False
+
+
+def export_code(repo: AgentRepository, commit: str, source_files: list[str]) -> tuple[Path, dict[str, str]]:
+    """The version's code tree (built on first use) and the blob id each of its own files must hash to."""
+    blobs = repo.blob_ids(commit)
+    expected = {path: blobs[path] for path in source_files if path in blobs}
+    missing = sorted(set(source_files) - set(expected))
+    if missing:
+        raise VersionStoreError(f"{commit[:12]} of agent {repo.agent} lacks {', '.join(missing)}")
+    tree = repo.dir / "code" / commit
+    if tree.is_dir():
+        return tree, expected
+    tree.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=tree.parent, prefix=f".{commit[:12]}-"))
     try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+        os.chmod(building, 0o755)  # a root worker's sandbox runs as another uid, which must read it
+        shutil.copytree(
+            PROJECT_ROOT / "autarky", building / "autarky", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        files = repo.files(commit)
+        for path in source_files:
+            target = building / path
+            if not target.resolve().is_relative_to(building.resolve()):
+                raise VersionStoreError(f"{path} would be written outside {tree}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(files[path].encode("utf-8"))
+        try:
+            building.rename(tree)
+        except OSError:  # another thread or worker built it first: theirs is the same commit
+            if not tree.is_dir():
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return tree, expected
+
+
+def verify_code(tree: Path, expected: dict[str, str]) -> None:
+    """Each of the version's files in `tree` hashes to its blob id; TamperedCode names the first that
+    does not (changed, missing, or not a regular file)."""
+    for path, blob in expected.items():
+        file = tree / path
+        try:
+            if file.is_symlink() or not file.is_file():
+                raise TamperedCode(f"{file} is not a regular file")
+            data = file.read_bytes()
+        except OSError as error:
+            raise TamperedCode(f"{file} cannot be read: {error}") from error
+        if git_blob_id(data, blob) != blob:
+            raise TamperedCode(f"{file} does not match blob {blob[:12]} of its commit: it was changed")

@@ -2,7 +2,8 @@
 fresh writable work directory, no secrets, resource limits.
 
 What the sandboxed process sees:
-- `/sandbox`: its work directory (the only writable place besides a small private /tmp);
+- `/sandbox`: its work directory, a size-capped tmpfs with the caller's files read-only in it and the
+  declared outputs writable through to the host (workspace.py); besides it only a capped private /tmp;
 - read-only: /usr (and the /bin, /lib… links into it), this Python's installation and virtualenv, and
   the data directories the caller lends (mounted under /data);
 - not at all: home directories, the project's data directory, /etc, other processes (own PID namespace),
@@ -10,18 +11,24 @@ What the sandboxed process sees:
 - an environment of PATH, HOME, LANG, PYTHONPATH and what the caller adds — never the worker's.
 
 Limits (setrlimit before bubblewrap starts, inherited by everything inside): CPU seconds, address space,
-processes, file size (which also bounds the output, written to a file outside the sandbox), and a wall
-clock; `--die-with-parent` and a PID namespace make sure nothing outlives the run or the worker.
+processes, open files, file size (which also bounds the output, written to a file outside the sandbox),
+and a wall clock; `--die-with-parent` and a PID namespace make sure nothing outlives the run or the
+worker. Totals for the whole run (cgroups.py): its own cgroup bounds memory (shared memory included) and
+processes, and the waiter stops it when its CPU time is spent; what this machine cannot bound is in the
+result (`unbounded`), and `require_totals` refuses to run without it.
 
 A worker running as root hands the command to an unprivileged user id of its own (`setpriv`) inside the
 sandbox, because the kernel does not count processes of root against RLIMIT_NPROC; a worker that is not
-root runs bubblewrap in a user namespace. Without bubblewrap nothing runs: `SandboxUnavailable` says how
-to install it.
+root runs bubblewrap in a user namespace. Every command runs under a seccomp filter (seccomp_filter.py:
+no new namespaces, keyrings, io_uring, bpf, ptrace, mounts, sockets but unix/inet) and with a fresh
+session keyring (keyring.py), so neither the kernel's riskier paths nor the worker's keys are in reach.
+Without bubblewrap or libseccomp nothing runs: `SandboxUnavailable` says how to install them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import secrets
@@ -34,6 +41,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from activities.selfmod import cgroups, keyring
+from activities.selfmod.cgroups import RunCgroup, process_budget
+from activities.selfmod.seccomp_filter import SeccompUnavailable, seccomp_program
+from activities.selfmod.workspace import declare_outputs, scratch_bytes, workdir_mounts
 from autarky.selfmod.types import SandboxLimit, SandboxLimits, SandboxResult
 
 WORKDIR = "/sandbox"
@@ -45,9 +56,15 @@ UID_RANGE = (200_000, 299_999)
 # Signals bubblewrap reports as 128 + signal when the command dies of one.
 _BY_SIGNAL = {signal.SIGXCPU: SandboxLimit.CPU, signal.SIGXFSZ: SandboxLimit.FILE_SIZE}
 # What a program prints when the kernel refused it memory or a process (it exits on its own then).
-_FILE_SIZE_SIGNS = ("File too large",)  # Python ignores SIGXFSZ and gets EFBIG instead
+# Python ignores SIGXFSZ and gets EFBIG instead; a full /sandbox or /tmp (capped by the file size) ENOSPC.
+_FILE_SIZE_SIGNS = ("File too large", "No space left on device")
 _MEMORY_SIGNS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
 _PROCESS_SIGNS = ("Resource temporarily unavailable", "fork: retry", "can't fork", "Cannot fork")  # …, dash
+MIB = 1024 * 1024
+OPEN_FILES = 256  # RLIMIT_NOFILE of every process of a run
+BWRAP_TASKS = 2  # bubblewrap's own processes in a run: the one started and its PID namespace's init
+POLL_SECONDS = 0.1  # how often the waiter reads the run's CPU time and OOM kills from its cgroup
+CPU_GRACE = 0.5  # CPU seconds over cpu_seconds before the whole run is stopped (see _wait)
 SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 INSTALL_HINT = (
@@ -94,11 +111,16 @@ def build_command(
     env: Mapping[str, str] | None = None,
     run_as: int | None = None,
     hide: Sequence[Path] = (),
+    seccomp_fd: int | None = None,
+    outputs: Sequence[str] = (),
 ) -> list[str]:
     """The bwrap command line. `data` lends host directories read-only as /data/<name>; `hide` masks
-    files the command must not read even where the system is visible."""
+    files the command must not read even where the system is visible; `seccomp_fd` is an open file with
+    the filter's program (see `seccomp_memfd`), which run_sandboxed always passes."""
     args = [bwrap_binary(), "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
     args += ["--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     if os.geteuid() != 0:
         args += ["--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
     args += ["--ro-bind", "/usr", "/usr"]
@@ -128,8 +150,9 @@ def build_command(
         real = Path(path).resolve()
         if real.is_file() and any(real.is_relative_to(v) for v in visible):
             args += ["--ro-bind", "/dev/null", str(real)]
-    args += ["--bind", str(workdir), WORKDIR, "--chdir", WORKDIR]
-    args += ["--proc", "/proc", "--dev", "/dev", "--clearenv"]
+    args += workdir_mounts(workdir, WORKDIR, limits, outputs)
+    # /dev read-only: bwrap's /dev is a tmpfs without a size, which a user namespace's run could fill.
+    args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", "--clearenv"]
     for key, value in sandbox_env(env).items():
         args += ["--setenv", key, value]
     if run_as is not None:
@@ -171,20 +194,74 @@ def sandbox_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _in_child(limits: SandboxLimits, says_started: int) -> None:
-    """Between fork and exec: the "started" pipe on fd 3 for the command, and the limits."""
+def seccomp_memfd() -> int:
+    """The seccomp filter's program in a memory file, at offset 0 (bwrap reads it from there to the end).
+    Close-on-exec, so only the child it is passed to gets it; never fd 3, which the child's fd 3 replaces."""
+    try:
+        program = seccomp_program()
+    except SeccompUnavailable as error:
+        raise SandboxUnavailable(str(error)) from error
+    fd = os.memfd_create("autarky-seccomp")
+    if fd == STARTED_FD:
+        fd, first = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, STARTED_FD + 1), fd
+        os.close(first)
+    os.write(fd, program)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def kernel_protections(run_as: int | None) -> list[str]:
+    """What guards the kernel surface of a run started by run_sandboxed (for its result and people)."""
+    found = ["seccomp filter", "no user namespaces", "pid/net/ipc/uts/mount namespaces", "no capabilities"]
+    found += ["no new privileges"]
+    if keyring.supported():
+        found.append("own session keyring")
+    found.append(
+        f"unprivileged uid {run_as}" if run_as is not None else f"uid {os.getuid()} in a user namespace"
+    )
+    return found
+
+
+def _in_child(limits: SandboxLimits, says_started: int, cgroup_procs: Sequence[str], nproc: int) -> None:
+    """Between fork and exec: into the run's cgroups (first, so bubblewrap and all it starts count), the
+    "started" pipe on fd 3 for the command, the limits, and a session keyring of its own."""
+    pid = str(os.getpid()).encode()
+    for path in cgroup_procs:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, pid)
+        finally:
+            os.close(fd)
     os.dup2(says_started, STARTED_FD)
-    _set_limits(limits)
+    _set_limits(limits, nproc)
+    keyring.join_new_session_keyring()
 
 
-def _set_limits(limits: SandboxLimits) -> None:
+def _set_limits(limits: SandboxLimits, nproc: int | None = None) -> None:
     """Runs in the child between fork and exec: the limits bind bubblewrap and all it starts."""
-    mib = 1024 * 1024
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mib * mib, limits.memory_mib * mib))
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_mib * mib, limits.file_size_mib * mib))
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mib * MIB, limits.memory_mib * MIB))
+    _lower(resource.RLIMIT_NPROC, limits.processes if nproc is None else nproc)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_mib * MIB, limits.file_size_mib * MIB))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _lower(resource.RLIMIT_NOFILE, OPEN_FILES)
+
+
+def _lower(kind: int, value: int) -> None:
+    # A non-root worker cannot raise a hard limit: never above the one it has.
+    hard = resource.getrlimit(kind)[1]
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(kind, (value, value))
+
+
+class UnboundedTotals(SandboxUnavailable):
+    """The run was to have its totals bounded, and this machine cannot (`unbounded`: total -> why)."""
+
+    def __init__(self, unbounded: Mapping[str, str]) -> None:
+        self.unbounded = dict(unbounded)
+        why = "; ".join(f"{total}: {reason}" for total, reason in sorted(self.unbounded.items()))
+        super().__init__(f"the sandbox cannot bound this run's totals on this machine ({why})")
 
 
 def run_sandboxed(
@@ -195,17 +272,69 @@ def run_sandboxed(
     data: Mapping[str, Path] | None = None,
     env: Mapping[str, str] | None = None,
     hide: Sequence[Path] = (),
+    outputs: Sequence[str] = (),
+    require_totals: bool = False,
 ) -> SandboxResult:
-    """Run `command` in the sandbox with `workdir` as its writable /sandbox; never raises for what the
-    command does (that is in the result), only when the sandbox itself cannot be set up."""
+    """Run `command` in the sandbox: `workdir`'s files read-only in its /sandbox, `outputs` (paths in
+    `workdir`) writable there and kept, anything else it writes gone after the run. Never raises for what
+    the command does (that is in the result), only when the sandbox itself cannot be set up, or when
+    `require_totals` and the machine cannot bound memory, processes and CPU for the whole run
+    (`UnboundedTotals`); otherwise what is not bounded is in the result's `unbounded`."""
     limits = limits or SandboxLimits()
+    outputs = declare_outputs(workdir, outputs)
     run_as = None
     if os.geteuid() == 0:
         run_as = UID_RANGE[0] + secrets.randbelow(UID_RANGE[1] - UID_RANGE[0])
         _chown_tree(workdir, run_as)
-    argv = build_command(command, workdir, limits, data=data, env=env, run_as=run_as, hide=hide)
+    cgroup = RunCgroup.create(limits.memory_mib, limits.processes + BWRAP_TASKS, limits.cpu_seconds)
+    try:
+        nproc, said = process_budget(limits.processes + BWRAP_TASKS, run_as, cgroup)
+        if require_totals and cgroup.unbounded:
+            raise UnboundedTotals(cgroup.unbounded)
+        result = _run(command, workdir, limits, cgroup, nproc, run_as, data, env, hide, outputs)
+    finally:
+        cgroup.remove()
+    totals = [*cgroup.protections, *said, f"≤ {OPEN_FILES} open files a process"]
+    totals.append(
+        f"work directory: tmpfs ≤ {scratch_bytes(limits) // MIB} MiB; kept: {len(outputs)} declared "
+        f"output(s) ≤ {limits.file_size_mib} MiB each"
+    )
+    result.protections = [*result.protections, *totals]
+    result.unbounded = dict(cgroup.unbounded)
+    return result
+
+
+def _run(
+    command: Sequence[str],
+    workdir: Path,
+    limits: SandboxLimits,
+    cgroup: RunCgroup,
+    nproc: int,
+    run_as: int | None,
+    data: Mapping[str, Path] | None,
+    env: Mapping[str, str] | None,
+    hide: Sequence[Path],
+    outputs: Sequence[str],
+) -> SandboxResult:
+    seccomp_fd = seccomp_memfd()
+    try:
+        argv = build_command(
+            command,
+            workdir,
+            limits,
+            data=data,
+            env=env,
+            run_as=run_as,
+            hide=hide,
+            seccomp_fd=seccomp_fd,
+            outputs=outputs,
+        )
+    except BaseException:
+        os.close(seccomp_fd)
+        raise
     started = time.monotonic()
     said_started, says_started = os.pipe()
+    join = cgroup.join_files
     with tempfile.TemporaryFile() as output:
         # The output goes to a file outside the sandbox: RLIMIT_FSIZE bounds it, a pipe could not.
         try:
@@ -215,22 +344,21 @@ def run_sandboxed(
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                pass_fds=(STARTED_FD, says_started),
-                preexec_fn=lambda: _in_child(limits, says_started),
+                pass_fds=(STARTED_FD, says_started, seccomp_fd),
+                preexec_fn=lambda: _in_child(limits, says_started, join, nproc),
             )
+        except subprocess.SubprocessError as error:  # the child could not join the cgroups or set limits
+            os.close(said_started)
+            problem = f"the sandbox's first process could not be set up ({error}; cgroups {join})"
+            raise SandboxUnavailable(problem) from error
         finally:
             os.close(says_started)
-        limit: SandboxLimit | None = None
-        try:
-            returncode = process.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            limit = SandboxLimit.WALL_CLOCK
-            _kill_group(process.pid)
-            returncode = process.wait()
+            os.close(seccomp_fd)
+        returncode, limit = _wait(process, limits, cgroup, started)
         wall = time.monotonic() - started
         text, truncated = _read_bounded(output, limits.output_bytes)
         # A writer stopped by the file-size limit often cannot even print why (its stderr is this file).
-        output_full = output.seek(0, os.SEEK_END) >= limits.file_size_mib * 1024 * 1024
+        output_full = output.seek(0, os.SEEK_END) >= limits.file_size_mib * MIB
     with os.fdopen(said_started, "rb") as said:
         ran = said.read(16) == b"started"
     if not ran and limit is None:
@@ -241,11 +369,18 @@ def run_sandboxed(
         exit_code, sig = None, -returncode
     elif returncode > 128:
         exit_code, sig = None, returncode - 128
+    if limit is None and cgroup.oom_kills():  # even when the run exited 0: the kernel killed part of it
+        limit = SandboxLimit.MEMORY
     if limit is None and returncode != 0:  # a run that succeeded was not stopped, whatever it printed
         # SIGKILL is the hard CPU limit (soft + 5 s) only if the run lasted long enough to use that much
-        # CPU on all cores; sooner it killed itself (or something else did).
-        hard_cpu = wall >= (limits.cpu_seconds + 5) / (os.cpu_count() or 1)
+        # CPU on all cores; sooner it killed itself (or something else did). A run whose CPU the cgroup
+        # counts is stopped by the waiter before that.
+        counted = cgroup.cpu_seconds() is not None
+        hard_cpu = not counted and wall >= (limits.cpu_seconds + 5) / (os.cpu_count() or 1)
         limit = SandboxLimit.FILE_SIZE if output_full else _limit_hit(sig, text, hard_cpu=hard_cpu)
+        if limit is None and cgroup.refused_forks():
+            limit = SandboxLimit.PROCESSES
+    cpu = cgroup.cpu_seconds()
     return SandboxResult(
         exit_code=exit_code,
         signal=sig,
@@ -253,7 +388,38 @@ def run_sandboxed(
         output=text,
         output_truncated=truncated,
         wall_seconds=round(wall, 3),
+        protections=kernel_protections(run_as),
+        cpu_seconds_used=None if cpu is None else round(cpu, 3),
+        memory_peak_mib=cgroup.memory_peak_mib(),
     )
+
+
+def _wait(
+    process: subprocess.Popen, limits: SandboxLimits, cgroup: RunCgroup, started: float
+) -> tuple[int, SandboxLimit | None]:
+    """The run's exit status, or the limit it was stopped by: the wall clock, or (polled from its cgroup)
+    its total CPU time or an out-of-memory kill."""
+    deadline = started + limits.wall_seconds
+    polled = cgroup.cpu_seconds() is not None or cgroups.MEMORY in cgroup.dirs
+    # The grace lets a single process meet its own RLIMIT_CPU first and say so with SIGXCPU.
+    budget = limits.cpu_seconds + CPU_GRACE
+    while True:
+        left = max(0.0, deadline - time.monotonic())
+        try:
+            return process.wait(timeout=min(left, POLL_SECONDS) if polled else left), None
+        except subprocess.TimeoutExpired:
+            pass
+        limit = None
+        if time.monotonic() >= deadline:
+            limit = SandboxLimit.WALL_CLOCK
+        elif (used := cgroup.cpu_seconds()) is not None and used > budget:
+            limit = SandboxLimit.CPU
+        elif cgroup.oom_kills():
+            limit = SandboxLimit.MEMORY
+        if limit is not None:
+            _kill_group(process.pid)
+            cgroup.kill()
+            return process.wait(), limit
 
 
 def _limit_hit(sig: int | None, output: str, *, hard_cpu: bool = True) -> SandboxLimit | None:

@@ -19,6 +19,7 @@ cannot change what gets stored.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -115,6 +116,12 @@ def _check_path(path: str) -> None:
         raise VersionStoreError(f"{path!r} is not a project-relative file path")
     if path == PARAMETERS_FILE:
         raise VersionStoreError(f"{PARAMETERS_FILE} is written from the parameters, not as a file")
+
+
+def git_blob_id(data: bytes, object_id: str) -> str:
+    """The id git gives `data` as a blob (`git hash-object`), in the hash of `object_id` (sha1 or sha256)."""
+    algorithm = hashlib.sha256 if len(object_id) == 64 else hashlib.sha1
+    return algorithm(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -378,6 +385,18 @@ class AgentRepository:
             if former in found:
                 text = found.pop(former)
                 found.setdefault(current, text)
+        return found
+
+    def blob_ids(self, commit: str) -> dict[str, str]:
+        """Each file of the commit and the blob id its content must hash to, named as `files` names them."""
+        listing = self._git("ls-tree", "-r", "-z", "--full-tree", self._resolve(commit))
+        found = {}
+        for entry in filter(None, listing.split("\0")):
+            meta, path = entry.split("\t", 1)
+            found[path] = meta.split()[2]
+        for current, former in FORMER_PATHS.items():
+            if former in found:
+                found.setdefault(current, found.pop(former))
         return found
 
     def export(self, commit: str, dest: Path) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import getpass
 import os
 import sys
+import unicodedata
 from datetime import timedelta
 from typing import Annotated, Any, NoReturn
 
@@ -19,8 +20,9 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from autarky.cli.common import autarky_client, console, fail, require_reason, run_command
+from autarky.cli.common import autarky_client, cli_settings, console, fail, require_reason, run_command
 from autarky.client import connect_client
 from autarky.core.durations import Duration
 from autarky.core.findings import Finding
@@ -28,7 +30,7 @@ from autarky.core.settings import AutarkySettings
 from autarky.core.temporal import metrics_runtime
 from autarky.models.abtest_cli import abtest_app
 from autarky.models.cli import models_app
-from autarky.research.cli import experiments, research_app, research_line
+from autarky.research.cli import experiments, open_knowledge_base, research_app, research_line
 from autarky.scaling.cli import scale_app
 from autarky.selfmod.cli import agents_app, evolve, sandbox_app
 from schedules import sync_schedules
@@ -209,8 +211,15 @@ def _bytes(n: float) -> str:
 
 
 @app.command()
-def approvals() -> None:
-    """Pending approvals in every workflow (found by AutarkyApproval="pending")."""
+def approvals(
+    diff: Annotated[
+        int | None, typer.Option("--diff", help="print the whole stored diff ID that an approval names")
+    ] = None,
+) -> None:
+    """Pending approvals in every workflow (found by AutarkyApproval="pending"), each reason in full."""
+    if diff is not None:
+        _print_diff(diff)
+        return
 
     async def run(settings: AutarkySettings) -> Any:
         return await (await autarky_client(settings)).pending_approvals()
@@ -219,13 +228,44 @@ def approvals() -> None:
     if not pending:
         console.print("nothing is waiting for approval")
         return
+    # What a workflow wrote (an LLM's patch, a plan) is shown as text: never read as Rich markup, its
+    # control characters (terminal escapes, bidi overrides) made visible.
     table = Table("id", "workflow", "host", "what", "why", "expires (UTC)")
+    longer = []
     for p in pending:
         r = p.request
-        table.add_row(
-            r.approval_id, p.workflow_id, r.host or "", r.subject, r.why, f"{r.expires_at:%Y-%m-%d %H:%M:%S}"
-        )
+        first, _, rest = r.why.partition("\n")
+        cells = (r.approval_id, p.workflow_id, r.host or "", r.subject, first)
+        table.add_row(*(Text(_visible(c)) for c in cells), f"{r.expires_at:%Y-%m-%d %H:%M:%S}")
+        if rest.strip():
+            longer.append(r)
     console.print(table)
+    for r in longer:
+        console.print(f"\n{_visible(r.approval_id)}, why in full:", markup=False, highlight=False)
+        console.print(_visible(r.why), markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_diff(diff_id: int) -> None:
+    from activities.selfmod.diff_store import read_diff  # SQLAlchemy: for this option only
+
+    stored = read_diff(open_knowledge_base(cli_settings()), diff_id)
+    if stored is None:
+        fail(f"no diff {diff_id} in the knowledge base: the id is the one an approval's reason names")
+    when = f"{stored.created_at:%Y-%m-%d %H:%M:%S}"
+    console.print(
+        f"diff {stored.id}: {stored.agent} version {stored.commit[:10]} against the shipped sources, stored "
+        f"{when} UTC",
+        markup=False,
+        highlight=False,
+    )
+    console.print(_visible(stored.text), markup=False, highlight=False, soft_wrap=True)
+
+
+def _visible(text: str) -> str:
+    """`text` with control and format characters (ESC, CR, bidi overrides, zero-width…) as escapes."""
+    return "".join(
+        c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf") else repr(c)[1:-1] for c in text
+    )
 
 
 def _decide(

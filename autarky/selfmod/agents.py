@@ -68,7 +68,7 @@ RELEVANCE_SCORER = AgentSpec(
     metric="accuracy on labelled examples (%)",
     direction="max",
     goal=90.0,
-    live_code=True,  # the research analyser loads it (activities/selfmod/live_code.py)
+    live_code=True,  # the research analyser runs it in the sandbox (activities/research/sandboxed_scorer.py)
     split="by example: the labelled examples in file order alternate, odd ones search, even ones decide",
 )
 

@@ -270,6 +270,9 @@ def sandbox_run(
         sys.stdout.write("\n")
     sys.stdout.flush()
     _print(f"sandbox: {result.summary()}")
+    _print(f"protections: {', '.join(result.protections) or 'none reported'}")
+    for total, why in result.unbounded.items():
+        _print(f"not bounded for the whole run: {total} ({why})")
     if result.limit is not None or result.exit_code is None:
         raise typer.Exit(1)
     raise typer.Exit(result.exit_code)

@@ -1,5 +1,6 @@
 """The harness a candidate runs under in its sandbox: `check` (a quick self-test with the candidate's
-parameters) and `run` (score the inputs of one data part, write the raw outputs).
+parameters), `run` (score the inputs of one data part, write the raw outputs) and `score` (an evolved
+version at work: score the items the research analyser gives it, activities/research/sandboxed_scorer.py).
 
 It never sees labels: the worker strips them before lending the data, and judges the outputs outside the
 sandbox (activities/selfmod/evaluation.py). A candidate that tampers with this harness can only change
@@ -7,6 +8,7 @@ its own outputs, which are then judged like any others.
 
     python -m autarky.selfmod.harness check AGENT --params params.json
     python -m autarky.selfmod.harness run AGENT --params params.json --data inputs.json --out outputs.json
+    python -m autarky.selfmod.harness score AGENT --params params.json --data items.json --out scores.json
 """
 
 from __future__ import annotations
@@ -63,8 +65,22 @@ def run_relevance(parameters: dict[str, float], inputs: dict) -> dict:
     return {"scores": {e["id"]: scorer.score(e["title"], e["abstract"]).score for e in inputs["examples"]}}
 
 
+def score_relevance(parameters: dict[str, float], inputs: dict) -> dict:
+    """{"interests": [...], "items": [{"title", "abstract"}]} → one analysis per item, in order."""
+    from autarky.research.relevance import RelevanceScorer
+
+    scorer = RelevanceScorer(inputs["interests"], relevance_params(parameters))
+    results = []
+    for item in inputs["items"]:
+        r = scorer.score(item["title"], item["abstract"])
+        fields = {"interest": r.interest, "matched_terms": r.matched_terms, "rationale": r.rationale}
+        results.append({"score": r.score, **fields, "tags": r.tags})
+    return {"results": results}
+
+
 CHECKS = {ANOMALY_DETECTOR.name: check_anomaly, RELEVANCE_SCORER.name: check_relevance}
 RUNS = {ANOMALY_DETECTOR.name: run_anomaly, RELEVANCE_SCORER.name: run_relevance}
+SCORES = {RELEVANCE_SCORER.name: score_relevance}
 
 
 def _require(condition: bool, problem: str) -> None:
@@ -74,7 +90,7 @@ def _require(condition: bool, problem: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autarky.selfmod.harness")
-    parser.add_argument("command", choices=["check", "run"])
+    parser.add_argument("command", choices=["check", "run", "score"])
     parser.add_argument("agent", choices=sorted(CHECKS))
     parser.add_argument("--params", type=Path, required=True)
     parser.add_argument("--data", type=Path)
@@ -86,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"self-test of {args.agent} passed")
         return 0
     if args.data is None or args.out is None:
-        parser.error("run needs --data and --out")
-    outputs = RUNS[args.agent](parameters, json.loads(args.data.read_text()))
+        parser.error(f"{args.command} needs --data and --out")
+    table = RUNS if args.command == "run" else SCORES
+    if args.agent not in table:
+        parser.error(f"{args.command} is not offered for {args.agent} (only {', '.join(sorted(table))})")
+    outputs = table[args.agent](parameters, json.loads(args.data.read_text()))
     args.out.write_text(json.dumps(outputs))
     return 0
 

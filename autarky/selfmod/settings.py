@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -22,3 +23,7 @@ class EvolutionSettings(SettingsSection):
     limits: Section[SandboxLimits] = Field(default_factory=SandboxLimits)
     # Candidates checked (static + sandbox tests) at the same time.
     parallel_checks: int = Field(2, ge=1, le=16)
+    # Where this machine cannot bound a sandbox run's totals (memory, processes, CPU: no usable cgroup),
+    # which versions may still run: "never" none, "parameters" those whose sources are the shipped ones
+    # (not code an LLM wrote), "always" all of them.
+    allow_unbounded_totals: Literal["never", "parameters", "always"] = "parameters"

@@ -53,8 +53,8 @@ class AgentSpec(BaseModel):
     split: str = ""
     # The figure on the decision part the agent should reach; below it the autopilot may evolve it.
     goal: float | None = None
-    # The product loads a promoted version's code at run time (else only its parameters apply live, and
-    # changed code waits for a worker built from it).
+    # The product runs a promoted version's code at run time, in the sandbox (else only its parameters
+    # apply live, and changed code waits for a worker built from it).
     live_code: bool = False
 
 
@@ -86,6 +86,12 @@ class SandboxResult(BaseModel):
     output: str = ""  # stdout and stderr interleaved, at most limits.output_bytes
     output_truncated: bool = False
     wall_seconds: float = 0.0
+    # What guarded the run ("seccomp filter", "own session keyring", …), for its log and for people.
+    protections: list[str] = Field(default_factory=list)
+    # Totals (memory, processes, cpu_seconds) this machine could not bound for the whole run, and why.
+    unbounded: dict[str, str] = Field(default_factory=dict)
+    cpu_seconds_used: float | None = None  # by the whole run, where its cgroup counts it
+    memory_peak_mib: float | None = None  # of the whole run, where its cgroup counts it
 
     @property
     def ok(self) -> bool:
@@ -348,6 +354,21 @@ class RollbackInput(BaseModel):
     only_if: str | None = None  # only while this version is active
 
 
+class ReviewInput(BaseModel):
+    agent: str
+    commit: str  # the version to promote
+
+
+class PromotionReview(BaseModel):
+    """How the version to promote differs from the sources this release ships; a diff, if any, is in the
+    knowledge base under `diff_id` (activities/selfmod/diff_store.py)."""
+
+    differs: bool
+    diff_id: int | None = None
+    diff_lines: int = 0  # added plus removed
+    excerpt: str = ""  # its start, ending with how much is cut and where the whole diff is
+
+
 # ---------------------------------------------------------------------------------------- activity stubs
 # What workflows schedule for self-modification, typed: the SDK takes each activity's name and result type
 # from these. The implementations live in activities/selfmod/ (git, the sandbox and the LLM SDKs stay out
@@ -394,6 +415,11 @@ async def promote_version(request: PromoteInput) -> ActivePointer:
 @activity.defn(name="rollback_version")
 async def rollback_version(request: RollbackInput) -> ActivePointer:
     raise NotImplementedError(_IN_SELFMOD)
+
+
+@activity.defn(name="review_promotion")
+async def review_promotion(request: ReviewInput) -> PromotionReview:
+    raise NotImplementedError("activities/selfmod/review.py (PromotionReviewActivities)")
 
 
 @activity.defn(name="active_agent_parameters")
