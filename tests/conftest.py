@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -16,6 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.selfmod.sandbox import new_workdir, remove_workdir
 from autarky.core import search_attributes as sa
 from autarky.core.temporal import temporal_binary
 
@@ -48,6 +50,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         rest = rest[take:]
     shares[-1] += rest
     items[:] = [item for share in shares for item in share]
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A fresh work directory for one sandboxed run (activities/selfmod/sandbox.py), removed after."""
+    path = new_workdir()
+    yield path
+    remove_workdir(path)
 
 
 @pytest.fixture(scope="session")

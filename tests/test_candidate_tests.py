@@ -7,7 +7,6 @@ can see) and with the static check out of the way, to show that the report alone
 
 from __future__ import annotations
 
-import difflib
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,21 +21,12 @@ from activities.selfmod.versions import AgentRepository
 from autarky.core.settings import AutarkySettings
 from autarky.selfmod.agents import RELEVANCE_SCORER, default_parameters
 from autarky.selfmod.types import CandidateOrigin, CheckInput, CheckOutcome, SandboxLimits
+from tests.test_self_modify import patch_of
 
 AGENT = RELEVANCE_SCORER.name
 SOURCE = RELEVANCE_SCORER.source_files[0]
 LIMITS = SandboxLimits(cpu_seconds=120, wall_seconds=120)
 SATURATE = "    n = params.steepness\n    return x**n / (x**n + params.half**n)"
-
-
-def patch_of(old: str, new: str) -> str:
-    text = (PROJECT_ROOT / SOURCE).read_text()
-    assert old in text
-    changed = text.replace(old, new, 1)
-    lines = difflib.unified_diff(
-        text.splitlines(keepends=True), changed.splitlines(keepends=True), f"a/{SOURCE}", f"b/{SOURCE}"
-    )
-    return "".join(lines)
 
 
 def at_import(code: str) -> str:

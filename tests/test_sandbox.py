@@ -75,13 +75,6 @@ def snapshot(path: Path) -> bytes | None:
 
 
 @pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = new_workdir()
-    yield path
-    remove_workdir(path)
-
-
-@pytest.fixture
 def marker() -> str:
     return f"autarky-sbx-{secrets.token_hex(8)}"
 

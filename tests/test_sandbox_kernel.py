@@ -79,13 +79,6 @@ def seccomp_files_open() -> list[str]:
     return found
 
 
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = new_workdir()
-    yield path
-    remove_workdir(path)
-
-
 @pytest.fixture(autouse=True)
 def worker_unharmed() -> Iterator[None]:
     """The run's fresh keyring is the child's, not the caller's; the filter's file is closed; a normal run

@@ -28,6 +28,7 @@ from activities.selfmod.sandbox import (
     sandbox_python,
 )
 from autarky.selfmod.types import SandboxLimit, SandboxLimits, SandboxResult
+from tests.test_sandbox import host_pids_with
 
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -57,25 +58,6 @@ def rss_mib() -> float:
     raise AssertionError("no VmRSS")
 
 
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = new_workdir()
-    yield path
-    remove_workdir(path)
-
-
 @pytest.fixture
 def marker() -> str:
     return f"autarky-totals-{secrets.token_hex(8)}"
@@ -87,7 +69,7 @@ def worker_unharmed(marker: str) -> Iterator[None]:
     yield
     os.kill(os.getpid(), 0)
     assert rss_mib() < rss + 100  # what the run held was never the worker's
-    assert processes_with(marker) == []  # the run's cgroup was emptied before it was removed
+    assert host_pids_with(marker) == []  # the run's cgroup was emptied before it was removed
     if shutil.which("bwrap") is None:
         return
     path = new_workdir()

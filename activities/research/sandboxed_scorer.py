@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import stat
 import threading
 import time
 from collections.abc import Sequence
@@ -26,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from activities.selfmod.evaluation import read_own_file
 from activities.selfmod.live_code import TamperedCode, differs_from_shipped, export_code, verify_code
 from activities.selfmod.sandbox import (
     DATA_ROOT,
@@ -195,17 +194,9 @@ class SandboxedScorer:
 def read_bounded(path: Path, max_bytes: int) -> bytes:
     """A file the sandbox wrote: a regular file (not a symlink to the host, not a FIFO), ≤ `max_bytes`."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as error:
+        return read_own_file(path, max_bytes, ": larger than its items can need", error=BadScores)
+    except FileNotFoundError as error:
         raise BadScores(f"{path.name} cannot be opened: {error.strerror}") from error
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise BadScores(f"{path.name} is not a regular file")
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise BadScores(f"{path.name} is larger than the {max_bytes} bytes its items can need")
-    return data
 
 
 def parse_scores(raw: bytes, count: int) -> list[Relevance]:

@@ -102,25 +102,27 @@ class Dataset:
         return _score_relevance(self.labels, outputs)
 
 
-def read_own_file(path: Path, max_bytes: int, what_for: str = "") -> bytes:
+def read_own_file(
+    path: Path, max_bytes: int, what_for: str = "", error: type[Exception] = BadOutputs
+) -> bytes:
     """A file a sandboxed run wrote: a regular file (not a symlink to the host, not a FIFO that would
     block the worker), of at most `max_bytes`, checked on the opened file and read no further than that.
-    FileNotFoundError when it is not there."""
+    FileNotFoundError when it is not there; `error` (the caller's own) for the rest."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise
     except OSError as e:  # ELOOP: a symlink
-        raise BadOutputs(f"{path.name} cannot be opened: {e.strerror}") from e
+        raise error(f"{path.name} cannot be opened: {e.strerror}") from e
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise BadOutputs(f"{path.name} is not a regular file")
+            raise error(f"{path.name} is not a regular file")
         if info.st_size > max_bytes:
-            raise BadOutputs(f"{path.name} is {info.st_size} bytes; at most {max_bytes}{what_for}")
+            raise error(f"{path.name} is {info.st_size} bytes; at most {max_bytes}{what_for}")
         data = f.read(max_bytes + 1)  # a file still growing (a process left behind) stops here
     if len(data) > max_bytes:
-        raise BadOutputs(f"{path.name} is more than {max_bytes} bytes{what_for}")
+        raise error(f"{path.name} is more than {max_bytes} bytes{what_for}")
     return data
 
 
