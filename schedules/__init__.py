@@ -1,7 +1,9 @@
 """Schedules declared in code and synced idempotently (create, or update in place; never duplicate).
 
-Autarky marks the schedules it creates (memo {"managed_by": "autarky"}) and deletes those it marked that
-are no longer declared; a schedule without the marker is never deleted.
+Autarky marks the schedules it creates (memo {"managed_by": "autarky"}) and touches only those: it updates
+them, and deletes the ones no longer declared. A schedule without the marker is never changed or deleted,
+even one whose id Autarky declares (e.g. someone's own `research`): the sync reports it (FOREIGN, with a
+warning saying how to resolve it) and leaves it as it is.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class DeclaredSchedule:
     build: Callable[[AutarkySettings], Schedule]
     # Whether the settings want it; a schedule switched off is deleted by the next sync.
     enabled: Callable[[AutarkySettings], bool] = lambda _settings: True
+    # The setting that switches it off, for the message about a foreign schedule with its id.
+    switch: str | None = None
 
 
 def _housekeeping(settings: AutarkySettings) -> Schedule:
@@ -101,15 +105,20 @@ SCHEDULES: list[DeclaredSchedule] = [
         "every research.interval (1 h): new arXiv papers and GitHub repositories, analysed and stored",
         _research,
         enabled=lambda settings: settings.research.enabled,
+        switch="research.enabled = false",
     ),
 ]
+# The outcome for a declared id held by a schedule Autarky did not create (its own is not created).
+FOREIGN = "not Autarky's, left as it is"
 
 
 async def sync_schedules(
     client: Client, settings: AutarkySettings, declared: Sequence[DeclaredSchedule] | None = None
 ) -> dict[str, str]:
-    """Create each declared schedule (marked as Autarky's), or update the existing one to match; then delete
-    the schedules Autarky marked that are no longer declared. {id: "created"|"updated"|"deleted"}."""
+    """Create each declared schedule (marked as Autarky's), or update Autarky's existing one to match; then
+    delete the schedules Autarky marked that are no longer declared. A declared id held by a schedule
+    without the marker is left alone (FOREIGN) and logged with how to resolve it.
+    {id: "created" | "updated" | "deleted" | FOREIGN}."""
     declared = [item for item in (SCHEDULES if declared is None else declared) if item.enabled(settings)]
     outcome: dict[str, str] = {}
     for item in declared:
@@ -118,22 +127,37 @@ async def sync_schedules(
             await client.create_schedule(item.schedule_id, schedule, memo=MARKER)
             outcome[item.schedule_id] = "created"
         except ScheduleAlreadyRunningError:
+            foreign = False
 
-            async def replace(current: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+            async def replace(
+                current: ScheduleUpdateInput, new: Schedule = schedule
+            ) -> ScheduleUpdate | None:
+                nonlocal foreign
                 if not await _marked(current.description):
-                    log.warning(
-                        "this schedule is not marked as Autarky's (created before Autarky marked its "
-                        "schedules, or by someone else): it is kept in sync, but would not be deleted "
-                        "once no longer declared; delete it once and the next sync re-creates it marked",
-                        schedule_id=current.description.id,
-                    )
+                    foreign = True
+                    return None  # someone else's: no update at all
                 new.state = current.description.schedule.state  # keep a person's pause and note
                 return ScheduleUpdate(schedule=new)
 
+            # The update reads the schedule and writes only if it did not change since (conflict token).
             await client.get_schedule_handle(item.schedule_id).update(replace)
-            outcome[item.schedule_id] = "updated"
+            outcome[item.schedule_id] = FOREIGN if foreign else "updated"
+            if foreign:
+                log.warning(foreign_message(item), schedule_id=item.schedule_id)
     outcome |= await _delete_undeclared(client, {item.schedule_id for item in declared})
     return outcome
+
+
+def foreign_message(item: DeclaredSchedule) -> str:
+    """What a person reads about a schedule Autarky declares but did not create, and how to resolve it."""
+    off = f", or switch Autarky's off ({item.switch})" if item.switch else ""
+    return (
+        f"schedule {item.schedule_id!r} exists but was not created by Autarky (its memo lacks "
+        f"{MARKER_KEY}={MARKER_VALUE}): it is left as it is, and Autarky's own is not created. "
+        f"If it is yours, give it another id{off}; if an older Autarky created it, delete it "
+        f"(`temporal schedule delete --schedule-id {item.schedule_id}`) and the next sync "
+        "(`autarky up` or `autarky schedules sync`) creates Autarky's, marked"
+    )
 
 
 async def _marked(schedule: ScheduleDescription | ScheduleListDescription) -> bool:

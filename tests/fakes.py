@@ -34,6 +34,9 @@ class FakeHost:
     latency_ms: float = 1.0
     cpu_jitter: float = 0.0  # ± uniform noise on CPU, so anomaly detection has a normal to learn
     pool_members: int = 1  # pool members the probe reports (a host without a pool gets no restarts)
+    # The share of the CPU and memory in use that the pool's members hold (0: other processes' load,
+    # which no pool restart answers).
+    pool_share: float = 1.0
     probes: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
 
@@ -65,7 +68,13 @@ class FakeHost:
             ),
             temperatures_note="not available on this platform",
             own_processes=[
-                ProcessInfo(pid=4000 + i, name="python", rss_bytes=60 << 20, role="pool member")
+                ProcessInfo(
+                    pid=4000 + i,
+                    name="python",
+                    rss_bytes=int(self.memory / 100 * (1 << 30) * self.pool_share / self.pool_members),
+                    cpu_percent=cpu * self.pool_share / self.pool_members,  # one core: host terms
+                    role="pool member",
+                )
                 for i in range(self.pool_members)
             ],
         )

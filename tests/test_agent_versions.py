@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from activities.selfmod.git_repo import count_diff_lines
 from activities.selfmod.versions import (
     FORMER_PATHS,
     AgentRepository,
     PatchRejected,
     VersionConflict,
     VersionStoreError,
-    count_diff_lines,
     sanitise_run_id,
 )
 from autarky.selfmod.types import CandidateOrigin

@@ -12,6 +12,8 @@ from autarky.autopilot.types import MetricPoint, Priority
 from autarky.core.findings import Severity
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# One sample is evidence enough in the tests of what a rule says (tests/test_evidence.py: when it may).
+ONE_SAMPLE = ThresholdRules(window=1, min_samples=1, min_span=timedelta(0))
 
 
 def points(**series: list[float]) -> list[MetricPoint]:
@@ -32,9 +34,7 @@ def test_rule_fires_on_the_window_mean_not_a_single_spike() -> None:
 
 
 def test_critical_severity_and_latency_rule() -> None:
-    findings = ThresholdAnalyzer(ThresholdRules(window=1)).analyze(
-        points(disk_percent=[97], network_latency_ms=[120])
-    )
+    findings = ThresholdAnalyzer(ONE_SAMPLE).analyze(points(disk_percent=[97], network_latency_ms=[120]))
     by_kind = {f.kind: f for f in findings}
     assert by_kind["disk_high"].severity == Severity.CRITICAL
     assert by_kind["network_latency_high"].value == 120
@@ -46,7 +46,9 @@ def test_empty_window_has_no_findings() -> None:
 
 
 def test_playbook_one_candidate_per_type_most_urgent_wins() -> None:
-    findings = ThresholdAnalyzer(ThresholdRules(window=1)).analyze(
+    # Whoever holds the CPU and memory (restart_pool_share 0): this test is about the playbook's order.
+    rules = ONE_SAMPLE.model_copy(update={"restart_pool_share": 0.0})
+    findings = ThresholdAnalyzer(rules).analyze(
         points(cpu_percent=[90], memory_percent=[90], disk_percent=[97])
     )
     cands = {c.action_type: c for c in candidates_for(findings)}

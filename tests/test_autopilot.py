@@ -38,15 +38,25 @@ from autarky.models.types import UntestedVariant
 from autarky.research.types import ResearchReport
 from tests.fakes import FakeHost, SlowActions
 from workflows.autopilot import AutopilotWorkflow
+from workflows.autopilot_actions import AutopilotActionWorkflow
+from workflows.autopilot_host import AutopilotHostWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
 from workflows.scaling import ScalerWorkflow
 
+AUTOPILOT_WORKFLOWS = [
+    AutopilotWorkflow,
+    AutopilotHostWorkflow,
+    AutopilotActionWorkflow,
+    HousekeepingWorkflow,
+    ScalerWorkflow,
+]
 FAST = dict(
     pool_scaling=False,  # on in tests/test_autopilot_scaling.py, which serves the scaler too
     abtest_new_variants=False,  # on in the test of that action, which serves the registry's activities
     evolved_agents=False,  # on in the test of evolved agents, which serves the pointer's activity
     action_cooldown=timedelta(0),
     host_discovery_interval=timedelta(milliseconds=500),
+    host_report_interval=timedelta(seconds=2),
     network_targets=["fake-target:7233"],
     monitor_interval=timedelta(milliseconds=200),
     analysis_interval=timedelta(milliseconds=200),
@@ -56,7 +66,7 @@ FAST = dict(
 
 
 def fast_settings(**overrides: Any) -> AutopilotSettings:
-    rules = {"window": 1}
+    rules = {"window": 1, "min_samples": 1, "min_span": timedelta(0)}  # one sample is evidence enough here
     return AutopilotSettings.model_validate({**FAST, "rules": rules, **overrides})
 
 
@@ -133,7 +143,7 @@ class Harness:
                 Worker(
                     client,
                     task_queue=self.task_queue,
-                    workflows=[AutopilotWorkflow, HousekeepingWorkflow, ScalerWorkflow] if index == 0 else [],
+                    workflows=AUTOPILOT_WORKFLOWS if index == 0 else [],
                     activities=[discover_hosts, *actions, *(self.main_activities if index == 0 else [])],
                     identity=identity,
                 ),
@@ -408,7 +418,9 @@ async def test_simulation_plans_and_records_but_executes_nothing(
         s = await status(handle)
         assert s.state == "simulating" and s.pending_approvals == 0
     assert (tmp_path / "cache" / "keep.bin").exists()
-    assert not (tmp_path / "notifications.jsonl").exists()
+    from tests.test_remediation import notifications  # what the harness's real `notify` stores
+
+    assert not notifications(tmp_path)
     assert s.totals.get("succeeded", 0) == 0 and s.totals.get("failed", 0) == 0
 
 

@@ -393,6 +393,46 @@ def test_autarky_services_reach_temporal(services):
         assert deps.get("temporal-admin-tools") == "service_completed_successfully"
 
 
+def test_services_start_after_what_they_need_is_healthy(services):
+    """A long-running dependency is waited for until its healthcheck passes, a one-shot until it has
+    succeeded; `service_started` (the default) waits for nothing that matters."""
+    for name, service in services.items():
+        for dependency, condition in depends_on(service).items():
+            assert dependency in services, f"{name} depends on {dependency}, which is no service"
+            target = services[dependency]
+            if str(target.get("restart")) == "no":
+                assert condition == "service_completed_successfully", f"{name} -> {dependency}: {condition}"
+            else:
+                assert condition == "service_healthy", f"{name} -> {dependency}: {condition}"
+                assert healthcheck_text(target).strip(), f"{dependency} has no healthcheck to wait for"
+
+
+def test_services_wait_for_every_service_they_reach(services):
+    """A host in a service's environment (e.g. the knowledge base's postgresql) is a dependency."""
+    for name, service in services.items():
+        for key, value in environment(service).items():
+            if not re.search(r"(ADDRESS|SEEDS|HOST|URL)$", key):
+                continue  # e.g. POSTGRES_USER=temporal names a user, not the temporal service
+            for other in services:
+                # "postgresql", "temporal:7233", "…@postgresql:5432/…": the service as a host
+                as_host = rf"(^|[@/]){re.escape(other)}(:\d+|/|$)"
+                if other != name and re.search(as_host, value):
+                    assert other in depends_on(service), f"{name} reaches {other} but does not wait for it"
+
+
+def test_healthchecks_really_check(services):
+    """Each healthcheck asks the service itself (its port or its own readiness tool), not `true`."""
+    for name, service in services.items():
+        if "healthcheck" not in service:
+            continue
+        text = healthcheck_text(service)
+        assert service["healthcheck"].get("disable") is not True, name
+        ports = {str(p) for p in container_ports(service)} | {
+            environment(service).get("AUTARKY_METRICS_PORT")
+        }
+        assert "pg_isready" in text or any(port and port in text for port in ports), f"{name}: {text}"
+
+
 def test_worker_replicas(services):
     assert services["autarky-worker"]["deploy"]["replicas"] >= 2
     assert "ports" not in services["autarky-worker"], "replicas cannot share published host ports"

@@ -80,7 +80,7 @@ def _count(kb: KnowledgeBase, table: str) -> int:
 def test_migrate_twice_is_a_no_op(kb: KnowledgeBase) -> None:
     kb.upsert_item(_paper())
     kb.migrate()
-    assert kb.revision() == "0006"
+    assert kb.revision() == "0008"
     assert _count(kb, "items") == 1
 
 
@@ -94,7 +94,7 @@ def test_old_database_upgrades_in_place(db_url: str) -> None:
 
     upgraded = KnowledgeBase(db_url)
     upgraded.migrate()
-    assert upgraded.revision() == "0006"
+    assert upgraded.revision() == "0008"
     assert [i.item_id for i in upgraded.items_above(0.5)] == [item.item_id]
     upgraded.close()
 

@@ -68,7 +68,7 @@ def test_migration_to_0005_and_back(kb: KnowledgeBase) -> None:
 
     from activities.storage.knowledge_base import MIGRATIONS_DIR
 
-    assert kb.revision() == "0006"  # the head
+    assert kb.revision() == "0008"  # the head
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with kb.engine.begin() as connection:

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.infra.probes import TEMPERATURES_UNAVAILABLE, probe_host, probe_network
+from autarky.autopilot.samples import to_metric_point
 from autarky.autopilot.types import HostProbeInput, HostSample, NetworkProbeInput, NetworkSample
 
 
@@ -259,3 +260,23 @@ async def test_host_probe_finds_autarkys_own_processes_and_their_roles(tmp_path:
     assert own[member.pid].rss_bytes > 1_000_000  # a real interpreter's resident memory
     assert editor.pid not in own  # merely naming "autarky" as an argument does not make it ours
     assert sample.top_processes == []  # top_processes=0 asks for none; own processes come regardless
+
+
+async def test_host_probe_measures_the_cpu_of_autarkys_own_processes(tmp_path: Path) -> None:
+    """Whose CPU a busy host spends (issue 25): a pool member's CPU is measured, so the autopilot can tell
+    a busy pool (a restart may help) from other processes' load (it cannot)."""
+    script = tmp_path / "autarky"  # a pool member that keeps one core busy
+    script.write_text("print('started', flush=True)\nwhile True:\n    pass\n")
+    pipe = asyncio.subprocess.PIPE
+    member = await asyncio.create_subprocess_exec(sys.executable, script, "--activities-only", stdout=pipe)
+    try:
+        assert member.stdout is not None and await member.stdout.readline() == b"started\n"
+        sample = await run_host(HostProbeInput(top_processes=0))
+    finally:
+        member.kill()
+        await member.wait()
+    spinning = next(p for p in sample.own_processes if p.pid == member.pid)
+    assert spinning.cpu_percent is not None and spinning.cpu_percent > 0
+    assert all(p.cpu_percent is not None for p in sample.own_processes if p.role == "pool member")
+    pool_cpu = to_metric_point(sample, None).pool_cpu_percent
+    assert pool_cpu is not None and 0 < pool_cpu <= 100  # in the host's terms, like cpu.percent

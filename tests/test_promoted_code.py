@@ -28,9 +28,10 @@ from activities.research import sandboxed_scorer
 from activities.research.analysis import AnalysisActivities
 from activities.research.sandboxed_scorer import BadScores, parse_scores, read_bounded
 from activities.selfmod.diff_store import read_diff, store_diff
+from activities.selfmod.git_repo import git_blob_id
 from activities.selfmod.live_code import PROJECT_ROOT, TamperedCode, verify_code
 from activities.selfmod.review import excerpt, source_diff
-from activities.selfmod.versions import AgentRepository, git_blob_id
+from activities.selfmod.versions import AgentRepository
 from activities.storage.handle import KnowledgeBaseHandle
 from activities.storage.knowledge_base import KnowledgeBase
 from autarky.core.approval import ApprovalDecision

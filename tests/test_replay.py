@@ -82,8 +82,7 @@ async def record_reads_history(
 ) -> WorkflowHistory:
     """The autopilot reading other capabilities: a model variant never A/B tested gets its test, an agent
     short of its goal its evolution, the anomaly detector's promoted version is applied; besides, an
-    approval, host remedies and continue-as-new. (Release 16's history, autopilot-release16.json, was
-    recorded with this scenario on that release's code: see docs/patches.md.)"""
+    approval, host remedies and continue-as-new."""
     started: list[str] = []
 
     @activity.defn(name="untested_model_variants")
@@ -465,16 +464,14 @@ REQUIRED = {
         EventType.EVENT_TYPE_MARKER_RECORDED,
     },
     "autopilot-scaling": {EventType.EVENT_TYPE_MARKER_RECORDED},
-    # The autopilot recorder (release 17, Analyze round 2's detectors).
-    "autopilot-analyze2": {
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+    # The autopilot-round2 recorder under `autopilot-hosts-apart`: watchers and actions are children
+    # reporting by signal (the failed action fails in its own workflow, not here).
+    "autopilot-hosts-apart": {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+        EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
         EventType.EVENT_TYPE_MARKER_RECORDED,
     },
-    # The reads of other capabilities: release 16's code (round-1 detectors) and this release's.
-    "autopilot-release16": {
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
-        EventType.EVENT_TYPE_MARKER_RECORDED,
-    },
+    # The reads of other capabilities.
     "autopilot-reads": {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
         EventType.EVENT_TYPE_MARKER_RECORDED,
@@ -493,11 +490,13 @@ REQUIRED = {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
     },
 }
-NOT_LOOPS = {"research-cycle", "experiment", "self-modify", "self-modify-review"}
+NOT_LOOPS = {"research-cycle", "experiment", "self-modify", "self-modify-review", "self-modify-one-host"}
 REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
 REQUIRED["self-modify"] = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_FIRED}
 # The same recorder under `selfmod-reviews-sources` (docs/patches.md): its marker and the review.
 REQUIRED["self-modify-review"] = REQUIRED["self-modify"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
+# Under `selfmod-one-host` too: the steps after the snapshot on the host's own queue.
+REQUIRED["self-modify-one-host"] = REQUIRED["self-modify-review"]
 
 
 def replayer() -> Replayer:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 from temporalio.client import (
     Client,
     Schedule,
@@ -27,7 +28,15 @@ from temporalio.testing import WorkflowEnvironment
 from autarky.core import search_attributes as sa
 from autarky.core.settings import AutarkySettings
 from autarky.core.temporal import temporal_binary
-from schedules import MARKER_KEY, MARKER_VALUE, SCHEDULES, DeclaredSchedule, sync_schedules
+from schedules import (
+    FOREIGN,
+    MARKER_KEY,
+    MARKER_VALUE,
+    RESEARCH_SCHEDULE_ID,
+    SCHEDULES,
+    DeclaredSchedule,
+    sync_schedules,
+)
 
 
 @pytest.fixture
@@ -125,19 +134,36 @@ async def test_schedules_without_autarkys_marker_are_never_deleted(
     assert await exists(client, other_owner)
 
 
-async def test_an_unmarked_schedule_with_a_declared_id_is_updated_but_not_deleted_later(
-    client: Client, settings: AutarkySettings, prefix: str
+async def test_a_foreign_schedule_with_a_declared_id_is_reported_not_overwritten(
+    client: Client, settings: AutarkySettings
 ) -> None:
-    """E.g. created by an Autarky older than the marker: Temporal cannot add a memo to it afterwards."""
-    legacy = f"{prefix}-legacy"
-    await client.create_schedule(legacy, Schedule(action=daily("old").action, spec=ScheduleSpec()))
-    assert await sync_schedules(client, settings, declared(legacy)) == {legacy: "updated"}
-    description = await client.get_schedule_handle(legacy).describe()
-    assert description.schedule.spec.intervals  # it took the declared spec
-    await until_listed(client, legacy)
+    """Someone's own `research` schedule (issue 25): the sync overwrote it with Autarky's."""
+    theirs = Schedule(
+        action=ScheduleActionStartWorkflow("TheirResearch", id="their-research", task_queue="theirs"),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=3))]),
+    )
+    await client.create_schedule(RESEARCH_SCHEDULE_ID, theirs, memo={"owner": "data-team"})
+    with capture_logs() as logs:
+        outcome = await sync_schedules(client, settings)
+    assert outcome[RESEARCH_SCHEDULE_ID] == FOREIGN
+    assert outcome["autarky-housekeeping"] == "created"  # the others are synced as usual
 
-    assert await sync_schedules(client, settings, declared()) == {}
-    assert await exists(client, legacy)
+    description = await client.get_schedule_handle(RESEARCH_SCHEDULE_ID).describe()
+    action = description.schedule.action
+    assert isinstance(action, ScheduleActionStartWorkflow) and action.workflow == "TheirResearch"
+    assert description.schedule.spec.intervals[0].every == timedelta(days=3)
+    assert await description.memo() == {"owner": "data-team"}
+    [warning] = [e for e in logs if e.get("schedule_id") == RESEARCH_SCHEDULE_ID]
+    assert warning["log_level"] == "warning"
+    message = warning["event"]  # names it and says how to resolve it
+    assert "'research'" in message and "managed_by=autarky" in message
+    assert "temporal schedule delete --schedule-id research" in message and "research.enabled" in message
+
+    await until_listed(client, RESEARCH_SCHEDULE_ID)
+    assert (await sync_schedules(client, settings))[RESEARCH_SCHEDULE_ID] == FOREIGN  # again, and kept
+    settings.research.enabled = False  # not declared any more: still not Autarky's to delete
+    assert RESEARCH_SCHEDULE_ID not in await sync_schedules(client, settings)
+    assert await exists(client, RESEARCH_SCHEDULE_ID)
 
 
 async def test_syncing_twice_updates_in_place_and_keeps_a_persons_pause(

@@ -2,7 +2,7 @@
 
 Anywhere means: every workflow history in the namespace (payloads decoded), the schedules, what the
 status query returns, the process's own output, every file under the data dir (the logs of the server
-and of the pool members, the notifications, and the server's SQLite database itself).
+and of the pool members, the knowledge base with its notifications, and the server's SQLite database).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ async def test_canary_secrets_appear_in_no_history_and_no_log(
     logs = [path for path in files if path.parent == data_dir / "logs"]
     assert {path.name for path in logs} >= {"temporal.log", "pool-0.log"}
     assert (data_dir / "logs" / "pool-0.log").stat().st_size > 0
-    for path in files:  # logs, notifications, pid files, and the server's database with every payload
+    for path in files:  # logs, the knowledge base, pid files, and the server's database with every payload
         seen[str(path.relative_to(data_dir))] = path.read_bytes().decode("utf-8", "replace")
 
     # The search sees what is there: the decoy host id, configured like the canaries, is found in the

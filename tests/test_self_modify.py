@@ -109,7 +109,9 @@ class make_stack:
 
     async def __aenter__(self) -> Stack:
         queue = f"selfmod-{uuid.uuid4().hex[:8]}"
-        acts = selfmod_activities(self.settings, self.environ)
+        # As a full worker: the shared queue, and this host's own, where a run's later steps go.
+        own = f"{queue}@test-host"
+        acts = selfmod_activities(self.settings, self.environ, host_task_queue=own)
         replaced = {getattr(a, "__temporal_activity_definition").name for a in self.extra}
         acts = [a for a in acts if getattr(a, "__temporal_activity_definition").name not in replaced]
         self.worker = Worker(
@@ -118,11 +120,14 @@ class make_stack:
             workflows=[SelfModificationWorkflow],
             activities=[*acts, *self.extra],
         )
+        self.host_worker = Worker(self.client, task_queue=own, activities=[*acts, *self.extra])
         await self.worker.__aenter__()
+        await self.host_worker.__aenter__()
         repo, incumbent = degrade(self.settings)
         return Stack(self.client, self.settings, queue, repo, incumbent)
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.host_worker.__aexit__(*exc)
         await self.worker.__aexit__(*exc)
 
 

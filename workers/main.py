@@ -23,6 +23,8 @@ from workers.registry import (
     host_activities,
     main_activities,
     research_activities,
+    selfmod_activities,
+    selfmod_host_queue,
 )
 
 log = structlog.get_logger(__name__)
@@ -74,6 +76,16 @@ def build_workers(
                 client,
                 task_queue=settings.research_task_queue,
                 activities=research_activities(settings),
+                graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                **RESEARCH_WORKER_OPTIONS,
+                identity=identity,
+            )
+        )
+        workers.append(  # this host's self-modification queue: the later steps of a run begun here
+            Worker(
+                client,
+                task_queue=selfmod_host_queue(settings),
+                activities=selfmod_activities(settings, os.environ, None, selfmod_host_queue(settings)),
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 **RESEARCH_WORKER_OPTIONS,
                 identity=identity,

@@ -24,9 +24,12 @@ from activities.selfmod.requests import EvolutionRequestActivities
 from activities.selfmod.review import PromotionReviewActivities
 from activities.selfmod.tools import log_startup_problems
 from activities.storage.handle import KnowledgeBaseHandle
+from autarky.core.hosts import host_queue
 from autarky.core.settings import AutarkySettings
 from workflows.ab_test import ModelABTestWorkflow
 from workflows.autopilot import AutopilotWorkflow
+from workflows.autopilot_actions import AutopilotActionWorkflow
+from workflows.autopilot_host import AutopilotHostWorkflow
 from workflows.experiment import ExperimentWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
 from workflows.research import ResearchCycleWorkflow
@@ -35,6 +38,8 @@ from workflows.self_modify import SelfModificationWorkflow
 
 WORKFLOWS: list[type] = [
     AutopilotWorkflow,
+    AutopilotHostWorkflow,
+    AutopilotActionWorkflow,
     HousekeepingWorkflow,
     ScalerWorkflow,
     ResearchCycleWorkflow,
@@ -45,11 +50,11 @@ WORKFLOWS: list[type] = [
 
 
 def main_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
-    """The shared task queue: what any host may run (notifications land in the shared data directory)."""
+    """The shared task queue: what any host may run (notifications land in the knowledge base)."""
     return [
         discover_hosts,
         probe_task_queue,
-        RemediationActivities(settings.data_dir).notify,
+        RemediationActivities.from_settings(settings).notify,
         ScalingRequestActivities(settings).request_scaling,
         ABTestRequestActivities(settings).start_model_abtest,
         EvolutionRequestActivities(settings).start_agent_evolution,
@@ -69,16 +74,18 @@ def aws_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
 
 
 def host_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
-    """A host's own queue: what must run on that machine (its probes, its cache, its notifications)."""
-    remediation = RemediationActivities(settings.data_dir)
+    """A host's own queue: what must run on that machine (its probes, its cache; notify too)."""
+    remediation = RemediationActivities.from_settings(settings)
     return [probe_host, probe_network, remediation.notify, remediation.clear_cache, remediation.prune_cache]
 
 
 def control_activities(pool: LocalWorkerPool, settings: AutarkySettings) -> list[Callable[..., Any]]:
     """A host's control queue: served only by the process owning the host's local worker pool."""
     scaling = LocalPoolScalingActivities(pool, settings.host_id, settings.pool_task_queue)
+    # A restarted member counts as healthy once it polls the pool's queue, as the scaler counts it.
+    restart = WorkerPoolActivities(pool, settings.worker_pool_warmup, scaling.pool_queue, settings.host_id)
     return [
-        WorkerPoolActivities(pool, warmup=settings.worker_pool_warmup).restart_worker_pool,
+        restart.restart_worker_pool,
         scaling.read_capacity,
         scaling.set_capacity,
     ]
@@ -106,19 +113,29 @@ def research_activities(
         analysis.plan_experiment,
         DigestActivities(settings, kb).write_digest,
         *model_registry_activities(settings, kb),
-        *selfmod_activities(settings, environ, kb),
+        *selfmod_activities(settings, environ, kb, selfmod_host_queue(settings)),
         EvolutionRequestActivities(settings).start_evolution,
     ]
 
 
+def selfmod_host_queue(settings: AutarkySettings) -> str:
+    """This host's self-modification queue, which a full worker serves beside the research queue: a run's
+    steps after its first go there, so they share this host's files (workflows/self_modify.py)."""
+    return host_queue(settings.research_task_queue, settings.host_id)
+
+
 def selfmod_activities(
-    settings: AutarkySettings, environ: Mapping[str, str], kb: KnowledgeBaseHandle | None = None
+    settings: AutarkySettings,
+    environ: Mapping[str, str],
+    kb: KnowledgeBaseHandle | None = None,
+    host_task_queue: str | None = None,
 ) -> list[Callable[..., Any]]:
     """Self-modification: candidates, the sandbox, benchmarks, the review of a promotion (its diff goes to
-    the knowledge base), promotion and rollback."""
+    the knowledge base), promotion and rollback; `host_task_queue` is this host's own, when served."""
     log_startup_problems()  # a warning, not a refusal: this worker may never be asked to evolve an agent
-    selfmod = SelfModActivities(settings, environ)
-    review = PromotionReviewActivities(settings, kb or KnowledgeBaseHandle(settings.knowledge_db_url))
+    kb = kb or KnowledgeBaseHandle(settings.knowledge_db_url)
+    selfmod = SelfModActivities(settings, environ, kb, host_task_queue)
+    review = PromotionReviewActivities(settings, kb)
     return [
         selfmod.snapshot_agent,
         selfmod.make_candidates,

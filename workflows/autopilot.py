@@ -12,10 +12,17 @@ the history bounded. Hosts are the workers polling the shared task queue (their 
 see autarky.core.hosts); each host's samples, windows and detector state are its own, and each remedy runs
 on the host whose finding it answers (its host or control queue).
 
-Continue-as-new drains rather than carrying running actions: when a new run is due the loop keeps
-monitoring, analysing and planning (queued actions and pending approvals are carried), starts nothing
-new, and continues-as-new once the running actions have finished. An action in flight is an activity
-or child workflow of this run; carrying it would mean abandoning it or re-running it.
+Since release 25 (patch `autopilot-hosts-apart`, workflows/compat/autopilot.py) the per-host work
+moved out: each host has an AutopilotHostWorkflow (workflows/autopilot_host.py) that probes it, keeps
+its window and detectors, and reports findings by signal; each action runs in an AutopilotActionWorkflow
+(workflows/autopilot_actions.py) that reports its outcome by signal. So this loop's state grows by a
+small summary per host, and it continues-as-new whenever due, carrying the running actions' records:
+nothing waits for a long action, and a critical remedy is never held back. Ids carry a lineage drawn
+once per autopilot, so a new autopilot (after a terminate) never reuses an old one's idempotency keys.
+
+Runs begun before release 25 keep the old path: they probe each host themselves and drain before
+continue-as-new (keep monitoring, analysing and planning, start nothing new, continue once the running
+actions have finished); their next run takes the new path.
 """
 
 from __future__ import annotations
@@ -25,8 +32,7 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ChildWorkflowError, TimeoutType
-from temporalio.exceptions import TimeoutError as TemporalTimeout
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from autarky.autopilot.actions import (
@@ -37,13 +43,15 @@ with workflow.unsafe.imports_passed_through():
         QueueRole,
     )
     from autarky.autopilot.details import build_status, on_host, render_details
+    from autarky.autopilot.fleet import (
+        WATCH_SCALED,
+        WATCH_STOP,
+        ActionOutcome,
+    )
     from autarky.autopilot.policy import decision as engine
     from autarky.autopilot.policy import learning
-    from autarky.autopilot.policy.detection import POOL_MEMBER, detector_findings, observe
     from autarky.autopilot.policy.goals import evaluate_goals
     from autarky.autopilot.policy.remediation import candidates_for
-    from autarky.autopilot.policy.rules import analyze, default_analyzers
-    from autarky.autopilot.samples import to_metric_point
     from autarky.autopilot.settings import AnalysisSettings, AutopilotSettings
     from autarky.autopilot.types import (
         ActionRecord,
@@ -52,27 +60,28 @@ with workflow.unsafe.imports_passed_through():
         AutopilotState,
         AutopilotStatus,
         Goal,
-        HostSample,
         HostState,
-        NetworkSample,
+        Priority,
         RecentActionsQuery,
         Snooze,
     )
     from autarky.core import search_attributes as sa
-    from autarky.core.actions import ActionResult
     from autarky.core.approval import ApprovalState
     from autarky.core.findings import Finding
-    from autarky.core.hosts import host_queue
     from autarky.research.budget import research_finding
     from autarky.research.types import ResearchReport
-    from autarky.scaling.pool_policy import pool_scaling_findings
-    from autarky.selfmod.agents import anomaly_config
     from workflows import autopilot_reads as reads
     from workflows.approval import ApprovalGate
-    from workflows.autopilot_actions import carry_out
+    from workflows.autopilot_actions import run_to_outcome
+    from workflows.autopilot_fleet import Fleet
+    from workflows.autopilot_host import (
+        analysis_settings,
+        host_findings,
+        runs_a_pool,
+        sample_host,
+    )
     from workflows.compat import autopilot as compat
 
-WINDOW_KEPT = 60
 RECENT_ACTIONS_KEPT = 50
 STAGES = ("monitor", "analyze", "plan", "execute")
 # A host that stopped polling keeps its windows this long (a worker restart must not lose its history).
@@ -80,7 +89,7 @@ HOST_FORGET_AFTER = timedelta(hours=1)
 
 
 @workflow.defn(name="AutopilotWorkflow")
-class AutopilotWorkflow(ApprovalGate):
+class AutopilotWorkflow(Fleet, ApprovalGate):
     @workflow.init
     def __init__(self, input: AutopilotInput) -> None:
         self._settings = input.settings
@@ -92,15 +101,24 @@ class AutopilotWorkflow(ApprovalGate):
         self._wake = False
         self._reconfigured = False
         self._draining = False
-        self._analyze2 = False  # decided at the start of `run` (workflows/compat/autopilot.py)
+        self._apart = False  # decided at the start of `run`: hosts in watchers, actions in their own
+        # workflows (release 25, workflows/compat/autopilot.py)
+        self._starting = 0  # action runs and watchers being started (continue-as-new waits for them)
+        self._plan_now = False
         self._crash: BaseException | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._init_approval_gate(self._state.approvals)
 
     @workflow.run
     async def run(self, input: AutopilotInput) -> None:
-        self._analyze2 = compat.at_run_start()
+        compat.at_run_start()
+        self._apart = compat.hosts_apart()
         state = self._state
+        if self._apart:
+            if state.lineage is None:
+                state.lineage = workflow.uuid4().hex[:8]
+            self._running = {r.action_id: r for r in state.running}
+            state.running = []
         self._run_started_at_iteration = state.iterations
         if state.started_at is None:
             state.started_at = workflow.now()
@@ -118,9 +136,13 @@ class AutopilotWorkflow(ApprovalGate):
 
         due = dict.fromkeys(STAGES, workflow.now())
         while True:
-            self._draining = self._new_run_due()
-            if self._draining and not self._running and workflow.all_handlers_finished():
-                break
+            if self._apart:  # nothing to drain: running actions are carried
+                if self._new_run_due() and not self._starting and workflow.all_handlers_finished():
+                    break
+            else:
+                self._draining = self._new_run_due()
+                if self._draining and not self._running and workflow.all_handlers_finished():
+                    break
             now = workflow.now()
             if self._reconfigured:  # shorter intervals apply now, not after the old ones run out
                 self._reconfigured = False
@@ -129,7 +151,8 @@ class AutopilotWorkflow(ApprovalGate):
                 await self._monitor()
             if now >= due["analyze"]:
                 self._analyze()
-            if now >= due["plan"]:
+            if now >= due["plan"] or self._plan_now:
+                self._plan_now = False
                 self._plan()
             if now >= due["execute"] or self._wake:
                 self._execute()
@@ -151,6 +174,8 @@ class AutopilotWorkflow(ApprovalGate):
 
         state.runs += 1
         state.approvals = self._approvals
+        if self._apart:
+            state.running = list(self._running.values())
         workflow.continue_as_new(
             AutopilotInput(
                 settings=self._settings,
@@ -179,9 +204,12 @@ class AutopilotWorkflow(ApprovalGate):
 
     def _intervals(self) -> dict[str, timedelta]:
         s = self._settings
+        # With watchers (release 25) this loop only discovers hosts and reads other capabilities: it need
+        # not wake on every sample; host findings wake it when they change.
+        own = max(s.monitor_interval, s.host_discovery_interval) if self._apart else None
         return {
-            "monitor": s.monitor_interval,
-            "analyze": s.analysis_interval,
+            "monitor": own or s.monitor_interval,
+            "analyze": own or s.analysis_interval,
             "plan": s.optimization_interval,
             "execute": s.executor_interval,
         }
@@ -205,17 +233,18 @@ class AutopilotWorkflow(ApprovalGate):
         discovered = state.hosts_discovered_at
         if discovered is None or now >= discovered + self._settings.host_discovery_interval:
             await self._discover_hosts()
-        await asyncio.gather(*(self._probe(host) for host in state.active_hosts if self._reachable(host)))
+        if self._apart:
+            await self._watch_hosts()
+        else:
+            await asyncio.gather(*(self._probe(host) for host in state.active_hosts if self._reachable(host)))
         # The reads of other capabilities (workflows/autopilot_reads.py), each on its own interval.
         settings, queue = self._current_settings, self._research_queue
         if self._settings.abtest_new_variants:
-            compat.model_variants()
             await reads.check_model_variants(state, settings, queue)
         else:
             state.model_findings = []  # switched off: nothing left to plan from
         if self._settings.evolved_agents:
-            compat.evolved_agents()
-            await reads.check_agent_versions(state, settings, queue, self._analyze2)
+            await reads.check_agent_versions(state, settings, queue)
             await reads.check_agent_goals(state, settings, queue)
         else:
             state.agent_findings = []  # switched off: nothing left to plan from
@@ -224,6 +253,8 @@ class AutopilotWorkflow(ApprovalGate):
             last_seen = state.hosts[host].last_seen
             if last_seen is None or last_seen < forget:
                 del state.hosts[host]
+                if self._apart and state.watchers.pop(host, None) is not None:
+                    await self._signal_watchers([host], WATCH_STOP)
 
     async def _discover_hosts(self) -> None:
         try:
@@ -236,40 +267,20 @@ class AutopilotWorkflow(ApprovalGate):
         self._state.hosts_discovered_at = workflow.now()
         for host, polled in found.last_polled.items():
             self._state.hosts.setdefault(host, HostState()).last_polled = polled
-
-    def _reachable(self, host: str) -> bool:
-        """False for a host whose worker let a probe wait unclaimed and has not polled since: probing it
-        would hold every Monitor round up by HOST_PICKUP_TIMEOUT until discovery stops listing it."""
-        hs = self._state.hosts.get(host)
-        if hs is None or hs.unreachable_since is None:
-            return True
-        return hs.last_polled is not None and hs.last_polled > hs.unreachable_since
+        if self._apart:
+            await self._resume_hosts_back()
 
     async def _probe(self, host: str) -> None:
-        """One Monitor sample of `host`, on its host queue."""
-        pool_queue = host_queue(self._pool_queue, host) if self._settings.pool_scaling else None
-        sample, network = await reads.probe(host, self._settings, pool_queue)
-        where = f"{host}: "
+        """One Monitor sample of `host`, on its host queue (runs before release 25; later, its watcher)."""
         hs = self._state.hosts.setdefault(host, HostState())
-        for name, outcome in (("host", sample), ("network", network)):
-            if isinstance(outcome, BaseException):
-                if not isinstance(outcome, ActivityError):
-                    raise outcome
-                # A missed sample is not worth stopping the loop for; the next round tries again.
-                workflow.logger.warning("%s%s probe failed: %s", where, name, outcome.cause or outcome)
-                self._bump(f"{name}_probe_failures")
-                cause = outcome.cause
-                if isinstance(cause, TemporalTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START:
-                    hs.unreachable_since = workflow.now()
-        if isinstance(sample, HostSample):
-            hs.last_seen, hs.probe_failures, hs.unreachable_since = workflow.now(), 0, None
-            point = to_metric_point(sample, network if isinstance(network, NetworkSample) else None)
-            hs.window.append(point)
-            del hs.window[:-WINDOW_KEPT]
-            compat.statistical_detectors()
-            observe(hs.detection, point, self._analysis_settings())
-        else:
-            hs.probe_failures += 1
+        await sample_host(
+            host,
+            hs,
+            self._settings,
+            self._analysis_settings(),
+            self._pool_queue,
+            self._bump,
+        )
 
     # ------------------------------------------------------------------------------ Analyze
 
@@ -278,26 +289,19 @@ class AutopilotWorkflow(ApprovalGate):
             if host not in self._state.active_hosts:
                 hs.findings = []  # a departed host's window is kept a while, but describes the past
                 continue
-            findings = analyze(hs.window, default_analyzers(self._settings.rules))
-            compat.statistical_detectors()
-            findings += detector_findings(hs.detection, hs.window, self._analysis_settings(), workflow.now())
-            if self._settings.pool_scaling:
-                overload = next((f for f in findings if f.kind == "overload_warning"), None)
-                findings += pool_scaling_findings(
-                    host, hs.window, hs.scaling, self._settings.pool_policy, overload, workflow.now()
-                )
-            for finding in findings:
-                finding.host = host
-            hs.findings = findings
+            if self._apart:  # its watcher analyses and reports
+                continue
+            hs.findings = host_findings(
+                host,
+                hs,
+                self._settings,
+                self._analysis_settings(),
+                workflow.now(),
+                before_evidence=True,
+            )
 
     def _analysis_settings(self) -> AnalysisSettings:
-        # An anomaly finding must outlast the gap between plan rounds, or no plan would see it.
-        s = self._settings
-        hold = max(s.analysis.anomaly_hold, s.optimization_interval)
-        update: dict[str, object] = {"anomaly_hold": hold}
-        if self._state.anomaly_parameters:  # an evolved version is active (self-modification)
-            update["anomaly"] = anomaly_config(self._state.anomaly_parameters, s.analysis.anomaly)
-        return compat.detector_settings(s.analysis.model_copy(update=update), self._analyze2)
+        return analysis_settings(self._settings, self._state.anomaly_parameters)
 
     # ------------------------------------------------------------------------------ Plan
 
@@ -409,9 +413,14 @@ class AutopilotWorkflow(ApprovalGate):
 
     def _execute(self) -> None:
         # Engine order across plan rounds too: an approved critical action does not wait behind a low one.
+        # Since release 25 the rest go first come, first served (engine order within a plan round): an
+        # action planned again each round must not keep an older one waiting for ever.
         ready = sorted(
             (r for r in self._state.queued if r.status == ActionStatus.QUEUED),
-            key=lambda r: engine.order_key(r.decision),
+            key=lambda r: (
+                (r.decision.candidate.priority != Priority.CRITICAL, r.planned_at) if self._apart else (),
+                engine.order_key(r.decision),
+            ),
         )
         if self._settings.simulation:  # switched to simulation while these waited: record, do not run
             for record in ready:
@@ -423,39 +432,41 @@ class AutopilotWorkflow(ApprovalGate):
             return
         if self._draining:  # the queue is carried into the next run
             return
+        if self._apart:
+            self._give_up_on_silent_runs()
         free = self._settings.max_concurrent_actions - len(self._running)
         for record in ready[: max(free, 0)]:
             self._state.queued.remove(record)
             record.status = ActionStatus.RUNNING
             record.started_at = workflow.now()
             self._running[record.action_id] = record
-            self._spawn(self._run_action(record))
+            self._spawn(self._start_action(record) if self._apart else self._run_action(record))
 
     async def _run_action(self, record: ActionRecord) -> None:
-        # Any other exception is a bug, not an outcome: it fails the workflow task (see _raise_if_crashed).
-        candidate = record.decision.candidate
-        result: ActionResult | None = None
+        """Runs before release 25: the action is this run's own activity or child workflow."""
         try:
-            result = await carry_out(record, self._settings, self._control_queue)
-            record.status = ActionStatus.SUCCEEDED if result.success else ActionStatus.FAILED
-            record.improvement, record.detail = result.improvement, result.detail
-            if result.nothing_to_do:
-                record.status = ActionStatus.NOTHING_TO_DO
-        except (ActivityError, ChildWorkflowError) as error:
-            record.status, record.improvement, record.error = (
-                ActionStatus.FAILED,
-                0.0,
-                str(error.cause or error),
+            outcome, _ = await run_to_outcome(
+                record,
+                self._settings.action_heartbeat_timeout,
+                self._control_queue,
+                workflow.info().workflow_id,
             )
-            cause = error.cause
-            if isinstance(cause, TemporalTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START:
-                # Nobody on the host took it (the host went away): not run, so it says nothing of the action.
-                record.status = ActionStatus.NOT_DELIVERED
-                record.error = f"no worker{on_host(candidate.host)} took it in time; not run"
         finally:
             self._running.pop(record.action_id, None)
             self._wake = True
-        record.finished_at = workflow.now()
+        self._settle(record, outcome)
+
+    def _settle(self, record: ActionRecord, outcome: ActionOutcome) -> None:
+        """An action's outcome: recorded, and learnt from. Any exception here is a bug, not an outcome: it
+        fails the workflow task (see _raise_if_crashed)."""
+        candidate = record.decision.candidate
+        self._running.pop(record.action_id, None)
+        self._wake = True
+        record.status, record.improvement = outcome.status, outcome.improvement
+        if outcome.error is None:
+            record.detail = outcome.detail  # a run that failed to run keeps the approval's words
+        record.error = outcome.error
+        record.finished_at = outcome.finished_at
         assert record.started_at is not None
         record.duration_seconds = (record.finished_at - record.started_at).total_seconds()
         self._remember(record)
@@ -464,17 +475,18 @@ class AutopilotWorkflow(ApprovalGate):
             # A compensated change moved capacity twice: the scaler's cooldown runs, and so does the policy's.
             if hs is not None and record.status in (ActionStatus.SUCCEEDED, ActionStatus.FAILED):
                 hs.scaling.last_scaled_at = record.finished_at
+                if self._apart and candidate.host in self._state.watchers:
+                    self._spawn(self._signal_watchers([candidate.host], WATCH_SCALED, record.finished_at))
         if record.status in (ActionStatus.NOTHING_TO_DO, ActionStatus.NOT_DELIVERED):  # teaches nothing
             self._bump(record.status.value)
             return
         success = record.status == ActionStatus.SUCCEEDED
-        measured = result is not None and result.improvement_measured
         self._state.knowledge[candidate.action_type] = learning.record(
             self._state.knowledge.get(candidate.action_type),
             workflow.now(),
             self._settings.decision.evidence_half_life,
             success,
-            record.improvement if measured else None,
+            record.improvement if outcome.improvement_measured else None,
         )
         self._bump("succeeded" if success else "failed")
 
@@ -543,10 +555,12 @@ class AutopilotWorkflow(ApprovalGate):
 
     def _next_id(self, prefix: str) -> str:
         self._state.sequence += 1
+        if self._apart:  # unique across autopilots: ids are idempotency keys of actions and approvals
+            return f"{prefix}-{self._state.lineage}-{self._state.sequence}"
         return f"{prefix}-{self._state.sequence}"
 
-    def _bump(self, counter: str) -> None:
-        self._state.totals[counter] = self._state.totals.get(counter, 0) + 1
+    def _bump(self, counter: str, by: int = 1) -> None:
+        self._state.totals[counter] = self._state.totals.get(counter, 0) + by
 
     def _remember(self, record: ActionRecord) -> None:
         self._state.recent_actions.append(record)
@@ -577,6 +591,5 @@ def _own_cooldown(record: ActionRecord) -> bool:
 
 
 def _runs_a_pool(hs: HostState) -> bool:
-    """Whether the host's last sample saw members of a local worker pool."""
-    last = hs.window[-1] if hs.window else None
-    return last is not None and any(p.startswith(POOL_MEMBER) for p in last.process_rss_bytes)
+    """Whether the host's last sample saw members of a local worker pool (its watcher says so)."""
+    return hs.runs_pool if hs.runs_pool is not None else runs_a_pool(hs)

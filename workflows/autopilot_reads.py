@@ -116,13 +116,9 @@ async def check_model_variants(state: AutopilotState, settings: Settings, queue:
     state.model_findings = [new_variant_finding(v, now) for v in found[:MAX_VARIANT_FINDINGS]]
 
 
-async def check_agent_versions(
-    state: AutopilotState, settings: Settings, queue: str, shipped_defaults: bool
-) -> None:
+async def check_agent_versions(state: AutopilotState, settings: Settings, queue: str) -> None:
     """Every `agent_version_check_interval`: the anomaly detector's active version. A promotion or a
-    rollback takes effect here; the detectors' learnt state carries on under the new parameters.
-    `shipped_defaults` is False only for runs begun before Analyze round 2 (workflows/compat/autopilot.py),
-    which kept a version the pointer no longer names."""
+    rollback takes effect here; the detectors' learnt state carries on under the new parameters."""
     now = workflow.now()
     checked = state.agents_checked_at
     if checked is not None and now < checked + settings().agent_version_check_interval:
@@ -139,7 +135,7 @@ async def check_agent_versions(
     except ActivityError as error:  # no research worker: keep the parameters we have
         workflow.logger.warning("could not read the agents' active versions: %s", error.cause or error)
         return
-    if pointer is None and state.anomaly_version is not None and shipped_defaults:
+    if pointer is None and state.anomaly_version is not None:
         # Never evolved (or only bootstrapped by an older release): this release's shipped defaults.
         workflow.logger.info("anomaly detector back on the shipped parameters")
         state.anomaly_version, state.anomaly_parameters = None, None

@@ -110,7 +110,8 @@ class ExperimentWorkflow(ApprovalGate):
             "decided_by": decision.decided_by,
             "reason": decision.decision_reason,
         } | ({"ready_for": READY_FOR} if approved else {})
-        if approved and plan.agent and compat.evolves_agent():
+        if approved and plan.agent:
+            compat.evolves_agent()
             outcome |= await self._evolve(plan.agent, decision.decided_by or "a person")
         await self._store(
             update_experiment,

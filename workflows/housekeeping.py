@@ -18,7 +18,6 @@ with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
     from autarky.core.actions import ActionResult
     from autarky.core.hosts import DiscoverHostsInput, discover_hosts, host_queue
-    from workflows.compat import housekeeping as compat
 
 PRUNE_RETRY = RetryPolicy(maximum_attempts=5)
 # A host whose worker does not take its prune this soon is gone; the others still get theirs.
@@ -30,7 +29,6 @@ class HousekeepingWorkflow:
     @workflow.run
     async def run(self, input: HousekeepingInput) -> ActionResult:
         workflow.upsert_search_attributes([sa.KIND.value_set("housekeeping")])
-        compat.per_host_housekeeping()
         hosts = [input.host] if input.host else await self._hosts()
         outcomes = await asyncio.gather(*(self._prune(input, h) for h in hosts), return_exceptions=True)
         lines, failed, freed_any = [], [], False

@@ -16,6 +16,10 @@ roll it back on a regression.
 8. Watch: the benchmark runs again `watch_runs` times; a figure worse than the promotion figure by more
    than the tolerance rolls back to the incumbent.
 
+Steps 2–8 run on the host that took step 1 (its own task queue: they share its files, and its cache of
+the versions, which live in the knowledge base); a host that stops taking them (its worker died) is
+noticed by a schedule-to-start timeout, and the run's steps move to whichever host takes a new snapshot.
+
 The ID is `evolve/<agent>/<n>`; the UI shows the step, candidates and best figure as current details.
 """
 
@@ -27,7 +31,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
 from workflows.approval import ApprovalGate
 
@@ -48,7 +52,6 @@ with workflow.unsafe.imports_passed_through():
         Measurement,
         ParameterProposal,
         PromoteInput,
-        PromotionReview,
         ProposeOutcome,
         ProposePatchesInput,
         ReviewInput,
@@ -76,6 +79,14 @@ FINAL = ["SandboxUnavailable", "BadAgent", "BenchmarkFailed", "RollbackRefused",
 RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=FINAL)
 QUICK = {make_candidates, promote_version, rollback_version, review_promotion}
 HEARTBEATING = {snapshot_agent, check_candidate, measure, compare}
+# How long a step may wait for the run's host to take it: its steps queue behind each other (a few at a
+# time), so minutes, not seconds. Then the host counts as lost and the steps move (MOVES times at most).
+HOST_WAIT = timedelta(minutes=5)
+MOVES = 3
+
+
+class HostLost(Exception):
+    """No host took the run's steps: the run ends failed, saying so."""
 
 
 @dataclass
@@ -86,8 +97,6 @@ class Best:
     origin: CandidateOrigin
     key: str = "incumbent"
     summary: str = ""
-    diff_path: str | None = None
-    diff_excerpt: str = ""
 
 
 def evolve_workflow_id(agent: str, n: int) -> str:
@@ -105,6 +114,8 @@ class SelfModificationWorkflow(ApprovalGate):
         self._sandbox_runs = 0
         self._best: float | None = None
         self._llm_code: set[str] = set()  # commits whose code an LLM wrote
+        self._host_queue: str | None = None  # the queue of the run's host (`compat.one_host`)
+        self._moves = 0
 
     @workflow.query
     def progress(self) -> dict[str, object]:
@@ -127,6 +138,8 @@ class SelfModificationWorkflow(ApprovalGate):
             return await self._evolve(request)
         except ActivityError as error:  # a step that cannot go on: the run ends readably, not as a crash
             return self._end(self._result, "failed", f"{self._step}: {_why(error)}")
+        except HostLost as lost:
+            return self._end(self._result, "failed", f"{self._step}: {lost}")
 
     async def _evolve(self, request: SelfModifyInput) -> SelfModifyResult:
         info = workflow.info()
@@ -136,6 +149,8 @@ class SelfModificationWorkflow(ApprovalGate):
         snap: Snapshot = await self._activity(
             snapshot_agent, AgentRunInput(agent=request.agent, run_id=run_id)
         )
+        if compat.one_host():
+            self._run_id, self._host_queue = run_id, snap.task_queue
         spec, incumbent = snap.spec, snap.pointer
         result = self._result
         result.incumbent_commit = incumbent.commit
@@ -173,16 +188,7 @@ class SelfModificationWorkflow(ApprovalGate):
                         continue
                     if better(figure, best.figure, spec.direction):
                         improved += 1
-                        best = Best(
-                            c.commit,
-                            c.parameters,
-                            figure,
-                            c.origin,
-                            c.key,
-                            c.summary,
-                            c.diff_path,
-                            c.diff_excerpt,
-                        )
+                        best = Best(c.commit, c.parameters, figure, c.origin, c.key, c.summary)
                         self._best = figure
             step = adapt_step(step, improved, max(len(candidates), 1))
         result.candidates, result.failed_candidates = self._candidates, self._failed
@@ -219,21 +225,16 @@ class SelfModificationWorkflow(ApprovalGate):
         # Code an LLM wrote, also when parameters were tuned on top of it, always asks a person.
         llm_code = best.commit in self._llm_code
         ask = llm_code or (spec.risky if request.require_approval is None else request.require_approval)
-        review: PromotionReview | None = None
-        if compat.reviews_sources():
-            # Sources other than the shipped ones ask a person whoever wrote them: after an upgrade a
-            # parameter-only candidate carries the previous release's code.
-            self._show(f"comparing {best.key}'s sources with the shipped ones")
-            review = await self._activity(review_promotion, ReviewInput(agent=spec.name, commit=best.commit))
-            ask = ask or review.differs
+        # Sources other than the shipped ones ask a person whoever wrote them: after an upgrade a
+        # parameter-only candidate carries the previous release's code.
+        compat.reviews_sources()
+        self._show(f"comparing {best.key}'s sources with the shipped ones")
+        review = await self._activity(review_promotion, ReviewInput(agent=spec.name, commit=best.commit))
+        ask = ask or review.differs
         if ask:
             self._show("waiting for approval")
             approval_id = f"promote-{spec.name}-{best.commit[:10]}"
-            if review is None:  # a run begun before `compat.reviews_sources`
-                diff = f"; diff: {best.diff_path}" if best.diff_path else ""
-                if best.diff_excerpt:
-                    diff += f"\n\n{best.diff_excerpt}"
-            elif review.differs:
+            if review.differs:
                 diff = (
                     f"\nits sources differ from the ones this release ships ({review.diff_lines} lines "
                     f"changed):\n\n{review.excerpt}"
@@ -245,7 +246,7 @@ class SelfModificationWorkflow(ApprovalGate):
                 subject=f"promote {spec.name} version {best.commit[:10]}",
                 why=f"{figures}{diff}",
                 timeout=request.approval_timeout,
-                risk=0.8 if llm_code or (review is not None and review.differs) else 0.4,
+                risk=0.8 if llm_code or review.differs else 0.4,
             )
             decided = await self.wait_for_decision(approval_id)
             if decided.state != ApprovalState.APPROVED:
@@ -407,6 +408,39 @@ class SelfModificationWorkflow(ApprovalGate):
     # ------------------------------------------------------------------ plumbing
 
     async def _activity(self, fn, arg, sandbox_runs: int = 0):  # a typed activity stub and its input
+        if self._host_queue is None:
+            return await self._execute(fn, arg, sandbox_runs, self._request.activity_task_queue)
+        while True:
+            try:
+                return await self._execute(fn, arg, sandbox_runs, self._host_queue, HOST_WAIT)
+            except ActivityError as error:
+                if not _not_started(error):
+                    raise
+            await self._move_host()
+
+    async def _move_host(self) -> None:
+        """The run's host took no step for HOST_WAIT: a new snapshot on the shared queue finds another
+        (everything the run made is in the knowledge base), at most MOVES times."""
+        lost = self._host_queue
+        if self._moves >= MOVES:
+            raise HostLost(
+                f"no host took this run's steps for {HOST_WAIT} ({MOVES} moves, last {lost}): are the "
+                f"full workers (`autarky worker`) serving {self._request.activity_task_queue} running? "
+                "Nothing was promoted by this step; start the evolution again once they are"
+            )
+        self._moves += 1
+        self._show(f"host {lost} took no step for {HOST_WAIT}: moving to another")
+        snap: Snapshot = await self._execute(
+            snapshot_agent,
+            AgentRunInput(agent=self._request.agent, run_id=self._run_id),
+            0,
+            self._request.activity_task_queue,
+        )
+        self._host_queue = snap.task_queue
+
+    async def _execute(
+        self, fn, arg, sandbox_runs: int, task_queue: str, schedule_to_start: timedelta | None = None
+    ):
         # The sandbox runs heartbeat every few seconds: a dead worker is noticed in half a minute; the
         # time allowed grows with the runs an activity makes, each bounded by the wall-clock limit.
         heartbeats = fn in HEARTBEATING
@@ -417,7 +451,8 @@ class SelfModificationWorkflow(ApprovalGate):
         return await workflow.execute_activity(
             fn,
             arg,
-            task_queue=self._request.activity_task_queue,
+            task_queue=task_queue,
+            schedule_to_start_timeout=schedule_to_start,
             start_to_close_timeout=allowed,
             heartbeat_timeout=timedelta(seconds=30) if heartbeats else None,
             retry_policy=RETRY,
@@ -445,6 +480,12 @@ class SelfModificationWorkflow(ApprovalGate):
 def _why(error: ActivityError) -> str:
     cause = error.cause
     return cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+
+
+def _not_started(error: ActivityError) -> bool:
+    """The activity's host never took it (schedule-to-start timeout): a host that is gone."""
+    cause = error.cause
+    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
 
 
 def _error_type(error: ActivityError) -> str | None:

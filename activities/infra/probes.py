@@ -67,7 +67,8 @@ async def probe_host(request: HostProbeInput) -> HostSample:
 def _sample_host(request: HostProbeInput) -> HostSample:
     taken_at = datetime.now(UTC)
     disk = _disk(request.disk_path)  # first: bad input should fail before the CPU window is spent
-    cpu, top_processes = _cpu_and_top_processes(request.top_processes)
+    own = _own_processes() if request.own_processes else []
+    cpu, top_processes = _cpu_and_top_processes(request.top_processes, own)
     temperatures = _temperatures()
     return HostSample(
         taken_at=taken_at,
@@ -79,7 +80,7 @@ def _sample_host(request: HostProbeInput) -> HostSample:
         temperatures=temperatures,
         temperatures_note=None if temperatures else TEMPERATURES_UNAVAILABLE,
         top_processes=top_processes,
-        own_processes=_own_processes() if request.own_processes else [],
+        own_processes=[info for _, info in own],
     )
 
 
@@ -106,27 +107,29 @@ def _disk(path: str) -> DiskStats:
     )
 
 
-def _cpu_and_top_processes(top_n: int) -> tuple[CpuStats, list[ProcessInfo]]:
-    """Measure system and per-process CPU over the same window, so the numbers are comparable."""
+def _cpu_and_top_processes(
+    top_n: int, own: list[tuple[psutil.Process, ProcessInfo]]
+) -> tuple[CpuStats, list[ProcessInfo]]:
+    """Measure system and per-process CPU over the same window, so the numbers are comparable. Autarky's
+    own processes get their CPU too (filled into their `ProcessInfo`): whether a high host CPU is the
+    pool's, which a restart could answer, or another process's, which it could not."""
     top = _largest_processes(top_n)
+    watched = [proc for proc, _ in top] + [proc for proc, _ in own]
     psutil.cpu_percent(interval=None)  # these first calls only set the baselines (they return 0.0)
     psutil.cpu_percent(interval=None, percpu=True)
-    for proc, _ in top:
+    for proc in watched:
         with contextlib.suppress(psutil.Error):
             proc.cpu_percent(interval=None)
     time.sleep(CPU_WINDOW_SECONDS)
     total = psutil.cpu_percent(interval=None)
     per_core = psutil.cpu_percent(interval=None, percpu=True)
 
-    processes = []
-    for proc, rss in top:
-        try:
-            proc_cpu: float | None = proc.cpu_percent(interval=None)  # can exceed 100 on many cores
-        except psutil.Error:  # gone or denied since it was listed: keep its size, drop its CPU
-            proc_cpu = None
-        processes.append(
-            ProcessInfo(pid=proc.pid, name=proc.info["name"] or "", rss_bytes=rss, cpu_percent=proc_cpu)
-        )
+    processes = [
+        ProcessInfo(pid=proc.pid, name=proc.info["name"] or "", rss_bytes=rss, cpu_percent=_process_cpu(proc))
+        for proc, rss in top
+    ]
+    for proc, info in own:
+        info.cpu_percent = _process_cpu(proc)
 
     load_1m, load_5m, load_15m = psutil.getloadavg()
     cpu = CpuStats(
@@ -138,6 +141,15 @@ def _cpu_and_top_processes(top_n: int) -> tuple[CpuStats, list[ProcessInfo]]:
         core_count=psutil.cpu_count() or len(per_core),
     )
     return cpu, processes
+
+
+def _process_cpu(proc: psutil.Process) -> float | None:
+    """Its CPU since the baseline (can exceed 100 on many cores); None when it is gone or denied since it
+    was listed (its size is kept)."""
+    try:
+        return proc.cpu_percent(interval=None)
+    except psutil.Error:
+        return None
 
 
 def _largest_processes(top_n: int) -> list[tuple[psutil.Process, int]]:
@@ -153,15 +165,17 @@ def _largest_processes(top_n: int) -> list[tuple[psutil.Process, int]]:
     return sized[:top_n]
 
 
-def _own_processes() -> list[ProcessInfo]:
-    """Autarky's own processes (the leak detector watches them): pool members and `autarky` itself."""
+def _own_processes() -> list[tuple[psutil.Process, ProcessInfo]]:
+    """Autarky's own processes (the leak detector watches them): pool members and `autarky` itself; their
+    CPU is filled in by `_cpu_and_top_processes`."""
     own = []
     for proc in psutil.process_iter(["name", "cmdline", "memory_info"]):
         cmdline, memory = proc.info["cmdline"] or [], proc.info["memory_info"]
         if memory is None or not _is_autarky(cmdline):
             continue
         role = "pool member" if MEMBER_FLAG in cmdline else "autarky"
-        own.append(ProcessInfo(pid=proc.pid, name=proc.info["name"] or "", rss_bytes=memory.rss, role=role))
+        info = ProcessInfo(pid=proc.pid, name=proc.info["name"] or "", rss_bytes=memory.rss, role=role)
+        own.append((proc, info))
     return own
 
 

@@ -1,9 +1,8 @@
-"""Built-in safe remediations that touch only Autarky's own files: notify and clear the cache."""
+"""Built-in safe remediations: notify (the knowledge base and an optional webhook) and clear the cache."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,44 +10,66 @@ from pathlib import Path
 import structlog
 from temporalio import activity
 
+from activities.infra.webhook import post_notification, where
+from activities.storage.handle import KnowledgeBaseHandle
 from autarky.autopilot.types import PruneCacheInput
 from autarky.core.actions import ActionRequest, ActionResult
 from autarky.core.metrics import ACTIONS
+from autarky.core.notification_settings import NotificationSettings
+from autarky.core.settings import AutarkySettings
 
 log = structlog.get_logger(__name__)
 
 
 class RemediationActivities:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        kb: KnowledgeBaseHandle | None = None,
+        notifications: NotificationSettings | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.cache_dir = data_dir / "cache"
-        self.notifications = data_dir / "notifications.jsonl"
+        # None: the default configuration's knowledge base, SQLite in the data directory.
+        self.kb = kb or KnowledgeBaseHandle(f"sqlite:///{(data_dir / 'knowledge.db').as_posix()}")
+        self.notifications = notifications or NotificationSettings()
+
+    @classmethod
+    def from_settings(cls, settings: AutarkySettings) -> RemediationActivities:
+        return cls(settings.data_dir, KnowledgeBaseHandle(settings.knowledge_db_url), settings.notifications)
 
     @activity.defn(name="notify")
     async def notify(self, request: ActionRequest) -> ActionResult:
-        """Append a notification for the operators, once per action id even under retries."""
-        await asyncio.to_thread(self._append_notification, request)
-        log.warning("autopilot notification", action_id=request.action_id, reason=request.reason)
-        ACTIONS.labels(request.action_type, "succeeded").inc()
-        return ActionResult(success=True, detail=f"notified: {request.reason}", improvement_measured=False)
+        """Store a notification in the knowledge base, once per action id even under retries, and POST
+        it to the webhook when one is configured (at least once: activities/infra/webhook.py)."""
+        # SQLAlchemy loads on first use (activities/storage/handle.py), not when a worker starts.
+        from activities.infra.notifications import mark_delivered, store_notification
 
-    def _append_notification(self, request: ActionRequest) -> None:
-        self.notifications.parent.mkdir(parents=True, exist_ok=True)
-        if self.notifications.exists():
-            with self.notifications.open() as existing:
-                if any(
-                    json.loads(line).get("action_id") == request.action_id
-                    for line in existing
-                    if line.strip()
-                ):
-                    return  # a retry of a notification already written
-        entry = {
-            "at": datetime.now(UTC).isoformat(),
-            "action_id": request.action_id,
-            "reason": request.reason,
-        }
-        with self.notifications.open("a") as out:
-            out.write(json.dumps(entry) + "\n")
+        kb = self.kb
+        stored, created = await kb.run(
+            lambda: store_notification(
+                kb.get(), request.action_id, request.action_type, request.reason, request.host
+            )
+        )
+        if created:
+            log.warning("autopilot notification", action_id=request.action_id, reason=request.reason)
+        delivered = ""
+        webhook = self.notifications.webhook_url
+        if webhook is not None and stored.delivered_at is None:  # else a retry after the webhook took it
+            url = webhook.get_secret_value()
+            body = {
+                "host": stored.host,
+                "action_type": stored.action_type,
+                "reason": stored.reason,
+                "created_at": stored.created_at.isoformat(),
+            }
+            await post_notification(url, stored.key, body, self.notifications.webhook_timeout)
+            await kb.run(lambda: mark_delivered(kb.get(), stored.key))
+            delivered = f" (and to {where(url)})"
+        ACTIONS.labels(request.action_type, "succeeded").inc()
+        return ActionResult(
+            success=True, detail=f"notified{delivered}: {request.reason}", improvement_measured=False
+        )
 
     @activity.defn(name="clear_cache")
     async def clear_cache(self, request: ActionRequest) -> ActionResult:

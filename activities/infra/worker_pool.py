@@ -15,24 +15,25 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import psutil
 import structlog
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.infra.task_queues import describe_activity_queue
 from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.hosts import worker_identity
 from autarky.core.metrics import ACTIONS, POOL_MEMBERS
 
 log = structlog.get_logger(__name__)
 MEMBER_FLAG = "--activities-only"
 STOP_GRACE_SECONDS = 30.0
-PROGRESS_KEPT_SECONDS = 7 * 24 * 3600  # a retry comes within hours; a week is plenty
 
 
 @dataclass
@@ -55,6 +56,11 @@ class LocalWorkerPool:
         self.command = command or [sys.executable, "-m", "autarky.cli.main", "worker", MEMBER_FLAG]
         # One change of membership at a time (a resize, a restart, a cancelled resize still finishing).
         self._changing = threading.RLock()
+        # The members this process started, by pid: for a moment after Popen returns the child's command
+        # line still reads empty (its exec is finishing), and a concurrent `members()` (a capacity read)
+        # would take it for a stranger and delete its pid file, leaking a running member.
+        self._started: dict[int, tuple[subprocess.Popen[bytes], psutil.Process]] = {}
+        self._exits: dict[int, int] = {}  # pid → exit code of members started here that exited
 
     def members(self) -> list[PoolMember]:
         """Live members, found through their pid files (stale files are removed)."""
@@ -103,6 +109,12 @@ class LocalWorkerPool:
             self._stop(member)
             return self._start(member.slot)
 
+    def restore(self, slot: int) -> PoolMember:
+        """The live member in `slot`, started now if there is none."""
+        with self._changing:
+            live = next((m for m in self.members() if m.slot == slot), None)
+            return live or self._start(slot)
+
     def stop_all(self) -> None:
         for member in self.members():
             self._stop(member)
@@ -121,131 +133,232 @@ class LocalWorkerPool:
                 start_new_session=True,
                 env=os.environ.copy(),
             )
+        process = psutil.Process(popen.pid)
+        self._started[popen.pid] = (popen, process)
         (self.dir / f"member-{slot}.pid").write_text(str(popen.pid))
         log.info("pool member started", slot=slot, pid=popen.pid)
-        return PoolMember(slot, psutil.Process(popen.pid))
+        return PoolMember(slot, process)
 
     def _stop(self, member: PoolMember) -> None:
         try:
             member.process.send_signal(signal.SIGTERM)  # the worker drains its activities, then exits
             member.process.wait(timeout=STOP_GRACE_SECONDS)
         except psutil.TimeoutExpired:
-            member.process.kill()
+            with contextlib.suppress(psutil.Error):
+                member.process.kill()
+                member.process.wait(timeout=5)  # reaped, when it is our child
         except psutil.NoSuchProcess:
             pass
+        self._started.pop(member.process.pid, None)
         (self.dir / f"member-{member.slot}.pid").unlink(missing_ok=True)
         log.info("pool member stopped", slot=member.slot, pid=member.process.pid)
 
+    def exit_code(self, pid: int) -> int | None:
+        """The exit code of a member started by this process that has exited (None: unknown)."""
+        if pid in self._started and (code := self._started[pid][0].poll()) is not None:
+            return code
+        return self._exits.get(pid)
+
     def _live_member(self, pid_file: Path) -> psutil.Process | None:
         try:
-            process = psutil.Process(int(pid_file.read_text().strip()))
-            cmdline = process.cmdline()
+            pid = int(pid_file.read_text().strip())
+            if pid in self._started:  # started here: alive until reaped, whether its exec is done or not
+                popen, process = self._started[pid]
+                if (code := popen.poll()) is None:
+                    return process
+                self._started.pop(pid, None)
+                self._exits[pid] = code
+                while len(self._exits) > 64:  # what a restart reports on: only the latest matter
+                    self._exits.pop(next(iter(self._exits)), None)
+                return None
+            process = psutil.Process(pid)
+            # A recycled pid belongs to someone else: only our own command line counts as a member.
+            if MEMBER_FLAG in process.cmdline() and process.status() != psutil.STATUS_ZOMBIE:
+                return process
         except (ValueError, OSError, psutil.Error):
-            return None
-        # A recycled pid belongs to someone else: only our own command line counts as a member.
-        if MEMBER_FLAG in cmdline and process.status() != psutil.STATUS_ZOMBIE:
-            return process
+            pass
         return None
 
 
 class WorkerPoolActivities:
-    def __init__(self, pool: LocalWorkerPool, warmup: timedelta = timedelta(seconds=30)) -> None:
+    def __init__(
+        self,
+        pool: LocalWorkerPool,
+        warmup: timedelta = timedelta(seconds=30),
+        pool_queue: str | None = None,
+        host_id: str | None = None,
+    ) -> None:
         self.pool = pool
         self.warmup = warmup
+        # With both: a fresh member is healthy only once it polls `pool_queue` (as `<pid>@<host_id>`),
+        # as the pool's scaler counts health; without: once it is alive after the warm-up.
+        self.pool_queue = pool_queue
+        self.host_id = host_id
 
     @activity.defn(name="restart_worker_pool")
     async def restart_worker_pool(self, request: ActionRequest) -> ActionResult:
-        """Rolling restart, once per action id even across retries and worker crashes.
+        """Rolling restart; a retry of this execution (same attempt chain) resumes where it stopped.
 
-        Progress is kept in a file keyed by the action id (the pool is on this host, and so is this
-        activity), so a retry restarts only the members not yet replaced. The improvement is the share of
-        the pool's memory (RSS) given back, measured after the fresh members' warm-up.
+        Progress lives in the heartbeat details, so it lasts exactly one activity execution: a new
+        restart, whatever its action id, restarts every member again. The details name the members
+        being replaced (slot → pid), so a retry after a crash skips those already replaced. A fresh
+        member missing or unhealthy after the warm-up fails the action; the missing ones are started
+        once more so the pool keeps its size. The improvement is the share of the pool's memory (RSS)
+        given back, measured after the warm-up.
         """
-        async with heartbeating():
-            progress = await asyncio.to_thread(self._load_progress, request.action_id)
+        progress = resumed_progress()
+        if progress is None:
             members = await asyncio.to_thread(self.pool.members)
-            if progress is None:
-                if not members:
-                    ACTIONS.labels(request.action_type, "nothing_to_do").inc()
-                    return ActionResult(
-                        success=True,
-                        nothing_to_do=True,
-                        detail="the local worker pool has no members (worker_pool_size=0)",
-                    )
-                progress = RestartProgress(
-                    before_rss=sum(m.rss for m in members), slots=[m.slot for m in members]
+            if not members:
+                ACTIONS.labels(request.action_type, "nothing_to_do").inc()
+                return ActionResult(
+                    success=True,
+                    nothing_to_do=True,
+                    detail="the local worker pool has no members (worker_pool_size=0)",
                 )
-                await asyncio.to_thread(self._save_progress, request.action_id, progress)
+            progress = RestartProgress(
+                before_rss=sum(m.rss for m in members), old_pids={m.slot: m.process.pid for m in members}
+            )
+        # The first beat (not throttled by the SDK) carries the progress, before any member is touched.
+        async with heartbeating(lambda: progress):
             try:
-                for member in members:  # one at a time, so the pool never goes fully dark
-                    if member.slot not in progress.slots or member.process.pid in progress.fresh_pids:
-                        continue  # not part of this restart, or already replaced by an earlier attempt
-                    fresh = await asyncio.to_thread(self.pool.replace, member)
-                    progress.fresh_pids.append(fresh.process.pid)
-                    await asyncio.to_thread(self._save_progress, request.action_id, progress)
-                    log.info("pool member replaced", action_id=request.action_id, slot=member.slot)
+                fresh = await asyncio.to_thread(self._replace_all, progress)
             except OSError as error:
                 raise ApplicationError(
                     f"could not restart the worker pool: {error}", non_retryable=True
                 ) from error
             # Fresh interpreters grow while they import and start polling: measure them settled.
             await asyncio.sleep(self.warmup.total_seconds())
-            fresh_members = [
-                m for m in await asyncio.to_thread(self.pool.members) if m.process.pid in progress.fresh_pids
-            ]
-            after = sum(m.rss for m in fresh_members)
+            problems = await self._problems(fresh)
+            if problems:
+                return await self._failed(request, progress, fresh, problems)
+        after = sum(m.rss for m in fresh.values())
         before = progress.before_rss
         improvement = max(0.0, (before - after) / before) if before else 0.0
         ACTIONS.labels(request.action_type, "succeeded").inc()
         return ActionResult(
             success=True,
             improvement=min(1.0, improvement),
-            detail=f"restarted {len(progress.fresh_pids)} members; RSS {before >> 20} MiB → "
+            detail=f"restarted {len(fresh)} members; RSS {before >> 20} MiB → "
             f"{after >> 20} MiB after a {self.warmup.total_seconds():g} s warm-up",
         )
 
-    def _progress_file(self, action_id: str) -> Path:
-        return self.pool.dir / f"restart-{action_id}.json"
+    def _replace_all(self, progress: RestartProgress) -> dict[int, PoolMember]:
+        """Replace each member named in `progress`, one at a time so the pool never goes fully dark."""
+        fresh: dict[int, PoolMember] = {}
+        for slot, old_pid in sorted(progress.old_pids.items()):
+            current = next((m for m in self.pool.members() if m.slot == slot), None)
+            if current is not None and current.process.pid == old_pid:
+                fresh[slot] = self.pool.replace(current)
+                log.info("pool member replaced", slot=slot, old_pid=old_pid, pid=fresh[slot].process.pid)
+            else:  # replaced by an earlier attempt of this restart, or gone: started if missing
+                fresh[slot] = self.pool.restore(slot)
+        return fresh
 
-    def _load_progress(self, action_id: str) -> RestartProgress | None:
-        self._prune_progress()
-        try:
-            return RestartProgress.model_validate_json(self._progress_file(action_id).read_text())
-        except FileNotFoundError:
+    async def _problems(self, fresh: dict[int, PoolMember]) -> dict[int, str]:
+        """Slot → what is wrong with its fresh member; a member not polling yet gets up to another
+        warm-up (at least 5 s) to start, one that exited is final."""
+        deadline = time.monotonic() + max(self.warmup.total_seconds(), 5.0)
+        while True:
+            live = {m.slot: m.process.pid for m in await asyncio.to_thread(self.pool.members)}
+            polling = await self._polling_pids()
+            problems: dict[int, str] = {}
+            for slot, member in fresh.items():
+                pid = member.process.pid
+                if live.get(slot) != pid:
+                    code = self.pool.exit_code(pid)
+                    problems[slot] = f"exited with code {code}" if code is not None else "is gone"
+                elif polling is not None and pid not in polling:
+                    problems[slot] = f"runs but does not poll {self.pool_queue}"
+            waiting = any(p.startswith("runs") for p in problems.values())
+            if not waiting or time.monotonic() >= deadline:
+                return problems
+            await asyncio.sleep(0.5)
+
+    async def _polling_pids(self) -> set[int] | None:
+        if self.pool_queue is None or self.host_id is None:
             return None
+        stats = await describe_activity_queue(activity.client(), self.pool_queue)
+        suffix = worker_identity(0, self.host_id).removeprefix("0")
+        return {
+            int(p.identity.removesuffix(suffix))
+            for p in stats.pollers
+            if p.identity.endswith(suffix) and p.identity.removesuffix(suffix).isdigit()
+        }
 
-    def _save_progress(self, action_id: str, progress: RestartProgress) -> None:
-        self.pool.dir.mkdir(parents=True, exist_ok=True)
-        path = self._progress_file(action_id)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(progress.model_dump_json())
-        tmp.replace(path)  # atomic: a crash leaves the old progress or the new, never half
+    async def _failed(
+        self,
+        request: ActionRequest,
+        progress: RestartProgress,
+        fresh: dict[int, PoolMember],
+        problems: dict[int, str],
+    ) -> ActionResult:
+        """Start the failed slots once more (the pool keeps its size if the trouble was passing), then
+        report the failure: what went wrong and what is left."""
 
-    def _prune_progress(self) -> None:
-        cutoff = time.time() - PROGRESS_KEPT_SECONDS
-        for path in self.pool.dir.glob("restart-*.json"):
-            with contextlib.suppress(OSError):
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
+        def again() -> dict[int, PoolMember]:
+            started = {}
+            for slot in problems:
+                live = next((m for m in self.pool.members() if m.slot == slot), None)
+                started[slot] = self.pool.replace(live) if live is not None else self.pool.restore(slot)
+            return started
+
+        retried = await asyncio.to_thread(again)
+        await asyncio.sleep(self.warmup.total_seconds())
+        left = await self._problems(retried)
+        logs = ", ".join(str(self.pool.log_dir / f"pool-{slot}.log") for slot in sorted(problems))
+        what = "; ".join(
+            f"slot {slot} (pid {fresh[slot].process.pid}) {p}" for slot, p in sorted(problems.items())
+        )
+        size = len(progress.old_pids)
+        if left:
+            outcome = (
+                f"started them once more: {len(left)} still down "
+                f"({'; '.join(f'slot {s} {p}' for s, p in sorted(left.items()))}), so the pool runs "
+                f"{size - len(left)} of its {size} members: fix the members' configuration, then "
+                "`autarky scale` the pool or restart `autarky up`"
+            )
+        else:
+            outcome = f"started them once more and all {size} members are up now"
+        ACTIONS.labels(request.action_type, "failed").inc()
+        log.warning("pool restart failed", problems=problems, left=left)
+        return ActionResult(
+            success=False,
+            detail=f"pool restart failed: {len(problems)} of {size} fresh members were not healthy after the "
+            f"{self.warmup.total_seconds():g} s warm-up: {what} (see {logs}); {outcome}",
+        )
+
+
+def resumed_progress() -> RestartProgress | None:
+    """The progress an earlier attempt of this execution heartbeated, if any."""
+    details = activity.info().heartbeat_details
+    if not details:
+        return None
+    try:
+        return RestartProgress.model_validate(details[0])
+    except ValueError:  # details of another shape (an older worker): start over
+        log.warning("pool restart: unreadable progress in the heartbeat details; starting over")
+        return None
 
 
 class RestartProgress(BaseModel):
-    """How far a pool restart got: the pool's RSS before, its members then, and their replacements."""
+    """What one pool restart replaces: the pool's RSS before, and each slot's member then (its pid)."""
 
     before_rss: int
-    slots: list[int]
-    fresh_pids: list[int] = Field(default_factory=list)
+    old_pids: dict[int, int]
 
 
 @contextlib.asynccontextmanager
-async def heartbeating() -> AsyncIterator[None]:
-    """Heartbeat in the background while the body runs (members take up to 30 s each to stop)."""
+async def heartbeating(details: Callable[[], BaseModel | None] = lambda: None) -> AsyncIterator[None]:
+    """Heartbeat in the background while the body runs (members take up to 30 s each to stop), each
+    beat carrying `details()` (a heartbeat's details replace the previous beat's)."""
     timeout = activity.info().heartbeat_timeout
     interval = min(timeout.total_seconds() / 3, 10.0) if timeout else 10.0
 
     async def beat() -> None:
         while True:
-            activity.heartbeat()
+            current = details()
+            activity.heartbeat(*([] if current is None else [current.model_dump(mode="json")]))
             await asyncio.sleep(interval)
 
     task = asyncio.create_task(beat())

@@ -111,8 +111,11 @@ class AnalysisActivities:
         """The offline scorer with the parameters of the `relevance-scorer` agent's active version
         (self-modification promotes and rolls back versions; the shipped ones until then). A version
         that changed the code runs it in the sandbox, never here (activities/research/sandboxed_scorer.py)."""
+        from activities.selfmod.agent_store import AgentStore  # the versions every host shares (issue 25)
+
+        store = AgentStore(self.kb)
         try:
-            pointer = read_active_pointer(self.settings.data_dir / "agents", RELEVANCE_SCORER.name)
+            pointer = read_active_pointer(self.settings.data_dir / "agents", RELEVANCE_SCORER.name, store)
         except VersionStoreError as error:  # a damaged pointer must not stop research: shipped version
             log.warning("relevance_scorer_pointer_unreadable", error=str(error))
             pointer = None
@@ -128,6 +131,7 @@ class AnalysisActivities:
                     params or RelevanceParams(),
                     workdir_parent=self.settings.evolution.workdir_parent,
                     require_totals=self.settings.evolution.allow_unbounded_totals != "always",
+                    store=store,
                 )
             else:
                 self._scorer = RelevanceScorer(interests, params)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -38,6 +38,9 @@ from activities.selfmod.versions import AgentRepository, VersionStoreError
 from autarky.research.relevance import Relevance, RelevanceParams, RelevanceScorer
 from autarky.selfmod.agents import RELEVANCE_SCORER
 from autarky.selfmod.types import SandboxLimits
+
+if TYPE_CHECKING:
+    from activities.selfmod.agent_store import AgentStore
 
 log = structlog.get_logger(__name__)
 
@@ -74,11 +77,13 @@ class SandboxedScorer:
         limits: SandboxLimits = LIMITS,
         workdir_parent: Path | None = None,
         require_totals: bool = True,
+        store: AgentStore | None = None,
     ) -> None:
         self.fallback = RelevanceScorer(interests, params)  # the shipped code with the version's parameters
         self.params = self.fallback.params
         self.interests = list(interests)
-        self.repo = AgentRepository(root, RELEVANCE_SCORER.name)
+        # With the store every host shares, a version promoted on another host is fetched by its hash.
+        self.repo = AgentRepository(root, RELEVANCE_SCORER.name, store)
         self.commit = commit
         self.limits = limits
         self.workdir_parent = workdir_parent

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -45,6 +45,7 @@ from activities.selfmod.versions import (
     read_active_pointer,
     sanitise_run_id,
 )
+from activities.storage.handle import KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
 from autarky.llm.settings import resolve_provider
 from autarky.selfmod.agents import AGENTS, agent_spec, default_parameters
@@ -73,6 +74,9 @@ from autarky.selfmod.types import (
     ShortfallInput,
     Snapshot,
 )
+
+if TYPE_CHECKING:
+    from activities.selfmod.agent_store import AgentStore
 
 T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -108,11 +112,29 @@ def safe_name(run_id: str) -> str:
 
 
 class SelfModActivities:
-    def __init__(self, settings: AutarkySettings, environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(
+        self,
+        settings: AutarkySettings,
+        environ: Mapping[str, str] = os.environ,
+        kb: KnowledgeBaseHandle | None = None,
+        host_task_queue: str | None = None,
+    ) -> None:
         self.settings = settings
         self.environ = environ
-        self.root = settings.data_dir / "agents"
+        self.root = settings.data_dir / "agents"  # this host's cache of the store, and its runs' files
+        self.kb = kb or KnowledgeBaseHandle(settings.knowledge_db_url)
+        # This host's own queue, which this worker also serves: a run's later steps go there (one host).
+        self.host_task_queue = host_task_queue
         self._datasets: dict[tuple[str, str], Dataset] = {}
+        self._store: AgentStore | None = None
+
+    def store(self) -> AgentStore:
+        """The agents' versions every host shares (the knowledge base; SQLAlchemy loads on first use)."""
+        if self._store is None:
+            from activities.selfmod.agent_store import AgentStore
+
+            self._store = AgentStore(self.kb)
+        return self._store
 
     # ------------------------------------------------------------------ helpers
 
@@ -122,7 +144,7 @@ class SelfModActivities:
         except ValueError as e:
             raise ApplicationError(str(e), type=BAD_AGENT, non_retryable=True) from e
         self.require_tools("git")
-        repo = AgentRepository(self.root, agent)
+        repo = AgentRepository(self.root, agent, self.store())
         files = {path: (PROJECT_ROOT / path).read_text() for path in spec.source_files}
         repo.ensure(files, default_parameters(agent), datetime.now(UTC))
         return spec, repo
@@ -221,7 +243,9 @@ class SelfModActivities:
                 raise ApplicationError(str(e), type=BAD_AGENT, non_retryable=True) from e
             choice = resolve_provider(self.settings.llm, self.settings.llm_environ(self.environ))
             llm = "offline" if choice is None else f"{choice.kind}:{choice.model}"
-            return Snapshot(spec=spec, pointer=repo.active(), units=units, llm=llm)
+            return Snapshot(
+                spec=spec, pointer=repo.active(), units=units, llm=llm, task_queue=self.host_task_queue
+            )
 
         return await heartbeating(snapshot)
 
@@ -552,12 +576,12 @@ class SelfModActivities:
     @activity.defn
     async def active_agent_parameters(self, request: ActiveAgentInput) -> ActivePointer | None:
         """What the product runs: the active version of an agent, or None while it was never evolved (the
-        shipped parameters apply). Reads the pointer file only: no git, no bootstrap.
+        shipped parameters apply). Reads the store every host shares (one query): no git, no bootstrap.
 
         A version nobody chose (bootstrap, or a release's defaults: `AgentRepository.ensure`) is what some
         release shipped, perhaps an older one than this (Analyze round 2 chose new detector defaults):
         only a version someone promoted or rolled back to overrides this release's defaults."""
-        pointer = await asyncio.to_thread(read_active_pointer, self.root, request.agent)
+        pointer = await asyncio.to_thread(read_active_pointer, self.root, request.agent, self.store())
         return None if pointer is None or pointer.changed_by in (BOOTSTRAP, RELEASE) else pointer
 
 

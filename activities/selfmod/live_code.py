@@ -15,7 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from activities.selfmod.versions import AgentRepository, VersionStoreError, git_blob_id
+from activities.selfmod.git_repo import git_blob_id
+from activities.selfmod.versions import AgentRepository, VersionStoreError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

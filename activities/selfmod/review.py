@@ -72,7 +72,9 @@ class PromotionReviewActivities:
             spec = agent_spec(request.agent)
         except ValueError as error:
             raise ApplicationError(str(error), type="BadAgent", non_retryable=True) from error
-        repo = AgentRepository(self.root, spec.name)
+        from activities.selfmod.agent_store import AgentStore  # SQLAlchemy: loaded on first use
+
+        repo = AgentRepository(self.root, spec.name, AgentStore(self.kb))
         diff = await asyncio.to_thread(source_diff, repo, request.commit, spec.source_files)
         if not diff:
             return PromotionReview(differs=False)

@@ -1,70 +1,52 @@
 """Versions of an evolvable agent: a git repository per agent, and the pointer the product reads.
 
 Layout under the data directory, one folder per agent:
-- `repo/`: a bare git repository. `main` is the active version; every candidate has its own ref
-  `refs/candidates/<run>/<key>`; every commit that was ever active keeps `refs/versions/<commit>`, so a
-  rollback target can never be garbage-collected. Files are written with plumbing (hash-object, a
-  temporary index, write-tree, commit-tree, update-ref): there is no work tree to get dirty.
-- `active.json`: the `ActivePointer`, replaced atomically; the product reads only this.
-- `history.jsonl`: one `ActivePointer` per line, appended on every pointer change, before the pointer is
-  replaced (a crash in between leaves a duplicate line on retry, never a missing one; rollbacks rely on it).
+- `repo/`: a bare git repository, written with plumbing (git_repo.py). `main` is the active version; every
+  candidate has its own ref `refs/candidates/<run>/<key>`; every commit that was ever active keeps
+  `refs/versions/<commit>`, so a rollback target can never be garbage-collected.
+- `active.json` and `history.jsonl`: the `ActivePointer` the product reads and every change of it
+  (pointer_files.py).
 - `runs/<run>/<key>.diff`: each candidate's diff against its base.
 - `.lock`: an `fcntl.flock` serialising every change, across threads and processes.
 
-Everything blocks (git runs as a subprocess); activities call these methods in a thread. Git runs with a
-fixed identity and without the user's or system's configuration, so hooks, signing or autocrlf of the host
-cannot change what gets stored.
+With a store (activities/selfmod/agent_store.py, in the knowledge base every host shares) the pointer and
+its history live there, and so do the git objects of every version: the repository is this host's cache,
+filled by hash from the store when a commit is missing and pushing the objects of every commit it makes;
+`active.json` and `history.jsonl` are mirrors of the store. Local data of a release before the store
+(or of a writer without one) is migrated into the store on first use: a local history that continues the
+store's is appended to it (agent_sync.py).
+
+Everything blocks (git runs as a subprocess); activities call these methods in a thread.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import os
 import re
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
+from activities.selfmod import agent_sync, pointer_files
+from activities.selfmod.git_repo import MAIN_REF, GitFailed, GitRepository, count_diff_lines
+from activities.selfmod.version_errors import PointerConflict, VersionStoreError
 from autarky.selfmod.types import ActivePointer, AgentVersion, Candidate, CandidateOrigin
 
+if TYPE_CHECKING:
+    from activities.selfmod.agent_store import AgentStore
+
 PARAMETERS_FILE = "parameters.json"
-MAIN_REF = "refs/heads/main"
 BOOTSTRAP = "bootstrap"  # changed_by of the first version
 RELEASE = "release"  # changed_by of a version a newer release's shipped defaults made (ensure)
-GIT_TIMEOUT_SECONDS = 120
 # Agent sources that moved when the package was arranged by capability (issue 23): versions committed
 # before keep them under the former path, which reads as the current one.
 FORMER_PATHS = {
     "autarky/autopilot/detectors/anomaly.py": "autarky/detectors/anomaly.py",
     "autarky/research/relevance.py": "autarky/policy/relevance.py",
 }
-INSTALL_HINT = (
-    "git is needed to store agent versions and is not installed: "
-    "`apt-get install git` (Debian/Ubuntu), `dnf install git` (Fedora)."
-)
-_IDENTITY = ("-c", "user.name=autarky", "-c", "user.email=autarky@localhost", "-c", "commit.gpgsign=false")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _UNSAFE_RE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class VersionStoreError(RuntimeError):
-    """The version store cannot do what was asked: git failed or is missing, or its files are bad."""
-
-
-class GitFailed(VersionStoreError):
-    """A git command exited with an error; `stderr` is what git said."""
-
-    def __init__(self, message: str, stderr: str) -> None:
-        super().__init__(message)
-        self.stderr = stderr
 
 
 class VersionConflict(VersionStoreError):
@@ -91,16 +73,6 @@ def sanitise_run_id(run_id: str) -> str:
     return name
 
 
-def count_diff_lines(numstat: str) -> int:
-    """Added plus removed lines from `git diff --numstat` (binary files, shown as "-", count 0)."""
-    total = 0
-    for line in numstat.splitlines():
-        added, removed, *_ = line.split("\t")
-        total += int(added) if added.isdigit() else 0
-        total += int(removed) if removed.isdigit() else 0
-    return total
-
-
 def _parameters_text(parameters: Mapping[str, float]) -> str:
     try:
         values = {name: float(parameters[name]) for name in sorted(parameters)}
@@ -118,161 +90,68 @@ def _check_path(path: str) -> None:
         raise VersionStoreError(f"{PARAMETERS_FILE} is written from the parameters, not as a file")
 
 
-def git_blob_id(data: bytes, object_id: str) -> str:
-    """The id git gives `data` as a blob (`git hash-object`), in the hash of `object_id` (sha1 or sha256)."""
-    algorithm = hashlib.sha256 if len(object_id) == 64 else hashlib.sha1
-    return algorithm(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Temp file in the same directory, fsync, rename: readers see the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class AgentRepository:
+class AgentRepository(GitRepository):
     """The versions of one agent. Cheap to construct; nothing touches the disk until a method is called."""
 
-    def __init__(self, root: Path, agent: str) -> None:
+    def __init__(self, root: Path, agent: str, store: AgentStore | None = None) -> None:
         if not _KEY_RE.match(agent) or ".." in agent:
             raise VersionStoreError(f"agent name {agent!r} is not usable as a directory name")
         self.agent = agent
-        # Absolute: git runs with -C the repository, where a relative index or path would not resolve.
-        self.dir = Path(root).absolute() / agent
-        self.repo = self.dir / "repo"
+        super().__init__(Path(root) / agent)  # dir, repo and lock_path
         self.pointer_path = self.dir / "active.json"
         self.history_path = self.dir / "history.jsonl"
         self.runs_dir = self.dir / "runs"
-        self.lock_path = self.dir / ".lock"
+        self.store = store  # None: this directory alone is the truth (one host, tests of the files)
 
     # ------------------------------------------------------------------ git
-
-    def _git(
-        self,
-        *args: str,
-        input: str | None = None,
-        index: Path | None = None,
-        env: dict[str, str] | None = None,
-    ) -> str:
-        """Run git on this agent's repository and return its stdout; VersionStoreError with its stderr."""
-        git = shutil.which("git")
-        if git is None:
-            raise VersionStoreError(INSTALL_HINT)
-        # Inherited GIT_* variables (a hook's GIT_DIR, say) would point git at another repository.
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-        full_env.update(GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull)
-        full_env["LC_ALL"] = "C"
-        if index is not None:
-            full_env["GIT_INDEX_FILE"] = str(index)
-        full_env.update(env or {})
-        cmd = [git, "-C", str(self.repo), *_IDENTITY, *args]
-        try:
-            done = subprocess.run(
-                cmd,
-                input=input.encode() if input is not None else None,
-                capture_output=True,
-                env=full_env,
-                timeout=GIT_TIMEOUT_SECONDS,
-                check=False,
-            )
-        except FileNotFoundError as exc:
-            raise VersionStoreError(INSTALL_HINT) from exc
-        except subprocess.TimeoutExpired as exc:
-            raise VersionStoreError(f"git {args[0]} took longer than {GIT_TIMEOUT_SECONDS} s") from exc
-        if done.returncode != 0:
-            stderr = done.stderr.decode(errors="replace").strip()
-            raise GitFailed(f"git {' '.join(args[:2])} failed in {self.repo}: {stderr}", stderr)
-        return done.stdout.decode(errors="replace")
 
     def _resolve(self, commit: str) -> str:
         """A full commit id; VersionStoreError when it names no commit of this repository."""
         if not commit or commit.startswith("-"):
             raise VersionStoreError(f"{commit!r} is not a commit")
-        try:
-            return self._git(
-                "rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}^{{commit}}"
-            ).strip()
-        except GitFailed as exc:
-            raise VersionStoreError(f"{commit!r} is not a commit of agent {self.agent}") from exc
-
-    def _ref(self, ref: str) -> str | None:
-        out = self._git("for-each-ref", "--format=%(objectname)", ref)
-        return out.strip() or None
-
-    def _blob(self, text: str) -> str:
-        return self._git("hash-object", "-w", "--no-filters", "--stdin", input=text).strip()
-
-    def _commit(self, tree: str, message: str, parents: list[str], env: dict[str, str] | None = None) -> str:
-        parent_args = [arg for p in parents for arg in ("-p", p)]
-        return self._git("commit-tree", tree, *parent_args, "-F", "-", input=message, env=env).strip()
-
-    @contextmanager
-    def _index(self, base: str | None) -> Iterator[Path]:
-        """A temporary index (read from `base` when given), so concurrent builds never share one."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.dir, prefix=".index-") as tmp:
-            index = Path(tmp) / "index"
-            if base is not None:
-                self._git("read-tree", base, index=index)
-            yield index
-
-    def _stage(self, index: Path, files: Mapping[str, str]) -> None:
-        entries = "".join(f"100644 {self._blob(text)}\t{path}\n" for path, text in files.items())
-        self._git("update-index", "--add", "--index-info", input=entries, index=index)
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise changes to this agent across threads and processes (flock is per open file)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+        for attempt in (1, 2):
             try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+                return self._git(
+                    "rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}^{{commit}}"
+                ).strip()
+            except GitFailed as exc:
+                # Made on another host: fetched from the store by its hash, once.
+                if attempt == 1 and self.store is not None and agent_sync.fetch(self, commit.lower()):
+                    continue
+                raise VersionStoreError(f"{commit!r} is not a commit of agent {self.agent}") from exc
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ pointer and history
 
     def _read_pointer(self) -> ActivePointer | None:
-        try:
-            text = self.pointer_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise VersionStoreError(f"cannot read {self.pointer_path}: {exc}") from exc
-        try:
-            pointer = ActivePointer.model_validate_json(text)
-        except ValidationError as exc:
-            raise VersionStoreError(
-                f"{self.pointer_path} is not a valid active-version pointer (fix or restore it; the "
-                f"repository {self.repo} is untouched): {exc.errors()[0]['msg']}"
-            ) from exc
-        if pointer.agent != self.agent:
-            raise VersionStoreError(f"{self.pointer_path} names agent {pointer.agent!r}, not {self.agent!r}")
-        return pointer
+        return pointer_files.read_pointer(self.pointer_path, self.agent, self.repo)
 
-    def _change_pointer(self, pointer: ActivePointer) -> ActivePointer:
-        """Keep the commit reachable, log the change, then let the product see it."""
+    def _current(self) -> tuple[ActivePointer | None, list[ActivePointer]]:
+        """The active pointer and the history it ends (the store's, synced; else this host's files)."""
+        if self.store is None:
+            return self._read_pointer(), []
+        history = agent_sync.sync(self)
+        return (history[-1] if history else None), history
+
+    def _change_pointer(
+        self, pointer: ActivePointer, seen: list[ActivePointer] | None = None
+    ) -> ActivePointer:
+        """Keep the commit reachable, log the change, then let the product see it. With the store: its
+        objects stored first, then the change, only if the history is still `seen` (VersionConflict)."""
         self._git("update-ref", f"refs/versions/{pointer.commit}", pointer.commit)
-        with open(self.history_path, "a", encoding="utf-8") as f:
-            f.write(pointer.model_dump_json() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        _write_atomically(self.pointer_path, pointer.model_dump_json(indent=2) + "\n")
+        if self.store is not None:
+            agent_sync.push(self, pointer.commit)
+            try:
+                self.store.append(self.agent, len(seen or []), [pointer])
+            except PointerConflict as exc:
+                raise VersionConflict(
+                    f"agent {self.agent}: the active version was changed on another host meanwhile ({exc}); "
+                    "nothing was changed here, look at `autarky agents history` and try again"
+                ) from exc
+            agent_sync.sync(self)  # the mirror files
+            return pointer
+        pointer_files.record(self.history_path, self.pointer_path, pointer)
         return pointer
-
-    def _move_main(self, commit: str) -> None:
-        old = self._ref(MAIN_REF)
-        self._git("update-ref", MAIN_REF, commit, *([old] if old else []))
 
     # ------------------------------------------------------------------ public API
 
@@ -284,11 +163,14 @@ class AgentRepository:
         for path in files:
             _check_path(path)
         with self._locked():
-            existing = self._read_pointer()
+            existing, seen = self._current()
             if existing is not None:
                 if existing.changed_by not in (BOOTSTRAP, RELEASE):
                     return existing
-                return self._follow_release(existing, files, parameters, now)
+                try:
+                    return self._follow_release(existing, files, parameters, now, seen)
+                except VersionConflict:  # another host moved it first: theirs stands
+                    return self.active()
             self.repo.mkdir(parents=True, exist_ok=True)
             self._git("init", "--quiet", "--bare", "--initial-branch=main", ".")  # harmless when it exists
             # A crash after the commit but before the pointer: reuse that commit, do not fork main.
@@ -302,15 +184,23 @@ class AgentRepository:
                 changed_by=BOOTSTRAP,
                 reason="first version",
             )
-            return self._change_pointer(pointer)
+            try:
+                return self._change_pointer(pointer, seen)
+            except VersionConflict:  # another host bootstrapped it at the same time: theirs stands
+                return self.active()
 
     def _follow_release(
-        self, existing: ActivePointer, files: dict[str, str], parameters: dict[str, float], now: datetime
+        self,
+        existing: ActivePointer,
+        files: dict[str, str],
+        parameters: dict[str, float],
+        now: datetime,
+        seen: list[ActivePointer],
     ) -> ActivePointer:
-        with self._index(existing.commit) as index:
+        with self._index(self._resolve(existing.commit)) as index:
             self._stage(index, {**files, PARAMETERS_FILE: _parameters_text(parameters)})
             tree = self._git("write-tree", index=index).strip()
-        if tree == self._git("rev-parse", f"{existing.commit}^{{tree}}").strip():
+        if tree == self._git("rev-parse", f"{self._resolve(existing.commit)}^{{tree}}").strip():
             return existing
         stamp = now.isoformat()
         message = f"release defaults of {self.agent}\n"
@@ -327,7 +217,7 @@ class AgentRepository:
             changed_by=RELEASE,
             reason="this release ships other defaults",
         )
-        return self._change_pointer(pointer)
+        return self._change_pointer(pointer, seen)
 
     def _bootstrap_commit(self, files: dict[str, str], parameters: dict[str, float], now: datetime) -> str:
         with self._index(None) as index:
@@ -344,10 +234,15 @@ class AgentRepository:
         return commit
 
     def active(self) -> ActivePointer:
-        pointer = self._read_pointer()
+        pointer, _ = self._current()
         if pointer is None:
+            where = (
+                "the knowledge base holds no version of it"
+                if self.store
+                else f"{self.pointer_path} does not exist"
+            )
             raise VersionStoreError(
-                f"agent {self.agent} is not bootstrapped: {self.pointer_path} does not exist "
+                f"agent {self.agent} is not bootstrapped: {where} "
                 "(the first self-modification run creates it)"
             )
         return pointer
@@ -435,6 +330,8 @@ class AgentRepository:
                 # The ref's own parent is the base it was built on, whatever this call says.
                 base_full = self._git("rev-parse", f"{commit}^").strip()
             lines = self._write_diff(base_full, commit, diff_path)
+            if self.store is not None:  # the run's next step may be on another host
+                agent_sync.push(self, commit)
         return Candidate(
             key=key,
             commit=commit,
@@ -480,7 +377,7 @@ class AgentRepository:
     def _write_diff(self, base: str, commit: str, path: Path) -> int:
         diff = self._git("diff", "--no-color", "--no-ext-diff", base, commit)
         if not path.exists() or path.read_text(encoding="utf-8") != diff:
-            _write_atomically(path, diff)
+            agent_sync.write_atomically(path, diff)
         return count_diff_lines(self._git("diff", "--numstat", base, commit))
 
     def promote(
@@ -497,7 +394,9 @@ class AgentRepository:
         only over that version: a run that compared against an incumbent someone has since replaced must
         not promote over the replacement (VersionConflict)."""
         with self._locked():
-            current = self.active()
+            current, seen = self._current()
+            if current is None:
+                current = self.active()  # the error saying so
             full = self._resolve(commit)
             if current.commit == full:
                 return current
@@ -518,7 +417,7 @@ class AgentRepository:
                 code_changed=code_changed,
             )
             self._move_main(full)
-            return self._change_pointer(pointer)
+            return self._change_pointer(pointer, seen)
 
     def rollback(
         self, by: str, reason: str, now: datetime, to: str | None = None, only_if: str | None = None
@@ -527,7 +426,9 @@ class AgentRepository:
         was last made active, so repeated rollbacks walk back through the history. With `only_if`, only
         while that version is active (a watch rolls back its own promotion, not a later one)."""
         with self._locked():
-            current = self.active()
+            current, seen = self._current()
+            if current is None:
+                current = self.active()  # the error saying so
             if only_if is not None and current.commit != self._resolve(only_if):
                 full_to = self._resolve(to) if to else None
                 if current.commit == full_to:
@@ -546,7 +447,7 @@ class AgentRepository:
             full = self._resolve(to)
             if current.commit == full:
                 return current
-            made_active = [p for p in self.history() if p.commit == full]
+            made_active = [p for p in (seen if self.store else self.history()) if p.commit == full]
             if not made_active:
                 raise VersionStoreError(
                     f"agent {self.agent}: {full[:12]} was never active, so it cannot be rolled back to "
@@ -563,28 +464,24 @@ class AgentRepository:
                 code_changed=made_active[-1].code_changed,
             )
             self._move_main(full)
-            return self._change_pointer(pointer)
+            return self._change_pointer(pointer, seen)
 
     def history(self) -> list[ActivePointer]:
         """Every pointer change, oldest first."""
-        try:
-            lines = self.history_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        out: list[ActivePointer] = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(ActivePointer.model_validate_json(line))
-            except ValidationError as exc:
-                raise VersionStoreError(
-                    f"{self.history_path} line {number} is not a pointer: {exc.errors()[0]['msg']}"
-                ) from exc
-        return out
+        if self.store is not None:
+            return agent_sync.sync(self)
+        return pointer_files.read_history(self.history_path)
 
 
-def read_active_pointer(root: Path, agent: str) -> ActivePointer | None:
-    """The agent's active version as the product reads it: the pointer file alone (no git), None while the
-    agent was never evolved."""
-    return AgentRepository(root, agent)._read_pointer()
+def read_active_pointer(root: Path, agent: str, store: AgentStore | None = None) -> ActivePointer | None:
+    """The agent's active version as the product reads it, None while the agent was never evolved: the
+    store's (one query, no git), else the pointer file alone. Local data the store does not have yet (a
+    release before the store) is migrated first."""
+    repo = AgentRepository(root, agent, store)
+    if store is None:
+        return repo._read_pointer()
+    pointer = store.active(agent)
+    if repo.pointer_path.exists() and (pointer is None or repo._read_pointer() != pointer):
+        history = agent_sync.sync(repo)
+        pointer = history[-1] if history else None
+    return pointer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from autarky.autopilot.policy.detection import POOL_MEMBER
 from autarky.autopilot.types import HostSample, MetricPoint, NetworkSample, Temperature
 
 DEFAULT_CRITICAL_CELSIUS = 100.0  # for sensors that do not report their critical temperature
@@ -26,6 +27,18 @@ def to_metric_point(host: HostSample, network: NetworkSample | None) -> MetricPo
         temperature_celsius=hottest.current_celsius if hottest else None,
         temperature_critical_celsius=critical(hottest) if hottest else None,
         process_rss_bytes={f"{p.role} {p.pid}": p.rss_bytes for p in host.own_processes},
+        pool_cpu_percent=pool_cpu_percent(host),
         pool_backlog=host.pool_backlog,
         pool_backlog_age_seconds=host.pool_backlog_age_seconds,
     )
+
+
+def pool_cpu_percent(host: HostSample) -> float | None:
+    """The pool members' CPU as a share of the whole host (psutil counts a process against one core, the
+    host against all of them); None without members or without their CPU (samples of older probes)."""
+    measured = [
+        p.cpu_percent for p in host.own_processes if p.role == POOL_MEMBER and p.cpu_percent is not None
+    ]
+    if not measured:
+        return None
+    return min(100.0, sum(measured) / max(1, host.cpu.core_count))

@@ -24,6 +24,16 @@ class ThresholdRules(SettingsSection):
     # A finding at or over this (e.g. disk ≥ 95 %) is critical: its remedy is planned first.
     critical_percent: float = Field(95.0, gt=0, le=100)
     window: int = Field(5, ge=1, le=500, description="samples the rules look at")
+    # Evidence before action: a rule speaks only when its window holds this many samples (at most
+    # `window`) covering this much time, first to last, so the first sample after a start (or a burst of
+    # them) decides nothing. The span asked for is capped by what `window` samples at the monitor interval
+    # can cover. (No error when min_samples > window: these settings ride in workflow inputs.)
+    min_samples: int = Field(3, ge=1, le=500, description="samples a rule needs before it raises a finding")
+    min_span: Duration = Field(timedelta(minutes=1), ge=timedelta(0))
+    # A pool restart answers high CPU or memory only when the pool's members use at least this share of
+    # it (the probe attributes it); another process's load is reported, not "fixed" by a restart.
+    # 0 proposes the restart whoever holds it (the rules before issue 25).
+    restart_pool_share: float = Field(0.5, ge=0, le=1)
 
 
 # Metrics of a Monitor sample (autarky.autopilot.types.MetricPoint) that anomaly detection can watch.
@@ -68,7 +78,7 @@ class AnalysisSettings(SettingsSection):
     robust_trends: bool = True
     # A host clock set back: trend series move their history back with it, and anomaly findings stamped
     # later than the hold ahead are let go. False gives round 1's (points ignored until the clock catches
-    # up). `round1_detectors` sets both of these and the detector's `memory` for older histories.
+    # up).
     follow_clock_steps: bool = True
     # An anomaly is a moment; its finding stays active this long (and at least one
     # optimization_interval, so that a plan round sees it).
@@ -141,6 +151,8 @@ class AutopilotSettings(SettingsSection):
     network_targets: list[str] | None = None
     # How often the autopilot looks for hosts (workers polling the shared task queue).
     host_discovery_interval: Duration = Field(timedelta(minutes=1), gt=timedelta(0))
+    # Each host's watcher reports at least this often, news or not (the autopilot's sign it is alive).
+    host_report_interval: Duration = Field(timedelta(minutes=5), gt=timedelta(0))
     # A rejected or expired approval holds its remedy back on that host for this long.
     rejection_snooze: Duration = Field(timedelta(hours=24), ge=timedelta(0))
     # Actions that report progress (pool restarts) are retried on another worker after this silence.

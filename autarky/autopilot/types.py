@@ -140,6 +140,9 @@ class MetricPoint(BaseModel):
     temperature_critical_celsius: float | None = None
     # RSS of Autarky's own processes, keyed "role pid" (e.g. "pool member 4242").
     process_rss_bytes: dict[str, int] = Field(default_factory=dict)
+    # The CPU the pool's members used, in the host's terms (comparable with cpu_percent); None when the
+    # sample did not say (older samples, or no pool).
+    pool_cpu_percent: float | None = None
     pool_backlog: int | None = None
     pool_backlog_age_seconds: float | None = None
 
@@ -252,6 +255,11 @@ class HostState(BaseModel):
     unreachable_since: datetime | None = None
     last_polled: datetime | None = None  # as the last discovery saw it
     scaling: ScalingMemory = Field(default_factory=ScalingMemory)  # its local pool's policy memory
+    # Since release 25 the host's watcher holds its window and detectors; the autopilot keeps its reports:
+    runs_pool: bool | None = None  # its last sample saw pool members (None: the window says, older runs)
+    reported_at: datetime | None = None  # the watcher's last report
+    report_sequence: int = 0
+    counters: dict[str, int] = Field(default_factory=dict)  # the watcher's, as last reported
 
 
 class Snooze(BaseModel):
@@ -292,6 +300,13 @@ class AutopilotState(BaseModel):
     agent_findings: list[Finding] = Field(default_factory=list)  # agents short of their goals
     goals_checked_at: datetime | None = None
     agents_evolve_planned_at: dict[str, datetime] = Field(default_factory=dict)  # per agent, for the cooldown
+    # Since release 25 (workflows/compat/autopilot.py `hosts_apart`): ids are `<prefix>-<lineage>-<n>`, the
+    # lineage drawn once per autopilot, so a new autopilot never reuses an old one's ids; actions run in
+    # their own workflows and are carried across continue-as-new while they run; each host has a watcher.
+    lineage: str | None = None
+    running: list[ActionRecord] = Field(default_factory=list)
+    watchers: dict[str, datetime] = Field(default_factory=dict)  # host → when its watcher was started
+    watch_config_digest: str | None = None  # of the configuration the watchers were last sent
 
 
 class AutopilotInput(BaseModel):

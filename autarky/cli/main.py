@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autarky.cli.common import autarky_client, cli_settings, console, fail, require_reason, run_command
+from autarky.cli.notifications import notifications
 from autarky.client import connect_client
 from autarky.core.durations import Duration
 from autarky.core.findings import Finding
@@ -43,6 +44,7 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(scale_app, name="scale")
 app.add_typer(research_app, name="research")
 app.command()(experiments)
+app.command()(notifications)
 app.add_typer(abtest_app, name="abtest")
 app.add_typer(models_app, name="models")
 app.add_typer(agents_app, name="agents")

@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 from autarky.autopilot.settings import AutopilotSettings
 from autarky.core.durations import Duration
+from autarky.core.notification_settings import NotificationSettings
 from autarky.core.settings_section import SecretSetting, loading_settings, nearest_key
 from autarky.llm.settings import LlmSettings
 from autarky.research.settings import ResearchSettings
@@ -88,6 +89,7 @@ class AutarkySettings(BaseSettings):
     research: ResearchSettings = Field(default_factory=ResearchSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -1,21 +1,26 @@
 """Self-modification from the client side: list the agents with their active versions, show and roll back
 their pointers, and where to watch a run (starting one: autarky.selfmod.evolutions).
 
-The agents' version stores live in `<data_dir>/agents/<agent>/`; reading them here never creates one
-(the first self-modification run bootstraps an agent)."""
+The truth of the agents' versions is in the knowledge base every host shares (`knowledge_base_url`:
+activities/selfmod/agent_store.py), so these act on it from any host; `<data_dir>/agents/<agent>/` is
+this host's cache of it. Reading never bootstraps an agent (the first self-modification run does)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from activities.selfmod.versions import AgentRepository, VersionStoreError
+from activities.selfmod.versions import AgentRepository, VersionStoreError, read_active_pointer
 from autarky.core.settings import AutarkySettings
 from autarky.core.temporal import external_profile
 from autarky.selfmod.agents import AGENTS, agent_spec
 from autarky.selfmod.types import ActivePointer, AgentSpec
+
+if TYPE_CHECKING:
+    from activities.selfmod.agent_store import AgentStore
 
 
 def ui_hint(settings: AutarkySettings, workflow_id: str) -> str:
@@ -35,10 +40,16 @@ def agents_root(settings: AutarkySettings) -> Path:
     return settings.data_dir / "agents"
 
 
+def store(settings: AutarkySettings) -> AgentStore:
+    from activities.selfmod.agent_store import AgentStore  # SQLAlchemy: only for the commands that need it
+
+    return AgentStore.at(settings.knowledge_db_url)
+
+
 def repository(settings: AutarkySettings, agent: str) -> AgentRepository:
-    """The agent's version store (ValueError for an unknown agent); constructing it touches nothing."""
+    """The agent's versions (ValueError for an unknown agent); constructing it touches nothing."""
     agent_spec(agent)
-    return AgentRepository(agents_root(settings), agent)
+    return AgentRepository(agents_root(settings), agent, store(settings))
 
 
 @dataclass
@@ -51,13 +62,10 @@ class AgentRow:
 def list_agents(settings: AutarkySettings) -> list[AgentRow]:
     """Every declared agent with its active pointer (None when it was never evolved)."""
     rows = []
+    shared = store(settings)
     for name, spec in AGENTS.items():
-        repo = repository(settings, name)
-        if not repo.pointer_path.exists():
-            rows.append(AgentRow(spec, None))
-            continue
         try:
-            rows.append(AgentRow(spec, repo.active()))
+            rows.append(AgentRow(spec, read_active_pointer(agents_root(settings), name, shared)))
         except VersionStoreError as error:
             rows.append(AgentRow(spec, None, str(error)))
     return rows
@@ -74,7 +82,7 @@ def rollback(
     """Return the agent to `to` (default: the version before the active one); (before, after).
     VersionStoreError says why not (never evolved, nothing to roll back to, unknown commit)."""
     repo = repository(settings, agent)
-    if not repo.pointer_path.exists():
+    if read_active_pointer(agents_root(settings), agent, repo.store) is None:
         raise VersionStoreError(f"agent {agent} has not been evolved yet: nothing to roll back")
     before = repo.active()
     after = repo.rollback(by=by, reason=reason, now=datetime.now(UTC), to=to)

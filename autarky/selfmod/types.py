@@ -223,6 +223,9 @@ class Snapshot(BaseModel):
     pointer: ActivePointer
     units: dict[str, int]  # per data part, how many units (files, examples) it has
     llm: str  # "offline" or "provider:model": what would write patches
+    # The queue of the host that took this step (its own, which it serves): the run's later steps go
+    # there. None: a worker without one; the steps stay on the shared queue.
+    task_queue: str | None = None
 
 
 class AgentRunInput(BaseModel):

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-# Patched: an experiment waits up to its approval timeout (7 days) for a person, so one begun before
-# release 16 may still be waiting; approved, it must not start an evolution.
+# Deprecated in release 25: every experiment waiting now began under release 16 or later, so an approved
+# one whose plan names an agent starts its evolution (the old path, which did not, is deleted).
 EVOLVES_AGENT = "experiment-evolves-agent"
 
 
-def evolves_agent() -> bool:
-    """Whether an approved experiment whose plan names an agent starts that agent's evolution."""
-    return workflow.patched(EVOLVES_AGENT)
+def evolves_agent() -> None:
+    """Before an approved experiment whose plan names an agent starts that agent's evolution."""
+    workflow.deprecate_patch(EVOLVES_AGENT)

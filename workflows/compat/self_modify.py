@@ -7,12 +7,21 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-# Patched: a run may wait for a person up to its approval timeout (3 days by default) and then watch;
-# one begun before this release asked by the old rule and must replay it.
+# Deprecated in release 25: every run began under release 24 or later, so a promotion asks a person
+# whenever the version's sources differ from the shipped ones (the older rule is deleted).
 REVIEWS_SOURCES = "selfmod-reviews-sources"
 
 
-def reviews_sources() -> bool:
-    """Whether a promotion asks a person whenever the version's sources differ from the shipped ones
-    (whoever wrote them), showing the diff stored in the knowledge base."""
-    return workflow.patched(REVIEWS_SOURCES)
+def reviews_sources() -> None:
+    """Before the promotion's sources are compared with the shipped ones (`review_promotion`)."""
+    workflow.deprecate_patch(REVIEWS_SOURCES)
+
+
+# Patched (release 25): a run's steps after the snapshot go to the queue of the host that took it, and move
+# to another host when that one stops taking them; a run begun before sent every step to the shared queue.
+ONE_HOST = "selfmod-one-host"
+
+
+def one_host() -> bool:
+    """Whether the run's later steps are pinned to the host of its first (its own task queue)."""
+    return workflow.patched(ONE_HOST)

@@ -33,20 +33,6 @@ POOL_MEMBER = "pool member"
 CRITICAL_WITHIN = timedelta(hours=1)
 
 
-def round1_detectors(settings: AnalysisSettings) -> AnalysisSettings:
-    """The same settings with the detectors as they were before Analyze round 2, for workflows whose
-    histories were recorded with them (they must replay to the same decisions)."""
-    resolution = {k: v for k, v in settings.metric_resolution.items() if k != "network_latency_ms"}
-    return settings.model_copy(
-        update={
-            "anomaly": settings.anomaly.model_copy(update={"memory": 0}),
-            "metric_resolution": resolution,
-            "robust_trends": False,
-            "follow_clock_steps": False,
-        }
-    )
-
-
 def observe(state: DetectionState, point: MetricPoint, settings: AnalysisSettings) -> None:
     """Update every detector with one sample."""
     for metric in settings.anomaly_metrics:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import fmean
 
 from autarky.autopilot.settings import ThresholdRules
 from autarky.autopilot.types import Goal, MetricPoint
@@ -28,10 +29,13 @@ def progress(current: float | None, target: float, direction: str) -> float:
 
 
 def evaluate_goals(window: Sequence[MetricPoint], rules: ThresholdRules) -> list[Goal]:
-    latest = window[-1] if window else None
+    """Each goal's current value is the mean over the rules' window, as the rules see it: one spike (or
+    the first sample after a start) does not make a goal missed."""
+    recent = list(window)[-rules.window :]
     goals = []
     for metric, target, direction in goal_targets(rules):
-        current = getattr(latest, metric) if latest else None
+        values = [v for v in (getattr(p, metric) for p in recent) if v is not None]
+        current = round(fmean(values), 3) if values else None
         p = progress(current, target, direction)
         goals.append(
             Goal(

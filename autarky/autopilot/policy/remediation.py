@@ -1,8 +1,13 @@
-"""Plan stage, first half: which candidate actions could help with each finding (pure code)."""
+"""Plan stage, first half: which candidate actions could help with each finding (pure code).
+
+A remedy is proposed only when it can act on the finding's cause: a pool restart only for what the pool's
+members hold (the threshold rules and the leak detector name them as the finding's subject), never for a
+host whose CPU or memory other processes spend.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from autarky.autopilot.actions import (
     CLEAR_CACHE,
@@ -14,6 +19,7 @@ from autarky.autopilot.actions import (
     START_ABTEST,
 )
 from autarky.autopilot.policy.decision import PRIORITY_RANK
+from autarky.autopilot.policy.detection import POOL_MEMBER
 from autarky.autopilot.types import CandidateAction, Priority
 from autarky.core.findings import Finding, Severity
 
@@ -50,11 +56,22 @@ PLAYBOOK: dict[str, list[tuple[str, Priority, float, float]]] = {
 }
 
 
+def _about_the_pool(finding: Finding) -> bool:
+    # "pool members" (a rule: they hold the CPU or memory) or "pool member 4242" (a leak detector's).
+    return (finding.subject or "").startswith(POOL_MEMBER)
+
+
+# What a finding must be about for the remedy to act on its cause (remedies not named: anything).
+ACTS_ON: dict[str, Callable[[Finding], bool]] = {RESTART_WORKER_POOL: _about_the_pool}
+
+
 def candidates_for(findings: Iterable[Finding]) -> list[CandidateAction]:
     """One candidate per action type: the most urgent finding that calls for it wins."""
     best: dict[str, CandidateAction] = {}
     for finding in findings:
         for action_type, priority, improvement, risk in PLAYBOOK.get(finding.kind, []):
+            if not ACTS_ON.get(action_type, lambda _: True)(finding):
+                continue
             if finding.severity == Severity.CRITICAL and action_type != NOTIFY:
                 priority = Priority.CRITICAL
             candidate = CandidateAction(

@@ -1,0 +1,115 @@
+"""The autopilot across hosts and lifetimes (release 25): never dark while it continues-as-new, and ids
+that a new autopilot never reuses (real test server)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.client import Client
+
+from activities.infra.notifications import recent_notifications
+from activities.storage.handle import KnowledgeBaseHandle
+from autarky.autopilot.types import ActionRecord, ActionStatus, Priority
+from autarky.core.actions import ActionRequest, ActionResult
+from tests.fakes import FakeHost
+from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, status
+
+
+@dataclass
+class OneSlowHost:
+    """clear_cache takes `seconds` on `slow_host` and no time elsewhere; notify is instant."""
+
+    slow_host: str
+    seconds: float
+    started: dict[str, float] = field(default_factory=dict)  # host → loop time its clear_cache began
+    finished: dict[str, float] = field(default_factory=dict)
+
+    @activity.defn(name="clear_cache")
+    async def clear_cache(self, request: ActionRequest) -> ActionResult:
+        host = request.host or ""
+        self.started.setdefault(host, asyncio.get_running_loop().time())
+        if host == self.slow_host:
+            await asyncio.sleep(self.seconds)
+        self.finished.setdefault(host, asyncio.get_running_loop().time())
+        return ActionResult(success=True, improvement=0.2, detail=f"cleared on {host}")
+
+    @activity.defn(name="notify")
+    async def notify(self, request: ActionRequest) -> ActionResult:
+        return ActionResult(success=True, detail="noted", improvement_measured=False)
+
+
+def cleared_on(records: list[ActionRecord], host: str) -> ActionRecord | None:
+    return next(
+        (
+            r
+            for r in records
+            if r.decision.candidate.action_type == "clear_cache"
+            and r.decision.candidate.host == host
+            and r.status == ActionStatus.SUCCEEDED
+        ),
+        None,
+    )
+
+
+async def test_a_critical_finding_is_acted_on_while_a_long_action_runs_through_continue_as_new(
+    client: Client, tmp_path: Path
+) -> None:
+    a, b = FakeHost(disk=90.0), FakeHost(disk=40.0)
+    fakes = OneSlowHost(slow_host="host-a", seconds=25.0)
+    harness = Harness(client, tmp_path / "a", a, fakes, host_id="host-a")  # type: ignore[arg-type]
+    await harness.add_host("host-b", b, tmp_path / "b")
+    settings = fast_settings(iterations_per_run=6, action_cooldown=timedelta(hours=1))
+    async with harness.running(settings) as handle:
+        first_run = (await handle.describe()).run_id
+        await eventually(lambda: asyncio.sleep(0, result="host-a" in fakes.started))
+        b.disk = 97.0  # critical on host B while host A's clear_cache runs
+        through = await eventually(
+            lambda: _first(
+                status(handle), lambda s: s if s.runs >= 1 and "host-b" in fakes.finished else None
+            ),
+            timeout=120,
+        )
+        still_running = "host-a" not in fakes.finished
+        records = await eventually(
+            lambda: _first(actions(handle), lambda rs: rs if cleared_on(rs, "host-a") else None)
+        )
+        final = await status(handle)
+    assert still_running, "host A's action should outlast the first continue-as-new and host B's remedy"
+    assert (await handle.describe()).run_id != first_run and through.runs >= 1
+    remedy_b = cleared_on(records, "host-b")
+    assert remedy_b is not None and remedy_b.decision.candidate.priority == Priority.CRITICAL
+    assert fakes.started["host-b"] < fakes.finished["host-a"]  # not held back by the long action
+    # The long action, started by the first run, was settled and learnt from by a later one.
+    remedy_a = cleared_on(records, "host-a")
+    assert remedy_a is not None and remedy_a.detail == "cleared on host-a"
+    assert final.knowledge["clear_cache"].attempts >= 2
+
+
+async def test_a_new_autopilot_after_a_terminated_one_reuses_no_id(client: Client, tmp_path: Path) -> None:
+    harness = Harness(client, tmp_path, FakeHost(disk=90.0))  # clear_cache and notify, no approval
+    kb = KnowledgeBaseHandle(f"sqlite:///{tmp_path / 'knowledge.db'}")
+
+    async def notified(handle: object) -> list[ActionRecord]:
+        return await eventually(
+            lambda: _first(
+                actions(handle),  # type: ignore[arg-type]
+                lambda rs: [r for r in rs if r.decision.candidate.action_type == "notify" and r.finished_at],
+            )
+        )
+
+    settings = fast_settings(action_cooldown=timedelta(hours=1))
+    async with harness.serving():
+        first = await harness.start(settings)
+        [old] = await notified(first)
+        await first.terminate("a person stopped it")
+    # `autarky up` after a terminate: a new autopilot under the same workflow id, same hosts and store.
+    async with harness.running(settings) as second:
+        [new] = await notified(second)
+    assert new.action_id != old.action_id  # the idempotency key of every side effect
+    assert new.status == ActionStatus.SUCCEEDED and new.detail.startswith("notified")
+    keys = {n.key for n in await asyncio.to_thread(recent_notifications, kb.get(), 10)}
+    assert {old.action_id, new.action_id} <= keys  # the new autopilot's first notify was delivered
