@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio import activity
@@ -13,8 +13,10 @@ from temporalio.client import Client
 
 from activities.infra.notifications import recent_notifications
 from activities.storage.handle import KnowledgeBaseHandle
+from autarky.autopilot.fleet import MAX_FINDINGS_REPORTED, HostReport, most_urgent, what_changed
 from autarky.autopilot.types import ActionRecord, ActionStatus, Priority
 from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.findings import Finding, Severity
 from tests.fakes import FakeHost
 from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, status
 
@@ -113,3 +115,35 @@ async def test_a_new_autopilot_after_a_terminated_one_reuses_no_id(client: Clien
     assert new.status == ActionStatus.SUCCEEDED and new.detail.startswith("notified")
     keys = {n.key for n in await asyncio.to_thread(recent_notifications, kb.get(), 10)}
     assert {old.action_id, new.action_id} <= keys  # the new autopilot's first notify was delivered
+
+
+def _finding(kind: str, value: float, severity: Severity = Severity.WARNING) -> Finding:
+    return Finding(
+        kind=kind,
+        metric=kind,
+        value=value,
+        threshold=1.0,
+        severity=severity,
+        message=f"{kind} {value}",
+        observed_at=datetime(2026, 12, 6, tzinfo=UTC),
+    )
+
+
+def test_a_report_is_news_when_findings_come_or_go_not_when_values_move() -> None:
+    at = datetime(2026, 12, 6, tzinfo=UTC)
+    before = HostReport(host="h", sequence=1, reported_at=at, findings=[_finding("cpu_high", 91.0)])
+    moved = before.model_copy(update={"sequence": 2, "findings": [_finding("cpu_high", 92.0)]})
+    more = moved.model_copy(update={"findings": [*moved.findings, _finding("disk_high", 90.0)]})
+    gone = moved.model_copy(update={"findings": []})
+    assert what_changed(None, before)
+    assert not what_changed(before, moved)
+    assert what_changed(before, more) and what_changed(before, gone)
+    assert what_changed(before, moved.model_copy(update={"unreachable_since": at}))
+
+
+def test_a_report_carries_the_most_urgent_findings_first_and_a_bounded_number() -> None:
+    many = [_finding(f"anomaly_{i}", i) for i in range(MAX_FINDINGS_REPORTED + 5)]
+    critical = _finding("disk_high", 97.0, Severity.CRITICAL)
+    reported = most_urgent([*many, critical])
+    assert len(reported) == MAX_FINDINGS_REPORTED
+    assert reported[0] is critical and reported[1:] == many[: MAX_FINDINGS_REPORTED - 1]

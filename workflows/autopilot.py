@@ -5,12 +5,9 @@ engine (autarky.autopilot.policy.decision); actions run as activities or child w
 catalogue (autarky.autopilot.actions); every outcome updates the learned success probabilities. The loop
 continues-as-new with compact state (knowledge, windows, queue, approvals) before its history grows large.
 
-Many hosts: one loop fans out rather than one loop per host. The decision engine then weighs every
-host's candidates together under one concurrency limit, and what an action type achieves is learned
-from all hosts at once; a host costs two probe activities per Monitor round, and continue-as-new keeps
-the history bounded. Hosts are the workers polling the shared task queue (their identities name them,
-see autarky.core.hosts); each host's samples, windows and detector state are its own, and each remedy runs
-on the host whose finding it answers (its host or control queue).
+Many hosts: one decision loop for all (one concurrency limit, learning pooled over hosts). Hosts are
+the workers polling the shared task queue (autarky.core.hosts); each remedy runs on the host whose
+finding it answers (its host or control queue).
 
 Since release 25 (patch `autopilot-hosts-apart`, workflows/compat/autopilot.py) the per-host work
 moved out: each host has an AutopilotHostWorkflow (workflows/autopilot_host.py) that probes it, keeps
@@ -73,7 +70,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import autopilot_reads as reads
     from workflows.approval import ApprovalGate
     from workflows.autopilot_actions import run_to_outcome
-    from workflows.autopilot_fleet import Fleet
+    from workflows.autopilot_fleet import Fleet, watcher_silent
     from workflows.autopilot_host import (
         analysis_settings,
         host_findings,
@@ -277,7 +274,7 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
             host,
             hs,
             self._settings,
-            self._analysis_settings(),
+            self._analysis_settings,
             self._pool_queue,
             self._bump,
         )
@@ -320,6 +317,8 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
         for host, hs in self._state.hosts.items():
             if not (host in self._state.active_hosts and self._reachable(host)):
                 continue  # its remedies would wait for a worker that is gone
+            if self._apart and watcher_silent(hs, self._state.watchers.get(host), now, self._watch_config()):
+                continue  # its findings are stale: no remedy without fresh evidence
             for candidate in candidates_for(hs.findings):
                 candidate.host = host
                 spec = ACTIONS.get(candidate.action_type)
@@ -440,7 +439,11 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
             record.status = ActionStatus.RUNNING
             record.started_at = workflow.now()
             self._running[record.action_id] = record
-            self._spawn(self._start_action(record) if self._apart else self._run_action(record))
+            if self._apart:
+                self._starting += 1  # counted now: the task first runs after this workflow task may end
+                self._spawn(self._start_action(record))
+            else:
+                self._spawn(self._run_action(record))
 
     async def _run_action(self, record: ActionRecord) -> None:
         """Runs before release 25: the action is this run's own activity or child workflow."""
@@ -476,7 +479,8 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
             if hs is not None and record.status in (ActionStatus.SUCCEEDED, ActionStatus.FAILED):
                 hs.scaling.last_scaled_at = record.finished_at
                 if self._apart and candidate.host in self._state.watchers:
-                    self._spawn(self._signal_watchers([candidate.host], WATCH_SCALED, record.finished_at))
+                    self._starting += 1  # continue-as-new waits for the signal to go out
+                    self._spawn(self._tell_watcher(candidate.host, WATCH_SCALED, record.finished_at))
         if record.status in (ActionStatus.NOTHING_TO_DO, ActionStatus.NOT_DELIVERED):  # teaches nothing
             self._bump(record.status.value)
             return

@@ -10,9 +10,8 @@ whichever run is current.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
@@ -26,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         HOST_REPORT,
         WATCH_CONFIGURE,
         WATCH_RESUME,
+        WATCH_STOP,
         ActionOutcome,
         ActionRunInput,
         HostReport,
@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from autarky.autopilot.settings import AutopilotSettings
     from autarky.autopilot.types import ActionRecord, ActionStatus, AutopilotState, DetectionState, HostState
+    from autarky.scaling.policy_types import ScalingMemory
     from workflows.autopilot_actions import ACTION_RETRY, AutopilotActionWorkflow
     from workflows.autopilot_host import AutopilotHostWorkflow, silent_for_too_long
 
@@ -56,6 +57,7 @@ class Fleet:
     _wake: bool
     _bump: Callable[..., None]
     _settle: Callable[[ActionRecord, ActionOutcome], None]
+    _spawn: Callable[[object], None]
 
     # ------------------------------------------------------------------------------ host watchers
 
@@ -63,15 +65,15 @@ class Fleet:
         """Each active host has a watcher, sent the current configuration (release 25)."""
         state, now = self._state, workflow.now()
         config = self._watch_config()
-        digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
-        if state.watch_config_digest not in (None, digest):
+        # Compared as objects, both read by this code: a field a later release adds compares equal.
+        if state.watch_config is not None and state.watch_config != config:
             await self._signal_watchers(list(state.watchers), WATCH_CONFIGURE, config)
-        state.watch_config_digest = digest
+        state.watch_config = config
         missing = []
         for host in state.active_hosts:
             hs = state.hosts.setdefault(host, HostState())
             started = state.watchers.get(host)
-            if started is None or silent_for_too_long(hs.reported_at or started, now, config):
+            if started is None or silent_for_too_long(last_heard(hs, started), now, config):
                 missing.append(host)
         await asyncio.gather(*(self._start_watcher(host, config) for host in missing))
 
@@ -104,7 +106,6 @@ class Fleet:
                 parent_close_policy=ParentClosePolicy.ABANDON,  # it outlives each run of the autopilot
                 static_summary=f"watches {host} for the autopilot",
             )
-            hs.report_sequence, hs.counters = 0, {}  # a fresh watcher counts from the start
             adopted = False
         except WorkflowAlreadyStartedError:  # still running (started by an earlier run or autopilot)
             adopted = True
@@ -113,8 +114,8 @@ class Fleet:
         state.watchers[host] = workflow.now()
         if adopted:  # it may have another autopilot's configuration
             await self._signal_watchers([host], WATCH_CONFIGURE, config)
-        if carried is not None:
-            hs.window, hs.detection = hs.window[-1:], DetectionState()
+        if carried is not None:  # the watcher holds them now
+            hs.window, hs.detection, hs.scaling = hs.window[-1:], DetectionState(), ScalingMemory()
 
     async def _signal_watchers(self, hosts: list[str], signal: str, arg: object = None) -> None:
         autopilot = workflow.info().workflow_id
@@ -131,8 +132,18 @@ class Fleet:
 
     @workflow.signal(name=HOST_REPORT)
     def host_report(self, report: HostReport) -> None:
-        hs = self._state.hosts.setdefault(report.host, HostState())
-        if report.sequence <= hs.report_sequence:  # late, or from a watcher replaced since
+        state = self._state
+        if report.host not in state.watchers and report.host not in state.active_hosts:
+            # A departed host's watcher left by an earlier autopilot (terminated): nobody would stop it.
+            self._starting += 1
+            self._spawn(self._tell_watcher(report.host, WATCH_STOP, None))
+            return
+        hs = state.hosts.setdefault(report.host, HostState())
+        if report.generation != hs.watcher_generation:  # a new watcher, or one an earlier autopilot started
+            hs.watcher_generation, hs.report_sequence = report.generation, 0
+            # Its counts so far were added to that autopilot's totals, unless this is its first report.
+            hs.counters = {} if report.sequence == 1 else dict(report.counters)
+        if report.sequence <= hs.report_sequence:  # late
             return
         changed = [f.kind for f in hs.findings] != [f.kind for f in report.findings]
         hs.report_sequence, hs.reported_at = report.sequence, report.reported_at
@@ -146,10 +157,17 @@ class Fleet:
         if changed:  # plan on news now rather than at the next plan round
             self._plan_now = self._wake = True
 
+    async def _tell_watcher(self, host: str, signal: str, arg: object) -> None:
+        """A signal sent from a task: `_starting` was counted by whoever spawned it."""
+        try:
+            await self._signal_watchers([host], signal, arg)
+        finally:
+            self._starting -= 1
+
     async def _start_action(self, record: ActionRecord) -> None:
-        """The action in its own workflow, which signals `action_finished` (release 25)."""
+        """The action in its own workflow, which signals `action_finished` (release 25). `_starting` was
+        counted by `_execute`."""
         candidate = record.decision.candidate
-        self._starting += 1
         try:
             await workflow.start_child_workflow(
                 AutopilotActionWorkflow.run,
@@ -186,7 +204,7 @@ class Fleet:
                     record,
                     ActionOutcome(
                         action_id=record.action_id,
-                        status=ActionStatus.FAILED,
+                        status=ActionStatus.NOT_DELIVERED,  # nothing about the action was measured
                         improvement=0.0,
                         error=f"its workflow {action_run_id(workflow.info().workflow_id, record.action_id)} "
                         "never reported an outcome",
@@ -199,7 +217,11 @@ class Fleet:
     async def _resume_hosts_back(self) -> None:
         """A watcher that found its host gone probes again once the host polls again."""
         hosts = self._state.hosts
-        back = [h for h in self._state.active_hosts if hosts[h].unreachable_since and self._reachable(h)]
+        back = [
+            h
+            for h in self._state.active_hosts
+            if h in hosts and hosts[h].unreachable_since and self._reachable(h)
+        ]
         for host in back:
             hosts[host].unreachable_since = None
         await self._signal_watchers(back, WATCH_RESUME)
@@ -211,3 +233,13 @@ class Fleet:
         if hs is None or hs.unreachable_since is None:
             return True
         return hs.last_polled is not None and hs.last_polled > hs.unreachable_since
+
+
+def last_heard(hs: HostState, started: datetime) -> datetime:
+    """The later of the watcher's last report and its last (re)start."""
+    return max(hs.reported_at, started) if hs.reported_at is not None else started
+
+
+def watcher_silent(hs: HostState, started: datetime | None, now: datetime, config: WatchConfig) -> bool:
+    """A watcher not heard from for long: its findings are stale and no remedy is planned on them."""
+    return started is not None and silent_for_too_long(last_heard(hs, started), now, config)

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         HostReport,
         HostWatchInput,
         WatchConfig,
+        most_urgent,
         what_changed,
     )
     from autarky.autopilot.policy.detection import POOL_MEMBER, detector_findings, observe
@@ -51,11 +52,12 @@ async def sample_host(
     host: str,
     hs: HostState,
     settings: AutopilotSettings,
-    analysis: AnalysisSettings,
+    analysis: Callable[[], AnalysisSettings],
     pool_queue: str,
     bump: Callable[[str], None],
 ) -> None:
-    """One Monitor sample of `host` into its state."""
+    """One Monitor sample of `host` into its state. `analysis` is read after the probe (an update may
+    change the settings while it runs; runs begun before release 25 recorded it so)."""
     pool = host_queue(pool_queue, host) if settings.pool_scaling else None
     sample, network = await reads.probe(host, settings, pool)
     for name, outcome in (("host", sample), ("network", network)):
@@ -73,7 +75,7 @@ async def sample_host(
         point = to_metric_point(sample, network if isinstance(network, NetworkSample) else None)
         hs.window.append(point)
         del hs.window[:-WINDOW_KEPT]
-        observe(hs.detection, point, analysis)
+        observe(hs.detection, point, analysis())
     else:
         hs.probe_failures += 1
 
@@ -140,12 +142,11 @@ class AutopilotHostWorkflow:
         hs, analyse_due = self._state, workflow.now()
         for _ in range(self._config.rounds_per_run):
             settings = self._config.settings
-            analysis = analysis_settings(settings, self._config.anomaly_parameters)
             if hs.unreachable_since is None:  # else wait for the autopilot to say the host polls again
-                await sample_host(self._host, hs, settings, analysis, input.pool_task_queue, self._bump)
-            now = workflow.now()
+                await sample_host(self._host, hs, settings, self._analysis, input.pool_task_queue, self._bump)
+            now, settings = workflow.now(), self._config.settings
             if now >= analyse_due:
-                hs.findings = host_findings(self._host, hs, settings, analysis, now)
+                hs.findings = host_findings(self._host, hs, settings, self._analysis(), now)
                 analyse_due = now + settings.analysis_interval
             await self._report(autopilot)
             workflow.set_current_details(self._details())
@@ -177,9 +178,10 @@ class AutopilotHostWorkflow:
         last = hs.window[-1] if hs.window else None
         report = HostReport(
             host=self._host,
+            generation=workflow.info().first_execution_run_id,
             sequence=self._sequence + 1,
             reported_at=now,
-            findings=hs.findings,
+            findings=most_urgent(hs.findings),
             last_point=last.model_copy(update={"process_rss_bytes": {}}) if last else None,
             runs_pool=runs_a_pool(hs),
             last_seen=hs.last_seen,
@@ -198,6 +200,9 @@ class AutopilotHostWorkflow:
             self._stopping = True
             return
         self._sequence, self._last_report = report.sequence, report
+
+    def _analysis(self) -> AnalysisSettings:
+        return analysis_settings(self._config.settings, self._config.anomaly_parameters)
 
     def _bump(self, counter: str) -> None:
         self._counters[counter] = self._counters.get(counter, 0) + 1
@@ -221,6 +226,7 @@ class AutopilotHostWorkflow:
     @workflow.signal(name=WATCH_CONFIGURE)
     def configure(self, config: WatchConfig) -> None:
         self._config = config
+        self._last_report = None  # a new or adopting autopilot hears everything at the next round
         self._woken = True
 
     @workflow.signal(name=WATCH_RESUME)

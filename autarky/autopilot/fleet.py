@@ -15,9 +15,8 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from autarky.autopilot.settings import AutopilotSettings
-from autarky.autopilot.types import ActionRecord, ActionStatus, HostState, MetricPoint
-from autarky.core.findings import Finding
+from autarky.autopilot.types import ActionRecord, ActionStatus, HostState, MetricPoint, WatchConfig
+from autarky.core.findings import Finding, Severity
 
 # Signal names (the autopilot's and its watchers').
 HOST_REPORT = "host_report"
@@ -38,17 +37,6 @@ def action_run_id(autopilot_id: str, action_id: str) -> str:
     return f"{autopilot_id}-run-{action_id}"
 
 
-class WatchConfig(BaseModel):
-    """What a watcher needs from the autopilot; sent again whenever it changes."""
-
-    settings: AutopilotSettings
-    # The anomaly detector's evolved parameters (self-modification), None for the shipped ones.
-    anomaly_parameters: dict[str, float] | None = None
-    # Report at least this often, even when nothing changed (the autopilot's proof the watcher is alive).
-    report_every: timedelta = timedelta(minutes=5)
-    rounds_per_run: int = Field(300, ge=1)  # monitor rounds before the watcher continues-as-new
-
-
 class HostWatchInput(BaseModel):
     host: str
     autopilot_id: str  # where reports go (the autopilot's workflow id: its current run)
@@ -64,6 +52,7 @@ class HostReport(BaseModel):
     """One watcher's news for the autopilot: the host's findings and a summary of its last sample."""
 
     host: str
+    generation: str = ""  # the watcher's first run id: a new watcher counts its reports from 1 again
     sequence: int  # per watcher; a late report older than one already applied is ignored
     reported_at: datetime
     findings: list[Finding] = Field(default_factory=list)
@@ -73,6 +62,17 @@ class HostReport(BaseModel):
     probe_failures: int = 0
     unreachable_since: datetime | None = None
     counters: dict[str, int] = Field(default_factory=dict)  # the watcher's, e.g. probe failures, cumulative
+
+
+# A report carries at most this many findings (the most urgent): the autopilot's state per host stays
+# small during an incident on every host at once. One remedy per action type is planned anyway.
+MAX_FINDINGS_REPORTED = 8
+
+
+def most_urgent(findings: list[Finding]) -> list[Finding]:
+    """Critical findings first, otherwise in the analysis's order, at most MAX_FINDINGS_REPORTED."""
+    ranked = sorted(findings, key=lambda f: f.severity != Severity.CRITICAL)
+    return ranked[:MAX_FINDINGS_REPORTED]
 
 
 def what_changed(previous: HostReport | None, report: HostReport) -> bool:

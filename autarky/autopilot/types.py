@@ -259,6 +259,7 @@ class HostState(BaseModel):
     runs_pool: bool | None = None  # its last sample saw pool members (None: the window says, older runs)
     reported_at: datetime | None = None  # the watcher's last report
     report_sequence: int = 0
+    watcher_generation: str | None = None  # the first run id of the watcher that reported last
     counters: dict[str, int] = Field(default_factory=dict)  # the watcher's, as last reported
 
 
@@ -269,6 +270,18 @@ class Snooze(BaseModel):
     host: str | None = None
     until: datetime
     why: str
+
+
+class WatchConfig(BaseModel):
+    """What a host's watcher needs from the autopilot (autarky/autopilot/fleet.py); sent again whenever it
+    changes."""
+
+    settings: AutopilotSettings
+    # The anomaly detector's evolved parameters (self-modification), None for the shipped ones.
+    anomaly_parameters: dict[str, float] | None = None
+    # Report at least this often, even when nothing changed (the autopilot's proof the watcher is alive).
+    report_every: timedelta = timedelta(minutes=5)
+    rounds_per_run: int = Field(300, ge=1)  # monitor rounds before the watcher continues-as-new
 
 
 class AutopilotState(BaseModel):
@@ -306,7 +319,7 @@ class AutopilotState(BaseModel):
     lineage: str | None = None
     running: list[ActionRecord] = Field(default_factory=list)
     watchers: dict[str, datetime] = Field(default_factory=dict)  # host → when its watcher was started
-    watch_config_digest: str | None = None  # of the configuration the watchers were last sent
+    watch_config: WatchConfig | None = None  # the configuration the watchers were last sent
 
 
 class AutopilotInput(BaseModel):
