@@ -4,21 +4,36 @@ that a new autopilot never reuses (real test server)."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from activities.infra.notifications import recent_notifications
+from activities.infra.worker_pool import MEMBER_FLAG, LocalWorkerPool, WorkerPoolActivities
 from activities.storage.handle import KnowledgeBaseHandle
 from autarky.autopilot.fleet import MAX_FINDINGS_REPORTED, HostReport, most_urgent, what_changed
 from autarky.autopilot.types import ActionRecord, ActionStatus, Priority
 from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.approval import ApprovalDecision
 from autarky.core.findings import Finding, Severity
 from tests.fakes import FakeHost
-from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, status
+from tests.pool_worker import MEMBER_SCRIPT
+from tests.test_autopilot import (
+    Harness,
+    _first,
+    actions,
+    decide,
+    eventually,
+    fast_settings,
+    of_type,
+    pending,
+    status,
+)
+from tests.test_pool_restart import started
 
 
 @dataclass
@@ -92,29 +107,54 @@ async def test_a_critical_finding_is_acted_on_while_a_long_action_runs_through_c
 
 
 async def test_a_new_autopilot_after_a_terminated_one_reuses_no_id(client: Client, tmp_path: Path) -> None:
-    harness = Harness(client, tmp_path, FakeHost(disk=90.0))  # clear_cache and notify, no approval
+    """`autarky up` after a terminate starts a new autopilot under the same id: its first notify is
+    delivered and its first pool restart restarts the members (action ids are their idempotency keys)."""
+    starts = tmp_path / "starts.log"
+    pool = LocalWorkerPool(tmp_path, command=[sys.executable, "-c", MEMBER_SCRIPT, str(starts), MEMBER_FLAG])
+    pool.ensure(1)
+    # disk_high → notify (no approval); memory_high held by the pool → restart_worker_pool (approval).
+    harness = Harness(client, tmp_path, FakeHost(disk=90.0, memory=90.0))
+    harness.pool_activities["test-host"] = [
+        WorkerPoolActivities(pool, warmup=timedelta(milliseconds=200)).restart_worker_pool
+    ]
     kb = KnowledgeBaseHandle(f"sqlite:///{tmp_path / 'knowledge.db'}")
+    settings = fast_settings(action_cooldown=timedelta(hours=1))
 
-    async def notified(handle: object) -> list[ActionRecord]:
-        return await eventually(
+    async def first_of_each(handle: WorkflowHandle) -> dict[str, ActionRecord]:
+        waiting = (await eventually(lambda: pending(handle)))[0]
+        await decide(
+            handle, "approve", ApprovalDecision(approval_id=waiting.approval_id, approver="t", reason="go")
+        )
+        done = await eventually(
             lambda: _first(
-                actions(handle),  # type: ignore[arg-type]
-                lambda rs: [r for r in rs if r.decision.candidate.action_type == "notify" and r.finished_at],
+                actions(handle),
+                lambda rs: (
+                    rs
+                    if of_type(rs, "restart_worker_pool", ActionStatus.SUCCEEDED)
+                    and of_type(rs, "notify", ActionStatus.SUCCEEDED)
+                    else None
+                ),
             )
         )
+        return {t: of_type(done, t, ActionStatus.SUCCEEDED)[0] for t in ("notify", "restart_worker_pool")}
 
-    settings = fast_settings(action_cooldown=timedelta(hours=1))
-    async with harness.serving():
-        first = await harness.start(settings)
-        [old] = await notified(first)
-        await first.terminate("a person stopped it")
-    # `autarky up` after a terminate: a new autopilot under the same workflow id, same hosts and store.
-    async with harness.running(settings) as second:
-        [new] = await notified(second)
-    assert new.action_id != old.action_id  # the idempotency key of every side effect
-    assert new.status == ActionStatus.SUCCEEDED and new.detail.startswith("notified")
+    try:
+        await eventually(lambda: asyncio.sleep(0, result=len(started(starts)) == 1))
+        async with harness.serving():
+            first = await harness.start(settings)
+            old = await first_of_each(first)
+            await first.terminate("a person stopped it")
+        restarted_once = len(started(starts))
+        async with harness.running(settings) as second:
+            new = await first_of_each(second)
+    finally:
+        pool.set_size(0)
+    for kind in ("notify", "restart_worker_pool"):
+        assert new[kind].action_id != old[kind].action_id  # the idempotency key of its side effect
+    assert new["notify"].status == ActionStatus.SUCCEEDED and new["notify"].detail.startswith("notified")
     keys = {n.key for n in await asyncio.to_thread(recent_notifications, kb.get(), 10)}
-    assert {old.action_id, new.action_id} <= keys  # the new autopilot's first notify was delivered
+    assert {old["notify"].action_id, new["notify"].action_id} <= keys  # the new first notify was delivered
+    assert restarted_once == 2 and len(started(starts)) == 3  # each autopilot's restart started a member
 
 
 def _finding(kind: str, value: float, severity: Severity = Severity.WARNING) -> Finding:
