@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-nab bench-scaling bench-research bench-abtest bench-selfmod lint install clean
+.PHONY: run test bench bench-nab bench-scaling bench-research bench-abtest bench-selfmod bench-hosts lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
-bench: bench-nab bench-scaling bench-research bench-abtest bench-selfmod
+bench: bench-nab bench-scaling bench-research bench-abtest bench-selfmod bench-hosts
 	$(BIN)/python bench/footprint.py
 
 # Anomaly detection scored on NAB (../shared/data/nab), with the cross-validated, long-run, alert-budget
@@ -55,6 +55,11 @@ bench-abtest: $(STAMP)
 # judge, without Temporal, then the sandbox's overhead per run (needs bubblewrap); python -m bench.selfmod --help
 bench-selfmod: $(STAMP)
 	$(BIN)/python -m bench.selfmod
+
+# The autopilot with 200 simulated hosts (fake probes, one process, one dev server): largest payload and history
+# per workflow, and finding → action time; fails if a continue-as-new payload reaches 512 KiB (--help)
+bench-hosts: $(STAMP)
+	$(BIN)/python bench/autopilot_hosts.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

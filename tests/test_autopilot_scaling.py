@@ -76,5 +76,8 @@ def _assert_spaced(operations: list[ScaleOperation], cooldown: timedelta) -> Non
     """Changes of capacity at least a cooldown apart (the scaler's own clock)."""
     started = [o for o in operations if o.started_at is not None]  # the last may still verify
     assert len(started) >= 4 and not [o for o in started if o.status == OperationStatus.COMPENSATED]
-    starts = [o.started_at for o in started if o.started_at is not None]
+    # A request for the size the pool already has (a watcher that has not yet heard of the last change)
+    # is answered "unchanged": no change, so no cooldown runs from it.
+    changes = [o for o in started if o.status != OperationStatus.UNCHANGED]
+    starts = [o.started_at for o in changes if o.started_at is not None]
     assert min(later - earlier for earlier, later in itertools.pairwise(starts)) >= cooldown

@@ -139,6 +139,10 @@ class AutopilotHostWorkflow:
         workflow.upsert_search_attributes([sa.KIND.value_set("autopilot-host")])
         workflow.upsert_memo({"host": self._host, "autopilot": input.autopilot_id})
         autopilot = workflow.get_external_workflow_handle(input.autopilot_id)
+        if input.last_report is None:  # a new watcher: the autopilot starts many at once; spread their rounds
+            offset = self._config.settings.monitor_interval * workflow.random().random()
+            with contextlib.suppress(TimeoutError):  # the timer is the normal way to go on
+                await workflow.wait_condition(lambda: self._stopping or self._woken, timeout=offset)
         hs, analyse_due = self._state, workflow.now()
         for _ in range(self._config.rounds_per_run):
             settings = self._config.settings
