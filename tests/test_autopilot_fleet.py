@@ -59,6 +59,10 @@ class OneSlowHost:
         return ActionResult(success=True, detail="noted", improvement_measured=False)
 
 
+def started_clear_cache(records: list[ActionRecord]) -> list[ActionRecord]:
+    return [r for r in records if r.decision.candidate.action_type == "clear_cache" and r.started_at]
+
+
 def cleared_on(records: list[ActionRecord], host: str) -> ActionRecord | None:
     return next(
         (
@@ -155,6 +159,38 @@ async def test_a_new_autopilot_after_a_terminated_one_reuses_no_id(client: Clien
     keys = {n.key for n in await asyncio.to_thread(recent_notifications, kb.get(), 10)}
     assert {old["notify"].action_id, new["notify"].action_id} <= keys  # the new first notify was delivered
     assert restarted_once == 2 and len(started(starts)) == 3  # each autopilot's restart started a member
+
+
+async def test_an_action_left_running_by_a_terminated_autopilot_is_recorded_by_the_next(
+    client: Client, tmp_path: Path
+) -> None:
+    fakes = OneSlowHost(slow_host="test-host", seconds=6.0)
+    harness = Harness(client, tmp_path, FakeHost(disk=90.0), fakes)  # type: ignore[arg-type]
+    settings = fast_settings(action_cooldown=timedelta(hours=1))
+    async with harness.serving():
+        first = await harness.start(settings)
+        running = await eventually(
+            lambda: _first(
+                actions(first),
+                lambda rs: [
+                    r for r in rs if r.decision.candidate.action_type == "clear_cache" and r.started_at
+                ],
+            )
+        )
+        await first.terminate("a person stopped it")
+        second = await harness.start(settings)
+        left = running[0].action_id
+        settled = await eventually(
+            lambda: _first(
+                actions(second, count=100),
+                lambda rs: [r for r in rs if r.action_id == left and r.status == ActionStatus.SUCCEEDED],
+            ),
+            timeout=90,
+        )
+        learnt = await status(second)
+        await second.terminate("test finished")
+    assert settled[0].detail == "cleared on test-host"  # the outcome of the run the first one started
+    assert learnt.knowledge["clear_cache"].attempts >= 1
 
 
 def _finding(kind: str, value: float, severity: Severity = Severity.WARNING) -> Finding:

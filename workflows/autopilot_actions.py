@@ -135,6 +135,7 @@ class AutopilotActionWorkflow:
         outcome, _ = await run_to_outcome(
             input.record, input.heartbeat_timeout, input.control_task_queue, input.autopilot_id
         )
+        outcome.record = input.record
         try:
             await workflow.get_external_workflow_handle(input.autopilot_id).signal(ACTION_FINISHED, outcome)
         except FailureError as error:  # the autopilot is gone: the outcome stays this workflow's result

@@ -190,6 +190,13 @@ class Fleet:
     @workflow.signal(name=ACTION_FINISHED)
     def action_finished(self, outcome: ActionOutcome) -> None:
         record = self._running.get(outcome.action_id)
+        known = record is not None or any(
+            r.action_id == outcome.action_id for r in self._state.recent_actions
+        )
+        if record is None and not known and outcome.record is not None:
+            # Started by an autopilot terminated since: what it did is still recorded and learnt from.
+            record = outcome.record
+            self._running[record.action_id] = record
         if record is not None:  # else settled already (a repeated signal)
             self._settle(record, outcome)
 

@@ -107,3 +107,6 @@ class ActionOutcome(BaseModel):
     error: str | None = None
     improvement_measured: bool = False
     finished_at: datetime
+    # The action as planned: an autopilot that did not start it (a new one after a terminate) still
+    # records and learns from it.
+    record: ActionRecord | None = None
