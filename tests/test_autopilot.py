@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,11 +15,13 @@ from typing import Any
 import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.infra.hosts import discover_hosts
 from activities.infra.remediation import RemediationActivities
 from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
+from autarky.autopilot.fleet import watcher_id
 from autarky.autopilot.policy.learning import success_probability
 from autarky.autopilot.settings import AutopilotSettings
 from autarky.autopilot.types import (
@@ -192,6 +195,16 @@ class Harness:
                 yield handle
             finally:
                 await handle.terminate("test finished")
+                await self.stop_watchers()
+
+    async def stop_watchers(self) -> None:
+        """The hosts' watchers outlive the autopilot (they stop at their next report); a test's workers
+        go away with it, so a later test under the same autopilot id must not adopt them."""
+        for host in self.hosts:
+            with contextlib.suppress(RPCError):
+                await self.client.get_workflow_handle(watcher_id(self.workflow_id, host)).terminate(
+                    "test done"
+                )
 
 
 async def decide(handle: WorkflowHandle, update: str, decision: ApprovalDecision) -> ApprovalRequest:

@@ -41,6 +41,8 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
         "AUTARKY_WORKER_POOL_SIZE": "1",
         "AUTARKY_AUTOPILOT__MONITOR_INTERVAL": "0.5",
         "AUTARKY_AUTOPILOT__EXECUTOR_INTERVAL": "0.5",
+        # The loop itself wakes for host discovery (its hosts' watchers probe): iterations come this often.
+        "AUTARKY_AUTOPILOT__HOST_DISCOVERY_INTERVAL": "1",
         # The real host is probed: on a busy machine its CPU would grow the pool (scaling) or restart it
         # (cpu_high), and the pool would not stay the one member this test starts and counts.
         "AUTARKY_AUTOPILOT__POOL_SCALING": "false",
