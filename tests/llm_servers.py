@@ -102,6 +102,7 @@ class _Server:
     def __init__(self, latency: float = 0.0) -> None:
         self.requests: list[Recorded] = []
         self.latency = latency
+        self.in_flight = self.max_in_flight = 0  # requests being answered at once (concurrency, not time)
         self._script: deque[Script] = deque()
         self._lock = threading.Lock()
         owner = self
@@ -122,10 +123,14 @@ class _Server:
                 with owner._lock:
                     owner.requests.append(Recorded(self.path, headers, body))
                     scripted = owner._script.popleft() if owner._script else None
+                    owner.in_flight += 1
+                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
                 reply = owner.answer(self.path, body, scripted)
                 delay = owner.latency if reply.latency is None else reply.latency
                 if delay > 0:
                     time.sleep(delay)
+                with owner._lock:
+                    owner.in_flight -= 1
                 payload = reply.body(body) if callable(reply.body) else reply.body
                 if isinstance(payload, dict | list):
                     data, kind = json.dumps(payload).encode(), "application/json"

@@ -199,12 +199,11 @@ async def test_openai_compatible_key_and_json_schema_by_setting(openai_server: O
 async def test_client_made_once_without_sdk_retries_and_calls_run_concurrently() -> None:
     with OpenAIServer(latency=0.5) as server:
         gateway = openai_gateway(server, request_timeout=timedelta(seconds=7))
-        started = time.monotonic()
         results = await asyncio.gather(*(gateway.complete(request(), Verdict) for _ in range(6)))
-        elapsed = time.monotonic() - started
 
     assert len(results) == 6 and len(server.requests) == 6
-    assert elapsed < 6 * 0.5 * 0.6, elapsed  # concurrent, not one after the other
+    # Concurrent, not one after the other: each reply waits 0.5 s, so overlapping calls meet at the server.
+    assert server.max_in_flight >= 2, server.max_in_flight
     provider = gateway._provider
     assert provider is not None and provider.client.max_retries == 0 and provider.client.timeout == 7.0
     await gateway.complete(request(), Verdict)
