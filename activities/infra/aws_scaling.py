@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import boto3
@@ -36,6 +35,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from autarky.core.retry_after import retry_after_delay
 from autarky.scaling.policy_types import ResourceKind, ResourceRef
 from autarky.scaling.settings import AwsSettings
 from autarky.scaling.types import CapacityReading, ReadCapacityInput, SetCapacityInput
@@ -453,17 +453,4 @@ def _not_aws(resource: ResourceRef) -> ApplicationError:
 
 def _retry_after(headers: dict[str, str]) -> timedelta | None:
     """Retry-After as seconds or an HTTP date (botocore lower-cases header names); None when absent."""
-    value = headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return timedelta(seconds=seconds) if seconds > 0 else None
+    return retry_after_delay(headers.get("retry-after"))

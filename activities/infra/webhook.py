@@ -20,12 +20,13 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from temporalio.exceptions import ApplicationError
+
+from autarky.core.retry_after import retry_after_delay
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 MAX_RETRY_AFTER = timedelta(hours=1)  # a receiver asking for longer is retried after an hour
@@ -93,17 +94,4 @@ def _send(request: urllib.request.Request, url: str, key: str, timeout: float) -
 
 def retry_after(value: str | None, now: datetime | None = None) -> timedelta | None:
     """The wait a ``Retry-After`` header asks for (seconds or an HTTP date), at most MAX_RETRY_AFTER."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        delay = timedelta(seconds=int(value))
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        delay = max(timedelta(0), when - (now or datetime.now(UTC)))
-    return min(delay, MAX_RETRY_AFTER)
+    return retry_after_delay(value, now, MAX_RETRY_AFTER)

@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -24,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.models.providers import Answer, AnthropicProvider, HttpFailure, OpenAIProvider, Unreachable
 from autarky.core.redaction import redact_text
+from autarky.core.retry_after import retry_after_delay
 from autarky.llm.settings import LlmSettings, resolve_provider
 from autarky.llm.types import (
     LlmRequest,
@@ -72,18 +72,9 @@ def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> time
             delay = timedelta(milliseconds=float(ms))
         except ValueError:
             delay = None
-    if delay is None and (value := headers.get("retry-after")) is not None:
-        try:
-            delay = timedelta(seconds=float(value))
-        except ValueError:
-            try:
-                moment = parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                return None
-            delay = moment - (now or datetime.now(UTC))
-    if delay is None or delay <= timedelta(0):
-        return None
-    return min(delay, MAX_RETRY_AFTER)
+    if delay is None:
+        return retry_after_delay(headers.get("retry-after"), now, MAX_RETRY_AFTER)
+    return min(delay, MAX_RETRY_AFTER) if delay > timedelta(0) else None
 
 
 def describe_validation_error(error: ValidationError) -> str:
