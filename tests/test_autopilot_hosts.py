@@ -41,7 +41,7 @@ async def test_each_hosts_samples_and_remedies_stay_on_that_host(client: Client,
             lambda: _first(
                 status(handle), lambda s: s if all(s.hosts.get(h) for h in ("host-a", "host-b")) else None
             ),
-            timeout=40,
+            timeout=120,  # a busy machine: the pickup timeout, discovery, a resumed probe, a report
         )
         remedied = await eventually(
             lambda: _first(
