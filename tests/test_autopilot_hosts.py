@@ -98,12 +98,16 @@ async def test_a_host_that_stops_polling_is_no_longer_probed(client: Client, tmp
             ),
             timeout=120,  # the pickup timeout, on a machine that may be busy
         )
-        # ... and later rounds skip it (a round that probed it again would wait as long and count a failure).
-        after = unclaimed.iterations
+        # ... and its watcher probes it no more: while "staying" is probed 15 more times (the server fires the
+        # 200 ms timers about once a second: longer than HOST_PICKUP_TIMEOUT), a probe of "leaving" would
+        # have gone unclaimed and counted.
+        staying_probes = staying.probes
+        await eventually(lambda: asyncio.sleep(0, result=staying.probes >= staying_probes + 15), timeout=120)
         s = await eventually(
-            lambda: _first(status(handle), lambda s: s if s.iterations > after + 3 else None), timeout=120
+            lambda: _first(status(handle), lambda s: s if s.iterations > unclaimed.iterations else None)
         )
         await handle.terminate("test finished")
+        await harness.stop_watchers()
     assert s.totals[PROBE_FAILURES] == unclaimed.totals[PROBE_FAILURES]
     assert leaving.probes == probes  # nothing ran on the departed host
     assert "staying" in s.hosts
