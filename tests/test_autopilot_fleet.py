@@ -148,9 +148,11 @@ async def test_a_new_autopilot_after_a_terminated_one_reuses_no_id(client: Clien
             first = await harness.start(settings)
             old = await first_of_each(first)
             await first.terminate("a person stopped it")
-        restarted_once = len(started(starts))
+        # A fresh member logs its start once its interpreter is up (on a busy machine, after the result).
+        await eventually(lambda: asyncio.sleep(0, result=len(started(starts)) >= 2))
         async with harness.running(settings) as second:
             new = await first_of_each(second)
+            await eventually(lambda: asyncio.sleep(0, result=len(started(starts)) >= 3))
     finally:
         pool.set_size(0)
     for kind in ("notify", "restart_worker_pool"):
@@ -158,7 +160,7 @@ async def test_a_new_autopilot_after_a_terminated_one_reuses_no_id(client: Clien
     assert new["notify"].status == ActionStatus.SUCCEEDED and new["notify"].detail.startswith("notified")
     keys = {n.key for n in await asyncio.to_thread(recent_notifications, kb.get(), 10)}
     assert {old["notify"].action_id, new["notify"].action_id} <= keys  # the new first notify was delivered
-    assert restarted_once == 2 and len(started(starts)) == 3  # each autopilot's restart started a member
+    assert len(started(starts)) == 3  # each autopilot's restart started one member, no more
 
 
 async def test_an_action_left_running_by_a_terminated_autopilot_is_recorded_by_the_next(
