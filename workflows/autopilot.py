@@ -314,10 +314,11 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
         self._state.snoozes = [z for z in self._state.snoozes if z.until > now]
         busy |= {(z.host, z.action_type) for z in self._state.snoozes}
         candidates = []
+        watch = self._watch_config()  # once a round, not once a host
         for host, hs in self._state.hosts.items():
             if not (host in self._state.active_hosts and self._reachable(host)):
                 continue  # its remedies would wait for a worker that is gone
-            if self._apart and watcher_silent(hs, self._state.watchers.get(host), now, self._watch_config()):
+            if self._apart and watcher_silent(hs, self._state.watchers.get(host), now, watch):
                 continue  # its findings are stale: no remedy without fresh evidence
             for candidate in candidates_for(hs.findings):
                 candidate.host = host
