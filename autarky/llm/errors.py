@@ -1,4 +1,4 @@
-"""The LLM gateway's failure types (ApplicationError.type) and which of them are the provider's, not an item's.
+"""The LLM gateway's failure types (ApplicationError.type), and which are the provider's, not an item's.
 
 Pure names, no SDK: the gateway (activities.models.llm) raises them, and the research cycle
 (workflows/research.py) decides from them whether a failure counts against the item that was being
