@@ -43,8 +43,11 @@ bench-scaling: $(STAMP)
 
 # The research cycle's analysis stage through Temporal against a local LLM server (300 ms a call) at
 # concurrency 1, 4 and 8, beside the limit (concurrency / latency); other runs: python -m bench.research --help
+# Then the offline analyser's precision at the experiment threshold and its learning curve (10, 50, 200
+# decisions) on bench/data/research_labels.json: python -m bench.research_quality --help
 bench-research: $(STAMP)
 	$(BIN)/python -m bench.research
+	$(BIN)/python -m bench.research_quality
 
 # The sequential A/B test (autarky.models.sequential) peeked every 100 samples per arm beside a fixed-horizon
 # test, 1000 simulated runs per metric (binary, latency) and effect; other runs: python -m bench.abtest --help

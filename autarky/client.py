@@ -7,10 +7,17 @@ print(await autarky.status())
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    ScheduleOverlapPolicy,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import FailureError
 from temporalio.runtime import Runtime
@@ -88,6 +95,10 @@ async def connect_client(settings: AutarkySettings, runtime: Runtime | None = No
 
 
 RUNNING_RESEARCH = f'{sa.KIND.name} = "research" AND ExecutionStatus = "Running"'
+# The research Schedule's id (schedules/__init__.py RESEARCH_SCHEDULE_ID; schedules sit above this layer).
+RESEARCH_SCHEDULE_ID = "research"
+TRIGGER_POLLS = 50
+TRIGGER_POLL_SECONDS = 0.2
 
 
 class ResearchBusy(RuntimeError):
@@ -176,7 +187,13 @@ class AutarkyClient:
     # ------------------------------------------------------------------ research
 
     async def run_research(self, wait: bool = True) -> tuple[str, CycleOutcome | None]:
-        """Start a research cycle now (as the schedule would); its id, and its outcome when `wait`."""
+        """Run a research cycle now: the research Schedule's, triggered with overlap SKIP when it exists
+        (so it never runs beside a scheduled one), else started here; its id, and its outcome when `wait`.
+        Either way the cycle takes the knowledge base's lease, and skips itself when another holds it."""
+        cycle_id = await self._trigger_research_schedule()
+        if cycle_id is not None:
+            handle = self.client.get_workflow_handle(cycle_id, result_type=CycleOutcome)
+            return cycle_id, (await handle.result() if wait else None)
         running = [e.id async for e in self.client.list_workflows(RUNNING_RESEARCH, limit=1)]
         if running:  # two cycles at once would analyse (and pay for) the same items twice
             raise ResearchBusy(
@@ -195,8 +212,39 @@ class AutarkyClient:
             task_queue=self.settings.task_queue,
             result_type=CycleOutcome,
             search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, "research")]),
+            run_timeout=2 * self.settings.research.interval,  # as the schedule's: the cycle stops in time
         )
         return cycle_id, (await handle.result() if wait else None)
+
+    async def _trigger_research_schedule(self) -> str | None:
+        """Trigger the research Schedule (overlap SKIP) and return the id of the run it started; None when
+        there is no such schedule. Raises ResearchBusy when a cycle of it is running (or it skipped)."""
+        schedule = self.client.get_schedule_handle(RESEARCH_SCHEDULE_ID)
+        try:
+            before = (await schedule.describe()).info
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        busy = "research cycle {} is running; wait for it (`autarky status`) or cancel it in the UI"
+        if before.running_actions:
+            raise ResearchBusy(busy.format(before.running_actions[0].workflow_id))
+        known = {result.action.workflow_id for result in before.recent_actions}
+        await schedule.trigger(overlap=ScheduleOverlapPolicy.SKIP)
+        for _ in range(TRIGGER_POLLS):  # the schedule starts its run asynchronously
+            info = (await schedule.describe()).info
+            started = [a.workflow_id for a in info.running_actions if a.workflow_id not in known] + [
+                r.action.workflow_id for r in info.recent_actions if r.action.workflow_id not in known
+            ]
+            if started:
+                return started[0]
+            if info.running_actions:  # another run got in first: the trigger was skipped
+                raise ResearchBusy(busy.format(info.running_actions[0].workflow_id))
+            await asyncio.sleep(TRIGGER_POLL_SECONDS)
+        raise ResearchBusy(
+            f"the research schedule {RESEARCH_SCHEDULE_ID!r} started no cycle when triggered: is it paused "
+            "(`temporal schedule describe`)?"
+        )
 
     async def last_research_cycle(self) -> ResearchCycleSummary | None:
         """The latest research cycle: running, or its outcome (None: no cycle has run yet)."""

@@ -53,6 +53,8 @@ class DeclaredSchedule:
     enabled: Callable[[AutarkySettings], bool] = lambda _settings: True
     # The setting that switches it off, for the message about a foreign schedule with its id.
     switch: str | None = None
+    # Run once as soon as it is created: a new stack shows what it does now, not an interval later.
+    run_when_created: bool = False
 
 
 def _housekeeping(settings: AutarkySettings) -> Schedule:
@@ -106,6 +108,7 @@ SCHEDULES: list[DeclaredSchedule] = [
         _research,
         enabled=lambda settings: settings.research.enabled,
         switch="research.enabled = false",
+        run_when_created=True,
     ),
 ]
 # The outcome for a declared id held by a schedule Autarky did not create (its own is not created).
@@ -124,7 +127,9 @@ async def sync_schedules(
     for item in declared:
         schedule = item.build(settings)
         try:
-            await client.create_schedule(item.schedule_id, schedule, memo=MARKER)
+            await client.create_schedule(
+                item.schedule_id, schedule, memo=MARKER, trigger_immediately=item.run_when_created
+            )
             outcome[item.schedule_id] = "created"
         except ScheduleAlreadyRunningError:
             foreign = False

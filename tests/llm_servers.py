@@ -6,8 +6,12 @@ Both record every request (`requests`: path, lower-case headers, JSON body) and 
 first (`script(...)`: `Reply`s, or callables that make one from the request body), then with the default
 responder: a valid answer for the schema the request carries (OpenAI: `response_format`'s JSON schema,
 or in json_object mode the schema after ``JSON schema: `` in the system prompt; Anthropic: the forced
-tool's input schema), with token counts of about four characters a token. `latency` delays every reply
-(the bench's simulated model time); requests are served concurrently.
+tool's input schema; with `output_config.format`, its schema, as a JSON text block), with token counts
+of about four characters a token. `latency` delays every reply (the bench's simulated model time);
+requests are served concurrently. `billed` lists the usage (tokens in, tokens out) of every successful
+reply sent, what a provider would bill. `OpenAIServer(reasoning_tokens=N)` answers like a reasoning model
+that thinks N tokens first: they count in `completion_tokens` (and its details), and when they leave no
+room under the request's `max_completion_tokens` the answer is empty, cut off ("length").
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ class _Server:
 
     def __init__(self, latency: float = 0.0) -> None:
         self.requests: list[Recorded] = []
+        self.billed: list[tuple[int, int]] = []
         self.latency = latency
         self.in_flight = self.max_in_flight = 0  # requests being answered at once (concurrency, not time)
         self._script: deque[Script] = deque()
@@ -139,6 +144,15 @@ class _Server:
                         (payload or "").encode() if isinstance(payload, str) else payload,
                         "text/plain",
                     )
+                usage = payload.get("usage") if isinstance(payload, dict) and reply.status == 200 else None
+                if isinstance(usage, dict):
+                    with owner._lock:
+                        owner.billed.append(
+                            (
+                                usage.get("prompt_tokens", usage.get("input_tokens", 0)),
+                                usage.get("completion_tokens", usage.get("output_tokens", 0)),
+                            )
+                        )
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", kind)
@@ -201,8 +215,10 @@ def openai_completion(
     tokens_in: int = 10,
     tokens_out: int = 5,
     model: str = "gpt-5-mini-2025-08-07",
+    reasoning_tokens: int = 0,
 ) -> dict[str, Any]:
-    """A chat.completion object as the API returns it."""
+    """A chat.completion object as the API returns it. `tokens_out` includes `reasoning_tokens`, as the
+    API's `completion_tokens` does."""
     return {
         "id": f"chatcmpl-local{next(_ids)}",
         "object": "chat.completion",
@@ -222,7 +238,7 @@ def openai_completion(
             "total_tokens": tokens_in + tokens_out,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {
-                "reasoning_tokens": 0,
+                "reasoning_tokens": reasoning_tokens,
                 "audio_tokens": 0,
                 "accepted_prediction_tokens": 0,
                 "rejected_prediction_tokens": 0,
@@ -261,19 +277,31 @@ def openai_schema(body: dict[str, Any]) -> dict[str, Any] | None:
 class OpenAIServer(_Server):
     path = "/v1/chat/completions"
 
+    def __init__(self, latency: float = 0.0, reasoning_tokens: int = 0) -> None:
+        super().__init__(latency)
+        self.reasoning_tokens = reasoning_tokens
+
     @property
     def base_url(self) -> str:
         return f"{self.url}/v1"
 
     def default(self, body: dict[str, Any]) -> Reply:
         schema = openai_schema(body)
-        content = json.dumps(example(schema)) if schema is not None else "Hello."
+        content: str | None = json.dumps(example(schema)) if schema is not None else "Hello."
+        reasoning = self.reasoning_tokens
+        cap = body.get("max_completion_tokens") or body.get("max_tokens")
+        out = reasoning + tokens(content)
+        finish = "stop"
+        if cap is not None and out > cap:  # the reasoning left no room for the answer: cut off, empty
+            reasoning, out, content, finish = min(reasoning, cap), cap, "", "length"
         return Reply(
             200,
             openai_completion(
                 content,
+                finish_reason=finish,
                 tokens_in=tokens(body.get("messages", [])),
-                tokens_out=tokens(content),
+                tokens_out=out,
+                reasoning_tokens=reasoning,
                 model=body.get("model", "gpt-5-mini"),
             ),
         )
@@ -323,6 +351,17 @@ def tool_use(value: Any, *, stop_reason: str = "tool_use", tokens_in: int = 10, 
     return Reply(200, make)
 
 
+def anthropic_json(
+    value: Any, *, stop_reason: str = "end_turn", tokens_in: int = 10, tokens_out: int = 5
+) -> Reply:
+    """A structured-output reply (`output_config.format`): `value` as the JSON text of one text block."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    block = {"type": "text", "text": text}
+    return Reply(
+        200, anthropic_message([block], stop_reason=stop_reason, tokens_in=tokens_in, tokens_out=tokens_out)
+    )
+
+
 def anthropic_error(status: int, type: str, message: str, headers: dict[str, str] | None = None) -> Reply:
     body = {
         "type": "error",
@@ -338,8 +377,12 @@ class AnthropicServer(_Server):
     def default(self, body: dict[str, Any]) -> Reply:
         wanted = (body.get("tool_choice") or {}).get("name")
         tool = next((t for t in body.get("tools", []) if t.get("name") == wanted), None)
-        if tool is None:
-            block: dict[str, Any] = {"type": "text", "text": "Hello."}
+        output_format = (body.get("output_config") or {}).get("format") or {}
+        if output_format.get("type") == "json_schema":
+            block: dict[str, Any] = {"type": "text", "text": json.dumps(example(output_format["schema"]))}
+            stop = "end_turn"
+        elif tool is None:
+            block = {"type": "text", "text": "Hello."}
             stop = "end_turn"
         else:
             value = example(tool["input_schema"])

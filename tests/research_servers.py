@@ -1,8 +1,9 @@
 """Local HTTP servers speaking arXiv's and GitHub's real wire formats, for the research source tests.
 
 `ArxivServer` serves the export.arxiv.org Atom API (paging by `start`/`max_results`); `GitHubServer` serves
-`GET /search/repositories` with GitHub's JSON and rate-limit headers. Both record every request and can be
-switched to answer errors (`mode`).
+`GET /search/repositories` with GitHub's JSON, its `created:`/`pushed:` qualifiers, sorts, paging (1000
+results at most) and rate-limit headers (a quota refilled every `window` seconds). Both record every request
+and can be switched to answer errors (`mode`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +48,12 @@ class Repo:
     created_at: datetime
     language: str = "Python"
     topics: list[str] = field(default_factory=lambda: ["llm"])
+    # GitHub's numeric id, stable across renames (default: derived from the first name).
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.id is None:
+            self.id = zlib.crc32(self.full_name.encode()) % 10**9
 
 
 def _iso(moment: datetime) -> str:
@@ -172,12 +180,13 @@ class GitHubServer(_Server):
     "unauthorized" (401 Bad credentials).
     """
 
-    def __init__(self, repos: list[Repo], limit: int = 10) -> None:
+    def __init__(self, repos: list[Repo], limit: int = 10, window: int = 60) -> None:
         super().__init__()
         self.repos = repos
         self.limit = limit
         self.remaining = limit
-        self.reset_at = int(time.time()) + 60
+        self.window = window
+        self.reset_at = int(time.time()) + window
 
     def rate_headers(self) -> dict[str, str]:
         return {
@@ -198,6 +207,9 @@ class GitHubServer(_Server):
             return 503, {"Content-Type": "text/html"}, b"<html><body>Service Unavailable</body></html>"
         if self.mode == "unauthorized":
             return self._json(401, {"message": "Bad credentials", "documentation_url": docs, "status": "401"})
+        if self.mode == "ok" and time.time() >= self.reset_at:  # a new window: the quota is refilled
+            self.remaining = self.limit
+            self.reset_at = int(time.time()) + self.window
         if self.mode == "rate_limited" or self.remaining <= 0:
             self.remaining = 0
             message = "API rate limit exceeded for 127.0.0.1. (But here's the good news: ...)"
@@ -205,9 +217,14 @@ class GitHubServer(_Server):
         if path != "/search/repositories":
             return self._json(404, {"message": "Not Found", "documentation_url": docs, "status": "404"})
         self.remaining -= 1
-        matching = sorted(self.match(query.get("q", "")), key=lambda r: r.stars, reverse=True)
-        per_page = int(query.get("per_page", "30"))
+        # sort=updated: most recently updated first (a push updates); otherwise ("best match") by stars.
+        key = (lambda r: r.pushed_at) if query.get("sort") == "updated" else (lambda r: r.stars)
+        matching = sorted(self.match(query.get("q", "")), key=key, reverse=query.get("order") != "asc")
+        per_page = min(int(query.get("per_page", "30")), 100)
         page = int(query.get("page", "1"))
+        if (page - 1) * per_page >= 1000:
+            message = "Only the first 1000 search results are available"
+            return self._json(422, {"message": message, "documentation_url": docs, "status": "422"})
         chunk = matching[(page - 1) * per_page : page * per_page]
         extra = {}
         if page * per_page < len(matching):
@@ -229,16 +246,17 @@ class GitHubServer(_Server):
                 repos = [r for r in repos if value in r.topics]
             elif key == "language":
                 repos = [r for r in repos if r.language.lower() == value.strip('"').lower()]
-            elif key == "pushed" and value.startswith(">="):
-                since = datetime.fromisoformat(value[2:]).replace(tzinfo=UTC)
-                repos = [r for r in repos if r.pushed_at >= since]
+            elif key in ("pushed", "created") and value.startswith(">="):
+                since = datetime.fromisoformat(value[2:])  # a date, or a date and time with its zone
+                since = since.replace(tzinfo=UTC) if since.tzinfo is None else since
+                repos = [r for r in repos if getattr(r, f"{key}_at") >= since]
         return repos
 
     def item(self, r: Repo) -> dict[str, Any]:
         owner, name = r.full_name.split("/")
         api = f"{self.url}/repos/{r.full_name}"
         return {
-            "id": abs(hash(r.full_name)) % 10**9,
+            "id": r.id,
             "node_id": "R_kgDO" + name,
             "name": name,
             "full_name": r.full_name,

@@ -15,7 +15,6 @@ from autarky.autopilot.policy.rules import (
     ThresholdAnalyzer,
     analyze,
     default_analyzers,
-    rules_before_evidence,
 )
 from autarky.autopilot.samples import to_metric_point
 from autarky.autopilot.settings import AutopilotSettings, ThresholdRules
@@ -133,13 +132,6 @@ def test_memory_held_by_the_pools_members_gets_a_restart() -> None:
     window = busy(5, cpu=10.0, memory=92.0, pool_rss=6 * GIB)
     assert rules_say(window)["memory_high"].subject == POOL_MEMBERS
     assert RESTART_WORKER_POOL in remedies(window)
-
-
-def test_rules_before_evidence_are_the_old_rules() -> None:
-    """For histories recorded before issue 25: one sample, and a restart whoever holds the load."""
-    old = rules_before_evidence(SETTINGS.rules)
-    assert rules_say(busy(1), old)["cpu_high"].subject == POOL_MEMBERS
-    assert RESTART_WORKER_POOL in remedies(busy(1), old)
 
 
 # ------------------------------------------------------------------------------- the probe's part

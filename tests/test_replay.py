@@ -154,8 +154,8 @@ class BrokenPool:
 async def record_round2_history(
     client: Client, data_dir: Path, workflow_id: str | None = None
 ) -> WorkflowHistory:
-    """Per-host routing on: an approval that expires, one approved by signal whose action fails, a child
-    workflow action (prune_cache), host discovery, draining, continue-as-new."""
+    """An approval that expires, one approved by signal whose action fails (in its own workflow), a child
+    workflow action (prune_cache), host discovery and watchers reporting by signal, continue-as-new."""
     host = FakeHost(disk=90.0, memory=90.0)
     harness = Harness(client, data_dir, host)
     harness.pool_activities["test-host"] = [BrokenPool().restart_worker_pool]
@@ -457,13 +457,6 @@ LOOP = {
 # What each recording must hold to be worth replaying (beyond activities, timers and continue-as-new).
 # Every autopilot history holds patch markers; which ones, and until when it is kept: docs/patches.md.
 REQUIRED = {
-    "autopilot-round2": {
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
-        EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
-        EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
-        EventType.EVENT_TYPE_MARKER_RECORDED,
-    },
-    "autopilot-scaling": {EventType.EVENT_TYPE_MARKER_RECORDED},
     # The autopilot-round2 recorder under `autopilot-hosts-apart`: watchers and actions are children
     # reporting by signal (the failed action fails in its own workflow, not here).
     "autopilot-hosts-apart": {
@@ -471,9 +464,14 @@ REQUIRED = {
         EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
         EventType.EVENT_TYPE_MARKER_RECORDED,
     },
-    # The reads of other capabilities.
-    "autopilot-reads": {
+    # The reads of other capabilities (an approval by update, an evolved agent's version for the watchers).
+    "autopilot-reads-release26": {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+        EventType.EVENT_TYPE_MARKER_RECORDED,
+    },
+    # Pool scaling: the scale_pool action's outcome is told to the host's watcher (a signal it sends).
+    "autopilot-scaling-release26": {
+        EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
         EventType.EVENT_TYPE_MARKER_RECORDED,
     },
     "scaler": {
@@ -490,13 +488,18 @@ REQUIRED = {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
     },
 }
-NOT_LOOPS = {"research-cycle", "experiment", "self-modify", "self-modify-review", "self-modify-one-host"}
+# Release 26's recording of the autopilot-round2 recorder: as autopilot-hosts-apart, its marker deprecated.
+REQUIRED["autopilot-release26"] = REQUIRED["autopilot-hosts-apart"]
+# The same recorder under `research-round-2` (docs/patches.md): its marker.
+REQUIRED["research-cycle-round2"] = REQUIRED["research-cycle"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
+NOT_LOOPS = {"research-cycle", "research-cycle-round2", "experiment", "self-modify"}
+NOT_LOOPS |= {"self-modify-one-host", "self-modify-release26"}
 REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
 REQUIRED["self-modify"] = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_FIRED}
-# The same recorder under `selfmod-reviews-sources` (docs/patches.md): its marker and the review.
-REQUIRED["self-modify-review"] = REQUIRED["self-modify"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
-# Under `selfmod-one-host` too: the steps after the snapshot on the host's own queue.
-REQUIRED["self-modify-one-host"] = REQUIRED["self-modify-review"]
+# Under `selfmod-one-host` (release 25's plain marker, release 26's deprecated one): the steps after the
+# snapshot on the host's own queue.
+REQUIRED["self-modify-one-host"] = REQUIRED["self-modify"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
+REQUIRED["self-modify-release26"] = REQUIRED["self-modify-one-host"]
 
 
 def replayer() -> Replayer:

@@ -1,4 +1,7 @@
-"""The research sources against local servers speaking arXiv's Atom API and GitHub's search API."""
+"""The research sources against local servers speaking arXiv's Atom API and GitHub's search API.
+
+With a knowledge base (deduplication, watermarks, renamed repositories): tests/test_research_gather.py.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from structlog.testing import capture_logs
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -89,14 +93,34 @@ async def test_arxiv_items_pages_and_user_agent(arxiv_server: ArxivServer) -> No
     assert 'all:"AI agents"' in query["search_query"]
 
 
-async def test_arxiv_watermark_stops_paging(arxiv_server: ArxivServer) -> None:
-    sources = ResearchSources(settings(arxiv_server))
-    result = await run(sources.fetch_arxiv, since=NOW - timedelta(hours=3))  # papers 1 and 2 are newer
-    assert [item.source_id for item in result.items] == ["2601.00001", "2601.00002"]
-    assert len(arxiv_server.requests) == 1  # the first page held the watermark: no second page
-    # A naive watermark is UTC; nothing newer: no items, no newest.
-    nothing = await run(sources.fetch_arxiv, since=NOW.replace(tzinfo=None))
+async def test_arxiv_reads_the_window_behind_the_watermark_then_stops_paging(
+    arxiv_server: ArxivServer,
+) -> None:
+    sources = ResearchSources(settings(arxiv_server, arxiv_window=timedelta(hours=2)))
+    # Papers 1 and 2 are newer than the watermark; 3, 4 and 5 are in the window behind it (re-read).
+    result = await run(sources.fetch_arxiv, since=NOW - timedelta(hours=3))
+    assert [item.source_id for item in result.items] == [f"2601.0000{i}" for i in range(1, 6)]
+    assert result.newest == NOW - timedelta(hours=1) and not result.capped
+    # Paper 6, the first one older than the window, came on the second page: no third page.
+    assert [r.query["start"] for r in arxiv_server.requests] == ["0", "5"]
+    # A naive watermark is UTC; nothing newer and no window: no items, no newest.
+    flat = ResearchSources(settings(arxiv_server, arxiv_window=timedelta(0)))
+    nothing = await run(flat.fetch_arxiv, since=NOW.replace(tzinfo=None))
     assert nothing.items == [] and nothing.newest is None
+
+
+async def test_arxiv_cap_before_the_window_is_covered_keeps_the_watermark(arxiv_server: ArxivServer) -> None:
+    """A cap is never a silent stop: the log says so, and the watermark does not move past what was not
+    read (the old fetch moved it to the newest of the first 200 and skipped the rest for good)."""
+    sources = ResearchSources(settings(arxiv_server, arxiv_max_results=4, arxiv_window=timedelta(0)))
+    with capture_logs() as logs:
+        result = await run(sources.fetch_arxiv, since=NOW - timedelta(hours=10))  # 9 papers are newer
+    assert len(result.items) == 4 and result.capped and result.newest is None
+    [warning] = [e for e in logs if e["log_level"] == "warning"]
+    assert "AUTARKY_RESEARCH__ARXIV_MAX_RESULTS" in warning["event"] and warning["cap"] == 4
+    # Without a cap in the way the same fetch covers its window and moves the watermark.
+    whole = await run(ResearchSources(settings(arxiv_server)).fetch_arxiv, since=NOW - timedelta(hours=10))
+    assert len(whole.items) == 12 and not whole.capped and whole.newest == NOW - timedelta(hours=1)
 
 
 async def test_arxiv_503_is_retryable(arxiv_server: ArxivServer) -> None:
@@ -121,30 +145,78 @@ async def test_github_items(github_server: GitHubServer) -> None:
     sources = ResearchSources(settings(github=github_server, github_topics=["llm", "mlops"]))
     result = await run(sources.fetch_github, since=NOW - timedelta(days=7))
     assert result.source == "github"
-    assert [item.source_id for item in result.items] == ["bob/infer", "alice/agentkit"]  # by stars, deduped
+    # Created or pushed in the window, deduplicated; keyed by GitHub's numeric id, titled by full name.
+    ids = {r.full_name: str(r.id) for r in github_server.repos}
+    assert [item.title for item in result.items] == ["bob/infer", "alice/agentkit"]
+    assert [item.source_id for item in result.items] == [ids["bob/infer"], ids["alice/agentkit"]]
     infer, agentkit = result.items
     assert infer.kind == "repository" and infer.authors == ["bob"] and infer.abstract == ""
     assert agentkit.abstract == "Agents, kit." and agentkit.url == "https://github.com/alice/agentkit"
+    assert agentkit.former_source_ids == ["alice/agentkit"]  # a row stored under it is adopted
     assert result.newest == NOW - timedelta(days=1)
     queries = [r.query for r in github_server.requests]
+    # The window starts `github_window` (1 hour) before the watermark; one request per query (one page).
     assert [q["q"] for q in queries] == [
-        "topic:llm language:Python pushed:>=2026-01-03",
-        "topic:mlops language:Python pushed:>=2026-01-03",
+        "topic:llm language:Python created:>=2026-01-03T11:00:00Z",
+        "topic:llm language:Python pushed:>=2026-01-03T11:00:00Z",
+        "topic:mlops language:Python created:>=2026-01-03T11:00:00Z",
+        "topic:mlops language:Python pushed:>=2026-01-03T11:00:00Z",
     ]
-    assert all(q["sort"] == "stars" and q["order"] == "desc" for q in queries)
+    assert all(q["sort"] == "updated" and q["order"] == "desc" for q in queries)
     assert github_server.requests[0].headers["User-Agent"] == "Autarky tests (mailto:test@example.org)"
     assert "Authorization" not in github_server.requests[0].headers
 
 
-async def test_github_paging_and_token(github_server: GitHubServer) -> None:
-    github_server.repos = [Repo(f"o{i}/r{i}", f"repo {i}", 1000 - i, NOW, NOW) for i in range(7)]
+async def test_github_cap_costs_one_request_and_keeps_the_watermark(github_server: GitHubServer) -> None:
+    github_server.repos = [
+        Repo(f"o{i}/r{i}", f"repo {i}", 1000 - i, NOW - timedelta(minutes=i), NOW) for i in range(7)
+    ]
     sources = ResearchSources(
         settings(github=github_server, github_topics=["llm"], github_max_results=5, github_token="s3cret")
     )
-    result = await run(sources.fetch_github)
-    assert [item.source_id for item in result.items] == [f"o{i}/r{i}" for i in range(5)]
+    with capture_logs() as logs:
+        result = await run(sources.fetch_github)
+    assert [item.title for item in result.items] == [f"o{i}/r{i}" for i in range(5)]  # newest push first
+    # The cap is one page: one request (PyGithub's iteration fetched page 2 to see the cap was passed).
+    assert len(github_server.requests) == 1
+    assert result.capped and result.newest is None  # two repositories were not read: the watermark stays
+    assert any("GITHUB_MAX_RESULTS" in e["event"] for e in logs if e["log_level"] == "warning")
     assert github_server.requests[0].headers["Authorization"] == "token s3cret"
-    assert github_server.requests[0].query["q"] == "topic:llm language:Python"  # no watermark: no pushed:
+    assert github_server.requests[0].query["q"] == "topic:llm language:Python"  # no watermark: no dates
+
+
+async def test_github_each_query_page_costs_one_request(github_server: GitHubServer) -> None:
+    old = NOW - timedelta(days=90)
+    github_server.repos = [Repo(f"p/r{i}", None, i, NOW - timedelta(minutes=i), old) for i in range(250)]
+    github_server.repos += [Repo(f"n/r{i}", None, 0, NOW - timedelta(hours=3), NOW) for i in range(30)]
+    github_server.limit = github_server.remaining = 100
+    sources = ResearchSources(settings(github=github_server, github_topics=["llm"]))
+    result = await run(sources.fetch_github, since=NOW - timedelta(days=1))
+    assert len(result.items) == 280 and not result.capped
+    # created: 30 (one page); pushed: 280 (pages of 100, 100, 80). Nothing fetched twice, no count probe.
+    pages = [
+        (r.query["q"].split()[-1].split(":")[0], r.query.get("page", "1")) for r in github_server.requests
+    ]
+    assert pages == [("created", "1"), ("pushed", "1"), ("pushed", "2"), ("pushed", "3")]
+    assert {r.query["per_page"] for r in github_server.requests} == {"100"}
+
+
+async def test_github_repositories_created_today_appear_beside_the_most_starred(
+    github_server: GitHubServer,
+) -> None:
+    """Forty repositories created today with no stars, beyond fifty starred ones pushed every hour: the
+    old search (pushed, by stars, first 50) never showed them."""
+    long_ago = NOW - timedelta(days=400)
+    starred = [Repo(f"big/r{i}", None, 5000 + i, NOW - timedelta(minutes=i), long_ago) for i in range(50)]
+    fresh = [
+        Repo(f"new/r{i}", None, 0, NOW - timedelta(hours=2), NOW - timedelta(hours=2)) for i in range(40)
+    ]
+    github_server.repos = starred + fresh
+    sources = ResearchSources(settings(github=github_server, github_topics=["llm"], github_max_results=50))
+    result = await run(sources.fetch_github, since=NOW - timedelta(hours=6))
+    titles = {item.title for item in result.items}
+    assert {r.full_name for r in fresh} <= titles
+    assert {r.full_name for r in starred} <= titles
 
 
 async def test_github_rate_limit_is_retryable_until_reset(github_server: GitHubServer) -> None:
@@ -159,14 +231,29 @@ async def test_github_rate_limit_is_retryable_until_reset(github_server: GitHubS
     assert "rate limit" in error.message
 
 
-async def test_github_spent_quota_stops_before_the_next_search(github_server: GitHubServer) -> None:
+async def test_github_spent_quota_waits_for_the_minute_to_reset(github_server: GitHubServer) -> None:
+    """A search quota spent mid-fetch (10 a minute without a token) is waited for, not failed: a retry
+    would start over and spend it again."""
     github_server.limit = github_server.remaining = 1  # the first search spends the quota
-    github_server.reset_at = int(time.time()) + 30
+    github_server.reset_at = int(time.time()) + 2
+    sources = ResearchSources(settings(github=github_server, github_topics=["llm", "mlops"]))
+    started = time.monotonic()
+    result = await run(sources.fetch_github)
+    assert len(github_server.requests) == 2 and len(result.items) == 3
+    assert time.monotonic() - started >= 1  # the second search waited for the reset
+    assert github_server.requests[1].query["q"] == "topic:mlops language:Python"
+
+
+async def test_github_spent_quota_far_from_reset_stops_before_the_next_search(
+    github_server: GitHubServer,
+) -> None:
+    github_server.limit = github_server.remaining = 1  # the first search spends the quota
+    github_server.reset_at = int(time.time()) + 600  # not the search minute: another limit's reset
     sources = ResearchSources(settings(github=github_server, github_topics=["llm", "mlops"]))
     with pytest.raises(ApplicationError) as caught:
         await run(sources.fetch_github)
     assert not caught.value.non_retryable and caught.value.next_retry_delay is not None
-    assert 25 < caught.value.next_retry_delay.total_seconds() <= 30
+    assert 590 < caught.value.next_retry_delay.total_seconds() <= 600
     assert len(github_server.requests) == 1  # no hammering
 
 

@@ -188,3 +188,22 @@ async def test_the_default_declared_list_is_autarkys_schedules(
     outcome = await sync_schedules(client, settings)
     assert outcome == {s.schedule_id: "created" for s in SCHEDULES}
     assert "autarky-housekeeping" in outcome
+
+
+async def test_a_schedule_that_runs_when_created_runs_once_then_keeps_its_interval(
+    client: Client, settings: AutarkySettings, prefix: str
+) -> None:
+    """The research schedule's first cycle runs at creation (a new stack shows its research now, not an
+    hour later); syncing again does not run it again."""
+    schedule_id = f"{prefix}-first"
+    at_once = [DeclaredSchedule(schedule_id, "test", lambda _s: daily(schedule_id), run_when_created=True)]
+    assert await sync_schedules(client, settings, at_once) == {schedule_id: "created"}
+    handle = client.get_schedule_handle(schedule_id)
+    deadline = asyncio.get_running_loop().time() + 30  # returns as soon as the action is counted
+    while (await handle.describe()).info.num_actions < 1:
+        assert asyncio.get_running_loop().time() < deadline, "the schedule did not run when created"
+        await asyncio.sleep(0.1)
+    assert await sync_schedules(client, settings, at_once) == {schedule_id: "updated"}
+    await asyncio.sleep(1)  # an action a second sync started would be counted by now
+    assert (await handle.describe()).info.num_actions == 1
+    assert next(s for s in SCHEDULES if s.schedule_id == RESEARCH_SCHEDULE_ID).run_when_created

@@ -196,7 +196,7 @@ def gateway_for(server: OpenAIServer) -> LlmGateway:
     settings = LlmSettings(
         provider="openai", openai_base_url=server.base_url, request_timeout=timedelta(seconds=5)
     )
-    return LlmGateway(settings, environ={"OPENAI_API_KEY": "sk-test-local"})
+    return LlmGateway(settings, environ={"OPENAI_API_KEY": "sk-test-local"}, ledger=None)  # unmetered
 
 
 def answer(summary: str, diff: str) -> Reply:

@@ -9,17 +9,14 @@ Many hosts: one decision loop for all (one concurrency limit, learning pooled ov
 the workers polling the shared task queue (autarky.core.hosts); each remedy runs on the host whose
 finding it answers (its host or control queue).
 
-Since release 25 (patch `autopilot-hosts-apart`, workflows/compat/autopilot.py) the per-host work
-moved out: each host has an AutopilotHostWorkflow (workflows/autopilot_host.py) that probes it, keeps
-its window and detectors, and reports findings by signal; each action runs in an AutopilotActionWorkflow
-(workflows/autopilot_actions.py) that reports its outcome by signal. So this loop's state grows by a
-small summary per host, and it continues-as-new whenever due, carrying the running actions' records:
-nothing waits for a long action, and a critical remedy is never held back. Ids carry a lineage drawn
-once per autopilot, so a new autopilot (after a terminate) never reuses an old one's idempotency keys.
-
-Runs begun before release 25 keep the old path: they probe each host themselves and drain before
-continue-as-new (keep monitoring, analysing and planning, start nothing new, continue once the running
-actions have finished); their next run takes the new path.
+The per-host work is not done here (since release 25, patch `autopilot-hosts-apart`,
+workflows/compat/autopilot.py): each host has an AutopilotHostWorkflow (workflows/autopilot_host.py)
+that probes it, keeps its window and detectors, and reports findings by signal; each action runs in an
+AutopilotActionWorkflow (workflows/autopilot_actions.py) that reports its outcome by signal. So this
+loop's state grows by a small summary per host, and it continues-as-new whenever due, carrying the
+running actions' records: nothing waits for a long action, and a critical remedy is never held back.
+Ids carry a lineage drawn once per autopilot, so a new autopilot (after a terminate) never reuses an old
+one's idempotency keys.
 """
 
 from __future__ import annotations
@@ -49,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from autarky.autopilot.policy import learning
     from autarky.autopilot.policy.goals import evaluate_goals
     from autarky.autopilot.policy.remediation import candidates_for
-    from autarky.autopilot.settings import AnalysisSettings, AutopilotSettings
+    from autarky.autopilot.settings import AutopilotSettings
     from autarky.autopilot.types import (
         ActionRecord,
         ActionStatus,
@@ -69,14 +66,8 @@ with workflow.unsafe.imports_passed_through():
     from autarky.research.types import ResearchReport
     from workflows import autopilot_reads as reads
     from workflows.approval import ApprovalGate
-    from workflows.autopilot_actions import run_to_outcome
     from workflows.autopilot_fleet import Fleet, watcher_silent
-    from workflows.autopilot_host import (
-        analysis_settings,
-        host_findings,
-        runs_a_pool,
-        sample_host,
-    )
+    from workflows.autopilot_host import runs_a_pool
     from workflows.compat import autopilot as compat
 
 RECENT_ACTIONS_KEPT = 50
@@ -97,9 +88,6 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
         self._running: dict[str, ActionRecord] = {}
         self._wake = False
         self._reconfigured = False
-        self._draining = False
-        self._apart = False  # decided at the start of `run`: hosts in watchers, actions in their own
-        # workflows (release 25, workflows/compat/autopilot.py)
         self._starting = 0  # action runs and watchers being started (continue-as-new waits for them)
         self._plan_now = False
         self._crash: BaseException | None = None
@@ -108,14 +96,12 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
 
     @workflow.run
     async def run(self, input: AutopilotInput) -> None:
-        compat.at_run_start()
-        self._apart = compat.hosts_apart()
+        compat.hosts_apart()
         state = self._state
-        if self._apart:
-            if state.lineage is None:
-                state.lineage = workflow.uuid4().hex[:8]
-            self._running = {r.action_id: r for r in state.running}
-            state.running = []
+        if state.lineage is None:
+            state.lineage = workflow.uuid4().hex[:8]
+        self._running = {r.action_id: r for r in state.running}  # action runs carried from the last run
+        state.running = []
         self._run_started_at_iteration = state.iterations
         if state.started_at is None:
             state.started_at = workflow.now()
@@ -133,13 +119,9 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
 
         due = dict.fromkeys(STAGES, workflow.now())
         while True:
-            if self._apart:  # nothing to drain: running actions are carried
-                if self._new_run_due() and not self._starting and workflow.all_handlers_finished():
-                    break
-            else:
-                self._draining = self._new_run_due()
-                if self._draining and not self._running and workflow.all_handlers_finished():
-                    break
+            # Nothing to drain: running actions are carried into the next run.
+            if self._new_run_due() and not self._starting and workflow.all_handlers_finished():
+                break
             now = workflow.now()
             if self._reconfigured:  # shorter intervals apply now, not after the old ones run out
                 self._reconfigured = False
@@ -171,8 +153,7 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
 
         state.runs += 1
         state.approvals = self._approvals
-        if self._apart:
-            state.running = list(self._running.values())
+        state.running = list(self._running.values())
         workflow.continue_as_new(
             AutopilotInput(
                 settings=self._settings,
@@ -201,12 +182,12 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
 
     def _intervals(self) -> dict[str, timedelta]:
         s = self._settings
-        # With watchers (release 25) this loop only discovers hosts and reads other capabilities: it need
-        # not wake on every sample; host findings wake it when they change.
-        own = max(s.monitor_interval, s.host_discovery_interval) if self._apart else None
+        # The watchers sample and analyse; this loop only discovers hosts and reads other capabilities: it
+        # need not wake on every sample; host findings wake it when they change.
+        own = max(s.monitor_interval, s.host_discovery_interval)
         return {
-            "monitor": own or s.monitor_interval,
-            "analyze": own or s.analysis_interval,
+            "monitor": own,
+            "analyze": own,
             "plan": s.optimization_interval,
             "execute": s.executor_interval,
         }
@@ -230,10 +211,7 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
         discovered = state.hosts_discovered_at
         if discovered is None or now >= discovered + self._settings.host_discovery_interval:
             await self._discover_hosts()
-        if self._apart:
-            await self._watch_hosts()
-        else:
-            await asyncio.gather(*(self._probe(host) for host in state.active_hosts if self._reachable(host)))
+        await self._watch_hosts()
         # The reads of other capabilities (workflows/autopilot_reads.py), each on its own interval.
         settings, queue = self._current_settings, self._research_queue
         if self._settings.abtest_new_variants:
@@ -250,13 +228,13 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
             last_seen = state.hosts[host].last_seen
             if last_seen is None or last_seen < forget:
                 del state.hosts[host]
-                if self._apart and state.watchers.pop(host, None) is not None:
+                if state.watchers.pop(host, None) is not None:
                     await self._signal_watchers([host], WATCH_STOP)
 
     async def _discover_hosts(self) -> None:
         try:
             found = await reads.discover_hosts()
-        except ActivityError as error:  # keep probing the hosts known so far
+        except ActivityError as error:  # the watchers of the hosts known so far go on
             workflow.logger.warning("host discovery failed: %s", error.cause or error)
             self._bump("discovery_failures")
             return
@@ -264,41 +242,15 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
         self._state.hosts_discovered_at = workflow.now()
         for host, polled in found.last_polled.items():
             self._state.hosts.setdefault(host, HostState()).last_polled = polled
-        if self._apart:
-            await self._resume_hosts_back()
-
-    async def _probe(self, host: str) -> None:
-        """One Monitor sample of `host`, on its host queue (runs before release 25; later, its watcher)."""
-        hs = self._state.hosts.setdefault(host, HostState())
-        await sample_host(
-            host,
-            hs,
-            self._settings,
-            self._analysis_settings,
-            self._pool_queue,
-            self._bump,
-        )
+        await self._resume_hosts_back()
 
     # ------------------------------------------------------------------------------ Analyze
 
     def _analyze(self) -> None:
+        # Each active host's watcher analyses and reports its findings (`host_report`).
         for host, hs in self._state.hosts.items():
             if host not in self._state.active_hosts:
                 hs.findings = []  # a departed host's window is kept a while, but describes the past
-                continue
-            if self._apart:  # its watcher analyses and reports
-                continue
-            hs.findings = host_findings(
-                host,
-                hs,
-                self._settings,
-                self._analysis_settings(),
-                workflow.now(),
-                before_evidence=True,
-            )
-
-    def _analysis_settings(self) -> AnalysisSettings:
-        return analysis_settings(self._settings, self._state.anomaly_parameters)
 
     # ------------------------------------------------------------------------------ Plan
 
@@ -318,7 +270,7 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
         for host, hs in self._state.hosts.items():
             if not (host in self._state.active_hosts and self._reachable(host)):
                 continue  # its remedies would wait for a worker that is gone
-            if self._apart and watcher_silent(hs, self._state.watchers.get(host), now, watch):
+            if watcher_silent(hs, self._state.watchers.get(host), now, watch):
                 continue  # its findings are stale: no remedy without fresh evidence
             for candidate in candidates_for(hs.findings):
                 candidate.host = host
@@ -413,12 +365,12 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
 
     def _execute(self) -> None:
         # Engine order across plan rounds too: an approved critical action does not wait behind a low one.
-        # Since release 25 the rest go first come, first served (engine order within a plan round): an
-        # action planned again each round must not keep an older one waiting for ever.
+        # The rest go first come, first served (engine order within a plan round): an action planned again
+        # each round must not keep an older one waiting for ever.
         ready = sorted(
             (r for r in self._state.queued if r.status == ActionStatus.QUEUED),
             key=lambda r: (
-                (r.decision.candidate.priority != Priority.CRITICAL, r.planned_at) if self._apart else (),
+                (r.decision.candidate.priority != Priority.CRITICAL, r.planned_at),
                 engine.order_key(r.decision),
             ),
         )
@@ -430,35 +382,15 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
                 self._bump("simulated")
                 self._remember(record)
             return
-        if self._draining:  # the queue is carried into the next run
-            return
-        if self._apart:
-            self._give_up_on_silent_runs()
+        self._give_up_on_silent_runs()
         free = self._settings.max_concurrent_actions - len(self._running)
         for record in ready[: max(free, 0)]:
             self._state.queued.remove(record)
             record.status = ActionStatus.RUNNING
             record.started_at = workflow.now()
             self._running[record.action_id] = record
-            if self._apart:
-                self._starting += 1  # counted now: the task first runs after this workflow task may end
-                self._spawn(self._start_action(record))
-            else:
-                self._spawn(self._run_action(record))
-
-    async def _run_action(self, record: ActionRecord) -> None:
-        """Runs before release 25: the action is this run's own activity or child workflow."""
-        try:
-            outcome, _ = await run_to_outcome(
-                record,
-                self._settings.action_heartbeat_timeout,
-                self._control_queue,
-                workflow.info().workflow_id,
-            )
-        finally:
-            self._running.pop(record.action_id, None)
-            self._wake = True
-        self._settle(record, outcome)
+            self._starting += 1  # counted now: the task first runs after this workflow task may end
+            self._spawn(self._start_action(record))
 
     def _settle(self, record: ActionRecord, outcome: ActionOutcome) -> None:
         """An action's outcome: recorded, and learnt from. Any exception here is a bug, not an outcome: it
@@ -479,7 +411,7 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
             # A compensated change moved capacity twice: the scaler's cooldown runs, and so does the policy's.
             if hs is not None and record.status in (ActionStatus.SUCCEEDED, ActionStatus.FAILED):
                 hs.scaling.last_scaled_at = record.finished_at
-                if self._apart and candidate.host in self._state.watchers:
+                if candidate.host in self._state.watchers:
                     self._starting += 1  # continue-as-new waits for the signal to go out
                     self._spawn(self._tell_watcher(candidate.host, WATCH_SCALED, record.finished_at))
         if record.status in (ActionStatus.NOTHING_TO_DO, ActionStatus.NOT_DELIVERED):  # teaches nothing
@@ -504,7 +436,6 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
             self._settings,
             pending=len(self.pending()),
             running=len(self._running),
-            draining=self._draining,
             findings=self._all_findings(),
             now=workflow.now(),
         )
@@ -560,9 +491,8 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
 
     def _next_id(self, prefix: str) -> str:
         self._state.sequence += 1
-        if self._apart:  # unique across autopilots: ids are idempotency keys of actions and approvals
-            return f"{prefix}-{self._state.lineage}-{self._state.sequence}"
-        return f"{prefix}-{self._state.sequence}"
+        # Unique across autopilots: ids are idempotency keys of actions and approvals.
+        return f"{prefix}-{self._state.lineage}-{self._state.sequence}"
 
     def _bump(self, counter: str, by: int = 1) -> None:
         self._state.totals[counter] = self._state.totals.get(counter, 0) + by
@@ -576,7 +506,6 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
             render_details(
                 self._state,
                 simulation=self._settings.simulation,
-                draining=self._draining,
                 running=list(self._running.values()),
                 pending=self.pending(),
                 now=workflow.now(),

@@ -3,8 +3,7 @@ entry names (autarky/autopilot/actions.py), on the queue that reaches the host o
 
 Since release 25 each action runs in its own `AutopilotActionWorkflow`, which reports the outcome to the
 autopilot by signal: the autopilot can continue-as-new while actions run, so a long action never holds a
-critical one back. Runs begun before (workflows/compat/autopilot.py) call `carry_out` themselves. What an
-outcome teaches stays in the autopilot.
+critical one back. What an outcome teaches stays in the autopilot.
 """
 
 from __future__ import annotations

@@ -5,9 +5,6 @@ the detectors, analyses on the analysis interval and signals the autopilot when 
 (and at least every `report_every`, so the autopilot knows it is alive). It continues-as-new on its own,
 so a host's state never rides in the autopilot's input. After a probe nobody on the host picked up, it stops
 probing until the autopilot (which lists the hosts that poll) says the host is back, or tells it to stop.
-
-`sample_host` and `host_findings` are also what the autopilot itself ran per host before release 25; runs
-begun before it (workflows/compat/autopilot.py) still call them from workflows/autopilot.py.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         what_changed,
     )
     from autarky.autopilot.policy.detection import POOL_MEMBER, detector_findings, observe
-    from autarky.autopilot.policy.rules import analyze, default_analyzers, rules_before_evidence
+    from autarky.autopilot.policy.rules import analyze, default_analyzers
     from autarky.autopilot.samples import to_metric_point
     from autarky.autopilot.settings import AnalysisSettings, AutopilotSettings
     from autarky.autopilot.types import HostSample, HostState, NetworkSample
@@ -56,8 +53,8 @@ async def sample_host(
     pool_queue: str,
     bump: Callable[[str], None],
 ) -> None:
-    """One Monitor sample of `host` into its state. `analysis` is read after the probe (an update may
-    change the settings while it runs; runs begun before release 25 recorded it so)."""
+    """One Monitor sample of `host` into its state. `analysis` is read after the probe (a new
+    configuration may arrive while it runs)."""
     pool = host_queue(pool_queue, host) if settings.pool_scaling else None
     sample, network = await reads.probe(host, settings, pool)
     for name, outcome in (("host", sample), ("network", network)):
@@ -86,15 +83,9 @@ def host_findings(
     settings: AutopilotSettings,
     analysis: AnalysisSettings,
     now: datetime,
-    before_evidence: bool = False,
 ) -> list[Finding]:
-    """The Analyze stage for one host: threshold rules, detectors, the local pool's scaling policy.
-    `before_evidence`: only for runs begun before release 25, which keep their rules (one sample was
-    evidence enough) so that their histories replay."""
-    if before_evidence:
-        findings = analyze(hs.window, default_analyzers(rules_before_evidence(settings.rules)))
-    else:
-        findings = analyze(hs.window, default_analyzers(settings.rules, settings.monitor_interval))
+    """The Analyze stage for one host: threshold rules, detectors, the local pool's scaling policy."""
+    findings = analyze(hs.window, default_analyzers(settings.rules, settings.monitor_interval))
     findings += detector_findings(hs.detection, hs.window, analysis, now)
     if settings.pool_scaling:
         overload = next((f for f in findings if f.kind == "overload_warning"), None)

@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from autarky.selfmod.types import StartEvolutionInput, start_evolution
     from workflows.approval import ApprovalGate
-    from workflows.compat import experiment as compat
 
 STORE_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(minutes=1))
 # A person's decision must not be lost to a database that is down for a while: retried until stored.
@@ -111,7 +110,6 @@ class ExperimentWorkflow(ApprovalGate):
             "reason": decision.decision_reason,
         } | ({"ready_for": READY_FOR} if approved else {})
         if approved and plan.agent:
-            compat.evolves_agent()
             outcome |= await self._evolve(plan.agent, decision.decided_by or "a person")
         await self._store(
             update_experiment,

@@ -1,9 +1,15 @@
 """ResearchCycleWorkflow: what is new on arXiv and GitHub, judged and remembered.
 
-open the cycle (analyser, budgets, watermarks) → gather both sources in parallel (each stores what it
-found; a source that stays down is recorded and skipped) → analyse the items not analysed yet, a few at
-a time, until done or the budget is spent → an experiment for each item above the threshold → a Markdown
-digest → close the cycle. Started hourly by its Schedule (`schedules/`) or by `autarky research run`.
+open the cycle (analyser, budgets, watermarks, the one-at-a-time lease) → gather both sources in parallel
+(each stores what it found; a source that stays down is recorded and skipped; the sample source when none
+answers) → analyse the items waiting, a few at a time, until done, the budget is spent, or the provider
+fails as a whole → an experiment for each item above the threshold → a Markdown digest of the final
+status → close the cycle. Started hourly by its Schedule (`schedules/`) or by `autarky research run`.
+
+Round 2 (`compat.round_2`): a failure that is the provider's (a bad key, a quota, an outage, a spent
+budget) stops analysis at once and counts against no item; a cycle finding another one running is
+skipped; the work stops short of the run's own timeout, and whatever fails, the memo and the autopilot
+hear the final status.
 
 Items travel as ids; documents stay in the knowledge base. The memo holds the cycle's summary, the search
 attributes its item count and top score, so the UI can filter on them.
@@ -19,13 +25,22 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    TimeoutType,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
+    from autarky.llm.errors import BUDGET_FAILURES, counts_against_item
     from autarky.research.budget import ResearchBudget
     from autarky.research.types import (
+        SAMPLE,
         SOURCES,
         AnalyseInput,
         AnalysisFailure,
@@ -52,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         unanalysed_items,
         write_research_digest,
     )
+    from workflows.compat import research as compat
     from workflows.experiment import ExperimentWorkflow, experiment_id
 
 R = TypeVar("R")
@@ -64,6 +80,11 @@ STOP_AFTER_FAILURES = 3
 # A source that stays down (or rate-limited for long) must not hold the cycle past this.
 GATHER_DEADLINE = timedelta(minutes=15)
 MAX_ERROR_CHARS = 300
+# A cycle without a run or execution timeout holds the lease this long at most (a crashed one frees it).
+MAX_LEASE = timedelta(hours=3)
+# The cycle's work stops this long before its own timeout (a fifth of it at most), so that it can still
+# write its digest, close and report.
+REPORT_MARGIN = timedelta(minutes=5)
 
 
 def _cause(error: ActivityError) -> str:
@@ -90,6 +111,12 @@ def _spent_by_failure(error: ActivityError) -> float:
     return float(cost) if isinstance(cost, int | float) and cost > 0 else 0.0
 
 
+def _no_worker(error: ActivityError) -> bool:
+    """No worker took the activity from its task queue in time (its schedule-to-start timeout)."""
+    cause = error.cause
+    return isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START
+
+
 def _cause_type(error: ActivityError) -> str | None:
     cause = error.cause
     return cause.type if isinstance(cause, ApplicationError) else None
@@ -99,15 +126,94 @@ def _cause_type(error: ActivityError) -> str | None:
 class ResearchCycleWorkflow:
     def __init__(self) -> None:
         self._outcome: CycleOutcome | None = None
+        self._scores: list[ItemScore] = []
+        self._round_2 = False
 
     @workflow.run
     async def run(self, input: CycleInput) -> CycleOutcome:
         info = workflow.info()
         self._input = input
-        outcome = self._outcome = CycleOutcome(
+        self._round_2 = compat.round_2()
+        self._outcome = CycleOutcome(
             cycle_id=info.workflow_id, status="running", analyser="?", started_at=workflow.now()
         )
         workflow.upsert_search_attributes([sa.KIND.value_set("research")])
+        if self._round_2:
+            return await self._run_round_2(input)
+        return await self._run_round_1(input)
+
+    async def _run_round_2(self, input: CycleInput) -> CycleOutcome:
+        """Whatever fails, the outcome says how the cycle ended, in the memo and to the autopilot."""
+        outcome = self._outcome
+        assert outcome is not None
+        info = workflow.info()
+        timeout = min((t for t in (info.run_timeout, info.execution_timeout) if t), default=None)
+        started = info.workflow_start_time or workflow.now()
+        self._details("opening the cycle")
+        try:
+            plan = await self._activity(
+                open_research_cycle,
+                OpenCycleInput(
+                    cycle_id=info.workflow_id,
+                    trigger=input.trigger,
+                    started_at=workflow.now(),
+                    lease_until=started + (timeout or MAX_LEASE),
+                ),
+                "open the cycle: budgets, watermarks, the one-at-a-time lease",
+            )
+        except ActivityError as error:  # never opened: nothing to close
+            reason = f"the cycle could not open: {self._why(error)}"
+            return await self._finish("failed", reason, close=False, digest=False)
+        outcome.analyser = plan.analyser
+        if plan.held_by is not None:
+            return await self._finish(
+                "skipped", f"research cycle {plan.held_by} is running (one cycle at a time)", digest=False
+            )
+        try:
+            if timeout is None:
+                await self._cycle(input, plan)
+            else:
+                # Stop the work in time to still write the digest, close and report.
+                margin = min(REPORT_MARGIN, timeout / 5)
+                left = started + timeout - margin - workflow.now()
+                await asyncio.wait_for(self._cycle(input, plan), timeout=left.total_seconds())
+        except TimeoutError:
+            if outcome.stopped_reason is None:
+                outcome.stopped_reason = (
+                    f"stopped short of the cycle's timeout ({timeout}); what is left waits for the next cycle"
+                )
+        except ActivityError as error:  # the knowledge base stayed down, or no worker took a step
+            return await self._finish("failed", f"the cycle failed: {self._why(error)}")
+        return await self._finish(outcome.status if outcome.status != "running" else "completed", None)
+
+    async def _finish(
+        self, status: str, reason: str | None, close: bool = True, digest: bool = True
+    ) -> CycleOutcome:
+        """The final status first, then the digest that states it, the record, the memo, the autopilot."""
+        outcome = self._outcome
+        assert outcome is not None
+        outcome.status = status  # type: ignore[assignment]  # one of CycleStatus, by its callers
+        outcome.stopped_reason = reason or outcome.stopped_reason
+        outcome.finished_at = workflow.now()
+        if digest:
+            self._details("writing the digest")
+            outcome.digest = await self._digest(self._scores)
+        if close:
+            try:
+                await self._activity(close_research_cycle, outcome, "record the outcome")
+            except ActivityError as error:
+                lost = f"the outcome was not recorded: {self._why(error)}"
+                outcome.status = "failed"
+                outcome.stopped_reason = "; ".join(filter(None, [outcome.stopped_reason, lost]))
+        self._publish()
+        if outcome.status != "skipped":  # nothing happened; the cycle that holds the lease reports
+            await self._report(self._input.report_to)
+        return outcome
+
+    async def _run_round_1(self, input: CycleInput) -> CycleOutcome:
+        info = workflow.info()
+        outcome = self._outcome
+        assert outcome is not None
         self._details("opening the cycle")
         plan = await self._activity(
             open_research_cycle,
@@ -117,6 +223,8 @@ class ResearchCycleWorkflow:
         outcome.analyser = plan.analyser
         try:
             await self._cycle(input, plan)
+            self._details("writing the digest")
+            outcome.digest = await self._digest(self._scores)
         except ActivityError as error:  # the knowledge base stayed down: say so everywhere, then fail
             outcome.status, outcome.stopped_reason = "failed", f"the cycle failed: {_cause(error)}"
             outcome.finished_at = workflow.now()
@@ -141,20 +249,30 @@ class ResearchCycleWorkflow:
         )
         self._details("gathering arXiv and GitHub")
         outcome.sources = list(await asyncio.gather(*(self._gather(s, plan) for s in SOURCES)))
+        sample = plan.sample_source == "always" or (
+            plan.sample_source == "auto" and all(s.status != "ok" for s in outcome.sources)
+        )
+        if self._round_2 and sample:  # offline (or asked to): the shipped sample items show the loop
+            outcome.sources.append(await self._gather(SAMPLE, plan))
         outcome.new_items = sum(s.new_items for s in outcome.sources)
 
-        item_ids = await self._activity(
-            unanalysed_items, PendingInput(limit=max_items), "items not analysed yet"
-        )
+        pending = PendingInput(limit=max_items)
+        if self._round_2:
+            pending = PendingInput(
+                limit=max_items, analyser=plan.analyser_key, reanalyse_since=plan.reanalyse_since
+            )
+        item_ids = await self._activity(unanalysed_items, pending, "items waiting for an analysis")
         budget = ResearchBudget(
             per_cycle_usd=plan.budget_per_cycle_usd,
             per_day_usd=plan.budget_per_day_usd,
             spent_today_before_usd=plan.spent_today_usd,
             paid=plan.priced,
         )
-        scores = await self._analyse(item_ids, concurrency, budget)
+        scores = self._scores = await self._analyse(item_ids, concurrency, budget, plan)
         outcome.top_score = max((s.score for s in scores), default=None)
-        outcome.pending = await self._activity(count_unanalysed_items, None, "items left for the next cycle")
+        outcome.pending = await self._activity(
+            count_unanalysed_items, pending if self._round_2 else None, "items left for the next cycle"
+        )
         # From the knowledge base, not this cycle's scores: an item an earlier cycle could not start an
         # experiment for (it failed on the way) gets one now.
         chosen = await self._activity(
@@ -163,8 +281,6 @@ class ResearchCycleWorkflow:
             "items worth an experiment",
         )
         await self._start_experiments(chosen, input.approval_timeout or plan.approval_timeout)
-        self._details("writing the digest")
-        outcome.digest = await self._digest(scores)
 
     @workflow.query(name="outcome")
     def current_outcome(self) -> CycleOutcome | None:
@@ -183,6 +299,7 @@ class ResearchCycleWorkflow:
                 task_queue=self._input.activity_task_queue,
                 start_to_close_timeout=timedelta(minutes=10),
                 schedule_to_close_timeout=GATHER_DEADLINE,
+                schedule_to_start_timeout=self._start_timeout(),
                 retry_policy=RetryPolicy(
                     initial_interval=self._input.source_retry_interval,
                     maximum_attempts=self._input.source_attempts,
@@ -190,6 +307,10 @@ class ResearchCycleWorkflow:
                 summary=f"fetch {source} since {plan.watermarks.get(source)}",
             )
         except ActivityError as error:
+            if self._round_2 and isinstance(error.cause, CancelledError):
+                raise asyncio.CancelledError from error  # the cycle stops short of its timeout
+            if self._round_2 and _no_worker(error):  # the cycle's failure, not the source's
+                raise
             reason = _cause(error).removesuffix("; retrying")  # it was retried: this is the last word
             workflow.logger.warning("research source %s unavailable: %s", source, reason)
             return SourceOutcome(source=source, status="unavailable", error=reason)
@@ -202,11 +323,12 @@ class ResearchCycleWorkflow:
         )
 
     async def _analyse(
-        self, item_ids: list[int], concurrency: int, budget: ResearchBudget
+        self, item_ids: list[int], concurrency: int, budget: ResearchBudget, plan: CyclePlan
     ) -> list[ItemScore]:
         """Analyse with at most `concurrency` activities at once; stop starting new ones when the budget is
         spent, when the analyser is not configured, or after failures in a row (a provider that is down or
-        refuses every call: no use paying or hammering it for the rest)."""
+        refuses every call: no use paying or hammering it for the rest). Round 2: a failure of the
+        provider as a whole stops at once and counts against no item."""
         outcome = self._outcome
         assert outcome is not None
         queue = deque(item_ids)
@@ -227,6 +349,7 @@ class ResearchCycleWorkflow:
                         AnalyseInput(cycle_id=outcome.cycle_id, item_id=item_id),
                         task_queue=self._input.activity_task_queue,
                         start_to_close_timeout=timedelta(minutes=3),
+                        schedule_to_start_timeout=self._start_timeout(),
                         retry_policy=RetryPolicy(
                             initial_interval=self._input.analysis_retry_interval,
                             maximum_interval=timedelta(minutes=2),
@@ -235,8 +358,13 @@ class ResearchCycleWorkflow:
                         summary=f"analyse item {item_id}",
                     )
                 except ActivityError as error:
+                    if self._round_2 and isinstance(error.cause, CancelledError):
+                        raise asyncio.CancelledError from error  # the cycle stops short of its timeout
+                    if self._round_2 and not counts_against_item(_cause_type(error)):
+                        self._provider_failed(error, budget)
+                        continue
                     failures_in_a_row += 1
-                    await self._failed(item_id, error, budget)
+                    await self._failed(item_id, error, budget, plan)
                     if _cause_type(error) in STOP_ANALYSIS_TYPES or failures_in_a_row >= STOP_AFTER_FAILURES:
                         outcome.status = "failed"
                         outcome.stopped_reason = (
@@ -260,7 +388,23 @@ class ResearchCycleWorkflow:
         await asyncio.gather(*(lane() for _ in range(min(concurrency, max(len(item_ids), 1)))))
         return scores
 
-    async def _failed(self, item_id: int, error: ActivityError, budget: ResearchBudget) -> None:
+    def _provider_failed(self, error: ActivityError, budget: ResearchBudget) -> None:
+        """A failure every item would meet (a bad key, a quota, an outage past its retries, a spent
+        budget, a timeout): stop analysing, count it on no item, and say what to fix (the gateway's
+        message names it)."""
+        outcome = self._outcome
+        assert outcome is not None
+        budget.spend(_spent_by_failure(error))  # the cycle's own tally; the ledger has the call
+        outcome.cost_usd = budget.spent_usd
+        workflow.logger.warning("analysis stopped: %s", _cause(error))
+        if outcome.stopped_reason is None:
+            budget_spent = _cause_type(error) in BUDGET_FAILURES
+            outcome.status = "stopped_for_budget" if budget_spent else "failed"
+            outcome.stopped_reason = f"analysis stopped: {self._why(error)}"
+
+    async def _failed(
+        self, item_id: int, error: ActivityError, budget: ResearchBudget, plan: CyclePlan
+    ) -> None:
         """Count the failure on the item (set aside after a few) and what it still cost."""
         outcome = self._outcome
         assert outcome is not None
@@ -269,12 +413,19 @@ class ResearchCycleWorkflow:
         budget.spend(cost)
         outcome.cost_usd = budget.spent_usd
         workflow.logger.warning("analysis of item %s failed: %s", item_id, _cause(error))
+        failure = AnalysisFailure(
+            cycle_id=outcome.cycle_id, item_id=item_id, error=_cause(error)[:1000], cost=cost
+        )
+        if self._round_2:  # its cost is in the ledger already (the gateway's); the analyser it failed under
+            key = plan.analyser_key
+            failure = AnalysisFailure(
+                cycle_id=outcome.cycle_id,
+                item_id=item_id,
+                error=_cause(error)[:1000],
+                analyser=key.label if key else plan.analyser,
+            )
         await self._activity(
-            record_analysis_failure,
-            AnalysisFailure(
-                cycle_id=outcome.cycle_id, item_id=item_id, error=_cause(error)[:1000], cost=cost
-            ),
-            f"record the failed analysis of item {item_id}",
+            record_analysis_failure, failure, f"record the failed analysis of item {item_id}"
         )
 
     async def _start_experiments(self, chosen: list[ItemScore], approval_timeout: timedelta) -> None:
@@ -312,12 +463,13 @@ class ResearchCycleWorkflow:
                 DigestInput(outcome=outcome, scores=scores),
                 task_queue=self._input.activity_task_queue,
                 start_to_close_timeout=timedelta(minutes=2),
+                schedule_to_start_timeout=self._start_timeout(),
                 retry_policy=RetryPolicy(maximum_attempts=5),
                 summary="write the digest",
             )
         except ActivityError as error:  # the analyses are stored; a missing page is not worth failing for
             workflow.logger.warning("research digest not written: %s", _cause(error))
-            outcome.digest_error = _cause(error)
+            outcome.digest_error = self._why(error)
             return None
 
     async def _report(self, autopilot_id: str | None) -> None:
@@ -345,9 +497,25 @@ class ResearchCycleWorkflow:
             args=args,
             task_queue=self._input.activity_task_queue,
             start_to_close_timeout=timedelta(minutes=2),
+            schedule_to_start_timeout=self._start_timeout(),
             retry_policy=STORE_RETRY,
             summary=summary,
         )
+
+    def _start_timeout(self) -> timedelta | None:
+        """Round 2: how long an activity waits for a research worker (None: as long as the run lasts)."""
+        return self._input.activity_start_timeout if self._round_2 else None
+
+    def _why(self, error: ActivityError) -> str:
+        """`_cause`, saying which task queue has no worker when no worker took the activity."""
+        if _no_worker(error):
+            queue = self._input.activity_task_queue or workflow.info().task_queue
+            return (
+                f"no worker took {error.activity_type} from task queue {queue!r} within "
+                f"{self._input.activity_start_timeout}: start a worker serving it (`autarky up` or "
+                "`autarky worker`), or set research_task_queue to a queue that has one"
+            )
+        return _cause(error)
 
     def _details(self, step: str) -> None:
         outcome = self._outcome

@@ -38,6 +38,7 @@ from workflows.approval import ApprovalGate
 with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
     from autarky.core.approval import ApprovalState
+    from autarky.llm.errors import LLM_BUDGET_SPENT, LLM_NOT_CONFIGURED, LLM_UNPRICED
     from autarky.selfmod.policy import adapt_step, better, mutate, relative_improvement, should_promote
     from autarky.selfmod.types import (
         AgentRunInput,
@@ -77,6 +78,8 @@ FIRST_STEP = 0.2  # of each parameter's normalised range
 MIN_PAIRED_UNITS = 8
 FINAL = ["SandboxUnavailable", "BadAgent", "BenchmarkFailed", "RollbackRefused", "LlmNotConfigured"]
 RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=FINAL)
+# Failures of propose_patches after which the run evolves parameters offline, as without an LLM.
+OFFLINE_INSTEAD = frozenset({LLM_NOT_CONFIGURED, LLM_BUDGET_SPENT, LLM_UNPRICED})
 QUICK = {make_candidates, promote_version, rollback_version, review_promotion}
 HEARTBEATING = {snapshot_agent, check_candidate, measure, compare}
 # How long a step may wait for the run's host to take it: its steps queue behind each other (a few at a
@@ -114,7 +117,7 @@ class SelfModificationWorkflow(ApprovalGate):
         self._sandbox_runs = 0
         self._best: float | None = None
         self._llm_code: set[str] = set()  # commits whose code an LLM wrote
-        self._host_queue: str | None = None  # the queue of the run's host (`compat.one_host`)
+        self._host_queue: str | None = None  # the queue of the run's host, once its snapshot is taken
         self._moves = 0
 
     @workflow.query
@@ -149,8 +152,8 @@ class SelfModificationWorkflow(ApprovalGate):
         snap: Snapshot = await self._activity(
             snapshot_agent, AgentRunInput(agent=request.agent, run_id=run_id)
         )
-        if compat.one_host():
-            self._run_id, self._host_queue = run_id, snap.task_queue
+        compat.one_host()
+        self._run_id, self._host_queue = run_id, snap.task_queue
         spec, incumbent = snap.spec, snap.pointer
         result = self._result
         result.incumbent_commit = incumbent.commit
@@ -227,7 +230,6 @@ class SelfModificationWorkflow(ApprovalGate):
         ask = llm_code or (spec.risky if request.require_approval is None else request.require_approval)
         # Sources other than the shipped ones ask a person whoever wrote them: after an upgrade a
         # parameter-only candidate carries the previous release's code.
-        compat.reviews_sources()
         self._show(f"comparing {best.key}'s sources with the shipped ones")
         review = await self._activity(review_promotion, ReviewInput(agent=spec.name, commit=best.commit))
         ask = ask or review.differs
@@ -322,7 +324,8 @@ class SelfModificationWorkflow(ApprovalGate):
                 )
             except ActivityError as error:
                 cause = error.cause
-                if isinstance(cause, ApplicationError) and cause.type == "LlmNotConfigured":
+                # No LLM, or none the budgets allow today: evolve parameters offline instead.
+                if isinstance(cause, ApplicationError) and cause.type in OFFLINE_INSTEAD:
                     return None
                 raise
             self._failed += len(outcome.rejected)
@@ -408,7 +411,7 @@ class SelfModificationWorkflow(ApprovalGate):
     # ------------------------------------------------------------------ plumbing
 
     async def _activity(self, fn, arg, sandbox_runs: int = 0):  # a typed activity stub and its input
-        if self._host_queue is None:
+        if self._host_queue is None:  # the snapshot: whichever host takes it becomes the run's
             return await self._execute(fn, arg, sandbox_runs, self._request.activity_task_queue)
         while True:
             try:

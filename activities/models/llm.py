@@ -4,9 +4,15 @@
 It is meant to be called from activities, and fails the way they should: with `ApplicationError`s that
 Temporal retries (rate limits, 5xx, overload, timeouts, unreachable servers; `next_retry_delay` from the
 provider's Retry-After) or does not (bad key, unknown model, bad request, refusals, output that stays
-invalid after one repair), with a message a person can act on. The SDKs never retry (`max_retries=0`):
-Temporal does, with its backoff, and sees every failure. API keys come from the environment only and
-appear in no payload, log line or error message.
+invalid after one repair, a spent budget, an unpriced model, reasoning that used the whole completion cap),
+with a message a person can act on. The SDKs never retry (`max_retries=0`): Temporal does, with its
+backoff, and sees every failure. API keys come from the environment only and appear in no payload, log
+line or error message.
+
+Money: a model without a price (autarky/llm/prices.py) is refused before any call. Every paid HTTP call
+is reserved in the spending ledger at its price cap first (refused when a budget would be exceeded) and
+settled at its cost after (activities/storage/ledger.py); `ledger=None` is an unmetered gateway, for tests
+without a knowledge base only.
 """
 
 from __future__ import annotations
@@ -15,38 +21,47 @@ import os
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from pydantic import BaseModel, ValidationError
 from temporalio.exceptions import ApplicationError
 
-from activities.models.providers import Answer, AnthropicProvider, HttpFailure, OpenAIProvider, Unreachable
+from activities.models.providers import (
+    Answer,
+    AnthropicProvider,
+    HttpFailure,
+    OpenAIProvider,
+    Unreachable,
+    input_bound,
+)
+from activities.storage.ledger import Budgets, BudgetSpent, Reservation, SpendingLedger, attempt_key
 from autarky.core.redaction import redact_text
 from autarky.core.retry_after import retry_after_delay
-from autarky.llm.settings import LlmSettings, resolve_provider
-from autarky.llm.types import (
-    LlmRequest,
-    LlmResult,
-    LlmUsage,
-    ProviderChoice,
-    cost_of,
-    price_of,
+from autarky.llm.errors import (
+    LLM_BAD_REQUEST,
+    LLM_BUDGET_SPENT,
+    LLM_INVALID_OUTPUT,
+    LLM_NOT_CONFIGURED,
+    LLM_RATE_LIMITED,
+    LLM_REASONING_EXHAUSTED,
+    LLM_REFUSED,
+    LLM_REJECTED,
+    LLM_UNAVAILABLE,
+    LLM_UNPRICED,
 )
+from autarky.llm.prices import Pricing, price_settings, pricing
+from autarky.llm.settings import LlmSettings, resolve_provider
+from autarky.llm.types import LlmRequest, LlmResult, LlmUsage, ProviderChoice, cost_of
+
+if TYPE_CHECKING:
+    from activities.storage.handle import KnowledgeBaseHandle
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
 
 SETTINGS = "AUTARKY_LLM__"
-
-# ApplicationError types.
-LLM_UNAVAILABLE = "LlmUnavailable"  # retryable: 5xx, overloaded, timeouts, connection errors
-LLM_RATE_LIMITED = "LlmRateLimited"  # retryable, after the provider's Retry-After when it sent one
-LLM_REJECTED = "LlmRejected"  # final: 400/401/403/404/…, an exhausted quota
-LLM_REFUSED = "LlmRefused"  # final: the model declined (asking again gets the same answer)
-LLM_INVALID_OUTPUT = "LlmInvalidOutput"  # final: invalid after one repair
-LLM_NOT_CONFIGURED = "LlmNotConfigured"  # final: offline, or the key's variable is empty
 
 MAX_RETRY_AFTER = timedelta(hours=1)
 MAX_ERROR_DETAIL = 500  # characters of a validation error in a message
@@ -105,12 +120,27 @@ class LlmGateway:
     """Asks the configured provider for structured answers. One per worker: the SDK client (its connection
     pool) is made at the first call and reused; concurrent calls share it."""
 
-    def __init__(self, settings: LlmSettings, environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(
+        self,
+        settings: LlmSettings,
+        environ: Mapping[str, str] = os.environ,
+        *,
+        ledger: SpendingLedger | None,
+    ) -> None:
+        """`ledger`: where paid calls are reserved, settled and checked against the budgets; None only for
+        an unmetered gateway (tests without a knowledge base): no budget then stops it."""
         self.settings = settings
         self.environ = environ
+        self.ledger = ledger
         self.choice: ProviderChoice | None = resolve_provider(settings, environ)
         self._provider: OpenAIProvider | AnthropicProvider | None = None
-        self._unpriced: set[str] = set()
+
+    @classmethod
+    def metered(
+        cls, settings: LlmSettings, environ: Mapping[str, str], kb: KnowledgeBaseHandle
+    ) -> LlmGateway:
+        """A gateway whose calls go to the spending ledger of `kb` (and so share every budget)."""
+        return cls(settings, environ, ledger=SpendingLedger(kb))
 
     @property
     def offline(self) -> bool:
@@ -120,18 +150,40 @@ class LlmGateway:
     async def complete(self, request: LlmRequest, output: type[T]) -> LlmResult[T]:
         """Ask once; on invalid output ask once more with the error; raise ApplicationError on failure."""
         choice = self._choice()
+        price = self._pricing(choice, request)
         provider = self._client(choice)
         usage = LlmUsage(provider=choice.kind, model=choice.model)
         started = time.monotonic()
         repair: tuple[Answer, str] | None = None
+        key = attempt_key()  # the ledger's rows of this activity attempt
         for attempt in (1, 2):
+            reservation = await self._reserve(choice, price, request, output, repair, key, usage, started)
             try:
                 answer = await provider.ask(request, output, repair)
             except (HttpFailure, Unreachable) as failure:
+                # An error status is not billed; no answer at all may have been (timeout): keep the cap.
+                maybe_billed = isinstance(failure, Unreachable) and failure.maybe_billed
+                if reservation is not None and not maybe_billed:
+                    await self._settle(reservation, 0.0, 0, 0)
                 raise self._failed(choice, request, failure, usage, started) from None
+            cost = price.cost(answer.tokens_in, answer.tokens_out)
+            if reservation is not None:
+                await self._settle(reservation, cost, answer.tokens_in, answer.tokens_out)
             usage.tokens_in += answer.tokens_in
             usage.tokens_out += answer.tokens_out
-            usage.cost_usd = self._cost(choice.model, usage.tokens_in, usage.tokens_out)
+            usage.cost_usd += cost
+            if self._reasoned_away(answer):
+                raise self._error(
+                    choice,
+                    request,
+                    usage,
+                    started,
+                    f"{choice.kind} model {choice.model} spent all {request.max_tokens} completion tokens "
+                    f"({answer.reasoning_tokens} of them reasoning) before answering ({request.purpose}): "
+                    f"raise {request.max_tokens_setting or 'max_tokens'} ({request.max_tokens}) or lower "
+                    f"{SETTINGS}REASONING_EFFORT ({self.settings.reasoning_effort or 'the default'})",
+                    LLM_REASONING_EXHAUSTED,
+                )
             if answer.refusal is not None:
                 raise self._error(
                     choice,
@@ -175,7 +227,11 @@ class LlmGateway:
             )
             repair = (answer, self._repair_note(problem, answer, choice))
         # Truncation included: the same request retried by Temporal would be cut off (and paid for) again.
-        hint = f"; raise max_tokens ({request.max_tokens})" if answer.truncated else ""
+        hint = (
+            f"; raise {request.max_tokens_setting or 'max_tokens'} ({request.max_tokens})"
+            if answer.truncated
+            else ""
+        )
         raise self._error(
             choice,
             request,
@@ -209,21 +265,65 @@ class LlmGateway:
                 )
             timeout = self.settings.request_timeout.total_seconds()
             if choice.kind == "anthropic":
-                self._provider = AnthropicProvider(choice, key, timeout)
+                self._provider = AnthropicProvider(choice, key, timeout, self.settings.anthropic_output)
             else:
                 self._provider = OpenAIProvider(
-                    choice, key or None, timeout, self.settings.compatible_response_format
+                    choice,
+                    key or None,
+                    timeout,
+                    self.settings.compatible_response_format,
+                    self.settings.reasoning_effort,
                 )
         return self._provider
 
-    def _cost(self, model: str, tokens_in: int, tokens_out: int) -> float:
-        prices = self.settings.prices
-        if price_of(prices, model) is None and model not in self._unpriced:
-            self._unpriced.add(model)
-            log.warning(
-                "llm model has no price; its calls count 0 USD", model=model, setting=f"{SETTINGS}PRICES"
+    def _pricing(self, choice: ProviderChoice, request: LlmRequest) -> Pricing:
+        """The model's price; refused before any call when it has none, since no budget could stop it."""
+        found = pricing(self.settings.prices, choice.kind, choice.model)
+        if found is None:
+            raise ApplicationError(
+                f"{choice.kind} model {choice.model} has no known price ({request.purpose}), so no budget "
+                f"could stop its spending: set {price_settings(choice.model)}, or choose a priced model "
+                f"({SETTINGS}{_MODEL_SETTING[choice.kind]})",
+                LlmUsage(provider=choice.kind, model=choice.model).model_dump(),
+                type=LLM_UNPRICED,
+                non_retryable=True,
             )
-        return cost_of(prices, model, tokens_in, tokens_out)
+        return found
+
+    async def _reserve(
+        self,
+        choice: ProviderChoice,
+        price: Pricing,
+        request: LlmRequest,
+        output: type[BaseModel],
+        repair: tuple[Answer, str] | None,
+        key: str,
+        usage: LlmUsage,
+        started: float,
+    ) -> Reservation | None:
+        """Reserve the call's price cap in the ledger, or refuse it (LLM_BUDGET_SPENT). None: nothing to
+        reserve (a free model, or an unmetered gateway)."""
+        if self.ledger is None or price.free:
+            return None
+        cap = price.cost(input_bound(request, output, repair), request.max_tokens)
+        budgets = Budgets(self.settings.budget_per_day_usd, self.settings.budget_per_cycle_usd)
+        try:
+            return await self.ledger.reserve(
+                key, request.purpose, f"{choice.kind}:{choice.model}", cap, request.budget_scope, budgets
+            )
+        except BudgetSpent as spent:
+            raise self._error(choice, request, usage, started, str(spent), LLM_BUDGET_SPENT) from None
+
+    async def _settle(self, reservation: Reservation, cost: float, tokens_in: int, tokens_out: int) -> None:
+        assert self.ledger is not None
+        await self.ledger.settle(reservation, cost, tokens_in, tokens_out)
+
+    @staticmethod
+    def _reasoned_away(answer: Answer) -> bool:
+        """Cut off at the cap with nothing to show but reasoning: a bigger cap or less effort is needed, and
+        asking again (a repair, a retry) would only pay for the same again."""
+        empty = answer.data is None and not (answer.text or "").strip()
+        return answer.truncated and empty and answer.reasoning_tokens > 0
 
     @staticmethod
     def _validate(answer: Answer, output: type[T], request: LlmRequest) -> tuple[T | None, str]:
@@ -314,11 +414,17 @@ class LlmGateway:
             )
             if choice.kind == "openai-compatible":
                 hint += f" (Ollama: `ollama pull {choice.model}`)"
-        elif status in (400, 413, 422):
-            hint = (
-                f"the request was rejected: check that model {choice.model} supports structured output and "
-                f"max_tokens={request.max_tokens}, and that the prompt fits its context"
+        elif status in (400, 413, 422):  # this request, not the account: another item may well pass
+            output_hint = (
+                f" ({SETTINGS}ANTHROPIC_OUTPUT=tool for models without structured outputs)"
+                if choice.kind == "anthropic"
+                else ""
             )
+            hint = (
+                f"the request was rejected: check that model {choice.model} supports structured output"
+                f"{output_hint} and max_tokens={request.max_tokens}, and that the prompt fits its context"
+            )
+            return self._error(choice, request, usage, started, f"{head}; {hint}", LLM_BAD_REQUEST, True)
         else:
             hint = "the request was refused"
         return self._error(choice, request, usage, started, f"{head}; {hint}", LLM_REJECTED, True)
@@ -357,12 +463,16 @@ class LlmGateway:
 
 
 __all__ = [
+    "LLM_BAD_REQUEST",
+    "LLM_BUDGET_SPENT",
     "LLM_INVALID_OUTPUT",
     "LLM_NOT_CONFIGURED",
     "LLM_RATE_LIMITED",
+    "LLM_REASONING_EXHAUSTED",
     "LLM_REFUSED",
     "LLM_REJECTED",
     "LLM_UNAVAILABLE",
+    "LLM_UNPRICED",
     "LlmGateway",
     "cost_of",
     "resolve_provider",

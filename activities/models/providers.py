@@ -1,10 +1,11 @@
 """The provider adapters behind the LLM gateway: OpenAI (and OpenAI-compatible servers) and Anthropic.
 
-Each adapter turns a request and an output model into one SDK call with that SDK's structured output
-(OpenAI: a JSON-schema `response_format`; Anthropic: a forced tool whose input is the answer) and the
-reply into a neutral `Answer`. SDK failures become `HttpFailure` / `Unreachable`, which the gateway
-(activities.models.llm) classifies. The SDKs are imported here, inside the adapters' constructors: they
-cost tens of MiB, and a worker that never asks an LLM must not pay for them.
+Each adapter turns a request and an output model into one SDK call with that SDK's structured output (OpenAI:
+a strict JSON-schema `response_format`; Anthropic: the Messages API's `output_config.format`, or a forced tool
+whose input is the answer for older models) and the reply into a neutral `Answer`. SDK failures become
+`HttpFailure` / `Unreachable`, which the gateway (activities.models.llm) classifies. The SDKs are imported
+here, inside the adapters' constructors: they cost tens of MiB, and a worker that never asks an LLM must not
+pay for them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Answer:
     stop: str | None = None  # finish_reason / stop_reason as the provider said it
     tokens_in: int = 0
     tokens_out: int = 0
+    reasoning_tokens: int = 0  # of tokens_out, spent reasoning before the answer (OpenAI reports them)
     model: str | None = None  # as the provider reported it (e.g. a dated snapshot)
     # The assistant turn as this provider wants it back when it is asked to repair the answer.
     replay: list[dict[str, Any]] = field(default_factory=list)
@@ -55,16 +57,58 @@ class HttpFailure(Exception):
 
 
 class Unreachable(Exception):
-    """No answer: connection refused or reset, DNS, TLS, or the request timed out."""
+    """No answer: connection refused or reset, DNS, TLS, or the request timed out. `maybe_billed`: the
+    request may have reached the provider (a timeout, a connection lost mid-way), so it may be paid for;
+    False only when no connection was ever made."""
 
-    def __init__(self, detail: str, *, timeout: bool):
+    def __init__(self, detail: str, *, timeout: bool, maybe_billed: bool = True):
         super().__init__(detail)
         self.detail = detail
         self.timeout = timeout
+        self.maybe_billed = maybe_billed
+
+
+# Per message and per request (the role framing, Anthropic's tool or output-format system prompt): what a
+# provider adds to the text we send, in tokens, bounded generously.
+_OVERHEAD_TOKENS = 1024
+
+
+def input_bound(request: LlmRequest, output: type[BaseModel], repair: tuple[Answer, str] | None) -> int:
+    """An upper bound of a call's input tokens: every token of a byte-level BPE tokenizer is at least one
+    byte, so the UTF-8 size of all we send (system, prompt, schema, the repair turn) plus the framing."""
+    parts = [request.system, request.prompt, json.dumps(schema_of(output))]
+    if repair is not None:
+        previous, note = repair
+        parts += [json.dumps(previous.replay), note]
+    return sum(len(part.encode()) for part in parts) + _OVERHEAD_TOKENS
+
+
+def is_reasoning_model(model: str) -> bool:
+    """OpenAI's reasoning models, which take `reasoning_effort`: gpt-5… (not the gpt-5-chat ones) and the
+    o-series from o1 on (not o1-mini / o1-preview, which predate the parameter)."""
+    name = model.lower()
+    if "chat" in name:
+        return False
+    if name.startswith("gpt-5"):
+        return True
+    return re.match(r"o\d", name) is not None and not name.startswith(("o1-mini", "o1-preview"))
+
+
+def _connect_failed(cause: BaseException) -> bool:
+    """Whether the connection was never made (so nothing was sent): refused, DNS, TLS handshake."""
+    return type(cause).__name__ in ("ConnectError", "ConnectTimeout")
 
 
 def schema_of(output: type[BaseModel]) -> dict[str, Any]:
     return output.model_json_schema()
+
+
+def strict_schema(output: type[BaseModel]) -> dict[str, Any]:
+    """OpenAI's strict JSON schema of `output` (every property required, no additional ones), through the
+    SDK's public `pydantic_function_tool`: the SDK keeps it in step with what the API accepts."""
+    import openai
+
+    return openai.pydantic_function_tool(output)["function"]["parameters"]
 
 
 def tool_name(output: type[BaseModel]) -> str:
@@ -107,22 +151,32 @@ def _headers(response: Any) -> dict[str, str]:
 class OpenAIProvider:
     """Chat Completions, for OpenAI itself and for OpenAI-compatible servers (Ollama, vLLM, llama.cpp).
 
-    OpenAI gets a strict JSON-schema `response_format` (the SDK's own strict schema, as `parse` sends):
-    its decoder then cannot produce anything but the schema. A compatible server gets `json_object` by
-    default (settings.compatible_response_format) with the schema in the system prompt: `json_object` is
-    understood nearly everywhere, while `json_schema` support varies by server and version (older Ollama
-    and llama.cpp ignore or reject it), and the gateway validates and repairs the answer either way.
-    We call `create` rather than `parse`: `parse` raises on a bad answer and so loses the answer and its
-    token counts, both of which the repair and the budget need.
-    """
+    OpenAI gets a strict JSON-schema `response_format` (the strict schema of the SDK's public
+    `pydantic_function_tool`, the one `parse` sends): its decoder then cannot produce anything but the schema.
+    Reasoning models get `reasoning_effort` (settings.reasoning_effort). A compatible server gets
+    `json_object` by default (settings.compatible_response_format) with the schema in the system prompt:
+    `json_object` is understood nearly everywhere, while `json_schema` support varies by server and version
+    (older Ollama and llama.cpp ignore or reject it), and the gateway validates and repairs the answer either
+    way. We call `create` rather than `parse`: `parse` raises on a bad answer and so loses the answer and its
+    token counts, both of which the repair and the budget need."""
 
-    def __init__(self, choice: ProviderChoice, api_key: str | None, timeout: float, response_format: str):
+    def __init__(
+        self,
+        choice: ProviderChoice,
+        api_key: str | None,
+        timeout: float,
+        response_format: str,
+        reasoning_effort: str | None = None,
+    ):
         import openai
 
         self.openai = openai
         self.choice = choice
         self.compatible = choice.kind == "openai-compatible"
         self.response_format = response_format if self.compatible else "json_schema"
+        self.reasoning_effort = (
+            reasoning_effort if not self.compatible and is_reasoning_model(choice.model) else None
+        )
         self.secrets = {api_key} if api_key else set()
         self.client = openai.AsyncOpenAI(
             api_key=api_key or NO_KEY,
@@ -134,13 +188,11 @@ class OpenAIProvider:
     def _format(self, output: type[BaseModel]) -> dict[str, Any]:
         if self.response_format == "json_object":
             return {"type": "json_object"}
-        from openai.lib._pydantic import to_strict_json_schema
-
         return {
             "type": "json_schema",
             "json_schema": {
                 "name": tool_name(output),
-                "schema": to_strict_json_schema(output),
+                "schema": strict_schema(output),
                 "strict": True,
             },
         }
@@ -171,6 +223,8 @@ class OpenAIProvider:
         options["max_tokens" if self.compatible else "max_completion_tokens"] = request.max_tokens
         if request.temperature is not None:
             options["temperature"] = request.temperature
+        if self.reasoning_effort is not None:
+            options["reasoning_effort"] = self.reasoning_effort
         openai = self.openai
         try:
             completion = await self.client.chat.completions.create(
@@ -180,7 +234,9 @@ class OpenAIProvider:
             raise Unreachable("the request timed out", timeout=True) from error
         except openai.APIConnectionError as error:
             cause = error.__cause__ or error
-            raise Unreachable(f"{type(cause).__name__}: {cause}", timeout=False) from error
+            raise Unreachable(
+                f"{type(cause).__name__}: {cause}", timeout=False, maybe_billed=not _connect_failed(cause)
+            ) from error
         except openai.APIStatusError as error:
             raise HttpFailure(
                 error.status_code,
@@ -197,9 +253,11 @@ class OpenAIProvider:
     @staticmethod
     def _answer(completion: Any) -> Answer:
         usage = getattr(completion, "usage", None)
+        details = getattr(usage, "completion_tokens_details", None) if usage else None
         answer = Answer(
             tokens_in=(usage.prompt_tokens or 0) if usage else 0,
             tokens_out=(usage.completion_tokens or 0) if usage else 0,
+            reasoning_tokens=(getattr(details, "reasoning_tokens", None) or 0) if details else 0,
             model=getattr(completion, "model", None),
         )
         if not completion.choices:
@@ -220,14 +278,18 @@ class OpenAIProvider:
 
 
 class AnthropicProvider:
-    """Messages API with one tool whose input schema is the output model, forced by `tool_choice`: the
+    """Messages API. `json_schema` (the default): the native structured output, `output_config.format`
+    with the SDK's public `transform_schema` (constraints the API cannot enforce move into descriptions;
+    the gateway validates them): the answer is one text block of JSON. `tool`: one tool whose input
+    schema is the output model, forced by `tool_choice`, for models older than structured outputs: the
     answer is the tool call's input, already parsed JSON."""
 
-    def __init__(self, choice: ProviderChoice, api_key: str, timeout: float):
+    def __init__(self, choice: ProviderChoice, api_key: str, timeout: float, output: str = "json_schema"):
         import anthropic
 
         self.anthropic = anthropic
         self.choice = choice
+        self.native = output == "json_schema"
         self.secrets = {api_key}
         # The key is passed explicitly, so the SDK consults no environment variable nor profile on disk.
         self.client = anthropic.AsyncAnthropic(
@@ -238,11 +300,6 @@ class AnthropicProvider:
         self, request: LlmRequest, output: type[BaseModel], repair: tuple[Answer, str] | None
     ) -> Answer:
         name = tool_name(output)
-        tool = {
-            "name": name,
-            "description": f"Record the answer. Its input is the answer, as {output.__name__}.",
-            "input_schema": schema_of(output),
-        }
         messages: list[dict[str, Any]] = [{"role": "user", "content": request.prompt}]
         if repair is not None:
             previous, note = repair
@@ -262,20 +319,28 @@ class AnthropicProvider:
         if request.system:
             options["system"] = request.system
         anthropic = self.anthropic
+        if self.native:
+            schema = anthropic.transform_schema(output.model_json_schema())
+            options["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        else:
+            tool = {
+                "name": name,
+                "description": f"Record the answer. Its input is the answer, as {output.__name__}.",
+                "input_schema": schema_of(output),
+            }
+            options["tools"] = [tool]
+            options["tool_choice"] = {"type": "tool", "name": name, "disable_parallel_tool_use": True}
         try:
             message = await self.client.messages.create(
-                model=self.choice.model,
-                max_tokens=request.max_tokens,
-                messages=messages,
-                tools=[tool],
-                tool_choice={"type": "tool", "name": name, "disable_parallel_tool_use": True},
-                **options,
+                model=self.choice.model, max_tokens=request.max_tokens, messages=messages, **options
             )
         except anthropic.APITimeoutError as error:
             raise Unreachable("the request timed out", timeout=True) from error
         except anthropic.APIConnectionError as error:
             cause = error.__cause__ or error
-            raise Unreachable(f"{type(cause).__name__}: {cause}", timeout=False) from error
+            raise Unreachable(
+                f"{type(cause).__name__}: {cause}", timeout=False, maybe_billed=not _connect_failed(cause)
+            ) from error
         except anthropic.APIStatusError as error:
             raise HttpFailure(
                 error.status_code,

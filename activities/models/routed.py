@@ -16,8 +16,10 @@ import structlog
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
-from activities.models.llm import LLM_INVALID_OUTPUT, LlmGateway
+from activities.models.llm import LlmGateway
 from activities.storage.handle import KnowledgeBaseHandle
+from activities.storage.ledger import SpendingLedger
+from autarky.llm.errors import LLM_INVALID_OUTPUT
 from autarky.llm.settings import LlmSettings
 from autarky.llm.types import LlmRequest, LlmResult, ProviderChoice
 from autarky.models.routing import choose_variant
@@ -43,7 +45,9 @@ class RoutedGateway:
         self.environ = environ
         self.kb = kb
         self.slot = slot
-        self.default = LlmGateway(settings, environ)
+        # Every variant's calls go to the same ledger, so an A/B challenger shares the budgets.
+        self.ledger = SpendingLedger(kb)
+        self.default = LlmGateway(settings, environ, ledger=self.ledger)
         self._gateways: dict[str, LlmGateway] = {}
         self._cached: tuple[float, SlotInfo] | None = None
 
@@ -87,7 +91,7 @@ class RoutedGateway:
             settings = self.settings.model_copy(
                 update={"provider": variant.provider, model_field: variant.model}
             )
-            self._gateways[variant.name] = LlmGateway(settings, self.environ)
+            self._gateways[variant.name] = LlmGateway(settings, self.environ, ledger=self.ledger)
         return self._gateways[variant.name]
 
     async def complete(

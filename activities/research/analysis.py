@@ -22,17 +22,20 @@ from temporalio.exceptions import ApplicationError
 
 from activities.models.llm import LlmGateway
 from activities.models.routed import RoutedGateway
+from activities.research.offline_analyser import OfflineAnalyser
 from activities.research.sandboxed_scorer import SandboxedScorer
 from activities.selfmod.versions import VersionStoreError, read_active_pointer
 from activities.storage.handle import BAD_INPUT, KnowledgeBaseHandle
+from activities.storage.ledger import SpendingLedger
 from autarky.core.settings import AutarkySettings
+from autarky.llm.errors import LLM_BUDGET_SPENT
 from autarky.llm.settings import LlmSettings, resolve_provider
-from autarky.llm.types import LlmRequest
+from autarky.llm.types import LlmRequest, LlmResult
 from autarky.models.types import Variant
 from autarky.research.items import OFFLINE_MODEL, AnalysisIn, ExperimentUpdate
+from autarky.research.learning import LearningScorer
 from autarky.research.relevance import (
     DEFAULT_INTERESTS,
-    MODEL,
     RelevanceParams,
     RelevanceScorer,
     offline_plan,
@@ -101,11 +104,13 @@ class AnalysisActivities:
     ) -> None:
         self.settings = settings
         self.kb = kb
-        self.gateway = LlmGateway(settings.llm, settings.llm_environ(environ))
+        # Every paid call is reserved, checked against the budgets and settled in the ledger.
+        self.gateway = LlmGateway(settings.llm, settings.llm_environ(environ), ledger=SpendingLedger(kb))
         # Analyses are the calls of the model slot `research-analyst`: routed by its split, recorded.
         self.routed = RoutedGateway(settings.llm, settings.llm_environ(environ), kb, ANALYST_SLOT)
         self._scorer: Any = None
         self._scorer_version: str | None = None
+        self.offline = OfflineAnalyser(kb)  # the cold scorer corrected by people's decisions
 
     def _offline_scorer(self) -> Any:
         """The offline scorer with the parameters of the `relevance-scorer` agent's active version
@@ -144,12 +149,17 @@ class AnalysisActivities:
             raise ApplicationError(f"unknown item id {item_id}", type=BAD_INPUT, non_retryable=True)
         return item
 
+    def _learning_scorer(self) -> LearningScorer:
+        """The offline scorer of `_offline_scorer`, corrected by what people decided (blocking)."""
+        cold = self._offline_scorer()
+        return self.offline.scorer(cold, self._scorer_version)
+
     async def _analyser(self, item_id: int) -> tuple[Variant | None, str, str]:
         """The variant of the `research-analyst` slot this item is routed to (sticky by item: a retry goes
         to the same one) and the (provider, model) its analysis is stored under: the variant's model, not
         a dated snapshot the API may answer with, so a retry finds what an earlier attempt stored."""
-        if self.gateway.offline:
-            return None, OFFLINE_MODEL, MODEL
+        if self.gateway.offline:  # stored under the learned model's name (it changes as people decide)
+            return None, OFFLINE_MODEL, (await asyncio.to_thread(self._learning_scorer)).model_name
         variant = await self.routed.route(str(item_id))
         return variant, variant.provider, variant.model
 
@@ -174,7 +184,8 @@ class AnalysisActivities:
                 cost=stored["cost"],
             )
         if variant is None:
-            relevance = await asyncio.to_thread(self._offline_scorer().score, item["title"], item["abstract"])
+            scorer = self.offline.named(model) or await asyncio.to_thread(self._learning_scorer)
+            relevance = await asyncio.to_thread(scorer.score, item["title"], item["abstract"])
             analysis = AnalysisIn(
                 item_id=request.item_id,
                 provider=provider,
@@ -197,7 +208,9 @@ class AnalysisActivities:
                         "1 (above 0.7: we should try it), give a two-sentence rationale and up to 8 short "
                         "tags."
                     ),
-                    max_tokens=600,
+                    max_tokens=self.settings.llm.analysis_max_tokens,
+                    max_tokens_setting="AUTARKY_LLM__ANALYSIS_MAX_TOKENS",
+                    budget_scope=request.cycle_id,  # the cycle's budget, besides the day's
                     purpose="research-analysis",
                 ),
                 ItemAnalysis,
@@ -243,7 +256,28 @@ class AnalysisActivities:
         because = step.offline_because
         if because is None and not self.gateway.offline and await self._day_budget_spent():
             because = f"today's LLM budget (${self.settings.llm.budget_per_day_usd:.2f}) is spent"
-        if self.gateway.offline or because is not None:
+        answer: LlmResult[ExperimentPlan] | None = None
+        if not self.gateway.offline and because is None:
+            try:
+                answer = await self.gateway.complete(
+                    LlmRequest(
+                        system=SYSTEM,
+                        prompt=(
+                            f"{_describe(item)}\n\nPlan an experiment that tries this in our platform: what "
+                            "to try, the steps, the metric, its baseline, the success criterion and the "
+                            "risks. It will run in a sandbox and be benchmarked against the current version."
+                        ),
+                        max_tokens=self.settings.llm.plan_max_tokens,
+                        max_tokens_setting="AUTARKY_LLM__PLAN_MAX_TOKENS",
+                        purpose="experiment-plan",
+                    ),
+                    ExperimentPlan,
+                )
+            except ApplicationError as error:  # the ledger refused the call: the template instead
+                if error.type != LLM_BUDGET_SPENT:
+                    raise
+                because = error.message
+        if answer is None:
             relevance = await asyncio.to_thread(self._offline_scorer().score, item["title"], item["abstract"])
             plan = offline_plan(item["title"], relevance.interest, relevance.matched_terms)
             if because is not None:  # say why the LLM was not asked
@@ -258,19 +292,6 @@ class AnalysisActivities:
                 agent=plan["agent"],
             )
         else:
-            answer = await self.gateway.complete(
-                LlmRequest(
-                    system=SYSTEM,
-                    prompt=(
-                        f"{_describe(item)}\n\nPlan an experiment that tries this in our platform: what to "
-                        "try, the steps, the metric, its baseline, the success criterion and the risks. It "
-                        "will run in a sandbox and be benchmarked against the current version."
-                    ),
-                    max_tokens=1200,
-                    purpose="experiment-plan",
-                ),
-                ExperimentPlan,
-            )
             plan = answer.output.model_dump() | {"provider": answer.provider, "model": answer.model}
             named = answer.output.agent
             plan["agent"] = named if named in AGENTS else agent_for(f"{item['title']} {item['abstract']}")
@@ -285,12 +306,8 @@ class AnalysisActivities:
             )
         update = ExperimentUpdate(workflow_id=step.workflow_id, state="planned", plan=plan, cost=summary.cost)
 
-        def store() -> None:
-            kb = self.kb.get()
-            kb.record_spending("plan", step.workflow_id, summary.cost)  # today's, for the daily budget
-            kb.update_experiment(update)
-
-        await self.kb.run(store)
+        # The plan's cost is in the spending ledger already: the gateway recorded the call.
+        await self.kb.run(lambda: self.kb.get().update_experiment(update))
         log.info("experiment planned", experiment=step.workflow_id, by=f"{summary.provider}:{summary.model}")
         return summary
 

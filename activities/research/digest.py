@@ -2,12 +2,15 @@
 
 The page says what the cycle saw and how: which sources answered and which did not (and why), whether the
 analysis was an LLM's or the offline analyser's, whether the budget stopped it, and the items best first.
-Writing the same cycle again overwrites its page with the same content, so a retry is harmless.
+Writing the same cycle again overwrites its page with the same content, so a retry is harmless. A cycle
+that ended well having found and analysed nothing writes no page (its memo says so); pages older than
+`research.digest_retention` are deleted whenever a digest is written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -19,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from activities.storage.handle import KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
 from autarky.research.items import OFFLINE_MODEL
-from autarky.research.types import CycleOutcome, DigestInput
+from autarky.research.types import SAMPLE, CycleOutcome, DigestInput
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +33,18 @@ RATIONALE_CHARS = 280
 def digest_name(cycle_id: str) -> str:
     """A file name for a cycle id: ``research-…T18:00:00Z`` → ``research-…T18-00-00Z.md``"""
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in cycle_id) + ".md"
+
+
+def nothing_to_say(outcome: CycleOutcome) -> bool:
+    """A cycle that ended well having found, analysed, failed and proposed nothing: no page for it."""
+    return (
+        outcome.status == "completed"
+        and outcome.new_items == 0
+        and outcome.analysed == 0
+        and outcome.failed == 0
+        and not outcome.experiments
+        and not outcome.unavailable_sources
+    )
 
 
 def render_digest(outcome: CycleOutcome, rows: list[dict[str, Any]]) -> str:
@@ -59,6 +74,11 @@ def render_digest(outcome: CycleOutcome, rows: list[dict[str, Any]]) -> str:
             lines.append(f"- Source {source.source}: **unavailable**: {source.error}")
     if outcome.experiments:
         lines.append(f"- Experiments proposed: {', '.join(f'`{e}`' for e in outcome.experiments)}")
+    if any(row["source"] == SAMPLE for row in rows):
+        lines.append(
+            "- Items marked **sample** are synthetic examples shipped with Autarky (no real source "
+            'answered, or `research.sample_source` is "always"): they show what research does.'
+        )
     lines += ["", "## Items, best first", ""]
     ranked = sorted(rows, key=lambda r: (-r["score"], r["item_id"]))[:MAX_LISTED]
     if not ranked:
@@ -71,7 +91,10 @@ def render_digest(outcome: CycleOutcome, rows: list[dict[str, Any]]) -> str:
         if len(rationale) > RATIONALE_CHARS:
             rationale = rationale[: RATIONALE_CHARS - 1] + "…"
         tags = f" · tags: {', '.join(row['tags'])}" if row["tags"] else ""
-        lines.append(f"- **{row['score']:.2f}** {link} ({row['source']} {row['source_id']}; {label}){tags}")
+        sample = " **sample**" if row["source"] == SAMPLE else ""
+        lines.append(
+            f"- **{row['score']:.2f}**{sample} {link} ({row['source']} {row['source_id']}; {label}){tags}"
+        )
         if rationale:
             lines.append(f"  {rationale}")
     if len(rows) > MAX_LISTED:
@@ -89,8 +112,12 @@ class DigestActivities:
         return self.settings.data_dir / "research" / "digests"
 
     @activity.defn(name="write_research_digest")
-    async def write_digest(self, request: DigestInput) -> str:
-        """Write the cycle's page; returns where it is (the S3 URI when configured, else the file)."""
+    async def write_digest(self, request: DigestInput) -> str | None:
+        """Write the cycle's page; returns where it is (the S3 URI when configured, else the file), or None
+        when the cycle has nothing to say. Pages past their retention go first."""
+        await asyncio.to_thread(self.prune)
+        if nothing_to_say(request.outcome):
+            return None
         ids = [s.item_id for s in request.scores]
         rows = await self.kb.run(lambda: self.kb.get().analysed_items(ids))
         text = render_digest(request.outcome, rows)
@@ -107,6 +134,25 @@ class DigestActivities:
         if uri is None:
             return str(path)
         return await asyncio.to_thread(self._upload, uri, path.name, text)
+
+    def prune(self, now: float | None = None) -> list[Path]:
+        """Delete the local pages older than `research.digest_retention` (by their modification time); the
+        pages deleted. Pages on S3 are left to the bucket's lifecycle rules."""
+        if not self.directory.is_dir():
+            return []
+        retention = self.settings.research.digest_retention.total_seconds()
+        cutoff = (time.time() if now is None else now) - retention
+        pruned = []
+        for page in self.directory.glob("*.md"):
+            try:
+                if page.stat().st_mtime < cutoff:
+                    page.unlink()
+                    pruned.append(page)
+            except FileNotFoundError:  # another worker pruned it first
+                continue
+        if pruned:
+            log.info("research digests pruned", count=len(pruned))
+        return pruned
 
     def _upload(self, uri: str, name: str, text: str) -> str:
         import boto3  # only when digests go to S3

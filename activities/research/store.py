@@ -12,14 +12,16 @@ from datetime import UTC, datetime, time
 
 from temporalio import activity
 
-from activities.models.llm import LlmGateway
-from activities.research.analysis import analyser_label
+from activities.research.analysis import PROMPT_VERSION, analyser_label
+from activities.research.offline_analyser import offline_model_label
 from activities.storage.handle import KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
-from autarky.llm.types import price_of
-from autarky.research.items import ExperimentRef, ExperimentUpdate
+from autarky.llm.prices import pricing
+from autarky.llm.settings import resolve_provider
+from autarky.research.items import OFFLINE_MODEL, ExperimentRef, ExperimentUpdate
 from autarky.research.types import (
     SOURCES,
+    AnalyserKey,
     AnalysisFailure,
     CandidatesInput,
     CycleOutcome,
@@ -42,20 +44,39 @@ class ResearchStoreActivities:
         self.kb = kb or KnowledgeBaseHandle(settings.knowledge_db_url)
         self.environ = environ
 
+    async def analyser_key(self) -> AnalyserKey:
+        """The current analyser, whose analyses recent items must have (else they are analysed again)."""
+        label = analyser_label(self.settings.llm, self.settings.llm_environ(self.environ))
+        if label == OFFLINE_MODEL:
+            model = await offline_model_label(self.settings, self.kb)
+            return AnalyserKey(label=f"{OFFLINE_MODEL}:{model}", offline=True, model=model)
+        return AnalyserKey(label=f"{label}@{PROMPT_VERSION}", offline=False, prompt_version=PROMPT_VERSION)
+
     @activity.defn(name="open_research_cycle")
     async def open_cycle(self, request: OpenCycleInput) -> CyclePlan:
-        """Record the cycle as running and say how it runs: analyser, limits, budgets, watermarks."""
+        """Record the cycle as running and say how it runs: analyser, limits, budgets, watermarks; take the
+        one-cycle-at-a-time lease (`held_by` names the cycle holding it when it is not this one's)."""
         research, llm = self.settings.research, self.settings.llm
         midnight = datetime.combine(request.started_at.astimezone(UTC).date(), time(), tzinfo=UTC)
 
-        choice = LlmGateway(llm, self.settings.llm_environ(self.environ)).choice
-        priced = choice is not None and price_of(llm.prices, choice.model) is not None
+        choice = resolve_provider(llm, self.settings.llm_environ(self.environ))
+        # Whether the analyser's calls cost money (a free local model never spends a budget).
+        price = pricing(llm.prices, choice.kind, choice.model) if choice is not None else None
+        priced = price is not None and not price.free
+        key = await self.analyser_key()
 
         def open_and_read() -> CyclePlan:
             kb = self.kb.get()
             kb.open_cycle(request.cycle_id, request.trigger, request.started_at)
+            holder = None
+            if request.lease_until is not None:
+                holder = kb.take_lease(request.cycle_id, request.lease_until)
             return CyclePlan(
                 analyser=analyser_label(llm, self.settings.llm_environ(self.environ)),
+                analyser_key=key,
+                reanalyse_since=request.started_at - research.reanalyse_window,
+                sample_source=research.sample_source,
+                held_by=holder if holder != request.cycle_id else None,
                 concurrency=research.analysis_concurrency,
                 max_items=research.max_items_per_cycle,
                 experiment_threshold=research.experiment_threshold,
@@ -76,17 +97,24 @@ class ResearchStoreActivities:
 
     @activity.defn(name="unanalysed_items")
     async def unanalysed_items(self, request: PendingInput) -> list[int]:
-        return await self.kb.run(lambda: self.kb.get().unanalysed_items(request.limit))
+        return await self.kb.run(
+            lambda: self.kb.get().unanalysed_items(request.limit, request.analyser, request.reanalyse_since)
+        )
 
     @activity.defn(name="count_unanalysed_items")
-    async def count_unanalysed(self) -> int:
-        return await self.kb.run(lambda: self.kb.get().count_unanalysed())
+    async def count_unanalysed(self, request: PendingInput | None = None) -> int:
+        analyser, since = (request.analyser, request.reanalyse_since) if request else (None, None)
+        return await self.kb.run(lambda: self.kb.get().count_unanalysed(analyser, since))
 
     @activity.defn(name="record_analysis_failure")
     async def record_analysis_failure(self, failure: AnalysisFailure) -> bool:
+        """Count the failure on the item (once per cycle and item); its cost is in the spending ledger,
+        where the gateway recorded the call."""
         ref = f"{failure.cycle_id}/{failure.item_id}"
         return await self.kb.run(
-            lambda: self.kb.get().record_analysis_failure(failure.item_id, failure.error, failure.cost, ref)
+            lambda: self.kb.get().record_analysis_failure(
+                failure.item_id, failure.error, ref, failure.analyser
+            )
         )
 
     @activity.defn(name="experiment_candidates")
@@ -102,7 +130,14 @@ class ResearchStoreActivities:
 
     @activity.defn(name="close_research_cycle")
     async def close_cycle(self, outcome: CycleOutcome) -> None:
-        await self.kb.run(lambda: self.kb.get().close_cycle(outcome))
+        """Record the outcome and give the lease back (a no-op when another cycle holds it)."""
+
+        def close() -> None:
+            kb = self.kb.get()
+            kb.close_cycle(outcome)
+            kb.release_lease(outcome.cycle_id)
+
+        await self.kb.run(close)
 
     @activity.defn(name="open_experiment")
     async def open_experiment(self, step: ExperimentStep) -> ExperimentRef:

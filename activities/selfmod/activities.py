@@ -276,7 +276,7 @@ class SelfModActivities:
         from activities.models.llm import LlmGateway
         from activities.selfmod.patches import propose_patches
 
-        gateway = LlmGateway(self.settings.llm, self.settings.llm_environ(self.environ))
+        gateway = LlmGateway.metered(self.settings.llm, self.settings.llm_environ(self.environ), self.kb)
         if gateway.offline:
             raise ApplicationError(
                 "no LLM is configured: self-modification evolves parameters offline instead",

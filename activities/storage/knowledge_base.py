@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from activities.storage.research_queue import ResearchQueue
 from activities.storage.schema import (
     Analysis,
     Base,
@@ -44,12 +45,26 @@ from autarky.research.items import (
 from autarky.research.types import CycleOutcome
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-MAX_ANALYSIS_FAILURES = 3
+# The advisory lock `migrate` holds on PostgreSQL: a fixed key, the same for every Autarky process.
+MIGRATION_LOCK = int.from_bytes(b"autarkyM", "big")
 _CHUNK = 500  # ids per IN (…) query: well below SQLite's bound-parameter limit
 
 
-class KnowledgeBase:
-    """Items, analyses and experiments at one database URL. Thread-safe: each call is its own transaction."""
+def head_revision() -> str:
+    """The newest schema revision the migrations know (what `migrate()` brings a database to)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None, f"no migrations in {MIGRATIONS_DIR}"
+    return head
+
+
+class KnowledgeBase(ResearchQueue):
+    """Items, analyses and experiments at one database URL. Thread-safe: each call is its own transaction.
+    What waits for analysis, failures and the cycle's lease: ResearchQueue (research_queue.py)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -62,7 +77,9 @@ class KnowledgeBase:
     # --- schema ----------------------------------------------------------------------------------------
 
     def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to `revision` with Alembic; a database already there is left as it is."""
+        """Bring the schema to `revision` with Alembic; a database already there is left as it is.
+        Processes migrating at once (workers and CLI commands on a first start) take turns: the later
+        ones find the schema at `revision`."""
         # Alembic's progress lines ("will assume transactional DDL", plugins) are noise on every CLI call.
         logging.getLogger("alembic").setLevel(logging.WARNING)
         from alembic import command
@@ -71,6 +88,11 @@ class KnowledgeBase:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.engine.begin() as connection:
+            if self._dialect == "postgresql":
+                # Held until this transaction (the whole upgrade) commits or rolls back, on Alembic's own
+                # connection; without it concurrent first starts both create the tables and all but one
+                # fail on a duplicate key. (SQLite's transactions begin IMMEDIATE: writers already queue.)
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
 
@@ -85,11 +107,14 @@ class KnowledgeBase:
 
     def upsert_item(self, item: ItemIn) -> ItemRef:
         """Store `item`, or refresh the stored one with the same source and id: `last_seen` always; title,
-        authors, abstract, url and version when the item is not older than the stored version."""
+        authors, abstract, url and version when the item is not older than the stored version. A row stored
+        under one of the item's `former_source_ids` is rekeyed to its id (one item, not two)."""
         item = ItemIn.model_validate(item.model_dump())  # re-checks a model_construct()-ed item
         now = utc_now()
-        values = item.model_dump() | {"first_seen": now, "last_seen": now}
+        values = item.model_dump(exclude={"former_source_ids"}) | {"first_seen": now, "last_seen": now}
         with self._transaction() as connection:
+            if item.former_source_ids:
+                self._adopt(connection, item)
             inserted = connection.execute(
                 self._insert(Item)
                 .values(**values)
@@ -117,6 +142,22 @@ class KnowledgeBase:
                 .returning(Item.id)
             ).scalar_one()
             return ItemRef(item_id=updated, created=False)
+
+    @staticmethod
+    def _adopt(connection: Connection, item: ItemIn) -> None:
+        """Rekey the row stored under one of `item`'s former ids to its id, unless a row has that id."""
+        same_source = Item.source == item.source
+        taken = sa.select(Item.id).where(same_source, Item.source_id == item.source_id)
+        if connection.execute(taken).first() is not None:
+            return
+        former = connection.execute(
+            sa.select(Item.id)
+            .where(same_source, Item.source_id.in_(item.former_source_ids))
+            .order_by(Item.id)
+            .limit(1)
+        ).scalar_one_or_none()
+        if former is not None:
+            connection.execute(sa.update(Item).where(Item.id == former).values(source_id=item.source_id))
 
     def known_source_ids(self, source: str, ids: Iterable[str]) -> set[str]:
         """Those of `ids` (as given) already stored: for arXiv, at the version the id names or later, so a
@@ -339,42 +380,6 @@ class KnowledgeBase:
                 )
             )
 
-    @staticmethod
-    def _waiting() -> Any:
-        """Items without an analysis that have not failed too often."""
-        analysed = sa.select(Analysis.id).where(Analysis.item_id == Item.id).exists()
-        return sa.and_(~analysed, Item.analysis_failures < MAX_ANALYSIS_FAILURES)
-
-    def unanalysed_items(self, limit: int) -> list[int]:
-        """Ids of items waiting for an analysis, oldest first (those that failed before last): a cycle
-        stopped by its budget leaves some, and the next cycle takes them before its own."""
-        query = (
-            sa.select(Item.id)
-            .where(self._waiting())
-            .order_by(Item.analysis_failures, Item.first_seen, Item.id)
-            .limit(limit)
-        )
-        with self._transaction() as connection:
-            return list(connection.execute(query).scalars())
-
-    def count_unanalysed(self) -> int:
-        with self._transaction() as connection:
-            return connection.execute(sa.select(sa.func.count(Item.id)).where(self._waiting())).scalar_one()
-
-    def record_analysis_failure(self, item_id: int, error: str, cost: float, ref: str) -> bool:
-        """An analysis of the item gave up (`ref` names the attempt, e.g. cycle and item: recording it
-        again is a no-op); what it cost is spent all the same. True when recorded now."""
-        with self._transaction() as connection:
-            self._require_item(connection, item_id)
-            if not self._spend(connection, "analysis-failure", ref, cost):
-                return False
-            connection.execute(
-                sa.update(Item)
-                .where(Item.id == item_id)
-                .values(analysis_failures=Item.analysis_failures + 1, last_analysis_error=error[:1000])
-            )
-            return True
-
     def record_spending(self, purpose: str, ref: str, cost: float) -> bool:
         """Record an LLM cost that is not an analysis (e.g. an experiment's plan) once."""
         with self._transaction() as connection:
@@ -407,16 +412,22 @@ class KnowledgeBase:
             return dict(row._mapping) if row is not None else None
 
     def experiment_candidates(self, min_score: float, limit: int) -> list[ScoredItem]:
-        """Items whose best analysis scores above `min_score` and that have no experiment yet, best first."""
+        """Items whose latest analysis scores above `min_score` and that have no experiment yet, best first.
+
+        The latest, not the best: an item analysed again (a key added, a scorer that learned from people's
+        decisions) is judged by what the analyser thinks now, not by an older, higher score."""
         has_experiment = sa.select(Experiment.id).where(Experiment.item_id == Item.id).exists()
-        best = sa.func.max(Analysis.score).label("score")
+        latest = (
+            sa.select(Analysis.item_id, sa.func.max(Analysis.id).label("analysis_id"))
+            .group_by(Analysis.item_id)
+            .subquery()
+        )
         query = (
-            sa.select(Item.id, Item.kind, Item.source, Item.source_id, Item.title, best)
-            .join(Analysis, Analysis.item_id == Item.id)
-            .where(~has_experiment)
-            .group_by(Item.id, Item.kind, Item.source, Item.source_id, Item.title)
-            .having(best > min_score)
-            .order_by(best.desc(), Item.id)
+            sa.select(Item.id, Item.kind, Item.source, Item.source_id, Item.title, Analysis.score)
+            .join(latest, latest.c.item_id == Item.id)
+            .join(Analysis, Analysis.id == latest.c.analysis_id)
+            .where(~has_experiment, Analysis.score > min_score)
+            .order_by(Analysis.score.desc(), Item.id)
             .limit(limit)
         )
         with self._transaction() as connection:
@@ -426,17 +437,13 @@ class KnowledgeBase:
             ]
 
     def spent_since(self, moment: datetime) -> float:
-        """What analyses, failed analyses and experiment plans cost since `moment` (USD)."""
+        """What LLM calls cost since `moment` (USD), from the spending ledger alone: every paid call is a
+        row there (activities/storage/ledger.py; a reservation not settled counts at its cap)."""
         with self._transaction() as connection:
-            analyses = connection.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(Analysis.cost), 0.0)).where(
-                    Analysis.created_at >= moment
-                )
-            ).scalar_one()
-            other = connection.execute(
+            spent = connection.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(Spending.cost), 0.0)).where(Spending.at >= moment)
             ).scalar_one()
-        return float(analyses) + float(other)
+        return float(spent)
 
     def open_cycle(self, workflow_id: str, trigger: str, started_at: datetime) -> None:
         """Record a cycle as running (again: a no-op)."""

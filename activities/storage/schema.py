@@ -61,6 +61,8 @@ class Item(Base):
     # set aside, so one item nobody can analyse does not head every cycle forever.
     analysis_failures: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     last_analysis_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    # The analyser those failures were under (AnalyserKey.label): a set-aside item comes back when it changes.
+    failed_analyser: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
 
 
 class Analysis(Base):
@@ -99,8 +101,10 @@ class Experiment(Base):
 
 
 class Spending(Base):
-    """LLM spending that is not an analysis's own cost (failed analyses, experiment plans), by when it
-    was spent; (purpose, ref) makes recording it again a no-op."""
+    """The spending ledger: every paid LLM call (activities/storage/ledger.py), by when it was made;
+    (purpose, ref) makes recording it again a no-op. A call is `reserved` at its price cap before it is
+    made (`cost` = `cap`) and `settled` at its actual cost after; a reservation never settled (a worker
+    that died, a timeout) stays counted at its cap."""
 
     __tablename__ = "spending"
     __table_args__ = (sa.UniqueConstraint("purpose", "ref", name="uq_spending_ref"),)
@@ -110,6 +114,13 @@ class Spending(Base):
     cost: Mapped[float] = mapped_column(sa.Float)
     purpose: Mapped[str] = mapped_column(sa.String(64))
     ref: Mapped[str] = mapped_column(sa.String(255))
+    state: Mapped[str] = mapped_column(sa.String(16), server_default="settled")
+    scope: Mapped[str | None] = mapped_column(sa.String(255), nullable=True, index=True)
+    attempt: Mapped[str | None] = mapped_column(sa.String(255), nullable=True, index=True)
+    model: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    cap: Mapped[float] = mapped_column(sa.Float, server_default="0")
+    tokens_in: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    tokens_out: Mapped[int] = mapped_column(sa.Integer, server_default="0")
 
 
 class SourceState(Base):
@@ -134,6 +145,29 @@ class Cycle(Base):
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     outcome: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+
+
+class AnalysisFailureRecord(Base):
+    """Each failed analysis counted on an item once: `ref` (cycle and item) makes a retry a no-op."""
+
+    __tablename__ = "analysis_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    ref: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    analyser: Mapped[str] = mapped_column(sa.String(255))
+    error: Mapped[str] = mapped_column(sa.Text)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Lease(Base):
+    """A named lease (e.g. the research cycle's one-at-a-time): held by `holder` until `expires_at`."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.String(255))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 def utc_now() -> datetime:

@@ -1,7 +1,7 @@
 """What the autopilot shows: its `status` query and the UI's "current details" (pure code).
 
-The workflow passes its state and what only it knows (running actions, pending approvals, draining,
-the workflow clock); nothing here calls a workflow API, so it renders the same inside the sandbox and
+The workflow passes its state and what only it knows (running actions, pending approvals, the
+workflow clock); nothing here calls a workflow API, so it renders the same inside the sandbox and
 in tests.
 """
 
@@ -31,7 +31,6 @@ def build_status(
     *,
     pending: int,
     running: int,
-    draining: bool,
     findings: list[Finding],
     now: datetime,
 ) -> AutopilotStatus:
@@ -41,7 +40,7 @@ def build_status(
     elif pending:
         label = "waiting for approval"
     else:
-        label = "draining before continue-as-new" if draining else "running"
+        label = "running"
     decision = settings.decision
     samples = {h: (hs.window[-1] if hs.window else None) for h, hs in state.hosts.items()}
     return AutopilotStatus(
@@ -78,7 +77,6 @@ def build_status(
         findings=findings,
         last_sample=next((p for p in samples.values() if p is not None), None),
         hosts=samples,
-        draining=draining,
         snoozes=[z for z in state.snoozes if z.until > now],
     )
 
@@ -93,7 +91,6 @@ def render_details(
     state: AutopilotState,
     *,
     simulation: bool,
-    draining: bool,
     running: Sequence[ActionRecord],
     pending: Sequence[ApprovalRequest],
     now: datetime,
@@ -101,11 +98,6 @@ def render_details(
     """Markdown for the UI's "current details": what it is doing and what waits for a person."""
     mode = "SIMULATION (executes nothing)" if simulation else "running"
     lines = [f"**Autopilot** {mode} · iteration {state.iterations} · run {state.runs + 1}"]
-    if draining:
-        lines.append(
-            f"Draining before continue-as-new: waiting for {len(running)} running action(s); "
-            "monitoring goes on, nothing new starts"
-        )
     for host, hs in state.hosts.items():
         name = f"`{host}`"
         if hs.window:

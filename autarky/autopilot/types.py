@@ -349,7 +349,6 @@ class AutopilotStatus(BaseModel):
     last_sample: MetricPoint | None
     expected_improvements: dict[str, float] = Field(default_factory=dict)  # learned, per action type
     hosts: dict[str, MetricPoint | None] = Field(default_factory=dict)  # each host's last sample
-    draining: bool = False  # waiting for running actions before continue-as-new; starts nothing new
     snoozes: list[Snooze] = Field(default_factory=list)
     # Evolved agents the autopilot runs (self-modification): agent → active version's commit.
     agent_versions: dict[str, str] = Field(default_factory=dict)

@@ -16,7 +16,6 @@ from autarky.llm.types import (
     DEFAULT_ANTHROPIC_MODEL,
     DEFAULT_COMPATIBLE_MODEL,
     DEFAULT_OPENAI_MODEL,
-    DEFAULT_PRICES,
     OPENAI_BASE_URL,
     OPENAI_KEY_ENV,
     ModelPrice,
@@ -51,15 +50,25 @@ class LlmSettings(SettingsSection):
     # (vLLM, recent Ollama and llama.cpp).
     compatible_response_format: Literal["json_object", "json_schema"] = "json_object"
     request_timeout: Duration = Field(timedelta(seconds=60), gt=timedelta(0))
-    # Merged over DEFAULT_PRICES: an entry here adds a model or overrides a default price.
-    prices: dict[str, Section[ModelPrice]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # Local prices (USD per million tokens), by model name; they win over the genai-prices table
+    # (autarky/llm/prices.py). A model priced by neither is refused: no budget could stop it.
+    prices: dict[str, Section[ModelPrice]] = Field(default_factory=dict)
+    # Checked against the spending ledger before every paid call (research, plans, self-modification,
+    # A/B-routed calls): the day's (UTC) for every call, the cycle's for a research cycle's calls.
     budget_per_cycle_usd: float = Field(0.50, ge=0)
     budget_per_day_usd: float = Field(5.00, ge=0)
-
-    @field_validator("prices")
-    @classmethod
-    def _over_defaults(cls, prices: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
-        return {**DEFAULT_PRICES, **prices}
+    # Completion caps. Reasoning models (gpt-5…, o-series) spend part of the cap thinking before they
+    # answer, so these leave room for that; each call reserves its cap's price against the budgets.
+    analysis_max_tokens: int = Field(4000, ge=64, le=128_000)
+    plan_max_tokens: int = Field(8000, ge=64, le=128_000)
+    # Sent as `reasoning_effort` to OpenAI's reasoning models only (gpt-5…, o1/o3/o4…). "low": scoring an
+    # abstract and sketching a plan need little deliberation, and low effort keeps both the cost and the
+    # share of the completion cap spent on reasoning small; "minimal" is refused by the o-series. None:
+    # the model's own default (medium).
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = "low"
+    # Anthropic's structured output: json_schema (the Messages API's native `output_config.format`,
+    # constrained decoding) or tool (a forced tool call, for models older than structured outputs).
+    anthropic_output: Literal["json_schema", "tool"] = "json_schema"
 
     @field_validator("openai_base_url", "anthropic_base_url", "compatible_base_url")
     @classmethod

@@ -34,27 +34,19 @@ class ModelPrice(BaseModel):
     output: float = Field(ge=0)
 
 
-# List prices (USD per million tokens) of the default models and their nearest siblings, as published by
-# OpenAI and Anthropic. A self-hosted model costs nothing per token.
-DEFAULT_PRICES: dict[str, ModelPrice] = {
-    "gpt-5": ModelPrice(input=1.25, output=10.00),
-    "gpt-5-mini": ModelPrice(input=0.25, output=2.00),
-    "gpt-5-nano": ModelPrice(input=0.05, output=0.40),
-    "claude-haiku-4-5": ModelPrice(input=1.00, output=5.00),
-    DEFAULT_COMPATIBLE_MODEL: ModelPrice(input=0.0, output=0.0),
-}
-
 # Dated snapshots (gpt-5-mini-2025-08-07, claude-haiku-4-5-20251001) cost what their alias costs.
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
 
 
 def price_of(prices: Mapping[str, ModelPrice], model: str) -> ModelPrice | None:
-    """The model's price: by its name, else by the name without a snapshot date; None when unknown."""
+    """The model's price in `prices`: by its name, else by the name without a snapshot date; None when
+    it has none there. The full lookup (these local prices, then the genai-prices table) is
+    autarky.llm.prices.pricing."""
     return prices.get(model) or prices.get(_SNAPSHOT.sub("", model))
 
 
 def cost_of(prices: Mapping[str, ModelPrice], model: str, tokens_in: int, tokens_out: int) -> float:
-    """USD for one call; 0 for a model the table does not price."""
+    """USD for one call at the price `prices` give the model; 0 when they give none."""
     price = price_of(prices, model)
     if price is None:
         return 0.0
@@ -75,7 +67,12 @@ class LlmRequest(BaseModel):
 
     system: str = ""
     prompt: str = Field(min_length=1)
-    max_tokens: int = Field(1024, ge=1, le=64_000)
+    max_tokens: int = Field(1024, ge=1, le=128_000)
+    # The setting a person raises when max_tokens is too small (named in the error), if there is one.
+    max_tokens_setting: str | None = None
+    # The budget this call also counts against besides the day's, e.g. a research cycle's id (the cycle's
+    # budget, llm.budget_per_cycle_usd); None: the day's budget only.
+    budget_scope: str | None = Field(None, max_length=200)
     # None: the provider's default. Not sent to Anthropic (its SDK 2.x has no sampling parameters) and
     # best left None for OpenAI's reasoning models (gpt-5…), which refuse any temperature but 1.
     temperature: float | None = Field(None, ge=0, le=2)

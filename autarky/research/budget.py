@@ -1,8 +1,9 @@
-"""When a research cycle must stop analysing: its own budget or the day's is spent.
+"""When a research cycle must stop analysing: its own budget or the day's is spent, by its own tally.
 
-Checked before each analysis starts; analyses already running finish and are counted, so a cycle may end
-up to (concurrency − 1) calls over its budget. A budget of 0 allows no paid call, but free analyses (the
-offline analyser, a local model without a price) never spend anything and so are never stopped.
+The tally is the cycle's view only: the LLM gateway checks the spending ledger before every paid call
+and refuses one that could pass a budget (LlmBudgetSpent, which stops the cycle as "stopped for budget").
+Checked before each analysis starts. Free analyses (the offline analyser, a free local model) never
+spend anything and so are never stopped.
 """
 
 from __future__ import annotations

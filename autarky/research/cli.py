@@ -1,5 +1,5 @@
-"""`autarky research run|list` and `autarky experiments`; `open_knowledge_base` for every command that reads
-the knowledge base directly (research, experiments, models)."""
+"""`autarky research run|list|retry` and `autarky experiments`; `open_knowledge_base` for every command
+that reads the knowledge base directly (research, experiments, models)."""
 
 from __future__ import annotations
 
@@ -93,10 +93,68 @@ def research_list(
     if not items:
         console.print(f"no item scores {min_score} or more")
         return
-    table = Table("score", "source", "id", "title")
+    table = Table("score", "source", "id", "title", "item")  # item: what `research rate` takes
     for item in items:
-        table.add_row(f"{item.score:.2f}", item.source, item.source_id, escape(shorten(item.title, 80)))
+        title = escape(shorten(item.title, 80))
+        table.add_row(f"{item.score:.2f}", item.source, item.source_id, title, str(item.item_id))
     console.print(table)
+
+
+@research_app.command("rate")
+def research_rate(
+    item_id: Annotated[int, typer.Argument(help="the item (the `item` column of `autarky research list`)")],
+    verdict: Annotated[str, typer.Argument(help="good or bad")],
+) -> None:
+    """Say whether an item is good for us: the offline analyser learns from it (rating again replaces)."""
+    if verdict not in ("good", "bad"):
+        fail(f"the verdict is good or bad, not {verdict!r}")
+    from activities.storage.ratings import Ratings  # SQLAlchemy: see open_knowledge_base
+
+    try:
+        before = Ratings(open_knowledge_base(cli_settings())).rate(item_id, verdict == "good")
+    except ValueError as error:
+        fail(str(error))
+    was = "" if before is None else f" (was {'good' if before else 'bad'})"
+    console.print(
+        f"item {item_id} rated {verdict}{was}: the offline analyser learns from it in the next cycle"
+    )
+
+
+@research_app.command("retry")
+def research_retry(
+    item_ids: Annotated[list[int] | None, typer.Argument(help="items to try again")] = None,
+    all_items: Annotated[bool, typer.Option("--all", help="every set-aside item")] = False,
+) -> None:
+    """Analyse set-aside items again (an item is set aside after 3 failures of its own under one
+    analyser; it also comes back by itself when the analyser changes). Without arguments: list them."""
+    kb = open_knowledge_base(cli_settings())
+    if not item_ids and not all_items:
+        aside = kb.set_aside_items()
+        if not aside:
+            console.print("no item is set aside")
+            return
+        table = Table("item", "source", "id", "failures", "analyser", "last error", "title")
+        for row in aside:
+            table.add_row(
+                str(row["item_id"]),
+                row["source"],
+                row["source_id"],
+                str(row["analysis_failures"]),
+                row["failed_analyser"] or "",
+                escape(shorten(row["last_analysis_error"] or "", 60)),
+                escape(shorten(row["title"], 50)),
+            )
+        console.print(table)
+        console.print("`autarky research retry ITEM_ID …` or `--all` tries them again in the next cycle")
+        return
+    reset = kb.retry_items(None if all_items else list(item_ids or []))
+    unknown = sorted(set(item_ids or []) - set(reset)) if not all_items else []
+    if reset:
+        console.print(f"the next cycle analyses again: {', '.join(map(str, reset))}")
+    else:
+        console.print("nothing to retry: no such item has failed")
+    if unknown:
+        fail(f"not failed or unknown: {', '.join(map(str, unknown))} (`autarky research retry` lists them)")
 
 
 def experiments(limit: Annotated[int, typer.Option(min=1, help="how many")] = 30) -> None:

@@ -54,6 +54,9 @@ class ItemIn(BaseModel):
     abstract: str = ""
     url: str = ""
     version: int = Field(1, ge=1)
+    # Keys the same item may be stored under from before (GitHub: its full_name, before numeric ids):
+    # `upsert_item` rekeys such a row instead of adding a second one. Not stored itself.
+    former_source_ids: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _normalise(self) -> ItemIn:

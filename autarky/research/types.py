@@ -14,10 +14,15 @@ from temporalio import activity
 
 from autarky.research.items import ExperimentRef, ExperimentUpdate
 
-SourceName = Literal["arxiv", "github"]
+# "sample": the synthetic items the project ships, gathered when no real source answers (or always), so an
+# offline stack shows the whole loop; never in SOURCES, the real ones.
+SourceName = Literal["arxiv", "github", "sample"]
 SOURCES: tuple[SourceName, ...] = ("arxiv", "github")
+SAMPLE: SourceName = "sample"
 SourceStatus = Literal["ok", "unavailable"]
-CycleStatus = Literal["running", "completed", "stopped_for_budget", "failed"]
+# "skipped": another cycle held the one-at-a-time lease, so this one did nothing.
+CycleStatus = Literal["running", "completed", "stopped_for_budget", "failed", "skipped"]
+SampleSource = Literal["auto", "always", "never"]
 
 
 class CycleInput(BaseModel):
@@ -36,8 +41,22 @@ class CycleInput(BaseModel):
     source_retry_interval: timedelta = timedelta(seconds=5)
     analysis_attempts: int = Field(5, ge=1)
     analysis_retry_interval: timedelta = timedelta(seconds=2)
+    # How long a research activity may wait for a worker of its task queue: without a research worker the
+    # cycle fails after this, naming the queue, instead of waiting for its run timeout.
+    activity_start_timeout: timedelta = Field(timedelta(minutes=5), gt=timedelta(0))
     # How long an experiment waits for a person's decision before it expires (rejected).
     approval_timeout: timedelta | None = None
+
+
+class AnalyserKey(BaseModel):
+    """Which analyses count as the current analyser's: with an LLM, any non-offline analysis with the
+    current prompt version; offline, an offline analysis by the current offline model (its label changes
+    with a promoted scorer or a retrained model). Recent items without one are analysed again."""
+
+    label: str = Field(description="names the analyser on set-aside items, e.g. 'openai:gpt-5-mini'")
+    offline: bool
+    model: str = Field("", description="offline: the offline model's label")
+    prompt_version: str = ""
 
 
 class CyclePlan(BaseModel):
@@ -55,12 +74,20 @@ class CyclePlan(BaseModel):
     # Whether the analyser's calls cost money (a priced model): a free one is never stopped by a budget.
     priced: bool = False
     max_experiments: int = 10
+    # Round 2 (None or defaults when an older worker opened the cycle).
+    analyser_key: AnalyserKey | None = None
+    reanalyse_since: datetime | None = None
+    sample_source: SampleSource = "auto"
+    # Another cycle holds the one-at-a-time lease: this one is skipped.
+    held_by: str | None = None
 
 
 class OpenCycleInput(BaseModel):
     cycle_id: str
     trigger: str
     started_at: datetime
+    # Take the one-cycle-at-a-time lease until then (None: an older workflow, no lease).
+    lease_until: datetime | None = None
 
 
 class GatherInput(BaseModel):
@@ -92,6 +119,10 @@ class SourceOutcome(BaseModel):
 
 class PendingInput(BaseModel):
     limit: int = Field(ge=0)
+    # None: any analysis will do (older workflows); else the current analyser's, for items first seen
+    # since `reanalyse_since`.
+    analyser: AnalyserKey | None = None
+    reanalyse_since: datetime | None = None
 
 
 class AnalyseInput(BaseModel):
@@ -113,12 +144,14 @@ class AnalyseResult(BaseModel):
 
 
 class AnalysisFailure(BaseModel):
-    """An analysis that gave up: counted on the item (set aside after a few), its cost spent."""
+    """An analysis that failed for the item's own reason: counted on the item under its analyser (set
+    aside after a few, back when the analyser changes). Its cost is the gateway's to record, not this."""
 
     cycle_id: str
     item_id: int
     error: str = Field(max_length=1000)
-    cost: float = Field(0.0, ge=0)
+    cost: float = Field(0.0, ge=0, description="ignored: kept so older workflows' payloads still parse")
+    analyser: str = ""
 
 
 class CandidatesInput(BaseModel):
@@ -230,7 +263,7 @@ async def unanalysed_items(request: PendingInput) -> list[int]:
 
 
 @activity.defn(name="count_unanalysed_items")
-async def count_unanalysed_items() -> int:
+async def count_unanalysed_items(request: PendingInput | None = None) -> int:
     raise NotImplementedError(_IN_STORE)
 
 
@@ -275,5 +308,5 @@ async def plan_experiment(step: ExperimentStep) -> PlanSummary:
 
 
 @activity.defn(name="write_research_digest")
-async def write_research_digest(request: DigestInput) -> str:
+async def write_research_digest(request: DigestInput) -> str | None:
     raise NotImplementedError("activities/research/digest.py (DigestActivities.write_digest)")

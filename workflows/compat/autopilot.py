@@ -9,19 +9,11 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-# Deprecated in release 25 (every run has Analyze round 2; the round-1 detectors are deleted).
-ANALYZE_ROUND_2 = "analyze-round-2"
-# Patched in release 25: a watcher workflow per host, actions in their own workflows, ids never reused.
+# Deprecated in release 26: every run began under release 25 or later (release 26's note), so each keeps
+# hosts in watchers and actions in their own workflows (the old path, which probed and drained, is deleted).
 HOSTS_APART = "autopilot-hosts-apart"
 
 
-def at_run_start() -> None:
+def hosts_apart() -> None:
     """The marker each run records first."""
-    workflow.deprecate_patch(ANALYZE_ROUND_2)
-
-
-def hosts_apart() -> bool:
-    """Right after `at_run_start`: whether the run keeps hosts in watchers and actions in their own
-    workflows (no draining before continue-as-new, ids unique across autopilots). Older runs probe every
-    host themselves, run actions as their own activities and children, and drain."""
-    return workflow.patched(HOSTS_APART)
+    workflow.deprecate_patch(HOSTS_APART)

@@ -146,12 +146,6 @@ def _attribution(share: float | None, subject: str | None) -> str:
     )
 
 
-def rules_before_evidence(rules: ThresholdRules) -> ThresholdRules:
-    """The same rules as they were before issue 25 (one sample was enough, a restart answered high CPU or
-    memory whoever held it), for workflows whose histories were recorded with them."""
-    return rules.model_copy(update={"min_samples": 1, "min_span": timedelta(0), "restart_pool_share": 0.0})
-
-
 def default_analyzers(rules: ThresholdRules, sample_interval: timedelta | None = None) -> list[Analyzer]:
     """`sample_interval` (the monitor interval) caps `rules.min_span` at what the window can cover."""
     return [ThresholdAnalyzer(rules, sample_interval)]
