@@ -186,3 +186,30 @@ def test_current_secrets_follow_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert value in current_secrets()
     monkeypatch.delenv("SOME_SERVICE_PASSWORD")
     assert value not in current_secrets()
+
+
+def test_a_retryable_activity_failure_is_one_line_and_a_final_one_keeps_its_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The SDK logs every failed attempt with its exception; an offline stack fails a source every few
+    seconds, and pages of tracebacks written to a pipe blocked the worker (issue 26, `make run` offline)."""
+    from temporalio.exceptions import ApplicationError
+
+    configure_logging("console", "info")
+    sdk = logging.getLogger("temporalio.activity")
+    try:
+        for error in (
+            ApplicationError("arxiv: could not reach export.arxiv.org; retrying", type="SourceUnavailable"),
+            ApplicationError("github: HTTP 401; replace the token", non_retryable=True),
+        ):
+            try:
+                raise error
+            except ApplicationError:
+                sdk.warning("Completing activity as failed", exc_info=True)
+    finally:
+        structlog.reset_defaults()
+    err = capsys.readouterr().err
+    retryable, final = err.split("Completing activity as failed")[1:]
+    assert "SourceUnavailable: arxiv: could not reach export.arxiv.org; retrying" in retryable
+    assert "Traceback" not in retryable
+    assert "Traceback" in final and "replace the token" in final

@@ -263,6 +263,28 @@ async def test_a_candidate_failing_in_the_sandbox_is_never_benchmarked(
     assert sorted(p.name for p in run_dir.glob("*-search.json")) == ["baseline-search.json"]
 
 
+@pytest.mark.slow
+async def test_with_todays_budget_spent_the_run_evolves_offline_and_pays_nothing(
+    client: Client, tmp_path: Path
+) -> None:
+    """Self-modification's LLM calls count against the same daily budget as research (issue 26, item 8):
+    with nothing left today the gateway refuses before any request, and the run evolves parameters."""
+    with OpenAIServer() as server:
+        llm = LlmSettings(
+            provider="openai",
+            openai_base_url=server.base_url,
+            request_timeout=timedelta(seconds=10),
+            budget_per_day_usd=0.0,
+        )
+        environ = {"OPENAI_API_KEY": "sk-test-not-real"}
+        async with make_stack(client, tmp_path, llm=llm, environ=environ) as stack:
+            handle = await stack.evolve(generations=1, population=2, watch_runs=0)
+            result: SelfModifyResult = await handle.result()
+        assert server.requests == []  # refused before any call: nothing paid
+    assert result.status in ("promoted", "not_promoted"), result.message
+    assert result.candidates >= 1  # the offline mutations were measured instead
+
+
 async def wait_for_pending(handle: WorkflowHandle) -> dict:
     import asyncio
 

@@ -51,29 +51,32 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
 
 
 async def start_stack(environ: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        AUTARKY,
-        "up",
-        env=environ,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    """`autarky up` with its output going to a file, as a person's terminal takes it: a pipe this test
+    read only at the end would fill up and block the stack's logging."""
+    log = Path(environ["AUTARKY_DATA_DIR"]).parent / "up.out"
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            AUTARKY, "up", env=environ, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out
+        )
 
 
 async def stop_stack(process: asyncio.subprocess.Process, data_dir: Path) -> str:
-    """Ctrl-C, as a person would; if that fails, kill what the stack left so no test leaks processes."""
+    """Ctrl-C, as a person would; if that fails, kill what the stack left so no test leaks processes.
+    Returns what this run of the stack wrote."""
+    log = data_dir.parent / "up.out"
     process.send_signal(signal.SIGINT)
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+        await asyncio.wait_for(process.wait(), timeout=60)
     finally:
         if process.returncode is None:
             process.kill()
         for pid_file in [data_dir / "temporal.pid", *(data_dir / "pool").glob("member-*.pid")]:
             with contextlib.suppress(OSError, ValueError, psutil.Error):
                 psutil.Process(int(pid_file.read_text())).kill()
-    assert process.returncode == 0, out.decode()[-3000:]
-    return out.decode()
+    out = log.read_text(errors="replace")
+    log.unlink()  # the next run's output starts afresh
+    assert process.returncode == 0, out[-3000:]
+    return out
 
 
 async def autopilot_status(environ: dict[str, str], min_iterations: int) -> tuple[Client, AutopilotStatus]:

@@ -34,6 +34,19 @@ def _redact_rendered(_: Any, __: str, rendered: Any) -> Any:
     return redact_text(rendered, current_secrets()) if isinstance(rendered, str) else rendered
 
 
+def _brief_retryable_failures(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """A retryable ApplicationError (a source or provider that is down, classified by our activities) is
+    logged by the SDK at every attempt: its message says everything, so it gets one line, not a traceback.
+    An offline stack meets one every few seconds, and pages of tracebacks cost CPU and, written to a pipe
+    nobody reads fast enough, block the worker."""
+    exc_info = event_dict.get("exc_info")
+    error = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) == 3 else None
+    if error is not None and type(error).__name__ == "ApplicationError" and not error.non_retryable:
+        del event_dict["exc_info"]
+        event_dict["error"] = f"{error.type or 'ApplicationError'}: {error.message}"
+    return event_dict
+
+
 def configure_logging(log_format: str = "console", level: str = "info") -> None:
     """Route structlog and the standard library (Temporal SDK, workflow.logger) through one renderer."""
     shared: list[Any] = [
@@ -45,7 +58,10 @@ def configure_logging(log_format: str = "console", level: str = "info") -> None:
         _redact_processor,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if log_format == "json" else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        # Plain tracebacks: rich's, with every frame's locals, are pages long and slow to render.
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
     # The console renderer prints tracebacks itself; JSON needs them as a field ("exception").
     tracebacks: list[Any] = [structlog.processors.format_exc_info] if log_format == "json" else []
@@ -58,7 +74,7 @@ def configure_logging(log_format: str = "console", level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _brief_retryable_failures],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 *tracebacks,
