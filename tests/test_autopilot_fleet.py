@@ -4,6 +4,7 @@ that a new autopilot never reuses (real test server)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,19 +39,22 @@ from tests.test_pool_restart import started
 
 @dataclass
 class OneSlowHost:
-    """clear_cache takes `seconds` on `slow_host` and no time elsewhere; notify is instant."""
+    """clear_cache takes `seconds` on `slow_host` (less when the test sets `release`) and no time
+    elsewhere; notify is instant."""
 
     slow_host: str
     seconds: float
     started: dict[str, float] = field(default_factory=dict)  # host → loop time its clear_cache began
     finished: dict[str, float] = field(default_factory=dict)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     @activity.defn(name="clear_cache")
     async def clear_cache(self, request: ActionRequest) -> ActionResult:
         host = request.host or ""
         self.started.setdefault(host, asyncio.get_running_loop().time())
         if host == self.slow_host:
-            await asyncio.sleep(self.seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.release.wait(), self.seconds)
         self.finished.setdefault(host, asyncio.get_running_loop().time())
         return ActionResult(success=True, improvement=0.2, detail=f"cleared on {host}")
 
@@ -80,7 +84,9 @@ async def test_a_critical_finding_is_acted_on_while_a_long_action_runs_through_c
     client: Client, tmp_path: Path
 ) -> None:
     a, b = FakeHost(disk=90.0), FakeHost(disk=40.0)
-    fakes = OneSlowHost(slow_host="host-a", seconds=25.0)
+    # Host A's action lasts until host B's remedy and a continue-as-new came (or 100 s): however slow a busy
+    # machine makes the loop, the long action is still running when they come, or they never come.
+    fakes = OneSlowHost(slow_host="host-a", seconds=100.0)
     harness = Harness(client, tmp_path / "a", a, fakes, host_id="host-a")  # type: ignore[arg-type]
     await harness.add_host("host-b", b, tmp_path / "b")
     settings = fast_settings(iterations_per_run=6, action_cooldown=timedelta(hours=1))
@@ -95,6 +101,7 @@ async def test_a_critical_finding_is_acted_on_while_a_long_action_runs_through_c
             timeout=120,
         )
         still_running = "host-a" not in fakes.finished
+        fakes.release.set()
         records = await eventually(
             lambda: _first(actions(handle), lambda rs: rs if cleared_on(rs, "host-a") else None)
         )
