@@ -96,9 +96,13 @@ def test_list_prices_and_local_overrides() -> None:
     assert gpt41.cost(0, 1_000_000) == pytest.approx(8.0)
     mine = pricing({"gpt-4.1": ModelPrice(input=1, output=1)}, "openai", "gpt-4.1")
     assert mine is not None and mine.source == "settings" and mine.cost(1_000_000, 0) == pytest.approx(1.0)
-    # A local server is free unless a price is configured; an unknown hosted model has no price.
-    local = pricing({}, "openai-compatible", "qwen2.5:7b")
+    # A local server is free unless a price is configured; an unknown hosted model has no price, and a
+    # hosted OpenAI-compatible API (OpenRouter, Together, …) is not free.
+    local = pricing({}, "openai-compatible", "qwen2.5:7b", "http://localhost:11434/v1")
     assert local is not None and local.free and local.cost(10**6, 10**6) == 0
+    for url in ("http://127.0.0.1:8000/v1", "http://10.0.0.7:8000/v1", "http://ollama:11434/v1"):
+        assert pricing({}, "openai-compatible", "qwen2.5:7b", url) is not None, url
+    assert pricing({}, "openai-compatible", "qwen2.5:7b", "https://openrouter.ai/api/v1") is None
     paid_local = pricing({"qwen2.5:7b": ModelPrice(input=0.1, output=0.2)}, "openai-compatible", "qwen2.5:7b")
     assert paid_local is not None and not paid_local.free
     assert pricing({}, "openai", "gpt-mystery") is None

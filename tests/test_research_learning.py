@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 import sqlalchemy as sa
 
 from activities.research.analysis import AnalysisActivities
@@ -23,6 +24,7 @@ from autarky.research.types import AnalyseInput
 from bench.research_quality import load
 from tests.test_cli import cli
 from tests.test_knowledge_base import db_url, kb  # noqa: F401 (fixtures: both databases)
+from tests.test_research_queue import downgrade
 
 PROOF = (
     "On the convergence of Adam with heavy-tailed noise: a proof",
@@ -171,7 +173,9 @@ def test_the_ratings_migration_keeps_what_was_stored(db_url: str) -> None:  # no
     assert store.revision() == head_revision()
     assert store.item(item)["title"] == "Stored before the ratings table"
     assert Ratings(store).rate(item, good=True) is None
-    store.migrate("0010")  # and back: the ratings go, the items stay
+    downgrade(store, "0010")  # and back: the ratings go, the items stay
+    assert store.revision() == "0010"
+    assert "item_ratings" not in sqlalchemy.inspect(store.engine).get_table_names()
     assert store.item(item) is not None
     store.close()
 

@@ -105,3 +105,34 @@ def test_one_cycle_holds_the_lease_until_it_gives_it_back_or_it_expires(store: K
     assert store.release_lease("research-a")
     assert store.take_lease("research-b", now - timedelta(seconds=1)) == "research-b"  # expired at once
     assert store.take_lease("research-c", now + timedelta(hours=1)) == "research-c"  # so it is free
+
+
+def test_downgrading_round_2_keeps_the_analyses(store: KnowledgeBase) -> None:
+    """Going back a release must not empty the knowledge base: on SQLite a batch-mode drop rebuilt `items`,
+    and its DROP TABLE cascaded to every analysis."""
+    item = store.upsert_item(_paper("2401.00031")).item_id
+    store.record_analysis(_analysis(item, score=0.4))
+    downgrade(store, "0009")
+    assert store.revision() == "0009"
+    with store.engine.connect() as connection:
+        counts = [
+            connection.execute(sqlalchemy.text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in ("items", "analyses")
+        ]
+    assert counts == [1, 1]
+    store.migrate()  # and forward again
+    assert store.find_analysis(item, "offline", "offline", "1") is not None
+
+
+def downgrade(store: KnowledgeBase, revision: str) -> None:
+    """Alembic's downgrade on the store's own engine (`migrate` only ever upgrades)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from activities.storage.knowledge_base import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)

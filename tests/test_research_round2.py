@@ -13,13 +13,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio import activity, workflow
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -27,6 +27,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.research.digest import DigestActivities, render_digest
 from activities.storage.handle import KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
+from autarky.research.budget import research_finding
 from autarky.research.types import (
     AnalyseInput,
     AnalyseResult,
@@ -150,6 +151,36 @@ async def test_an_item_failure_is_counted_under_its_analyser(make_stack) -> None
     assert [r for r in rows if r[1]] == [(f"{outcome.analyser}@research-1", 1)], rows
 
 
+async def test_an_item_failing_for_an_unforeseen_reason_counts_against_it_not_the_cycle(
+    client: Client, tmp_path: Path, arxiv_server: ArxivServer, github_server: GitHubServer
+) -> None:
+    """A bug or a hang on one item (no LLM failure type) is the item's: counted on it (set aside after a
+    few), the rest analysed. Counted as the provider's, the same item would stop every cycle first."""
+    failed: list[int] = []
+
+    @activity.defn(name="analyse_item")
+    async def first_one_breaks(request: AnalyseInput) -> AnalyseResult:
+        if not failed or failed == [request.item_id]:
+            failed.append(request.item_id)
+            raise ValueError("a bug this item's text triggers")
+        return AnalyseResult(
+            item_id=request.item_id, source="arxiv", source_id=str(request.item_id), analysis_id=0,
+            score=0.1, provider="offline", model="test", tokens_in=0, tokens_out=0, cost=0.0,
+        )  # fmt: skip
+
+    settings = make_settings(tmp_path, arxiv_server, github_server)
+    queue = f"research-test-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[ResearchCycleWorkflow, ExperimentWorkflow],
+        activities=_with_fakes(settings, first_one_breaks),
+        workflow_runner=UNSANDBOXED,
+    ):
+        outcome = await _run(client, queue, CycleInput(concurrency=1, analysis_attempts=1))
+    assert outcome.status == "completed" and outcome.failed == 1 and outcome.analysed == 5, outcome
+
+
 # --------------------------------------------------------------------------------- item 12: re-analysis
 
 
@@ -266,13 +297,62 @@ async def test_a_cycle_stops_short_of_its_timeout_and_reports(
         started = time.monotonic()
         outcome = await _run(client, queue, CycleInput(report_to=autopilot.id), timeout=timedelta(seconds=20))
         assert time.monotonic() - started < 20
-        assert outcome.status == "completed" and outcome.analysed == 0, outcome
+        assert outcome.status == "stopped_for_time" and outcome.analysed == 0, outcome
         assert "stopped short of the cycle's timeout" in (outcome.stopped_reason or "")
         assert outcome.digest and "stopped short" in Path(outcome.digest).read_text()
         memo = await (await client.get_workflow_handle(outcome.cycle_id).describe()).memo()
-        assert memo["status"] == "completed" and "stopped short" in memo["stopped_reason"]
+        assert memo["status"] == "stopped_for_time" and "stopped short" in memo["stopped_reason"]
         [report] = await _heard(autopilot)
-        assert report.status == "completed"
+        assert report.status == "stopped_for_time"  # a finding for the autopilot: it cannot finish
+        assert research_finding(report, datetime.now(UTC)) is not None
+        await autopilot.terminate("test over")
+
+
+async def test_a_cancelled_cycle_gives_the_lease_back_and_is_heard(
+    client: Client, tmp_path: Path, arxiv_server: ArxivServer, github_server: GitHubServer
+) -> None:
+    """A person cancels a hanging cycle (as `autarky research run` suggests when one is running): the next
+    cycle is not skipped for the cancelled one's lease, and the autopilot hears how it ended."""
+    release = asyncio.Event()
+
+    @activity.defn(name="analyse_item")
+    async def hangs_once(request: AnalyseInput) -> AnalyseResult:
+        if not release.is_set():
+            await asyncio.sleep(600)  # the cancelled cycle's analysis; never returns
+        raise ApplicationError("refused", type="LlmRefused", non_retryable=True)
+
+    settings = make_settings(tmp_path, arxiv_server, github_server)
+    queue = f"research-test-{uuid.uuid4().hex[:8]}"
+    workflows = [ResearchCycleWorkflow, ExperimentWorkflow, Listener]
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=workflows,
+        activities=_with_fakes(settings, hangs_once),
+        workflow_runner=UNSANDBOXED,
+    ):
+        autopilot = await _listener(client, queue)
+        cycle = await client.start_workflow(
+            ResearchCycleWorkflow.run,
+            CycleInput(report_to=autopilot.id),
+            id=f"research-test-{uuid.uuid4().hex[:8]}",
+            task_queue=queue,
+            execution_timeout=timedelta(minutes=5),
+        )
+        for _ in range(300):  # until it analyses (then it holds the lease)
+            current = await cycle.query(ResearchCycleWorkflow.current_outcome)
+            if current is not None and current.analyser != "?":
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
+        await cycle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await cycle.result()
+        [report] = await _heard(autopilot)
+        assert report.status == "failed" and "cancelled" in (report.reason or "")
+        release.set()
+        after = await _run(client, queue, CycleInput(report_to=autopilot.id))
+        assert after.status != "skipped", after  # the cancelled cycle gave its lease back
         await autopilot.terminate("test over")
 
 
@@ -367,6 +447,33 @@ async def test_the_sample_source_is_gathered_when_no_real_source_answers(
     else:
         assert sorted(asked) == ["arxiv", "github", "sample"], asked
         assert [(s.source, s.status) for s in outcome.sources][-1] == ("sample", "ok")
+
+
+async def test_a_paid_analyser_never_gets_the_sample_items(
+    client: Client, tmp_path: Path, arxiv_server: ArxivServer, github_server: GitHubServer
+) -> None:
+    """With a paid LLM, no real source answering is a finding, not a reason to pay for synthetic items and
+    ask a person to approve experiments on them."""
+    asked: list[str] = []
+
+    @activity.defn(name="gather_source")
+    async def gather(request: GatherInput) -> GatherResult:
+        asked.append(request.source)
+        raise ApplicationError(f"{request.source} unavailable: no network", non_retryable=True)
+
+    settings = make_settings(tmp_path, arxiv_server, github_server, openai_base_url="http://127.0.0.1:9/v1")
+    real = research_activities(settings, {"OPENAI_API_KEY": "sk-test-not-real"})
+    activities = [a for a in real if activity._Definition.must_from_callable(a).name != "gather_source"]
+    queue = f"research-test-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[ResearchCycleWorkflow, ExperimentWorkflow],
+        activities=[*activities, gather],
+    ):
+        outcome = await _run(client, queue, CycleInput(source_attempts=1))
+    assert outcome.analyser.startswith("openai:"), outcome
+    assert sorted(asked) == ["arxiv", "github"], asked  # no sample
 
 
 # --------------------------------------------------------------------------------- retry and the CLI's run

@@ -178,12 +178,16 @@ class ResearchCycleWorkflow:
                 left = started + timeout - margin - workflow.now()
                 await asyncio.wait_for(self._cycle(input, plan), timeout=left.total_seconds())
         except TimeoutError:
-            if outcome.stopped_reason is None:
-                outcome.stopped_reason = (
-                    f"stopped short of the cycle's timeout ({timeout}); what is left waits for the next cycle"
-                )
+            if outcome.status == "running":  # a cycle that runs out of time every hour is a finding
+                reason = f"stopped short of the cycle's timeout ({timeout}); what is left waits for the next"
+                return await self._finish("stopped_for_time", reason)
         except ActivityError as error:  # the knowledge base stayed down, or no worker took a step
             return await self._finish("failed", f"the cycle failed: {self._why(error)}")
+        except asyncio.CancelledError:
+            # Cancelled by a person (the UI, `temporal workflow cancel`): still give the lease back, record
+            # and report, then end as cancelled.
+            await self._finish("failed", "the cycle was cancelled")
+            raise
         return await self._finish(outcome.status if outcome.status != "running" else "completed", None)
 
     async def _finish(
@@ -249,8 +253,12 @@ class ResearchCycleWorkflow:
         )
         self._details("gathering arXiv and GitHub")
         outcome.sources = list(await asyncio.gather(*(self._gather(s, plan) for s in SOURCES)))
+        # Auto: only when no real source answered and analysing costs nothing (offline, a local model):
+        # synthetic items must never be paid for, nor sent to a person as experiments on a paid stack.
         sample = plan.sample_source == "always" or (
-            plan.sample_source == "auto" and all(s.status != "ok" for s in outcome.sources)
+            plan.sample_source == "auto"
+            and not plan.priced
+            and all(s.status != "ok" for s in outcome.sources)
         )
         if self._round_2 and sample:  # offline (or asked to): the shipped sample items show the loop
             outcome.sources.append(await self._gather(SAMPLE, plan))
@@ -492,15 +500,20 @@ class ResearchCycleWorkflow:
 
     async def _activity(self, fn: Callable[..., Awaitable[R]], arg: object, summary: str) -> R:
         args = [] if arg is None else [arg]
-        return await workflow.execute_activity(
-            fn,
-            args=args,
-            task_queue=self._input.activity_task_queue,
-            start_to_close_timeout=timedelta(minutes=2),
-            schedule_to_start_timeout=self._start_timeout(),
-            retry_policy=STORE_RETRY,
-            summary=summary,
-        )
+        try:
+            return await workflow.execute_activity(
+                fn,
+                args=args,
+                task_queue=self._input.activity_task_queue,
+                start_to_close_timeout=timedelta(minutes=2),
+                schedule_to_start_timeout=self._start_timeout(),
+                retry_policy=STORE_RETRY,
+                summary=summary,
+            )
+        except ActivityError as error:
+            if self._round_2 and isinstance(error.cause, CancelledError):
+                raise asyncio.CancelledError from error  # the cycle's own deadline, or a person's cancel
+            raise
 
     def _start_timeout(self) -> timedelta | None:
         """Round 2: how long an activity waits for a research worker (None: as long as the run lasts)."""

@@ -278,12 +278,17 @@ class LlmGateway:
 
     def _pricing(self, choice: ProviderChoice, request: LlmRequest) -> Pricing:
         """The model's price; refused before any call when it has none, since no budget could stop it."""
-        found = pricing(self.settings.prices, choice.kind, choice.model)
+        found = pricing(self.settings.prices, choice.kind, choice.model, choice.base_url)
         if found is None:
             raise ApplicationError(
                 f"{choice.kind} model {choice.model} has no known price ({request.purpose}), so no budget "
                 f"could stop its spending: set {price_settings(choice.model)}, or choose a priced model "
-                f"({SETTINGS}{_MODEL_SETTING[choice.kind]})",
+                f"({SETTINGS}{_MODEL_SETTING[choice.kind]})"
+                + (
+                    f"; {choice.base_url} is not on this machine or a private network, so it may bill"
+                    if choice.kind == "openai-compatible"
+                    else ""
+                ),
                 LlmUsage(provider=choice.kind, model=choice.model).model_dump(),
                 type=LLM_UNPRICED,
                 non_retryable=True,

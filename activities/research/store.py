@@ -61,7 +61,7 @@ class ResearchStoreActivities:
 
         choice = resolve_provider(llm, self.settings.llm_environ(self.environ))
         # Whether the analyser's calls cost money (a free local model never spends a budget).
-        price = pricing(llm.prices, choice.kind, choice.model) if choice is not None else None
+        price = pricing(llm.prices, choice.kind, choice.model, choice.base_url) if choice else None
         priced = price is not None and not price.free
         key = await self.analyser_key()
 

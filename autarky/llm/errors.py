@@ -18,15 +18,28 @@ LLM_BUDGET_SPENT = "LlmBudgetSpent"  # final: the call would take a budget past 
 LLM_UNPRICED = "LlmUnpriced"  # final: the model has no price, so no budget could stop it
 LLM_REASONING_EXHAUSTED = "LlmReasoningExhausted"  # final: reasoning used the whole completion cap
 
-# Failures that are the item's own: another item may well succeed. Everything else (a bad key, a quota, a
-# provider down past its retries, a spent budget, a configuration error) would fail every item alike.
-ITEM_FAILURES = frozenset(
-    {LLM_REFUSED, LLM_INVALID_OUTPUT, LLM_BAD_REQUEST, "KnowledgeBaseRefused", "BadDocument"}
+# Failures that every item would meet alike: the account or configuration (a bad key, a quota, a missing
+# model or price, a spent budget, a completion cap reasoning fills), or the provider down past its retries.
+PROVIDER_FAILURES = frozenset(
+    {
+        LLM_REJECTED,
+        LLM_UNAVAILABLE,
+        LLM_RATE_LIMITED,
+        LLM_NOT_CONFIGURED,
+        LLM_BUDGET_SPENT,
+        LLM_UNPRICED,
+        LLM_REASONING_EXHAUSTED,
+    }
 )
+# The knowledge base down past its retries (the driver's exception, as Temporal names an unclassified one).
+STORE_FAILURES = frozenset({"OperationalError", "InterfaceError", "DisconnectionError"})
 # A cycle stopped by one of these says so as "stopped for budget", not "failed".
 BUDGET_FAILURES = frozenset({LLM_BUDGET_SPENT})
 
 
 def counts_against_item(error_type: str | None) -> bool:
-    """Whether a failed analysis is the item's fault (counted on it) rather than the provider's."""
-    return error_type in ITEM_FAILURES
+    """Whether a failed analysis counts against the item: everything but the failures every item would
+    meet. Unknown failures count too (a refusal, invalid output, a bad request, a bug, a timeout), so an
+    item that keeps failing is set aside after a few and cannot stall every cycle at the head of the queue.
+    """
+    return error_type not in PROVIDER_FAILURES and error_type not in STORE_FAILURES

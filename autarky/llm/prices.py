@@ -9,11 +9,13 @@ The package is imported on the first lookup, not with this module (worker idle m
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlparse
 
 from autarky.llm.types import ModelPrice, ProviderKind, price_of
 
@@ -46,16 +48,30 @@ class Pricing:
         )
 
 
-def pricing(prices: Mapping[str, ModelPrice], kind: ProviderKind, model: str) -> Pricing | None:
-    """The model's pricing, or None when it has no price (neither in `prices` nor in genai-prices)."""
+def pricing(
+    prices: Mapping[str, ModelPrice], kind: ProviderKind, model: str, base_url: str | None = None
+) -> Pricing | None:
+    """The model's pricing, or None when it has no price (neither in `prices` nor in genai-prices). An
+    OpenAI-compatible server on this machine or a private network (Ollama, vLLM, llama.cpp) is free; a
+    hosted one (OpenRouter, Together, …) bills, so it needs a price like any unknown model."""
     local = price_of(prices, model)
     if local is not None:
         return Pricing(kind, model, "settings", local)
     if kind == "openai-compatible":
-        return Pricing(kind, model, "free")
+        return Pricing(kind, model, "free") if base_url is not None and is_local_url(base_url) else None
     if _in_table(_PROVIDER_ID[kind], model):
         return Pricing(kind, model, "genai-prices")
     return None
+
+
+def is_local_url(url: str) -> bool:
+    """Whether `url` names this machine, a private network or a name only a local network resolves."""
+    host = (urlparse(url).hostname or "").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a name: localhost, a compose service, *.local, *.internal
+        return host == "localhost" or "." not in host or host.endswith((".local", ".internal", ".lan"))
+    return address.is_loopback or address.is_private or address.is_link_local
 
 
 def price_settings(model: str) -> str:

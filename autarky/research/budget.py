@@ -41,11 +41,13 @@ class ResearchBudget:
 
 
 def research_finding(report: ResearchReport, now: datetime) -> Finding | None:
-    """The autopilot's finding for a cycle that failed or stopped for budget; None for a good one."""
+    """The autopilot's finding for a cycle that failed, or stopped for budget or time; None for a good one."""
     if report.status == "stopped_for_budget":
         kind, severity, what = "research_budget_spent", Severity.WARNING, "stopped for budget"
     elif report.status == "failed":
         kind, severity, what = "research_cycle_failed", Severity.WARNING, "failed"
+    elif report.status == "stopped_for_time":  # the same finding: a cycle that cannot finish its work
+        kind, severity, what = "research_cycle_failed", Severity.WARNING, "ran out of time"
     else:
         return None
     return Finding(

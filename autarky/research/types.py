@@ -21,7 +21,7 @@ SOURCES: tuple[SourceName, ...] = ("arxiv", "github")
 SAMPLE: SourceName = "sample"
 SourceStatus = Literal["ok", "unavailable"]
 # "skipped": another cycle held the one-at-a-time lease, so this one did nothing.
-CycleStatus = Literal["running", "completed", "stopped_for_budget", "failed", "skipped"]
+CycleStatus = Literal["running", "completed", "stopped_for_budget", "stopped_for_time", "failed", "skipped"]
 SampleSource = Literal["auto", "always", "never"]
 
 

@@ -36,11 +36,19 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(255), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
+    # The range a capped fetch left unread (the next fetches read it).
+    with op.batch_alter_table("sources") as batch:
+        batch.add_column(sa.Column("backfill_after", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("backfill_before", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sources") as batch:
+        batch.drop_column("backfill_before")
+        batch.drop_column("backfill_after")
     op.drop_table("leases")
     op.drop_index("ix_analysis_failures_item_id", table_name="analysis_failures")
     op.drop_table("analysis_failures")
-    with op.batch_alter_table("items") as batch:
-        batch.drop_column("failed_analyser")
+    # Not batch mode: on SQLite it rebuilds `items` (DROP TABLE), and with foreign keys on that delete
+    # cascades to every analysis and experiment. SQLite 3.35+ drops a column in place.
+    op.drop_column("items", "failed_analyser")
