@@ -1,7 +1,8 @@
 """Local HTTP servers speaking arXiv's and GitHub's real wire formats, for the research source tests.
 
-`ArxivServer` serves the export.arxiv.org Atom API (paging by `start`/`max_results`); `GitHubServer` serves
-`GET /search/repositories` with GitHub's JSON, its `created:`/`pushed:` qualifiers, sorts, paging (1000
+`ArxivServer` serves the export.arxiv.org Atom API (paging by `start`/`max_results`, a
+`lastUpdatedDate:[YYYYMMDDHHMM TO YYYYMMDDHHMM]` filter); `GitHubServer` serves `GET /search/repositories`
+with GitHub's JSON, its `created:`/`pushed:` qualifiers (`>=T`, `A..B`), sorts, paging (1000
 results at most) and rate-limit headers (a quota refilled every `window` seconds). Both record every request
 and can be switched to answer errors (`mode`).
 """
@@ -9,11 +10,12 @@ and can be switched to answer errors (`mode`).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -54,6 +56,12 @@ class Repo:
     def __post_init__(self) -> None:
         if self.id is None:
             self.id = zlib.crc32(self.full_name.encode()) % 10**9
+
+
+def _moment(text: str) -> datetime:
+    """A date, or a date and time with its zone (GitHub's qualifiers)."""
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _iso(moment: datetime) -> str:
@@ -129,14 +137,24 @@ class ArxivServer(_Server):
             return 404, {"Content-Type": "text/plain"}, b"Not Found"
         start = int(query.get("start", "0"))
         size = int(query.get("max_results", "10"))
+        papers = self.papers
+        bounds = re.search(r"lastUpdatedDate:\[(\d{12}) TO (\d{12})\]", query.get("search_query", ""))
+        if bounds:  # both ends included, to the minute (the end's whole minute)
+            low, high = (datetime.strptime(b, "%Y%m%d%H%M").replace(tzinfo=UTC) for b in bounds.groups())
+            high += timedelta(minutes=1)
+            papers = [p for p in papers if low <= (p.updated or p.published) < high]
         if query.get("sortBy") == "lastUpdatedDate":
-            ordered = sorted(self.papers, key=lambda p: p.updated or p.published, reverse=True)
+            ordered = sorted(papers, key=lambda p: p.updated or p.published, reverse=True)
         else:
-            ordered = sorted(self.papers, key=lambda p: p.published, reverse=True)
+            ordered = sorted(papers, key=lambda p: p.published, reverse=True)
         page = ordered[start : start + size]
-        return 200, {"Content-Type": "application/atom+xml; charset=utf-8"}, self.feed(query, start, page)
+        return (
+            200,
+            {"Content-Type": "application/atom+xml; charset=utf-8"},
+            self.feed(query, start, page, len(ordered)),
+        )
 
-    def feed(self, query: dict[str, str], start: int, page: list[Paper]) -> bytes:
+    def feed(self, query: dict[str, str], start: int, page: list[Paper], total: int) -> bytes:
         entries = "".join(self.entry(p) for p in page)
         title = escape(f"arXiv Query: search_query={query.get('search_query', '')}")
         return f"""<?xml version="1.0" encoding="UTF-8"?>
@@ -147,7 +165,7 @@ class ArxivServer(_Server):
   <updated>{_iso(datetime.now(UTC))}</updated>
   <link href="https://arxiv.org/api/query" rel="self" type="application/atom+xml"/>
   <opensearch:itemsPerPage>{len(page)}</opensearch:itemsPerPage>
-  <opensearch:totalResults>{len(self.papers)}</opensearch:totalResults>
+  <opensearch:totalResults>{total}</opensearch:totalResults>
   <opensearch:startIndex>{start}</opensearch:startIndex>
 {entries}</feed>
 """.encode()
@@ -247,9 +265,11 @@ class GitHubServer(_Server):
             elif key == "language":
                 repos = [r for r in repos if r.language.lower() == value.strip('"').lower()]
             elif key in ("pushed", "created") and value.startswith(">="):
-                since = datetime.fromisoformat(value[2:])  # a date, or a date and time with its zone
-                since = since.replace(tzinfo=UTC) if since.tzinfo is None else since
+                since = _moment(value[2:])
                 repos = [r for r in repos if getattr(r, f"{key}_at") >= since]
+            elif key in ("pushed", "created") and ".." in value:  # A..B, both ends included
+                low, high = (_moment(v) for v in value.split(".."))
+                repos = [r for r in repos if low <= getattr(r, f"{key}_at") <= high]
         return repos
 
     def item(self, r: Repo) -> dict[str, Any]:

@@ -38,13 +38,16 @@ def paper(index: int, minutes_ago: float, version: int = 1) -> Paper:
 
 
 class Gatherer:
-    def __init__(self, url: str, tmp_path: Path, arxiv: ArxivServer, github: GitHubServer) -> None:
-        research = ResearchSettings(
+    def __init__(
+        self, url: str, tmp_path: Path, arxiv: ArxivServer, github: GitHubServer, **extra: object
+    ) -> None:
+        research = ResearchSettings(  # type: ignore[arg-type]  # extra: settings for one test
             arxiv_base_url=arxiv.api_url,
             github_base_url=github.url,
             arxiv_delay_seconds=0.01,
             github_topics=["llm"],
             user_agent="Autarky tests (mailto:test@example.org)",
+            **extra,
         )
         settings = AutarkySettings(data_dir=tmp_path, knowledge_base_url=url, research=research)
         self.handle = KnowledgeBaseHandle(url)
@@ -135,6 +138,58 @@ async def test_arxiv_a_new_version_of_a_known_paper_is_an_update(
     assert len(gather.items("arxiv")) == 3
 
 
+async def test_arxiv_a_capped_fetch_leaves_a_range_the_next_fetches_read(
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+    servers: tuple[ArxivServer, GitHubServer],
+) -> None:
+    """A cap of two over five new papers: the old fetch kept its watermark and read the same two newest
+    papers every cycle after (nothing new, ever). The range left unread is stored beside the watermark and
+    read by the next cycles with what the cap leaves; every paper is stored once, and the range, once
+    covered, is cleared."""
+    arxiv, github = servers
+    arxiv.papers = [paper(i, minutes_ago=10 * i) for i in range(1, 6)]
+    gather = Gatherer(db_url, tmp_path, arxiv, github, arxiv_max_results=2)
+    try:
+        first = await gather("arxiv")
+        assert first.new_items == 2 and gather.kb.watermark("arxiv") == NOW - timedelta(minutes=10)
+        after, before = gather.kb.backfill("arxiv") or (None, None)
+        assert before == NOW - timedelta(minutes=20) and after is not None and after < NOW - timedelta(days=2)
+        news = [(await gather("arxiv")).new_items for _ in range(4)]
+        assert news == [1, 1, 1, 0]  # the old fetch: [0, 0, 0, 0]
+        assert sorted(i["source_id"] for i in gather.items("arxiv")) == [f"2601.0000{i}" for i in range(1, 6)]
+        assert gather.kb.backfill("arxiv") is None and gather.kb.watermark("arxiv") == NOW - timedelta(
+            minutes=10
+        )
+        # Covered: the window behind the watermark is read again, a late arrival in it is found (the window
+        # holds more than the cap: by the same range, a few cycles on).
+        arxiv.papers.append(paper(98, minutes_ago=60 * 24))
+        assert sum([(await gather("arxiv")).new_items for _ in range(6)]) == 1
+        assert "2601.00098" in {i["source_id"] for i in gather.items("arxiv")}
+        assert gather.kb.backfill("arxiv") is None
+    finally:
+        gather.kb.close()
+
+
+async def test_arxiv_after_a_capped_fetch_a_larger_cap_gets_the_other_three(
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+    servers: tuple[ArxivServer, GitHubServer],
+) -> None:
+    arxiv, github = servers
+    arxiv.papers = [paper(i, minutes_ago=10 * i) for i in range(1, 6)]
+    small = Gatherer(db_url, tmp_path, arxiv, github, arxiv_max_results=2)
+    larger = Gatherer(db_url, tmp_path, arxiv, github, arxiv_max_results=5)
+    try:
+        assert (await small("arxiv")).new_items == 2 and small.kb.backfill("arxiv") is not None
+        second = await larger("arxiv")
+        assert second.new_items == 3 and len(larger.items("arxiv")) == 5
+        assert larger.kb.backfill("arxiv") is None
+    finally:
+        small.kb.close()
+        larger.kb.close()
+
+
 # ----------------------------------------------------------------------------------------------- GitHub
 
 
@@ -168,6 +223,32 @@ async def test_github_an_item_stored_by_full_name_is_adopted_not_duplicated(
     [stored] = gather.items("github")
     assert stored["id"] == old.item_id and stored["source_id"] == "77" and stored["title"] == "alice/agentkit"
     assert kb.find_analysis(old.item_id, "offline", "m", "1") is not None
+
+
+async def test_github_a_capped_fetch_leaves_a_range_the_next_fetches_read(
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+    servers: tuple[ArxivServer, GitHubServer],
+) -> None:
+    """Five repositories, a cap of two per search: the old fetch re-read the same two every cycle
+    (`queries x pages` search requests for nothing); now the next cycles read the rest by date."""
+    arxiv, github = servers
+    github.repos = [
+        Repo(f"o{i}/r{i}", None, 0, NOW - timedelta(minutes=10 * i), NOW - timedelta(minutes=10 * i))
+        for i in range(1, 6)
+    ]
+    gather = Gatherer(db_url, tmp_path, arxiv, github, github_max_results=2)
+    try:
+        first = await gather("github")
+        assert first.new_items == 2 and gather.kb.backfill("github") is not None
+        news = [(await gather("github")).new_items for _ in range(3)]
+        assert news == [1, 1, 1]  # the old fetch: [0, 0, 0]
+        assert sorted(i["title"] for i in gather.items("github")) == [f"o{i}/r{i}" for i in range(1, 6)]
+        assert gather.kb.backfill("github") is None
+        assert gather.kb.watermark("github") == NOW - timedelta(minutes=10)
+        assert any(".." in r.query["q"] for r in github.requests)  # the range, searched by date
+    finally:
+        gather.kb.close()
 
 
 # ----------------------------------------------------------------------------------------------- sample

@@ -109,18 +109,67 @@ async def test_arxiv_reads_the_window_behind_the_watermark_then_stops_paging(
     assert nothing.items == [] and nothing.newest is None
 
 
-async def test_arxiv_cap_before_the_window_is_covered_keeps_the_watermark(arxiv_server: ArxivServer) -> None:
-    """A cap is never a silent stop: the log says so, and the watermark does not move past what was not
-    read (the old fetch moved it to the newest of the first 200 and skipped the rest for good)."""
+async def test_arxiv_cap_before_the_window_is_covered_hands_on_the_range_left_unread(
+    arxiv_server: ArxivServer,
+) -> None:
+    """A cap is never a silent stop: the log says so, and the range not read comes back for the next
+    fetch (the old fetch moved the watermark past it; then kept it, and re-read the same newest results
+    every cycle after, never reaching the rest)."""
     sources = ResearchSources(settings(arxiv_server, arxiv_max_results=4, arxiv_window=timedelta(0)))
     with capture_logs() as logs:
         result = await run(sources.fetch_arxiv, since=NOW - timedelta(hours=10))  # 9 papers are newer
-    assert len(result.items) == 4 and result.capped and result.newest is None
+    assert len(result.items) == 4 and result.capped and result.newest == NOW - timedelta(hours=1)
+    assert result.backfill == (NOW - timedelta(hours=10), NOW - timedelta(hours=4))  # papers 5 to 9 unread
     [warning] = [e for e in logs if e["log_level"] == "warning"]
     assert "AUTARKY_RESEARCH__ARXIV_MAX_RESULTS" in warning["event"] and warning["cap"] == 4
-    # Without a cap in the way the same fetch covers its window and moves the watermark.
+    # Without a cap in the way the same fetch covers its window: nothing left.
     whole = await run(ResearchSources(settings(arxiv_server)).fetch_arxiv, since=NOW - timedelta(hours=10))
     assert len(whole.items) == 12 and not whole.capped and whole.newest == NOW - timedelta(hours=1)
+    assert whole.backfill is None
+
+
+async def test_arxiv_capped_fetches_read_the_rest_by_date_until_covered() -> None:
+    """Five papers, a cap of two: each next fetch reads its own window, then the range left unread with
+    a `lastUpdatedDate:[A TO B]` query, until nothing is left; every paper once, none lost."""
+    with ArxivServer(papers(5)) as server:
+        sources = ResearchSources(settings(server, arxiv_max_results=2, arxiv_window=timedelta(0)))
+        request = FetchInput(since=NOW - timedelta(hours=6))
+        first = await ActivityEnvironment().run(sources.fetch_arxiv, request)
+        assert [i.source_id for i in first.items] == ["2601.00001", "2601.00002"]
+        assert first.backfill == (NOW - timedelta(hours=6), NOW - timedelta(hours=2))
+        seen = [i.source_id for i in first.items]
+        result = first
+        for _ in range(4):
+            request = FetchInput(
+                since=result.newest or request.since,
+                backfill_after=result.backfill_after,
+                backfill_before=result.backfill_before,
+            )
+            server.requests.clear()
+            result = await ActivityEnvironment().run(sources.fetch_arxiv, request)
+            seen += [i.source_id for i in result.items if i.source_id not in seen]
+            assert any("lastUpdatedDate:[" in r.query["search_query"] for r in server.requests)
+            if result.backfill is None:
+                break
+        assert seen == [f"2601.0000{i}" for i in range(1, 6)] and result.backfill is None
+        bounded = server.requests[-1].query["search_query"]
+        assert bounded.endswith("AND lastUpdatedDate:[202601100600 TO 202601100700]")
+        # Raising the cap (as the warning says) reads the other three in one fetch.
+        wider = ResearchSources(settings(server, arxiv_max_results=4, arxiv_window=timedelta(0)))
+        after = FetchInput(
+            since=first.newest, backfill_after=first.backfill_after, backfill_before=first.backfill_before
+        )
+        rest = await ActivityEnvironment().run(wider.fetch_arxiv, after)
+        assert {i.source_id for i in rest.items} >= {"2601.00003", "2601.00004", "2601.00005"}
+        assert rest.newest == NOW - timedelta(hours=1)
+        # The cap was met by the last paper: not known to be the last, so the next fetch looks once more.
+        assert rest.backfill == (NOW - timedelta(hours=6), NOW - timedelta(hours=5))
+        server.requests.clear()
+        closing = FetchInput(
+            since=rest.newest, backfill_after=rest.backfill_after, backfill_before=rest.backfill_before
+        )
+        last = await ActivityEnvironment().run(wider.fetch_arxiv, closing)
+        assert last.backfill is None and len(server.requests) == 2  # its window, the range's last minute
 
 
 async def test_arxiv_503_is_retryable(arxiv_server: ArxivServer) -> None:
@@ -183,6 +232,55 @@ async def test_github_cap_costs_one_request_and_keeps_the_watermark(github_serve
     assert any("GITHUB_MAX_RESULTS" in e["event"] for e in logs if e["log_level"] == "warning")
     assert github_server.requests[0].headers["Authorization"] == "token s3cret"
     assert github_server.requests[0].query["q"] == "topic:llm language:Python"  # no watermark: no dates
+
+
+async def test_github_capped_searches_read_the_rest_by_date_until_covered(
+    github_server: GitHubServer,
+) -> None:
+    """Five repositories, a cap of two per search: the old fetch kept its watermark and re-read the same
+    two newest every cycle (`queries x pages` requests for nothing); now the next fetch reads the range
+    left unread with `created:A..B` / `pushed:A..B` and gets the other three."""
+    github_server.repos = [
+        Repo(f"o{i}/r{i}", None, 0, NOW - timedelta(hours=i), NOW - timedelta(hours=i)) for i in range(1, 6)
+    ]
+    github_server.limit = github_server.remaining = 100
+    window = timedelta(0)
+    capped = ResearchSources(
+        settings(github=github_server, github_topics=["llm"], github_max_results=2, github_window=window)
+    )
+    first = await run(capped.fetch_github, since=NOW - timedelta(hours=6))
+    assert [i.title for i in first.items] == ["o1/r1", "o2/r2"] and first.capped
+    assert first.newest == NOW - timedelta(hours=1)  # the watermark follows what was read ...
+    assert first.backfill == (NOW - timedelta(hours=6), NOW - timedelta(hours=2))  # ... the rest is kept
+    github_server.requests.clear()
+    wider = ResearchSources(
+        settings(github=github_server, github_topics=["llm"], github_max_results=5, github_window=window)
+    )
+    request = FetchInput(
+        since=first.newest, backfill_after=first.backfill_after, backfill_before=first.backfill_before
+    )
+    second = await ActivityEnvironment().run(wider.fetch_github, request)
+    # Its own window (o1), then the range: o2 again (at the cursor, not counted), o3, o4 and o5.
+    assert {i.title for i in second.items} == {"o1/r1", "o2/r2", "o3/r3", "o4/r4", "o5/r5"}
+    assert second.backfill is None and second.newest == NOW - timedelta(hours=1)
+    assert [r.query["q"] for r in github_server.requests] == [
+        "topic:llm language:Python created:>=2026-01-10T11:00:00Z",
+        "topic:llm language:Python created:2026-01-10T06:00:00Z..2026-01-10T10:00:00Z",
+        "topic:llm language:Python pushed:>=2026-01-10T11:00:00Z",
+        "topic:llm language:Python pushed:2026-01-10T06:00:00Z..2026-01-10T10:00:00Z",
+    ]
+    # With the cap of two, fetch after fetch: every repository once, and the range runs out.
+    seen = {i.title for i in first.items}
+    result = first
+    for _ in range(4):
+        request = FetchInput(
+            since=result.newest, backfill_after=result.backfill_after, backfill_before=result.backfill_before
+        )
+        result = await ActivityEnvironment().run(capped.fetch_github, request)
+        seen |= {i.title for i in result.items}
+        if result.backfill is None:
+            break
+    assert seen == {r.full_name for r in github_server.repos} and result.backfill is None
 
 
 async def test_github_each_query_page_costs_one_request(github_server: GitHubServer) -> None:

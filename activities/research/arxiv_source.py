@@ -5,14 +5,20 @@ reaches results older than the window start (the watermark less `arxiv_window`),
 the API after newer ones (released from a hold, cross-listed later) is still read. Papers and versions the
 knowledge base holds are dropped (`known`): only new papers and new versions come back. One request per
 `arxiv_delay_seconds` (arXiv's terms of use), across fetches too: one client, one fetch at a time.
-`arxiv_max_results` is a hard cap: reached before the window start, the log says so and the watermark stays
-(the next fetch reads the same window again rather than skip what this one did not reach).
+`arxiv_max_results` is a hard cap per fetch: reached before the window start, the log says so and the range
+left unread, [window start, oldest update read], comes back in the result (`backfill_*`). The next fetch
+reads what is newer than the watermark first, then, with what the cap leaves, that range
+(`lastUpdatedDate:[A TO B]`), until it is covered; only then is the window behind the watermark re-read
+again (it was read, and re-reading it would take the cap again). The watermark follows the newest read; the
+stored range keeps what is below it. Late arrivals in the window while a range is pending are the price of
+a cap too small for the window: the warning says which setting to raise.
 """
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import arxiv
@@ -29,6 +35,7 @@ from activities.research.source_common import (
     FetchInput,
     FetchResult,
     KnownIds,
+    hull,
     not_configured,
     quote,
     truncate,
@@ -82,6 +89,23 @@ def arxiv_query(settings: ResearchSettings) -> str:
     return " AND ".join(f"({p})" for p in parts)
 
 
+@dataclass
+class _Reading:
+    read: int = 0
+    newest: datetime | None = None
+    oldest: datetime | None = None
+    capped: bool = False  # the limit stopped the reading before its start or the results' end
+
+
+def _minute(moment: datetime, up: bool = False) -> str:
+    """arXiv's date filter has minutes (YYYYMMDDHHMM, both ends included): the bounds are widened to
+    whole minutes, so what shares a minute with a bound is read again rather than missed."""
+    floor = moment.replace(second=0, microsecond=0)
+    if up and floor < moment:
+        floor += timedelta(minutes=1)
+    return floor.strftime("%Y%m%d%H%M")
+
+
 def _paper(result: arxiv.Result) -> ItemIn:
     return ItemIn(
         kind="paper",
@@ -106,42 +130,38 @@ class ArxivSource:
         query = arxiv_query(settings)
         if not query:
             raise not_configured("arXiv categories or keywords", "ARXIV_CATEGORIES", "KEYWORDS")
-        start = utc(request.since) - settings.arxiv_window if request.since is not None else None
-        search = arxiv.Search(
-            query=query,
-            max_results=settings.arxiv_max_results,
-            # By last update, not submission: a new version (v2) of an older paper comes back too.
-            sort_by=arxiv.SortCriterion.LastUpdatedDate,
-            sort_order=arxiv.SortOrder.Descending,
-        )
+        cap = settings.arxiv_max_results
+        pending = request.backfill
+        # A range left unread first: the window behind the watermark (read before, for late arrivals)
+        # is read again once it is covered, or it would take the whole cap again.
+        window = settings.arxiv_window if pending is None else timedelta(0)
+        start = utc(request.since) - window if request.since is not None else None
         latest: dict[str, ItemIn] = {}  # by id: its latest version read (a paper may move between pages)
-        newest: datetime | None = None
-        oldest: datetime | None = None
-        read = 0
-        reached_start = False
         with self._lock:
             if self._client is None:
                 self._client = _ArxivClient(settings)
-            for result in self._client.results(search):
-                updated = utc(result.updated or result.published)
-                if start is not None and updated < start:
-                    reached_start = True
-                    break  # newest first: the window is covered
-                read += 1
-                newest = updated if newest is None else max(newest, updated)
-                oldest = updated
-                item = _paper(result)
-                if item.source_id not in latest or latest[item.source_id].version < item.version:
-                    latest[item.source_id] = item
-        capped = start is not None and not reached_start and read >= settings.arxiv_max_results
+            part = self._read(query, start, cap, latest)
+            # Without a window there is no range to come back to: the newest `cap`, as asked.
+            capped = start is not None and part.capped
+            gap = (start, part.oldest) if capped and start is not None and part.oldest else None
+            backfill_read, backfill_capped = 0, False
+            if pending is not None and not capped and part.read < cap:
+                # What the cap leaves goes to the range an earlier capped fetch did not reach.
+                after, before = pending
+                bounded = f"({query}) AND lastUpdatedDate:[{_minute(after)} TO {_minute(before, up=True)}]"
+                rest = self._read(bounded, after, cap - part.read, latest, read_from=before)
+                backfill_read, backfill_capped = rest.read, rest.capped
+                pending = (after, rest.oldest or before) if rest.capped else None
+        left = hull(gap, pending)
+        read = part.read + backfill_read
         items = self._unknown(list(latest.values()))
         if capped:
             log.warning(
-                "arXiv cap reached before the window was covered: the watermark stays; raise "
-                f"{SETTINGS}ARXIV_MAX_RESULTS",
+                "arXiv cap reached before the window was covered: the rest is read by the next fetches; "
+                f"raise {SETTINGS}ARXIV_MAX_RESULTS",
                 source=ARXIV,
-                cap=settings.arxiv_max_results,
-                read_down_to=oldest,
+                cap=cap,
+                read_down_to=part.oldest,
                 window_start=start,
             )
         log.info(
@@ -150,16 +170,57 @@ class ArxivSource:
             read=read,
             items=len(items),
             window_start=start,
-            newest=newest,
+            newest=part.newest,
+            backfill_read=backfill_read,
+            left_unread=left,
         )
         return FetchResult(
             items=items,
             source=ARXIV,
             fetched=len(items),
-            newest=None if capped else newest,
+            newest=part.newest,  # what is older and unread is in the backfill range
             read=read,
-            capped=capped,
+            capped=capped or backfill_capped,
+            backfill_after=left[0] if left else None,
+            backfill_before=left[1] if left else None,
         )
+
+    def _read(
+        self,
+        query: str,
+        start: datetime | None,
+        limit: int,
+        latest: dict[str, ItemIn],
+        read_from: datetime | None = None,
+    ) -> _Reading:
+        """Newest first, until a result older than `start`, the end of the results or `limit` results.
+        Results from `read_from` on (a backfill's upper minute: read by an earlier fetch) do not count:
+        however many share the cursor's minute, the reading gets past it."""
+        assert self._client is not None
+        search = arxiv.Search(
+            query=query,
+            max_results=None,  # the limit is ours (uncounted results); pages stay `arxiv_page_size`
+            # By last update, not submission: a new version (v2) of an older paper comes back too.
+            sort_by=arxiv.SortCriterion.LastUpdatedDate,
+            sort_order=arxiv.SortOrder.Descending,
+        )
+        reading = _Reading()
+        for result in self._client.results(search):
+            updated = utc(result.updated or result.published)
+            if start is not None and updated < start:
+                return reading  # newest first: the window is covered
+            item = _paper(result)
+            if item.source_id not in latest or latest[item.source_id].version < item.version:
+                latest[item.source_id] = item
+            if read_from is not None and updated >= read_from:
+                continue
+            reading.read += 1
+            reading.newest = updated if reading.newest is None else max(reading.newest, updated)
+            reading.oldest = updated
+            if reading.read >= limit:
+                reading.capped = True  # the results may go on: not known to be covered
+                return reading
+        return reading
 
     def _unknown(self, items: list[ItemIn]) -> list[ItemIn]:
         """The items whose id and version the knowledge base does not hold yet (new papers, new versions)."""

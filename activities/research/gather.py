@@ -2,10 +2,12 @@
 
 Fetching and storing in one activity keeps documents out of the workflow history (only counts come back)
 and makes a retry safe: upserts are idempotent and the watermark only moves forward, after the items are
-stored. arXiv's fetch asks the knowledge base which papers and versions it holds, so only new ones come
-back. A failure is recorded on the source (the digest and `autarky status` show it) and raised again,
-classified by the source activities, for Temporal's retry policy. The "sample" source stores the shipped
-synthetic items (sample_source.py): no network, nothing to fail.
+stored. A fetch a cap cut short leaves a range unread: it is stored with the watermark and handed to the
+next fetch, which reads it with what its cap leaves, until it is covered. arXiv's fetch asks the knowledge
+base which papers and versions it holds, so only new ones come back. A failure is recorded on the source
+(the digest and `autarky status` show it) and raised again, classified by the source activities, for
+Temporal's retry policy. The "sample" source stores the shipped synthetic items (sample_source.py): no
+network, nothing to fail.
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ class GatherActivities:
             return FetchResult(items=items, source=SAMPLE, fetched=len(items), read=len(items))
         sources = self.sources()
         fetch = sources.fetch_arxiv if request.source == ARXIV else sources.fetch_github
-        return await fetch(FetchInput(since=request.since))
+        # The range an earlier capped fetch left unread is the knowledge base's, not the workflow's.
+        backfill = await self.kb.run(lambda: self.kb.get().backfill(request.source))
+        after, before = backfill or (None, None)
+        return await fetch(FetchInput(since=request.since, backfill_after=after, backfill_before=before))
 
     @activity.defn(name="gather_source")
     async def gather_source(self, request: GatherInput) -> GatherResult:
@@ -71,7 +76,7 @@ class GatherActivities:
         def store() -> GatherResult:
             kb = self.kb.get()
             refs = [kb.upsert_item(item) for item in found.items]
-            kb.record_source_ok(request.source, found.newest)
+            kb.record_source_ok(request.source, found.newest, found.backfill)
             created = sum(ref.created for ref in refs)
             return GatherResult(
                 source=request.source,

@@ -38,9 +38,29 @@ KnownIds = Callable[[str, Iterable[str]], set[str]]
 
 class FetchInput(BaseModel):
     """Fetch what is newer than `since` (the last cycle's watermark) less the source's window; None: no
-    watermark (the newest results, up to the source's cap)."""
+    watermark (the newest results, up to the source's cap). Then, with what the cap leaves, the range an
+    earlier capped fetch did not reach, `[backfill_after, backfill_before]` (both None: none)."""
 
     since: datetime | None = None
+    backfill_after: datetime | None = None
+    backfill_before: datetime | None = None
+
+    @property
+    def backfill(self) -> Range | None:
+        if self.backfill_after is None or self.backfill_before is None:
+            return None
+        return utc(self.backfill_after), utc(self.backfill_before)
+
+
+Range = tuple[datetime, datetime]
+
+
+def hull(*ranges: Range | None) -> Range | None:
+    """One range holding all the given ones: what is left unread, re-read at worst, never skipped."""
+    present = [r for r in ranges if r is not None]
+    if not present:
+        return None
+    return min(r[0] for r in present), max(r[1] for r in present)
 
 
 class FetchResult(BaseModel):
@@ -48,11 +68,20 @@ class FetchResult(BaseModel):
     source: str
     fetched: int
     # The newest update (arXiv) or push (GitHub) read: the next watermark. None: leave the watermark as it
-    # is (nothing found, or a cap stopped the fetch before its window was covered).
+    # is (nothing found, or a cap stopped a fetch that had no window).
     newest: datetime | None = None
     # Results read from the API (the window's, known ones included), and whether a cap cut the reading.
     read: int = 0
     capped: bool = False
+    # What a cap left unread, for the next fetch (FetchInput's backfill): None when all is covered.
+    backfill_after: datetime | None = None
+    backfill_before: datetime | None = None
+
+    @property
+    def backfill(self) -> Range | None:
+        if self.backfill_after is None or self.backfill_before is None:
+            return None
+        return self.backfill_after, self.backfill_before
 
 
 def truncate(text: str | None, bound: int) -> str:

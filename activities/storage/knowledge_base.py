@@ -352,10 +352,30 @@ class KnowledgeBase(ResearchQueue):
                 sa.select(SourceState.watermark).where(SourceState.source == source)
             ).scalar_one_or_none()
 
-    def record_source_ok(self, source: str, newest: datetime | None) -> None:
-        """A fetch succeeded: the watermark moves to `newest` (never back), the success time is kept."""
+    def backfill(self, source: str) -> tuple[datetime, datetime] | None:
+        """The range a capped fetch left unread (record_source_ok's `backfill`), or None."""
+        with self._transaction() as connection:
+            row = connection.execute(
+                sa.select(SourceState.backfill_after, SourceState.backfill_before).where(
+                    SourceState.source == source
+                )
+            ).one_or_none()
+        return None if row is None or row[0] is None or row[1] is None else (row[0], row[1])
+
+    def record_source_ok(
+        self, source: str, newest: datetime | None, backfill: tuple[datetime, datetime] | None = None
+    ) -> None:
+        """A fetch succeeded: the watermark moves to `newest` (never back), the success time is kept, and
+        the range it left unread replaces the stored one (None: all covered), in the same statement."""
         now = utc_now()
-        insert = self._insert(SourceState).values(source=source, watermark=newest, last_ok_at=now)
+        after, before = backfill or (None, None)
+        insert = self._insert(SourceState).values(
+            source=source,
+            watermark=newest,
+            last_ok_at=now,
+            backfill_after=after,
+            backfill_before=before,
+        )
         keep_newer = sa.case(
             (
                 sa.or_(SourceState.watermark.is_(None), SourceState.watermark < insert.excluded.watermark),
@@ -366,7 +386,13 @@ class KnowledgeBase(ResearchQueue):
         with self._transaction() as connection:
             connection.execute(
                 insert.on_conflict_do_update(
-                    index_elements=["source"], set_={"watermark": keep_newer, "last_ok_at": now}
+                    index_elements=["source"],
+                    set_={
+                        "watermark": keep_newer,
+                        "last_ok_at": now,
+                        "backfill_after": after,
+                        "backfill_before": before,
+                    },
                 )
             )
 

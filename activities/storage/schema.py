@@ -133,6 +133,9 @@ class SourceState(Base):
     last_ok_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     last_error_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The range a capped fetch left unread: the next fetches read it, then clear it.
+    backfill_after: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    backfill_before: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class Cycle(Base):

@@ -26,7 +26,8 @@ class ResearchSettings(SettingsSection):
         ]
     )
     arxiv_page_size: int = Field(100, ge=1, le=2000)
-    # A hard cap per fetch: reached before the window is covered, the log says so and the watermark stays.
+    # A hard cap per fetch: reached before the window is covered, the log says so and the range left unread
+    # is kept; the next fetches read it (after what is newer), until it is covered.
     arxiv_max_results: int = Field(2000, ge=1, le=10000)
     # Each fetch re-reads this far behind the watermark (deduped by id and version): a paper that shows up
     # in the API after newer ones (released from a hold, cross-listed later) is still found.
