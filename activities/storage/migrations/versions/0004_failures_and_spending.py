@@ -36,6 +36,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_spending_at", table_name="spending")
     op.drop_table("spending")
-    with op.batch_alter_table("items") as batch:
-        batch.drop_column("last_analysis_error")
-        batch.drop_column("analysis_failures")
+    # Not batch mode: on SQLite it rebuilds `items` (DROP TABLE), which cascades to every analysis.
+    op.drop_column("items", "last_analysis_error")
+    op.drop_column("items", "analysis_failures")
