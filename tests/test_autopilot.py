@@ -468,6 +468,7 @@ async def test_continue_as_new_keeps_learned_state(client: Client, tmp_path: Pat
     assert after.iterations >= 16 and after.started_at == before.started_at
 
 
+@pytest.mark.slow
 async def test_loop_survives_a_worker_restart(client: Client, tmp_path: Path, host: FakeHost) -> None:
     harness = Harness(client, tmp_path, host)
     async with harness.serving():

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from temporalio.client import Client
 
 from autarky.autopilot.types import ActionRecord, ActionStatus
@@ -78,6 +79,7 @@ def pruned(records: list[ActionRecord]) -> list[ActionRecord]:
 PROBE_FAILURES = "host_probe_failures"
 
 
+@pytest.mark.slow
 async def test_a_host_that_stops_polling_is_no_longer_probed(client: Client, tmp_path: Path) -> None:
     staying, leaving = FakeHost(), FakeHost()
     harness = Harness(client, tmp_path / "a", staying, host_id="staying")

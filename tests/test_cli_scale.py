@@ -124,6 +124,7 @@ async def _listed(s: Scaling, resource: str) -> list[str] | None:
     return rows[0] if rows else None
 
 
+@pytest.mark.slow
 async def test_set_status_refusals_queue_and_history(env: WorkflowEnvironment, client: Client) -> None:
     fake = FakeResource(desired=1)
     async with scaling(env, client, fake) as s:

@@ -51,6 +51,7 @@ def settings(client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     )
 
 
+@pytest.mark.slow
 async def test_members_start_stop_and_a_killed_one_is_replaced(
     client: Client, settings: AutarkySettings
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import statistics
 import sys
 from collections.abc import Iterator
@@ -332,15 +333,6 @@ async def test_offline_evaluation_batch_records_once(db_url: str) -> None:  # no
 MODELS_MODULE = (sys.executable, "-m", "autarky.models.cli")
 
 
-def _models_command() -> tuple[str, ...]:
-    """`autarky models` where the main CLI has the group, else the module: one Typer app either way."""
-    import autarky.cli.main as cli
-
-    if any(group.name == "models" for group in cli.app.registered_groups):
-        return (str(Path(sys.executable).parent / "autarky"), "models")
-    return MODELS_MODULE
-
-
 def _run(command: tuple[str, ...], *args: str, data_dir: Path) -> tuple[int, str]:
     import subprocess
 
@@ -360,19 +352,43 @@ def test_models_cli_runs_as_a_module(tmp_path: Path) -> None:
     assert code == 0 and "research-relevance-offline" in out and "bm25-title" in out, out
 
 
-@pytest.mark.slow
-def test_models_cli(tmp_path: Path) -> None:
-    command = _models_command()
-    code, out = _run(command, "list", data_dir=tmp_path)  # a fresh data dir: the built-in offline slot
+class InProcess:
+    """`autarky models ARGS` through the console script's own entry (run_cli) in this process: the same
+    Typer app, settings from the environment and exit codes, without a second's interpreter start-up per
+    command (the subprocess path has its own test above)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        self.monkeypatch, self.capsys = monkeypatch, capsys
+
+    def __call__(self, *args: str, data_dir: Path) -> tuple[int, str]:
+        from autarky.cli import common
+        from autarky.cli.main import run_cli
+
+        with self.monkeypatch.context() as patch:
+            for name in list(os.environ):
+                if name.startswith(("AUTARKY_", "TEMPORAL_")):
+                    patch.delenv(name)
+            patch.setenv("AUTARKY_DATA_DIR", str(data_dir))
+            patch.setattr(common.console, "_width", 200)  # as COLUMNS=200 gives the subprocess
+            self.capsys.readouterr()
+            code = run_cli(["models", *args])
+            captured = self.capsys.readouterr()
+        return code, captured.out + captured.err
+
+
+def test_models_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run = InProcess(monkeypatch, capsys)
+    code, out = _run("list", data_dir=tmp_path)  # a fresh data dir: the built-in offline slot
     assert code == 0 and "research-relevance-offline" in out and "bm25-title" in out, out
 
     register = ("register", "summaries", "gpt", "--model", "gpt-4o-mini", "--active", "--description", "sums")
-    code, out = _run(command, *register, data_dir=tmp_path)
+    code, out = _run(*register, data_dir=tmp_path)
     assert code == 0 and "summaries: gpt registered (gpt 100%)" in out, out
-    code, out = _run(command, *register, data_dir=tmp_path)  # again: the same, fine
+    code, out = _run(*register, data_dir=tmp_path)  # again: the same, fine
     assert code == 0, out
     code, out = _run(
-        command,
         "register",
         "summaries",
         "claude",
@@ -383,27 +399,25 @@ def test_models_cli(tmp_path: Path) -> None:
         data_dir=tmp_path,
     )
     assert code == 0, out
-    code, out = _run(command, "register", "summaries", "claude", "--model", "other", data_dir=tmp_path)
+    code, out = _run("register", "summaries", "claude", "--model", "other", data_dir=tmp_path)
     assert code == 1 and "differs" in out, out
 
     code, out = _run(
-        command, "record", "summaries", "gpt", "--latency-ms", "812", "--quality", "0.9", "--cost", "0.002",
+        "record", "summaries", "gpt", "--latency-ms", "812", "--quality", "0.9", "--cost", "0.002",
         data_dir=tmp_path,
     )  # fmt: skip
     assert code == 0 and "summaries/gpt: outcome recorded" in out, out
-    code, out = _run(
-        command, "record", "summaries", "gpt", "--latency-ms", "900", "--error", data_dir=tmp_path
-    )
+    code, out = _run("record", "summaries", "gpt", "--latency-ms", "900", "--error", data_dir=tmp_path)
     assert code == 0, out
-    code, out = _run(command, "record", "summaries", "nope", "--latency-ms", "1", data_dir=tmp_path)
+    code, out = _run("record", "summaries", "nope", "--latency-ms", "1", data_dir=tmp_path)
     assert code == 1 and "slot 'summaries' has no variant 'nope' (known: claude, gpt)" in out, out
-    code, out = _run(command, "record", "nope", "gpt", "--latency-ms", "1", data_dir=tmp_path)
+    code, out = _run("record", "nope", "gpt", "--latency-ms", "1", data_dir=tmp_path)
     assert code == 1 and "unknown model slot 'nope' (known: research-relevance-offline, summaries)" in out, (
         out
     )
 
     for args in (("list",), ()):
-        code, out = _run(command, *args, data_dir=tmp_path)
+        code, out = _run(*args, data_dir=tmp_path)
         assert code == 0, out
         rows = table_rows(out)
         assert ["summaries (external)", "gpt", "external", "gpt-4o-mini", "*", "100%", "2"] in rows, out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -184,11 +185,12 @@ def test_scoring_is_deterministic_across_processes() -> None:
         "import json; from autarky.research.relevance import RelevanceScorer; "
         f"print(json.dumps([RelevanceScorer().score(t, x).score for t, x in {ALL_ITEMS!r}]))"
     )
-    runs = [
-        json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True).stdout)
-        for _ in range(2)
-    ]
-    assert runs[0] == runs[1] == [RelevanceScorer().score(t, x).score for t, x in ALL_ITEMS]
+    # One other process, with a string hash seed surely not this one's: this file runs in the sandbox for
+    # every self-modification candidate, so each interpreter start here is paid many times over.
+    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    environ = {**os.environ, "PYTHONHASHSEED": seed}
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=environ)
+    assert json.loads(done.stdout) == [RelevanceScorer().score(t, x).score for t, x in ALL_ITEMS]
 
 
 @pytest.mark.parametrize(("title", "text"), [("", ""), ("   ", "\n\t "), ("", "  "), ("the of and", "")])
