@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,6 +104,21 @@ def _with_fakes(settings: AutarkySettings, *fakes: Callable[..., Any]) -> list[C
     return real + list(fakes)
 
 
+@asynccontextmanager
+async def _worker_with(client: Client, settings: AutarkySettings, *fakes: Callable[..., Any]) -> Any:
+    """A worker on a fresh queue for the cycle, its experiments and a stand-in autopilot, with the research
+    activities named like a fake replaced by it; yields the queue."""
+    queue = f"research-test-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[ResearchCycleWorkflow, ExperimentWorkflow, Listener],
+        activities=_with_fakes(settings, *fakes),
+        workflow_runner=UNSANDBOXED,
+    ):
+        yield queue
+
+
 async def _run(
     client: Client, queue: str, input: CycleInput, timeout: timedelta = timedelta(minutes=2)
 ) -> CycleOutcome:
@@ -169,14 +185,7 @@ async def test_an_item_failing_for_an_unforeseen_reason_counts_against_it_not_th
         )  # fmt: skip
 
     settings = make_settings(tmp_path, arxiv_server, github_server)
-    queue = f"research-test-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[ResearchCycleWorkflow, ExperimentWorkflow],
-        activities=_with_fakes(settings, first_one_breaks),
-        workflow_runner=UNSANDBOXED,
-    ):
+    async with _worker_with(client, settings, first_one_breaks) as queue:
         outcome = await _run(client, queue, CycleInput(concurrency=1, analysis_attempts=1))
     assert outcome.status == "completed" and outcome.failed == 1 and outcome.analysed == 5, outcome
 
@@ -253,15 +262,7 @@ async def test_a_cycle_whose_close_fails_is_still_heard(
         raise ApplicationError("the knowledge base refused the change", non_retryable=True)
 
     settings = make_settings(tmp_path, arxiv_server, github_server)
-    queue = f"research-test-{uuid.uuid4().hex[:8]}"
-    workflows = [ResearchCycleWorkflow, ExperimentWorkflow, Listener]
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=workflows,
-        activities=_with_fakes(settings, close_fails),
-        workflow_runner=UNSANDBOXED,
-    ):
+    async with _worker_with(client, settings, close_fails) as queue:
         autopilot = await _listener(client, queue)
         outcome = await _run(client, queue, CycleInput(report_to=autopilot.id))
         assert outcome.status == "failed" and outcome.analysed == 6, outcome
@@ -284,15 +285,7 @@ async def test_a_cycle_stops_short_of_its_timeout_and_reports(
         raise AssertionError("not reached")
 
     settings = make_settings(tmp_path, arxiv_server, github_server)
-    queue = f"research-test-{uuid.uuid4().hex[:8]}"
-    workflows = [ResearchCycleWorkflow, ExperimentWorkflow, Listener]
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=workflows,
-        activities=_with_fakes(settings, hangs),
-        workflow_runner=UNSANDBOXED,
-    ):
+    async with _worker_with(client, settings, hangs) as queue:
         autopilot = await _listener(client, queue)
         started = time.monotonic()
         outcome = await _run(client, queue, CycleInput(report_to=autopilot.id), timeout=timedelta(seconds=20))
@@ -322,15 +315,7 @@ async def test_a_cancelled_cycle_gives_the_lease_back_and_is_heard(
         raise ApplicationError("refused", type="LlmRefused", non_retryable=True)
 
     settings = make_settings(tmp_path, arxiv_server, github_server)
-    queue = f"research-test-{uuid.uuid4().hex[:8]}"
-    workflows = [ResearchCycleWorkflow, ExperimentWorkflow, Listener]
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=workflows,
-        activities=_with_fakes(settings, hangs_once),
-        workflow_runner=UNSANDBOXED,
-    ):
+    async with _worker_with(client, settings, hangs_once) as queue:
         autopilot = await _listener(client, queue)
         cycle = await client.start_workflow(
             ResearchCycleWorkflow.run,

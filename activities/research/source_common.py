@@ -47,12 +47,15 @@ class FetchInput(BaseModel):
 
     @property
     def backfill(self) -> Range | None:
-        if self.backfill_after is None or self.backfill_before is None:
-            return None
-        return utc(self.backfill_after), utc(self.backfill_before)
+        return unread_range(self.backfill_after, self.backfill_before)
 
 
 Range = tuple[datetime, datetime]
+
+
+def unread_range(after: datetime | None, before: datetime | None) -> Range | None:
+    """The range a capped fetch left unread, in UTC; None when there is none."""
+    return None if after is None or before is None else (utc(after), utc(before))
 
 
 def hull(*ranges: Range | None) -> Range | None:
@@ -79,9 +82,7 @@ class FetchResult(BaseModel):
 
     @property
     def backfill(self) -> Range | None:
-        if self.backfill_after is None or self.backfill_before is None:
-            return None
-        return self.backfill_after, self.backfill_before
+        return unread_range(self.backfill_after, self.backfill_before)
 
 
 def truncate(text: str | None, bound: int) -> str:

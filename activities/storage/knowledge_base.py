@@ -315,11 +315,7 @@ class KnowledgeBase(ResearchQueue):
         """Items with their latest analysis (title, url, score, rationale, tags, provider, model), as the
         digest shows them; items without an analysis are left out."""
         ids = list(item_ids)
-        latest = (
-            sa.select(Analysis.item_id, sa.func.max(Analysis.id).label("analysis_id"))
-            .group_by(Analysis.item_id)
-            .subquery()
-        )
+        latest = self._latest_analysis()
         rows: list[dict[str, Any]] = []
         with self._transaction() as connection:
             for start in range(0, len(ids), _CHUNK):
@@ -443,11 +439,7 @@ class KnowledgeBase(ResearchQueue):
         The latest, not the best: an item analysed again (a key added, a scorer that learned from people's
         decisions) is judged by what the analyser thinks now, not by an older, higher score."""
         has_experiment = sa.select(Experiment.id).where(Experiment.item_id == Item.id).exists()
-        latest = (
-            sa.select(Analysis.item_id, sa.func.max(Analysis.id).label("analysis_id"))
-            .group_by(Analysis.item_id)
-            .subquery()
-        )
+        latest = self._latest_analysis()
         query = (
             sa.select(Item.id, Item.kind, Item.source, Item.source_id, Item.title, Analysis.score)
             .join(latest, latest.c.item_id == Item.id)
@@ -518,6 +510,15 @@ class KnowledgeBase(ResearchQueue):
     def _insert(self, model: type[Base]) -> Any:
         module = sqlite if self._dialect == "sqlite" else postgresql
         return module.insert(model)
+
+    @staticmethod
+    def _latest_analysis() -> Any:
+        """(item_id, analysis_id) of each item's latest analysis: what the analyser thinks now."""
+        return (
+            sa.select(Analysis.item_id, sa.func.max(Analysis.id).label("analysis_id"))
+            .group_by(Analysis.item_id)
+            .subquery()
+        )
 
     @staticmethod
     def _require_item(connection: Connection, item_id: int) -> None:

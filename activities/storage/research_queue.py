@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -25,15 +25,14 @@ RESEARCH_LEASE = "research-cycle"
 class ResearchQueue:
     """Methods of `KnowledgeBase`; `_transaction`, `_insert` and `_require_item` are its."""
 
-    def _transaction(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # what the mixin uses of KnowledgeBase, for the type checker only
 
-    def _insert(self, model: type[Base]) -> Any:
-        raise NotImplementedError
+        def _transaction(self) -> AbstractContextManager[Connection]: ...
 
-    @staticmethod
-    def _require_item(connection: Connection, item_id: int) -> None:
-        raise NotImplementedError
+        def _insert(self, model: type[Base]) -> Any: ...
+
+        @staticmethod
+        def _require_item(connection: Connection, item_id: int) -> None: ...
 
     # --- waiting items ---------------------------------------------------------------------------------
 
