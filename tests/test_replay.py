@@ -457,9 +457,9 @@ LOOP = {
 # What each recording must hold to be worth replaying (beyond activities, timers and continue-as-new).
 # Every autopilot history holds patch markers; which ones, and until when it is kept: docs/patches.md.
 REQUIRED = {
-    # The autopilot-round2 recorder under `autopilot-hosts-apart`: watchers and actions are children
-    # reporting by signal (the failed action fails in its own workflow, not here).
-    "autopilot-hosts-apart": {
+    # The autopilot-round2 recorder (release 26, a deprecated marker of `autopilot-hosts-apart`): watchers
+    # and actions are children reporting by signal (the failed action fails in its own workflow, not here).
+    "autopilot-release26": {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
         EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
         EventType.EVENT_TYPE_MARKER_RECORDED,
@@ -488,18 +488,17 @@ REQUIRED = {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
     },
 }
-# Release 26's recording of the autopilot-round2 recorder: as autopilot-hosts-apart, its marker deprecated.
-REQUIRED["autopilot-release26"] = REQUIRED["autopilot-hosts-apart"]
-# The same recorder under `research-round-2` (docs/patches.md): its marker.
+# The same recorder under `research-round-2` (docs/patches.md): its marker, plain (release 26) or
+# deprecated (release 27).
 REQUIRED["research-cycle-round2"] = REQUIRED["research-cycle"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
-NOT_LOOPS = {"research-cycle", "research-cycle-round2", "experiment", "self-modify"}
-NOT_LOOPS |= {"self-modify-one-host", "self-modify-release26"}
+REQUIRED["research-cycle-release27"] = REQUIRED["research-cycle-round2"]
+NOT_LOOPS = {"research-cycle", "research-cycle-round2", "research-cycle-release27", "experiment"}
+NOT_LOOPS |= {"self-modify", "self-modify-release26"}
 REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
 REQUIRED["self-modify"] = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_FIRED}
-# Under `selfmod-one-host` (release 25's plain marker, release 26's deprecated one): the steps after the
-# snapshot on the host's own queue.
-REQUIRED["self-modify-one-host"] = REQUIRED["self-modify"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
-REQUIRED["self-modify-release26"] = REQUIRED["self-modify-one-host"]
+# Under `selfmod-one-host` (release 26's deprecated marker): the steps after the snapshot on the host's
+# own queue.
+REQUIRED["self-modify-release26"] = REQUIRED["self-modify"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
 
 
 def replayer() -> Replayer:

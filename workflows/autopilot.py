@@ -9,12 +9,12 @@ Many hosts: one decision loop for all (one concurrency limit, learning pooled ov
 the workers polling the shared task queue (autarky.core.hosts); each remedy runs on the host whose
 finding it answers (its host or control queue).
 
-The per-host work is not done here (since release 25, patch `autopilot-hosts-apart`,
-workflows/compat/autopilot.py): each host has an AutopilotHostWorkflow (workflows/autopilot_host.py)
-that probes it, keeps its window and detectors, and reports findings by signal; each action runs in an
-AutopilotActionWorkflow (workflows/autopilot_actions.py) that reports its outcome by signal. So this
-loop's state grows by a small summary per host, and it continues-as-new whenever due, carrying the
-running actions' records: nothing waits for a long action, and a critical remedy is never held back.
+The per-host work is not done here (since release 25, patch `autopilot-hosts-apart`, deleted in 27): each
+host has an AutopilotHostWorkflow (workflows/autopilot_host.py) that probes it, keeps its window and
+detectors, and reports findings by signal; each action runs in an AutopilotActionWorkflow
+(workflows/autopilot_actions.py) that reports its outcome by signal. So this loop's state grows by a small
+summary per host, and it continues-as-new whenever due, carrying the running actions' records: nothing
+waits for a long action, and a critical remedy is never held back.
 Ids carry a lineage drawn once per autopilot, so a new autopilot (after a terminate) never reuses an old
 one's idempotency keys.
 """
@@ -68,7 +68,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval import ApprovalGate
     from workflows.autopilot_fleet import Fleet, watcher_silent
     from workflows.autopilot_host import runs_a_pool
-    from workflows.compat import autopilot as compat
 
 RECENT_ACTIONS_KEPT = 50
 STAGES = ("monitor", "analyze", "plan", "execute")
@@ -96,7 +95,6 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
 
     @workflow.run
     async def run(self, input: AutopilotInput) -> None:
-        compat.hosts_apart()
         state = self._state
         if state.lineage is None:
             state.lineage = workflow.uuid4().hex[:8]

@@ -1,4 +1,4 @@
-"""The autopilot's side of its host watchers and action runs (release 25, workflows/compat/autopilot.py).
+"""The autopilot's side of its host watchers and action runs (release 25, patch `autopilot-hosts-apart`).
 
 A mixin of AutopilotWorkflow (none is defined here: one workflow file per process): starting each host's
 AutopilotHostWorkflow and sending it the configuration, taking its reports; starting each action in its

@@ -6,10 +6,10 @@ answers) → analyse the items waiting, a few at a time, until done, the budget 
 fails as a whole → an experiment for each item above the threshold → a Markdown digest of the final
 status → close the cycle. Started hourly by its Schedule (`schedules/`) or by `autarky research run`.
 
-Round 2 (`compat.round_2`): a failure that is the provider's (a bad key, a quota, an outage, a spent
-budget) stops analysis at once and counts against no item; a cycle finding another one running is
-skipped; the work stops short of the run's own timeout, and whatever fails, the memo and the autopilot
-hear the final status.
+Round 2 (since release 26, patch `research-round-2`): a failure that is the provider's (a bad key, a quota,
+an outage, a spent budget) stops analysis at once and counts against no item; a cycle finding another one
+running is skipped; the work stops short of the run's own timeout, and whatever fails, the memo and the
+autopilot hear the final status.
 
 Items travel as ids; documents stay in the knowledge base. The memo holds the cycle's summary, the search
 attributes its item count and top score, so the UI can filter on them.
@@ -127,26 +127,17 @@ class ResearchCycleWorkflow:
     def __init__(self) -> None:
         self._outcome: CycleOutcome | None = None
         self._scores: list[ItemScore] = []
-        self._round_2 = False
 
     @workflow.run
     async def run(self, input: CycleInput) -> CycleOutcome:
         info = workflow.info()
         self._input = input
-        self._round_2 = compat.round_2()
-        self._outcome = CycleOutcome(
+        compat.round_2()
+        self._outcome = outcome = CycleOutcome(
             cycle_id=info.workflow_id, status="running", analyser="?", started_at=workflow.now()
         )
         workflow.upsert_search_attributes([sa.KIND.value_set("research")])
-        if self._round_2:
-            return await self._run_round_2(input)
-        return await self._run_round_1(input)
-
-    async def _run_round_2(self, input: CycleInput) -> CycleOutcome:
-        """Whatever fails, the outcome says how the cycle ended, in the memo and to the autopilot."""
-        outcome = self._outcome
-        assert outcome is not None
-        info = workflow.info()
+        # Whatever fails, the outcome says how the cycle ended, in the memo and to the autopilot.
         timeout = min((t for t in (info.run_timeout, info.execution_timeout) if t), default=None)
         started = info.workflow_start_time or workflow.now()
         self._details("opening the cycle")
@@ -214,35 +205,6 @@ class ResearchCycleWorkflow:
             await self._report(self._input.report_to)
         return outcome
 
-    async def _run_round_1(self, input: CycleInput) -> CycleOutcome:
-        info = workflow.info()
-        outcome = self._outcome
-        assert outcome is not None
-        self._details("opening the cycle")
-        plan = await self._activity(
-            open_research_cycle,
-            OpenCycleInput(cycle_id=info.workflow_id, trigger=input.trigger, started_at=workflow.now()),
-            "read budgets and watermarks",
-        )
-        outcome.analyser = plan.analyser
-        try:
-            await self._cycle(input, plan)
-            self._details("writing the digest")
-            outcome.digest = await self._digest(self._scores)
-        except ActivityError as error:  # the knowledge base stayed down: say so everywhere, then fail
-            outcome.status, outcome.stopped_reason = "failed", f"the cycle failed: {_cause(error)}"
-            outcome.finished_at = workflow.now()
-            self._publish()
-            await self._report(input.report_to)
-            raise
-        if outcome.status == "running":
-            outcome.status = "completed"
-        outcome.finished_at = workflow.now()
-        await self._activity(close_research_cycle, outcome, "record the outcome")
-        self._publish()
-        await self._report(input.report_to)
-        return outcome
-
     async def _cycle(self, input: CycleInput, plan: CyclePlan) -> None:
         outcome = self._outcome
         assert outcome is not None
@@ -260,15 +222,13 @@ class ResearchCycleWorkflow:
             and not plan.priced
             and all(s.status != "ok" for s in outcome.sources)
         )
-        if self._round_2 and sample:  # offline (or asked to): the shipped sample items show the loop
+        if sample:  # offline (or asked to): the shipped sample items show the loop
             outcome.sources.append(await self._gather(SAMPLE, plan))
         outcome.new_items = sum(s.new_items for s in outcome.sources)
 
-        pending = PendingInput(limit=max_items)
-        if self._round_2:
-            pending = PendingInput(
-                limit=max_items, analyser=plan.analyser_key, reanalyse_since=plan.reanalyse_since
-            )
+        pending = PendingInput(
+            limit=max_items, analyser=plan.analyser_key, reanalyse_since=plan.reanalyse_since
+        )
         item_ids = await self._activity(unanalysed_items, pending, "items waiting for an analysis")
         budget = ResearchBudget(
             per_cycle_usd=plan.budget_per_cycle_usd,
@@ -279,7 +239,7 @@ class ResearchCycleWorkflow:
         scores = self._scores = await self._analyse(item_ids, concurrency, budget, plan)
         outcome.top_score = max((s.score for s in scores), default=None)
         outcome.pending = await self._activity(
-            count_unanalysed_items, pending if self._round_2 else None, "items left for the next cycle"
+            count_unanalysed_items, pending, "items left for the next cycle"
         )
         # From the knowledge base, not this cycle's scores: an item an earlier cycle could not start an
         # experiment for (it failed on the way) gets one now.
@@ -315,9 +275,9 @@ class ResearchCycleWorkflow:
                 summary=f"fetch {source} since {plan.watermarks.get(source)}",
             )
         except ActivityError as error:
-            if self._round_2 and isinstance(error.cause, CancelledError):
+            if isinstance(error.cause, CancelledError):
                 raise asyncio.CancelledError from error  # the cycle stops short of its timeout
-            if self._round_2 and _no_worker(error):  # the cycle's failure, not the source's
+            if _no_worker(error):  # the cycle's failure, not the source's
                 raise
             reason = _cause(error).removesuffix("; retrying")  # it was retried: this is the last word
             workflow.logger.warning("research source %s unavailable: %s", source, reason)
@@ -366,9 +326,9 @@ class ResearchCycleWorkflow:
                         summary=f"analyse item {item_id}",
                     )
                 except ActivityError as error:
-                    if self._round_2 and isinstance(error.cause, CancelledError):
+                    if isinstance(error.cause, CancelledError):
                         raise asyncio.CancelledError from error  # the cycle stops short of its timeout
-                    if self._round_2 and not counts_against_item(_cause_type(error)):
+                    if not counts_against_item(_cause_type(error)):
                         self._provider_failed(error, budget)
                         continue
                     failures_in_a_row += 1
@@ -421,17 +381,14 @@ class ResearchCycleWorkflow:
         budget.spend(cost)
         outcome.cost_usd = budget.spent_usd
         workflow.logger.warning("analysis of item %s failed: %s", item_id, _cause(error))
+        # Its cost is in the ledger already (the gateway's); counted under the analyser it failed under.
+        key = plan.analyser_key
         failure = AnalysisFailure(
-            cycle_id=outcome.cycle_id, item_id=item_id, error=_cause(error)[:1000], cost=cost
+            cycle_id=outcome.cycle_id,
+            item_id=item_id,
+            error=_cause(error)[:1000],
+            analyser=key.label if key else plan.analyser,
         )
-        if self._round_2:  # its cost is in the ledger already (the gateway's); the analyser it failed under
-            key = plan.analyser_key
-            failure = AnalysisFailure(
-                cycle_id=outcome.cycle_id,
-                item_id=item_id,
-                error=_cause(error)[:1000],
-                analyser=key.label if key else plan.analyser,
-            )
         await self._activity(
             record_analysis_failure, failure, f"record the failed analysis of item {item_id}"
         )
@@ -511,13 +468,13 @@ class ResearchCycleWorkflow:
                 summary=summary,
             )
         except ActivityError as error:
-            if self._round_2 and isinstance(error.cause, CancelledError):
+            if isinstance(error.cause, CancelledError):
                 raise asyncio.CancelledError from error  # the cycle's own deadline, or a person's cancel
             raise
 
     def _start_timeout(self) -> timedelta | None:
-        """Round 2: how long an activity waits for a research worker (None: as long as the run lasts)."""
-        return self._input.activity_start_timeout if self._round_2 else None
+        """How long an activity waits for a research worker (None: as long as the run lasts)."""
+        return self._input.activity_start_timeout
 
     def _why(self, error: ActivityError) -> str:
         """`_cause`, saying which task queue has no worker when no worker took the activity."""

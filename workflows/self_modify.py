@@ -70,7 +70,6 @@ with workflow.unsafe.imports_passed_through():
         rollback_version,
         snapshot_agent,
     )
-    from workflows.compat import self_modify as compat
 
 KIND = "self_modify"
 FIRST_STEP = 0.2  # of each parameter's normalised range
@@ -152,7 +151,6 @@ class SelfModificationWorkflow(ApprovalGate):
         snap: Snapshot = await self._activity(
             snapshot_agent, AgentRunInput(agent=request.agent, run_id=run_id)
         )
-        compat.one_host()
         self._run_id, self._host_queue = run_id, snap.task_queue
         spec, incumbent = snap.spec, snap.pointer
         result = self._result

@@ -313,7 +313,7 @@ class AutopilotState(BaseModel):
     agent_findings: list[Finding] = Field(default_factory=list)  # agents short of their goals
     goals_checked_at: datetime | None = None
     agents_evolve_planned_at: dict[str, datetime] = Field(default_factory=dict)  # per agent, for the cooldown
-    # Since release 25 (workflows/compat/autopilot.py `hosts_apart`): ids are `<prefix>-<lineage>-<n>`, the
+    # Since release 25 (patch `autopilot-hosts-apart`, deleted in 27): ids are `<prefix>-<lineage>-<n>`, the
     # lineage drawn once per autopilot, so a new autopilot never reuses an old one's ids; actions run in
     # their own workflows and are carried across continue-as-new while they run; each host has a watcher.
     lineage: str | None = None

@@ -1,18 +1,19 @@
 """ResearchCycleWorkflow's patches: what it keeps only so that runs begun under older releases replay.
 
-See docs/patches.md for the lifecycle.
+See docs/patches.md for the lifecycle. A deprecated patch's call stays until every run recorded its
+marker as deprecated; then its function here and its call in workflows/research.py are deleted.
 """
 
 from __future__ import annotations
 
 from temporalio import workflow
 
-# Patched in release 26 (issue 26): provider-wide analysis failures stop the cycle and count against no
-# item, one cycle at a time (a lease), bounded by its own timeout and always reported, the digest written
-# after the final status, the sample source. A run begun before goes on as it began.
+# Deprecated in release 27: every run began under release 26 or later (release 27's note), so each takes
+# round 2's path (provider-wide failures stop the cycle, the lease, its own timeout, always reported; the
+# old path, round 1, is deleted).
 ROUND_2 = "research-round-2"
 
 
-def round_2() -> bool:
-    """At the start of the run, before its first command: whether it takes round 2's path."""
-    return workflow.patched(ROUND_2)
+def round_2() -> None:
+    """At the start of the run, before its first command, where round 2's path was chosen."""
+    workflow.deprecate_patch(ROUND_2)
