@@ -49,8 +49,9 @@ bench-research: $(STAMP)
 	$(BIN)/python -m bench.research
 	$(BIN)/python -m bench.research_quality
 
-# The sequential A/B test (autarky.models.sequential) peeked every 100 samples per arm beside a fixed-horizon
-# test, 1000 simulated runs per metric (binary, latency) and effect; other runs: python -m bench.abtest --help
+# Both A/B designs (always-valid mixture, group-sequential) beside a fixed-horizon test with the same promotion
+# rule: 10,000 simulated runs per cell, binary and lognormal (log-sd 0.8, 1.2) metrics at 50 % and 10 %
+# challenger shares, effects 0/5/10/20 % (about a minute); options: python -m bench.abtest --help
 bench-abtest: $(STAMP)
 	$(BIN)/python -m bench.abtest
 

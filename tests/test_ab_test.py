@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.models import abtest_start as abtests
+from activities.models.abtest_plan import plan_model_abtest
 from activities.models.registry import ModelRegistry
 from activities.models.registry_activities import ModelRegistryActivities
 from activities.storage.handle import KnowledgeBaseHandle
@@ -23,7 +25,7 @@ from autarky.core import search_attributes as sa
 from autarky.core.approval import ApprovalDecision, ApprovalRequest
 from autarky.core.settings import AutarkySettings
 from autarky.models.ab_types import ABTestInput, ABTestResult, ABTestStatus, Guardrails
-from autarky.models.types import Variant
+from autarky.models.types import OutcomeIn, Variant
 from tests.ab_simulator import Behaviour, Simulator
 from tests.test_autopilot import eventually
 from workflows.ab_test import ModelABTestWorkflow
@@ -35,6 +37,7 @@ FAST = {
     "calls_per_step": 50,
     "max_samples": 5000,
     "propagation_delay": timedelta(0),  # the simulator reads the split on every tick
+    "min_duration": timedelta(0),
 }
 
 
@@ -67,21 +70,32 @@ class Lab:
             await task
 
 
-@asynccontextmanager
-async def worker(client: Client, settings: AutarkySettings, queue: str) -> AsyncIterator[Worker]:
+def registry_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
+    """Every activity the A/B test schedules, as the research worker serves them."""
     activities = ModelRegistryActivities(settings, KnowledgeBaseHandle(settings.knowledge_db_url))
+    return [
+        activities.describe_model_slot,
+        activities.set_model_split,
+        activities.renew_model_split,
+        activities.promote_model_variant,
+        activities.restore_model_incumbent,
+        activities.model_arm_stats,
+        activities.model_window_stats,
+        activities.evaluate_offline_batch,
+        activities.evaluate_offline_paired,
+        plan_model_abtest,
+    ]
+
+
+@asynccontextmanager
+async def worker(
+    client: Client, settings: AutarkySettings, queue: str, activities: list[Callable[..., Any]] | None = None
+) -> AsyncIterator[Worker]:
     async with Worker(
         client,
         task_queue=queue,
         workflows=[ModelABTestWorkflow],
-        activities=[
-            activities.describe_model_slot,
-            activities.set_model_split,
-            activities.promote_model_variant,
-            activities.restore_model_incumbent,
-            activities.model_arm_stats,
-            activities.evaluate_offline_batch,
-        ],
+        activities=activities or registry_activities(settings),
     ) as running:
         yield running
 
@@ -102,6 +116,9 @@ async def lab(client: Client, tmp_path: Path) -> AsyncIterator[Lab]:
         active="incumbent",
         external=True,
     )
+    # A test is refused on a metric the slot does not record: this one records quality (before the test
+    # begins, so no test counts it).
+    registry.record_outcome(OutcomeIn(slot=slot, variant="incumbent", latency_ms=1.0, quality=0.5))
     queue = f"abtest-{uuid.uuid4().hex[:8]}"
     async with worker(client, settings, queue):
         yield Lab(client, settings, registry, queue, slot)
@@ -205,9 +222,13 @@ async def test_an_offline_slot_is_driven_by_labelled_examples(lab: Lab) -> None:
             ),
         )
         result = await handle.result()
-        # bm25-title judges 67 % of the labelled set right, bm25 84 %: not better.
+        # bm25-title judges 67 % of the labelled set right, bm25 84 %: not better, and clearly so: one
+        # paired test on the same examples settles it (McNemar), no resampling of the labelled set.
         assert result.decision == "kept", result
-        assert all(a.samples >= 100 for a in result.status.arms), result.status.arms
+        assert "paired (McNemar) on 176" in result.status.design, result.status
+        assert result.status.estimate is not None and result.status.estimate < 0, result.status
+    paired = lab.registry.count_refs(OFFLINE_SLOT, "paired:")
+    assert paired == 2 * 2 * 176, paired  # each test: both variants scored every example once
     assert lab.registry.slot(OFFLINE_SLOT).split == {slot.active: 1.0}
 
 
@@ -304,10 +325,12 @@ async def test_a_second_test_on_a_busy_slot_is_refused(lab: Lab) -> None:
 
 async def test_a_paused_test_still_guards_and_its_pause_does_not_count_against_the_deadline(lab: Lab) -> None:
     async with lab.traffic(incumbent=Behaviour(quality=0.5), challenger=Behaviour(quality=0.5)) as simulator:
-        handle = await lab.start(max_samples=10**6, min_improvement=0.01, max_duration=timedelta(seconds=3))
+        # The deadline counts in every phase (the ramp too): long enough for the pause to arrive on a busy
+        # machine, then the test sleeps past it.
+        handle = await lab.start(max_samples=10**6, min_improvement=0.01, max_duration=timedelta(seconds=6))
         await eventually(lambda: _share(lab, "challenger"))
         await handle.signal("pause")
-        await asyncio.sleep(4)  # longer than max_duration: paused time does not count
+        await asyncio.sleep(7)  # longer than max_duration: paused time does not count
         assert (await handle.describe()).status.name == "RUNNING"
         simulator.behaviours["challenger"] = Behaviour(quality=0.5, error_rate=0.5)
         result = await handle.result()  # paused, and still the guardrail stops it

@@ -337,7 +337,7 @@ async def record_abtest_history(
     from activities.models.registry import ModelRegistry
     from activities.storage.knowledge_base import KnowledgeBase
     from autarky.models.ab_types import ABTestInput
-    from autarky.models.types import Variant
+    from autarky.models.types import OutcomeIn, Variant
     from tests.ab_simulator import Behaviour, Simulator
     from tests.test_ab_test import worker as abtest_worker
 
@@ -355,6 +355,7 @@ async def record_abtest_history(
         active="a",
         external=True,
     )
+    registry.record_outcome(OutcomeIn(slot=slot, variant="a", latency_ms=1.0, quality=0.5))  # records quality
     queue = f"abtest-replay-{uuid.uuid4().hex[:8]}"
     simulator = Simulator(
         registry, slot, {"a": Behaviour(quality=0.5), "b": Behaviour(quality=0.7)}, calls_per_tick=10
@@ -375,6 +376,7 @@ async def record_abtest_history(
                     evaluation_interval=timedelta(milliseconds=300),
                     evaluations_per_run=2,
                     propagation_delay=timedelta(0),
+                    min_duration=timedelta(0),
                     activity_task_queue=queue,
                 ),
             )
@@ -495,6 +497,7 @@ REQUIRED["research-cycle-release27"] = REQUIRED["research-cycle-round2"]
 NOT_LOOPS = {"research-cycle", "research-cycle-round2", "research-cycle-release27", "experiment"}
 NOT_LOOPS |= {"self-modify", "self-modify-release26"}
 REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
+REQUIRED["abtest-round2"] = REQUIRED["abtest"] | {EventType.EVENT_TYPE_MARKER_RECORDED}  # `abtest-round-2`
 REQUIRED["self-modify"] = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_FIRED}
 # Under `selfmod-one-host` (release 26's deprecated marker): the steps after the snapshot on the host's
 # own queue.

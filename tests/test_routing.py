@@ -90,3 +90,31 @@ def test_tolerance_and_other_bad_input() -> None:
         choose_variant("", {"a": 1.0}, "key")
     with pytest.raises(ValueError, match="routing key"):
         choose_variant("slot", {"a": 1.0}, 42)  # type: ignore[arg-type]
+
+
+def test_the_empty_salt_keeps_todays_positions() -> None:
+    """Slots routed before salts existed (salt "") keep every key where it was: the pinned value above,
+    and the unsalted hash for every key."""
+    assert key_position("slot", "user-42", "") == 0.22406861717337445
+    split = {"a": 0.9, "b": 0.1}
+    assert [choose_variant("slot", split, key, "") for key in KEYS] == _route(split)
+
+
+def test_each_salt_draws_its_own_challenger_keys() -> None:
+    """Two tests of one slot at 10 %: salted by their ids, their challenger keys overlap by chance only
+    (about 10 % of each), where unsalted they would be the same keys."""
+    split = {"incumbent": 0.9, "challenger": 0.1}
+
+    def chosen(salt: str) -> set[str]:
+        return {k for k in KEYS if choose_variant("slot", split, k, salt) == "challenger"}
+
+    first, second = chosen("abtest/slot/one"), chosen("abtest/slot/two")
+    assert len(first) / len(KEYS) == pytest.approx(0.1, abs=0.015)
+    assert len(first & second) / len(first) == pytest.approx(0.1, abs=0.04)
+    assert chosen("") == chosen("") and chosen("abtest/slot/one") == first  # sticky per salt
+    # A salted ramp keeps its keys too: 1 % → 10 % under the same salt.
+    small = {k for k in KEYS if choose_variant("slot", {"i": 0.99, "c": 0.01}, k, "t1") == "c"}
+    large = {k for k in KEYS if choose_variant("slot", {"i": 0.9, "c": 0.1}, k, "t1") == "c"}
+    assert small <= large
+    with pytest.raises(ValueError, match="salt"):
+        choose_variant("slot", split, "key", None)  # type: ignore[arg-type]

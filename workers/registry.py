@@ -13,6 +13,7 @@ from activities.infra.remediation import RemediationActivities
 from activities.infra.scaling_requests import ScalingRequestActivities
 from activities.infra.task_queues import probe_task_queue
 from activities.infra.worker_pool import LocalWorkerPool, WorkerPoolActivities
+from activities.models.abtest_plan import plan_model_abtest
 from activities.models.abtest_requests import ABTestRequestActivities
 from activities.models.registry_activities import ModelRegistryActivities
 from activities.research.analysis import AnalysisActivities
@@ -162,5 +163,9 @@ def model_registry_activities(settings: AutarkySettings, kb: KnowledgeBaseHandle
         registry.model_arm_stats,
         registry.ensure_default_model_slots,
         registry.evaluate_offline_batch,
+        registry.renew_model_split,
+        registry.model_window_stats,
+        registry.evaluate_offline_paired,
+        plan_model_abtest,  # pure computation (numpy), beside the registry the test reads
         registry.untested_model_variants,
     ]

@@ -1,59 +1,82 @@
 """ModelABTestWorkflow: does a challenger model beat the one in service, with error rates it can state?
 
-describe the slot (the incumbent is its active variant) → ramp the challenger's share step by step →
-every evaluation period read the aggregated outcomes (an activity: statistics, never rows) → guardrails
-(error rate, p95 latency, cost per call): a breach routes all traffic back at once → the sequential test
-(always valid, so looking after every period does not inflate the error rate): better by the minimum
-improvement → promote (through the approval gate when asked); clearly not → keep the incumbent; the
-time or samples run out → keep the incumbent. Promotion, rollback and each split change are idempotent
-activities keyed by this workflow and step.
+Round 2 (tests begun from release 27 on; older tests finish on round 1's path, workflows/compat/ab_test.py):
+describe the slot (the incumbent is its active variant) → plan the design (group-sequential: O'Brien-Fleming
+α-spending with binding futility and a maximum sample; or the always-valid mixture) → ramp the challenger's
+share step by step, each split a lease salted with this test's id → every evaluation period renew the lease
+and read the arms (aggregates, never rows; a failed call counts as the worst outcome): the guardrails test
+the challenger against the incumbent over a recent window, the sample ratio is checked on the units each
+arm got; a breach or a mismatch routes all traffic back at once → after `min_duration`, the design decides:
+better → promote (a person approves when asked or when the variant's risk is above `approval_risk`, while
+the guardrails are still checked); not better → keep the incumbent; the deadlines (time, samples) are
+checked in every phase. An offline slot is tested paired instead: both variants score every labelled
+example and McNemar's test decides. Whatever else ends the test (a failure, a cancel) restores the
+incumbent first; a test that stops without doing so (terminated, timed out) leaves a lease that runs out.
 
 Signals: pause, resume, abort (restores the incumbent's full traffic). Query: status. Id
 `abtest/<slot>/<challenger>`; search attributes AutarkySlot and AutarkyDecision; the current details show
-the running estimate and its interval.
+the design, the running estimate and its interval, the guardrails and the sample ratio.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import math
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
-    from autarky.core.approval import ApprovalState
-    from autarky.models.ab_types import (
-        ABDecision,
-        ABTestInput,
-        ABTestResult,
-        ABTestState,
-        ABTestStatus,
-        ArmView,
+    from autarky.core.approval import ApprovalRequest, ApprovalState
+    from autarky.models.ab_convert import (
+        arm_summary,
+        arm_view,
+        challenger_refusal,
+        current_details,
+        deadline_reason,
+        finite,
+        paused_so_far,
+        show_result,
+        window_arm,
     )
-    from autarky.models.sequential import ArmSummary, SequentialDesign, SequentialResult, evaluate
+    from autarky.models.ab_plan import PlanRequest, plan_model_abtest
+    from autarky.models.ab_types import ABDecision, ABTestInput, ABTestResult, ABTestState, ABTestStatus
+    from autarky.models.group_sequential import GroupSequentialPlan, GroupSequentialResult, evaluate_look
+    from autarky.models.guardrails import guardrail_breach, guardrail_headroom
+    from autarky.models.paired import paired_decision
+    from autarky.models.promotion_risk import promotion_risk
+    from autarky.models.sequential import SequentialDesign, SequentialResult, evaluate
+    from autarky.models.srm import sample_ratio_mismatch
     from autarky.models.types import (
         ArmsInput,
         ArmStats,
-        EvaluateBatch,
+        PairedBatch,
         Promote,
+        RenewSplit,
         RestoreIncumbent,
         SetSplit,
         SlotInfo,
         SlotRef,
+        WindowInput,
+        WindowStats,
         describe_model_slot,
-        evaluate_offline_batch,
+        evaluate_offline_paired,
         model_arm_stats,
+        model_window_stats,
         promote_model_variant,
+        renew_model_split,
         restore_model_incumbent,
         set_model_split,
     )
     from workflows.approval import ApprovalGate
+    from workflows.compat import ab_test as compat
 
 # Routing changes must happen: a rollback that gives up would leave the challenger in service.
 CHANGE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
@@ -89,44 +112,281 @@ class ModelABTestWorkflow(ApprovalGate):
             [sa.KIND.value_set("abtest"), sa.SLOT.value_set(input.slot), sa.DECISION.value_set("running")]
         )
         if state.incumbent is None:
+            state.round = 2 if compat.round_2() else 1
             slot = await self._describe()
             self._check_challenger(slot)
             state.incumbent, state.started_at = slot.active, workflow.now()
+            state.providers = {v.name: v.provider for v in slot.variants}
             self._status.incumbent = slot.active
+            if state.round == 1:
+                await self._set_share(input.steps[0])
+                if len(input.steps) == 1:  # no ramp: the comparison starts once the share took effect
+                    state.test_since = workflow.now() + input.propagation_delay
+        assert state.started_at is not None
+        self._status.share = input.steps[min(state.step, len(input.steps) - 1)]
+        if state.round == 1:
+            return await compat.run_round_1(self, input)
+        return await self._fail_safe(input)
+
+    async def _fail_safe(self, input: ABTestInput) -> ABTestResult:
+        """Round 2: whatever ends the test other than a promotion — a failure, a cancel — routes all
+        traffic back to the incumbent first (with unlimited retries: a registry that is down is waited
+        for). A timeout or a termination cannot run this: the split's lease runs out instead."""
+        try:
+            return await self._run_round_2(input)
+        except asyncio.CancelledError:
+            await self._restore("aborted", "cancelled")
+            raise
+        except Exception as error:
+            if is_cancelled_exception(error):  # cancelled while an activity ran
+                await self._restore("aborted", "cancelled")
+                raise
+            await self._restore("failed", f"failed: {_root_cause(error)}")
+            if isinstance(error, FailureError):
+                raise
+            # A bug (not a Temporal failure) would fail the task and retry it for ever: the test is over.
+            raise ApplicationError(f"the A/B test failed: {error!r}", non_retryable=True) from error
+
+    # ------------------------------------------------------------------------------------ round 2
+
+    async def _run_round_2(self, input: ABTestInput) -> ABTestResult:
+        """Every period: renew the split's lease, read both arms (the test since the final share, the
+        guardrails over the recent window), stop on a guardrail breach or a sample-ratio mismatch, check the
+        deadlines in every phase, ramp, and after `min_duration` ask the design for a decision."""
+        state = self._state
+        assert state.started_at is not None
+        if self._drives_offline:
+            return await self._run_paired(input)
+        if state.plan is None and input.design == "group_sequential":
+            state.plan = await self._plan()
+        self._status_design()
+        if not state.opened:
+            state.opened = True
             await self._set_share(input.steps[0])
             if len(input.steps) == 1:  # no ramp: the comparison starts once the share took effect
                 state.test_since = workflow.now() + input.propagation_delay
-        assert state.started_at is not None
-        self._status.share = input.steps[min(state.step, len(input.steps) - 1)]
-
         for _ in range(input.evaluations_per_run):
             await self._wait_period()
             if state.abort is not None:
                 return await self._restore("aborted", f"aborted: {state.abort}")
-            stats = await self._stats()
-            breach = self._guardrail_breach(stats[1])
-            if breach is not None:
-                return await self._restore("rolled_back", f"guardrail breached: {breach}")
+            stats, stop = await self._watch()
+            if stop is not None:
+                return stop
+            if state.abort is not None:  # arrived while the arms were read
+                return await self._restore("aborted", f"aborted: {state.abort}")
+            deadline = self._deadline(stats)
+            if deadline is not None:
+                return await self._restore("kept", deadline)
             if state.paused or state.test_since is None:  # paused or still ramping: guardrails only
                 self._show_arms(stats)
                 if not state.paused:
                     await self._maybe_ramp(stats[1].calls)
                 continue
-            result = evaluate(_summary(stats[0]), _summary(stats[1]), self._design())
+            result = self._decide(stats)
             self._show(stats, result)
-            if state.abort is not None:  # arrived while the statistics were read
-                return await self._restore("aborted", f"aborted: {state.abort}")
             if result.decision == "better":
-                return await self._promote(result.text())
+                return await self._promote(stats, result.text())
             if result.decision in ("not_better", "worse"):
                 return await self._restore("kept", f"the challenger is not better: {result.text()}")
-            if min(stats[0].metric.n, stats[1].metric.n) >= input.max_samples:
-                return await self._restore("kept", f"no decision within {input.max_samples} samples per arm")
-            if workflow.now() - state.started_at - self._paused_so_far() >= input.max_duration:
-                return await self._restore("kept", f"no improvement within {input.max_duration}")
-        if state.abort is not None:
-            return await self._restore("aborted", f"aborted: {state.abort}")
         workflow.continue_as_new(input.model_copy(update={"state": state}))
+
+    def _deadline(self, stats: list[ArmStats]) -> str | None:
+        samples = min(stats[0].metric.n, stats[1].metric.n)
+        return deadline_reason(self._input, self._state, samples, workflow.now())
+
+    async def _watch(self) -> tuple[list[ArmStats], ABTestResult | None]:
+        """Renew the lease and read both arms; a result when the test must stop (the split was changed by
+        someone else, a guardrail breached, the sample ratio is off)."""
+        input, state = self._input, self._state
+        assert state.incumbent is not None and self._status is not None
+        share = input.steps[min(state.step, len(input.steps) - 1)]
+        renewed, stats, window = await asyncio.gather(
+            workflow.execute_activity(
+                renew_model_split,
+                RenewSplit(
+                    slot=input.slot,
+                    split=self._split(share),
+                    expires_at=workflow.now() + input.lease,
+                ),
+                task_queue=input.activity_task_queue,
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=READ_RETRY,
+                summary="renew the challenger's share",
+            ),
+            self._stats(),
+            self._window_stats(workflow.now() - input.guardrails.window * input.evaluation_interval),
+        )
+        if not renewed:
+            slot = await self._describe()
+            if slot.split != self._split(share):  # a person (or another test) changed it: theirs now
+                return stats, self._finish(
+                    "aborted", f"the slot's split was changed outside the test ({slot.split}); left as it is"
+                )
+            # Our split, but its lease ran out (the test could not renew it in time): the routers have sent
+            # everything to the incumbent since, so the comparison is broken; the registry says so too.
+            return stats, await self._restore(
+                "aborted", f"the challenger's share lapsed (not renewed within {input.lease})"
+            )
+        checks = math.ceil(
+            (input.max_duration + input.max_pause + input.approval_timeout) / input.evaluation_interval
+        )
+        breach = guardrail_breach(window_arm(window[0]), window_arm(window[1]), input.guardrails, checks)
+        self._status.guardrails = breach or f"held over the last {input.guardrails.window} periods"
+        if breach is not None:
+            return stats, await self._restore("rolled_back", f"guardrail breached: {breach}")
+        if state.test_since is not None and not state.paused:
+            srm = sample_ratio_mismatch(stats[0].units, stats[1].units, share)
+            self._status.sample_ratio = srm.text
+            if srm.mismatch:
+                return stats, await self._restore("rolled_back", f"sample ratio mismatch: {srm.text}")
+        return stats, None
+
+    async def _window_stats(self, since: datetime) -> list[WindowStats]:
+        input, state = self._input, self._state
+        assert state.incumbent is not None
+        return await workflow.execute_activity(
+            model_window_stats,
+            WindowInput(
+                slot=input.slot,
+                incumbent=state.incumbent,
+                challenger=input.challenger,
+                since=since,
+                latency_limit_ms=input.guardrails.max_p95_latency_ms,
+            ),
+            task_queue=input.activity_task_queue,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=READ_RETRY,
+            summary="read both arms' guardrail statistics",
+        )
+
+    def _decide(self, stats: list[ArmStats]) -> SequentialResult | GroupSequentialResult:
+        input, state = self._input, self._state
+        control, treatment = arm_summary(stats[0]), arm_summary(stats[1])
+        assert state.test_since is not None
+        early = workflow.now() - state.test_since - self._paused_so_far() < input.min_duration
+        if state.plan is not None:
+            result = evaluate_look(state.plan, control, treatment, state.looks_done)
+            if not early and result.look is not None:
+                state.looks_done = result.look  # too early, the look is not taken: a later read takes it
+        else:
+            result = evaluate(control, treatment, self._design())
+        if early and result.decision != "continue":
+            return dataclasses.replace(
+                result, decision="continue", reason=f"no decision before {input.min_duration} of testing"
+            )
+        return result
+
+    async def _plan(self) -> GroupSequentialPlan:
+        return await workflow.execute_activity(
+            plan_model_abtest,
+            PlanRequest(
+                alpha=self._input.alpha,
+                min_improvement=self._input.min_improvement,
+                direction=self._input.better_direction,
+                looks=self._input.looks,
+            ),
+            task_queue=self._input.activity_task_queue,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=READ_RETRY,
+            summary=f"plan the group-sequential test ({self._input.looks} looks)",
+        )
+
+    async def _run_paired(self, input: ABTestInput) -> ABTestResult:
+        """An offline slot: both variants score every labelled example, once; McNemar's test settles it."""
+        state = self._state
+        assert state.incumbent is not None and self._status is not None
+        counts = await workflow.execute_activity(
+            evaluate_offline_paired,
+            PairedBatch(
+                slot=input.slot, incumbent=state.incumbent, challenger=input.challenger, run=self._prefix()
+            ),
+            task_queue=input.activity_task_queue,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=READ_RETRY,
+            summary="score every labelled example with both variants",
+        )
+        pairs = counts.both_right, counts.only_incumbent, counts.only_challenger, counts.both_wrong
+        result = paired_decision(*pairs, alpha=input.alpha, min_improvement=input.min_improvement)
+        self._status.design = f"paired (McNemar) on {counts.examples} labelled examples"
+        self._status.statistic = result.text
+        self._status.estimate = finite(result.relative_effect)
+        self._refresh()
+        if result.decision == "better":
+            return await self._promote([], result.text, watch=False)
+        return self._finish("kept", f"the challenger is not better: {result.text}")
+
+    async def _promote(self, stats: list[ArmStats], why: str, watch: bool = True) -> ABTestResult:
+        """Promote, through a person when asked or when the variant's risk is above `approval_risk`; the
+        guardrails and the sample ratio are still checked every period while the approval waits."""
+        input, state = self._input, self._state
+        assert state.incumbent is not None and self._status is not None
+        margin = None
+        if watch:  # how close the challenger came to a guardrail over the whole test (not one noisy window)
+            whole = await self._window_stats(state.test_since or state.started_at or workflow.now())
+            margin = guardrail_headroom(window_arm(whole[0]), window_arm(whole[1]), input.guardrails)
+        risk = promotion_risk(
+            state.providers.get(state.incumbent, ""),
+            state.providers.get(input.challenger, ""),
+            stats[0].cost_per_call if stats else 0.0,
+            stats[1].cost_per_call if stats else 0.0,
+            guardrail_margin=margin,
+        )
+        self._status.risk = risk.score
+        if input.require_approval or risk.score > input.approval_risk:
+            approval_id = f"promote-{input.slot}-{input.challenger}"
+            reasons = "; ".join(risk.reasons) or "approval required by the test"
+            request = self.request_approval(
+                approval_id,
+                subject=f"promote {input.challenger} in {input.slot}",
+                why=f"{why} · risk {risk.score:.2f}: {reasons}",
+                timeout=input.approval_timeout,
+                risk=risk.score,
+            )
+            while request.state == ApprovalState.PENDING and workflow.now() < request.expires_at:
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: request.state != ApprovalState.PENDING or state.abort is not None,
+                        timeout=min(input.evaluation_interval, request.expires_at - workflow.now()),
+                    )
+                if state.abort is not None:
+                    self._withdraw(request, f"aborted: {state.abort}")
+                    return await self._restore("aborted", f"aborted while awaiting approval: {state.abort}")
+                if request.state != ApprovalState.PENDING or not watch:
+                    continue
+                _, stop = await self._watch()
+                if stop is not None:
+                    self._withdraw(request, stop.reason)
+                    return stop
+            decision = await self.wait_for_decision(approval_id)
+            if decision.state != ApprovalState.APPROVED:
+                return await self._restore(
+                    "kept", f"promotion {decision.state.value}: {decision.decision_reason}"
+                )
+        if state.abort is not None:  # arrived while the last statistics were read
+            return await self._restore("aborted", f"aborted before the promotion: {state.abort}")
+        await self._change(
+            promote_model_variant,
+            Promote(slot=input.slot, variant=input.challenger, key=f"{self._prefix()}/promote"),
+            f"promote {input.challenger}",
+        )
+        self._status.share = 1.0
+        return self._finish("promoted", f"promoted: {why}")
+
+    def _withdraw(self, request: ApprovalRequest, reason: str) -> None:
+        if request.state == ApprovalState.PENDING:
+            self._record_decision(request, ApprovalState.REJECTED, "autarky:abtest", reason)
+
+    def _split(self, share: float) -> dict[str, float]:
+        assert self._state.incumbent is not None
+        return {self._state.incumbent: 1 - share, self._input.challenger: share}
+
+    def _status_design(self) -> None:
+        assert self._status is not None
+        plan = self._state.plan
+        if plan is not None:
+            self._status.design = plan.text()
+        else:
+            self._status.design = f"always valid (mixture sequential test, α = {self._input.alpha})"
 
     # ------------------------------------------------------------------------------------ people
 
@@ -155,25 +415,13 @@ class ModelABTestWorkflow(ApprovalGate):
     # ------------------------------------------------------------------------------------ stages
 
     def _check_challenger(self, slot: SlotInfo) -> None:
-        names = [v.name for v in slot.variants]
-        if self._input.challenger not in names:
-            raise ApplicationError(
-                f"slot {slot.name!r} has no variant {self._input.challenger!r} "
-                f"(variants: {', '.join(names)})",
-                type="ABTestRefused",
-                non_retryable=True,
-            )
-        if self._input.challenger == slot.active:
-            raise ApplicationError(
-                f"{self._input.challenger!r} is already the active variant of {slot.name!r}",
-                type="ABTestRefused",
-                non_retryable=True,
-            )
+        refusal = challenger_refusal(slot, self._input.challenger)
+        if refusal is not None:
+            raise ApplicationError(refusal, type="ABTestRefused", non_retryable=True)
 
     async def _wait_period(self) -> None:
-        """One evaluation period: drive an offline slot with a batch of labelled examples, or wait for real
-        traffic. Paused, the period only waits (the guardrails are still read after it); an abort ends
-        the wait at once."""
+        """One evaluation period of real traffic. Paused, the period only waits (the guardrails are still
+        read after it); an abort ends the wait at once."""
         if self._state.paused:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
@@ -184,21 +432,6 @@ class ModelABTestWorkflow(ApprovalGate):
         if self._state.abort is not None:
             return
         self._state.evaluations += 1
-        if self._drives_offline:
-            self._state.batch += 1
-            await workflow.execute_activity(
-                evaluate_offline_batch,
-                EvaluateBatch(
-                    slot=self._input.slot,
-                    size=self._input.batch_size,
-                    batch=self._state.batch,
-                    run=_change_prefix(),
-                ),
-                task_queue=self._input.activity_task_queue,
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=READ_RETRY,
-                summary=f"evaluate batch {self._state.batch} of labelled examples",
-            )
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: self._state.abort is not None, timeout=self._input.evaluation_interval
@@ -214,25 +447,15 @@ class ModelABTestWorkflow(ApprovalGate):
                 variants=[state.incumbent, self._input.challenger],
                 since=state.test_since or state.started_at,
                 metric=self._input.metric,
+                # Round 2: a failed call is the worst outcome, not a missing one.
+                errors_count=state.round == 2,
+                error_latency_ms=self._input.error_latency_ms if state.round == 2 else None,
             ),
             task_queue=self._input.activity_task_queue,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=READ_RETRY,
             summary="read both arms' aggregated outcomes",
         )
-
-    def _guardrail_breach(self, challenger: ArmStats) -> str | None:
-        rails = self._input.guardrails
-        if challenger.calls < rails.min_calls:
-            return None
-        if rails.max_error_rate is not None and challenger.error_rate > rails.max_error_rate:
-            return f"error rate {challenger.error_rate:.1%} > {rails.max_error_rate:.1%}"
-        p95 = challenger.latency_p95_ms
-        if rails.max_p95_latency_ms is not None and p95 is not None and p95 > rails.max_p95_latency_ms:
-            return f"p95 latency {p95:.0f} ms > {rails.max_p95_latency_ms:.0f} ms"
-        if rails.max_cost_per_call is not None and challenger.cost_per_call > rails.max_cost_per_call:
-            return f"cost per call ${challenger.cost_per_call:.5f} > ${rails.max_cost_per_call:.5f}"
-        return None
 
     async def _maybe_ramp(self, challenger_calls: int) -> None:
         """The next ramp step once the current one has seen its calls (and its guardrails held)."""
@@ -255,50 +478,16 @@ class ModelABTestWorkflow(ApprovalGate):
             SetSplit(
                 slot=self._input.slot,
                 split={state.incumbent: 1 - share, self._input.challenger: share},
-                key=f"{_change_prefix()}/share-{state.step}",
+                key=f"{self._prefix()}/share-{state.step}",
+                # Round 2: this test's own randomisation, and a lease the routers honour.
+                salt=self._prefix() if state.round == 2 else None,
+                expires_at=workflow.now() + self._input.lease if state.round == 2 else None,
             ),
             f"route {share:.0%} to {self._input.challenger}",
         )
         assert self._status is not None
         self._status.share = share
         self._refresh()
-
-    async def _promote(self, why: str) -> ABTestResult:
-        if self._input.require_approval:
-            approval_id = f"promote-{self._input.slot}-{self._input.challenger}"
-            self.request_approval(
-                approval_id,
-                subject=f"promote {self._input.challenger} in {self._input.slot}",
-                why=why,
-                timeout=self._input.approval_timeout,
-                risk=0.5,
-            )
-            request = self.pending()[-1]
-            # An abort ends the wait (the challenger keeps its share meanwhile).
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: request.state != ApprovalState.PENDING or self._state.abort is not None,
-                    timeout=max(request.expires_at - workflow.now(), timedelta(0)),
-                )
-            if self._state.abort is not None:
-                return await self._restore("aborted", f"aborted while awaiting approval: {self._state.abort}")
-            decision = await self.wait_for_decision(approval_id)
-            if decision.state != ApprovalState.APPROVED:
-                return await self._restore(
-                    "kept", f"promotion {decision.state.value}: {decision.decision_reason}"
-                )
-        await self._change(
-            promote_model_variant,
-            Promote(
-                slot=self._input.slot,
-                variant=self._input.challenger,
-                key=f"{_change_prefix()}/promote",
-            ),
-            f"promote {self._input.challenger}",
-        )
-        assert self._status is not None
-        self._status.share = 1.0
-        return self._finish("promoted", f"promoted: {why}")
 
     async def _restore(self, decision: ABDecision, reason: str) -> ABTestResult:
         state = self._state
@@ -308,7 +497,7 @@ class ModelABTestWorkflow(ApprovalGate):
                 RestoreIncumbent(
                     slot=self._input.slot,
                     incumbent=state.incumbent,
-                    key=f"{_change_prefix()}/restore",
+                    key=f"{self._prefix()}/restore",
                 ),
                 f"route all traffic back to {state.incumbent}",
             )
@@ -339,9 +528,7 @@ class ModelABTestWorkflow(ApprovalGate):
     # ------------------------------------------------------------------------------------ helpers
 
     def _paused_so_far(self) -> timedelta:
-        state = self._state
-        ongoing = workflow.now() - state.paused_at if state.paused and state.paused_at else timedelta(0)
-        return state.paused_total + ongoing
+        return paused_so_far(self._state, workflow.now())
 
     @property
     def _drives_offline(self) -> bool:
@@ -358,7 +545,7 @@ class ModelABTestWorkflow(ApprovalGate):
 
     def _show_arms(self, stats: list[ArmStats]) -> None:
         assert self._status is not None
-        self._status.arms = [_view(a) for a in stats]
+        self._status.arms = [arm_view(a) for a in stats]
         self._status.statistic = (
             "paused: guardrails only"
             if self._state.paused
@@ -369,29 +556,15 @@ class ModelABTestWorkflow(ApprovalGate):
     def on_approvals_changed(self) -> None:
         self._refresh()
 
-    def _show(self, stats: list[ArmStats], result: SequentialResult) -> None:
-        status = self._status
-        assert status is not None
-        status.arms = [_view(a) for a in stats]
-        # NaN / infinite while an arm is too small or the control mean is 0: shown as unknown.
-        status.estimate = _finite(result.relative_effect)
-        status.lower, status.upper = _finite(result.lower), _finite(result.upper)
-        status.statistic = result.text()
+    def _show(self, stats: list[ArmStats], result: SequentialResult | GroupSequentialResult) -> None:
+        assert self._status is not None
+        show_result(self._status, stats, result)
         self._refresh()
 
     def _refresh(self) -> None:
-        status = self._status
-        if status is None:
-            return
-        status.paused = self._state.paused
-        arms = ", ".join(f"{a.variant} n={a.samples}" for a in status.arms) or "no samples yet"
-        state = "paused" if status.paused else status.decision
-        workflow.set_current_details(
-            f"**{state}** · {status.challenger} vs {status.incumbent} on {status.metric} "
-            f"({status.direction} is better) · share {status.share:.0%} · {arms}"
-            + (f" · {status.statistic}" if status.statistic else "")
-            + (f" · {status.reason}" if status.reason else "")
-        )
+        if self._status is not None:
+            self._status.paused, self._status.periods = self._state.paused, self._state.evaluations
+            workflow.set_current_details(current_details(self._status))
 
     def _finish(self, decision: ABDecision, reason: str) -> ABTestResult:
         status = self._status
@@ -404,6 +577,16 @@ class ModelABTestWorkflow(ApprovalGate):
         self._refresh()
         return ABTestResult(workflow_id=status.workflow_id, decision=decision, reason=reason, status=status)
 
+    def _prefix(self) -> str:
+        return _change_prefix()
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost message (an activity's own error, not "Activity task failed")."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(error)
+
 
 def _change_prefix() -> str:
     """Keys of this test's routing changes: the same in every run of one test (continue-as-new keeps the
@@ -412,23 +595,3 @@ def _change_prefix() -> str:
     info = workflow.info()
     digest = hashlib.sha256(f"{info.workflow_id}/{info.first_execution_run_id}".encode()).hexdigest()
     return f"abtest-{digest[:24]}"
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def _summary(arm: ArmStats) -> ArmSummary:
-    return ArmSummary(n=arm.metric.n, mean=arm.metric.mean, variance=arm.metric.variance)
-
-
-def _view(arm: ArmStats) -> ArmView:
-    return ArmView(
-        variant=arm.variant,
-        calls=arm.calls,
-        samples=arm.metric.n,
-        mean=arm.metric.mean if arm.metric.n else None,
-        error_rate=arm.error_rate,
-        latency_p95_ms=arm.latency_p95_ms,
-        cost_per_call=arm.cost_per_call,
-    )

@@ -12,117 +12,50 @@ Usable directly, e.g. from a notebook or a script that calls an external model::
     registry.register_slot("summaries", [Variant(name="gpt", provider="external", model="gpt-x")], "gpt")
     registry.record_outcome(OutcomeIn(slot="summaries", variant="gpt", latency_ms=812, quality=0.9))
 
-The tables live in the knowledge base (declared on its `Base`; revision 0005 creates them), so
-`KnowledgeBase.migrate()` covers them. Like the knowledge base, every call is one transaction and bad
+The tables live in the knowledge base (registry_tables.py, declared on its `Base`; revisions 0005 and 0012),
+so `KnowledgeBase.migrate()` covers them. Like the knowledge base, every call is one transaction and bad
 input is refused with a ValueError before anything changes. Changes of a slot's routing (split, promote,
-restore) carry a key: the `model_changes` table remembers it, so applying the same key again is a no-op
-that returns the slot as it is (an activity retried after its change committed changes nothing twice).
+restore) carry a key: the `model_changes` table remembers it, so applying the same key again is a no-op that
+returns the slot as it is (an activity retried after its change committed changes nothing twice). A test's
+split may carry a lease (`expires_at`, renewed by `renew_split`) and a salt; promote and restore clear both
+(autarky/models/types.py says what they do to routing).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Mapped, mapped_column
 
+from activities.models.outcome_stats import OFFLINE_SUFFIX, P95_WINDOW, OutcomeStats, p95
+from activities.models.registry_tables import ModelChange, ModelOutcome, ModelSlot, ModelVariant
 from activities.storage.knowledge_base import KnowledgeBase
-from activities.storage.schema import Base, UtcDateTime
-from autarky.models.routing import validate_split
-from autarky.models.types import ArmsInput, ArmStats, MetricSummary, OutcomeIn, SlotInfo, Variant
+from autarky.models.routing import SPLIT_TOLERANCE, validate_split
+from autarky.models.types import OutcomeIn, SlotInfo, Variant
 
-P95_WINDOW = 10_000  # newest latencies per arm the p95 is computed from
-
-
-class ModelSlot(Base):
-    __tablename__ = "model_slots"
-
-    name: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
-    description: Mapped[str] = mapped_column(sa.Text, server_default="")
-    external: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
-    active: Mapped[str] = mapped_column(sa.String(128))
-    split: Mapped[dict[str, float]] = mapped_column(sa.JSON)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
-class ModelVariant(Base):
-    __tablename__ = "model_variants"
-    __table_args__ = (sa.UniqueConstraint("slot", "name", name="uq_model_variants_name"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    slot: Mapped[str] = mapped_column(sa.ForeignKey("model_slots.name", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(sa.String(128))
-    provider: Mapped[str] = mapped_column(sa.String(64))
-    model: Mapped[str] = mapped_column(sa.String(128))
-    prompt_version: Mapped[str] = mapped_column(sa.String(64))
-    params: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
-class ModelOutcome(Base):
-    __tablename__ = "model_outcomes"
-    __table_args__ = (
-        sa.ForeignKeyConstraint(
-            ["slot", "variant"],
-            ["model_variants.slot", "model_variants.name"],
-            ondelete="CASCADE",
-            name="fk_model_outcomes_variant",
-        ),
-        sa.UniqueConstraint("slot", "ref", name="uq_model_outcomes_ref"),
-        sa.CheckConstraint("latency_ms >= 0", name="ck_model_outcomes_latency"),
-        sa.CheckConstraint(
-            "quality IS NULL OR (quality >= 0 AND quality <= 1)", name="ck_model_outcomes_quality"
-        ),
-        sa.Index("ix_model_outcomes_arm", "slot", "variant", "at"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    slot: Mapped[str] = mapped_column(sa.String(128))
-    variant: Mapped[str] = mapped_column(sa.String(128))
-    routing_key: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
-    at: Mapped[datetime] = mapped_column(UtcDateTime)
-    latency_ms: Mapped[float] = mapped_column(sa.Float)
-    tokens_in: Mapped[int] = mapped_column(sa.Integer)
-    tokens_out: Mapped[int] = mapped_column(sa.Integer)
-    cost: Mapped[float] = mapped_column(sa.Float)
-    valid: Mapped[bool] = mapped_column(sa.Boolean)
-    error: Mapped[bool] = mapped_column(sa.Boolean)
-    quality: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
-    ref: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
-
-
-class ModelChange(Base):
-    """A change of a slot's routing, by its idempotency key."""
-
-    __tablename__ = "model_changes"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(sa.String(255), unique=True)
-    slot: Mapped[str] = mapped_column(sa.ForeignKey("model_slots.name", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(sa.String(32))
-    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    at: Mapped[datetime] = mapped_column(UtcDateTime)
+# Re-exported: callers and tests import them from here.
+__all__ = [
+    "OFFLINE_SUFFIX",
+    "P95_WINDOW",
+    "ModelChange",
+    "ModelOutcome",
+    "ModelRegistry",
+    "ModelSlot",
+    "ModelVariant",
+    "p95",
+]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def p95(values: Sequence[float]) -> float | None:
-    """The nearest-rank 95th percentile: the smallest value at least 95 % of `values` do not exceed."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return float(ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)])
-
-
-class ModelRegistry:
-    """Slots, variants, routing changes and outcomes in a knowledge base (which must be migrated)."""
+class ModelRegistry(OutcomeStats):
+    """Slots, variants, routing changes and outcomes in a knowledge base (which must be migrated); the
+    statistics reads are OutcomeStats' (outcome_stats.py)."""
 
     def __init__(self, kb: KnowledgeBase) -> None:
         self.kb = kb
@@ -193,9 +126,54 @@ class ModelRegistry:
 
     # --- routing changes -------------------------------------------------------------------------------
 
-    def set_split(self, slot: str, split: dict[str, float], key: str) -> SlotInfo:
-        """Route `split` of the slot's calls to its variants (shares of known variants, summing to 1)."""
-        return self._change(slot, "split", key, {"split": validate_split(split)})
+    def set_split(
+        self,
+        slot: str,
+        split: dict[str, float],
+        key: str,
+        salt: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> SlotInfo:
+        """Route `split` of the slot's calls to its variants (shares of known variants, summing to 1).
+        `salt` (None: keep the slot's) salts the routing hash; `expires_at` makes the split a lease that
+        lapses to the active variant unless renewed (None: no lease, the split holds until changed)."""
+        payload: dict[str, Any] = {"split": validate_split(split)}
+        # Only when given: a retried change of a caller from before round 2 compares equal to its record.
+        if salt is not None:
+            if len(salt) > 255:
+                raise ValueError(f"a salt must have at most 255 characters, got {len(salt)}")
+            payload["salt"] = salt
+        if expires_at is not None:
+            payload["expires_at"] = _aware(expires_at, "expires_at").isoformat()
+        return self._change(slot, "split", key, payload)
+
+    def renew_split(self, slot: str, split: dict[str, float], expires_at: datetime) -> bool:
+        """Extend the lease of the slot's split to `expires_at` (never shortening it); True when renewed.
+        False, changing nothing, when the slot no longer routes by `split` (restored, promoted, another
+        split) or its lease already lapsed: the routers have sent that traffic to the incumbent since, so
+        reopening it would hand a stopped test's share back to the challenger."""
+        wanted = validate_split(split)
+        expires_at = _aware(expires_at, "expires_at")
+        now = _now()
+        with self.kb._transaction() as connection:
+            self._require_slot(connection, slot)
+            # Locked (PostgreSQL; SQLite's write transactions queue anyway): a restore committing between
+            # this read and the update below must not be followed by a renewal of the split it ended.
+            row = connection.execute(
+                sa.select(ModelSlot.split, ModelSlot.split_expires_at)
+                .where(ModelSlot.name == slot)
+                .with_for_update()
+            ).one()
+            if not _same_split(row.split, wanted):
+                return False
+            current = row.split_expires_at
+            if current is not None and current <= now:
+                return False
+            if current is None or expires_at > current:
+                connection.execute(
+                    sa.update(ModelSlot).where(ModelSlot.name == slot).values(split_expires_at=expires_at)
+                )
+            return True
 
     def promote(self, slot: str, variant: str, key: str) -> SlotInfo:
         """Make `variant` the active one, with all the traffic."""
@@ -250,8 +228,13 @@ class ModelRegistry:
             values: dict[str, Any] = {"updated_at": now}
             if kind == "split":
                 values["split"] = payload["split"]
+                if "salt" in payload:
+                    values["salt"] = payload["salt"]
+                expires = payload.get("expires_at")
+                values["split_expires_at"] = datetime.fromisoformat(expires) if expires else None
             else:
-                values["split"] = {payload["variant"]: 1.0}
+                # The test is over: no salt, no lease (all traffic to one variant needs neither).
+                values.update(split={payload["variant"]: 1.0}, salt="", split_expires_at=None)
                 if kind == "promote":
                     values["active"] = payload["variant"]
             connection.execute(sa.update(ModelSlot).where(ModelSlot.name == slot).values(**values))
@@ -309,70 +292,6 @@ class ModelRegistry:
             counts.update({variant: n for variant, n in rows})
             return counts
 
-    def arm_stats(self, request: ArmsInput) -> list[ArmStats]:
-        """Per variant of `request.variants` (in that order), its outcomes since `request.since`.
-
-        calls, errors and cost count every call; valid_rate, latency p95 and the quality metric only the
-        calls without an error. The metric: "quality" over the calls that have one, "valid" 1 or 0,
-        "latency_ms", or "cost" (over every call). p95 reads the newest P95_WINDOW latencies."""
-        request = ArmsInput.model_validate(request.model_dump())
-        o = ModelOutcome
-        ok = sa.not_(o.error)
-
-        def when(condition: Any, value: Any) -> Any:
-            return sa.func.coalesce(sa.func.sum(sa.case((condition, value), else_=0)), 0)
-
-        if request.metric == "quality":
-            has, value = sa.and_(ok, o.quality.is_not(None)), o.quality
-        elif request.metric == "valid":
-            has, value = ok, sa.case((o.valid, 1.0), else_=0.0)
-        elif request.metric == "latency_ms":
-            has, value = ok, o.latency_ms
-        else:
-            has, value = sa.true(), o.cost
-        query = (
-            sa.select(
-                o.variant,
-                sa.func.count(o.id).label("calls"),
-                when(o.error, 1).label("errors"),
-                when(sa.and_(ok, o.valid), 1).label("valid"),
-                when(ok, 1).label("answered"),
-                sa.func.coalesce(sa.func.sum(o.cost), 0.0).label("cost"),
-                when(has, 1).label("n"),
-                when(has, value).label("total"),
-                when(has, value * value).label("squares"),
-            )
-            .where(o.slot == request.slot, o.variant.in_(request.variants), o.at >= request.since)
-            .group_by(o.variant)
-        )
-        with self.kb._transaction() as connection:
-            info = self._info(connection, request.slot)
-            known = {v.name for v in info.variants}
-            unknown = [v for v in request.variants if v not in known]
-            if unknown:
-                raise ValueError(
-                    f"slot {request.slot!r} has no variant {', '.join(map(repr, unknown))} "
-                    f"(known: {', '.join(sorted(known))})"
-                )
-            rows = {row.variant: row for row in connection.execute(query)}
-            stats = []
-            for variant in request.variants:
-                row = rows.get(variant)
-                latencies = (
-                    connection.execute(
-                        sa.select(o.latency_ms)
-                        .where(o.slot == request.slot, o.variant == variant, o.at >= request.since, ok)
-                        .order_by(o.at.desc(), o.id.desc())
-                        .limit(P95_WINDOW)
-                    )
-                    .scalars()
-                    .all()
-                    if row is not None
-                    else []
-                )
-                stats.append(_arm(variant, row, latencies))
-            return stats
-
     # --- helpers ---------------------------------------------------------------------------------------
 
     def _add_variant(self, connection: Connection, slot: str, variant: Variant, now: datetime) -> None:
@@ -392,6 +311,15 @@ class ModelRegistry:
     @staticmethod
     def _slot_row(connection: Connection, name: str) -> Any:
         return connection.execute(sa.select(ModelSlot.__table__).where(ModelSlot.name == name)).first()
+
+    def _require_variants(self, connection: Connection, slot: str, variants: Sequence[str]) -> None:
+        known = {v.name for v in self._info(connection, slot).variants}
+        unknown = [v for v in variants if v not in known]
+        if unknown:
+            raise ValueError(
+                f"slot {slot!r} has no variant {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(sorted(known))})"
+            )
 
     def _require_slot(self, connection: Connection, name: str) -> Any:
         row = self._slot_row(connection, name)
@@ -425,32 +353,18 @@ class ModelRegistry:
             split=row.split,
             variants=self._variants(connection, name),
             updated_at=row.updated_at,
+            salt=row.salt or "",
+            split_expires_at=row.split_expires_at,
         )
 
 
-def _arm(variant: str, row: Any, latencies: Sequence[float]) -> ArmStats:
-    if row is None:
-        return ArmStats(
-            variant=variant,
-            calls=0,
-            errors=0,
-            error_rate=0.0,
-            valid_rate=0.0,
-            latency_p95_ms=None,
-            cost_per_call=0.0,
-            metric=MetricSummary(n=0, mean=0.0, variance=0.0),
-        )
-    calls, errors, answered, n = int(row.calls), int(row.errors), int(row.answered), int(row.n)
-    total, squares = float(row.total), float(row.squares)
-    mean = total / n if n else 0.0
-    variance = max(0.0, (squares - n * mean * mean) / (n - 1)) if n > 1 else 0.0
-    return ArmStats(
-        variant=variant,
-        calls=calls,
-        errors=errors,
-        error_rate=errors / calls if calls else 0.0,
-        valid_rate=int(row.valid) / answered if answered else 0.0,
-        latency_p95_ms=p95(latencies),
-        cost_per_call=float(row.cost) / calls if calls else 0.0,
-        metric=MetricSummary(n=n, mean=mean, variance=variance),
-    )
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must carry a time zone, got {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _same_split(stored: dict[str, float], wanted: dict[str, float]) -> bool:
+    """The same routing: the same shares (within the split tolerance), zero shares aside."""
+    names = {n for n, s in stored.items() if s > 0} | {n for n, s in wanted.items() if s > 0}
+    return all(abs(stored.get(n, 0.0) - wanted.get(n, 0.0)) <= SPLIT_TOLERANCE for n in names)

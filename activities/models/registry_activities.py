@@ -1,5 +1,6 @@
-"""Model-registry activities: read a slot, change its routing (split, promote, restore: idempotent by key),
-read per-arm statistics, and evaluate the built-in offline slot on labelled examples.
+"""Model-registry activities: read a slot, change its routing (split, promote, restore: idempotent by key;
+renew a split's lease), read per-arm and guardrail-window statistics, and evaluate the built-in offline
+slot on labelled examples (a batch through the split, or every example with both variants: paired).
 
 They share the worker's `KnowledgeBaseHandle` (one knowledge base per process, opened and migrated on first
 use; each call in a thread). Bad input (an unknown slot or variant, a split that does not sum to 1, a key
@@ -8,7 +9,9 @@ reused for another change) is a ValueError there, so a non-retryable Application
 
 from __future__ import annotations
 
+import hashlib
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
@@ -18,19 +21,23 @@ from activities.models import offline_variants as offline
 from activities.storage.handle import KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
 from autarky.models.ab_types import ABTestInput
-from autarky.models.routing import choose_variant
 from autarky.models.types import (
     ArmsInput,
     ArmStats,
     EvaluateBatch,
     EvaluationResult,
     OutcomeIn,
+    PairedBatch,
+    PairedCounts,
     Promote,
+    RenewSplit,
     RestoreIncumbent,
     SetSplit,
     SlotInfo,
     SlotRef,
     UntestedVariant,
+    WindowInput,
+    WindowStats,
 )
 
 if TYPE_CHECKING:
@@ -54,7 +61,18 @@ class ModelRegistryActivities:
 
     @activity.defn(name="set_model_split")
     async def set_model_split(self, request: SetSplit) -> SlotInfo:
-        return await self.kb.run(lambda: self._registry().set_split(request.slot, request.split, request.key))
+        return await self.kb.run(
+            lambda: self._registry().set_split(
+                request.slot, request.split, request.key, salt=request.salt, expires_at=request.expires_at
+            )
+        )
+
+    @activity.defn(name="renew_model_split")
+    async def renew_model_split(self, request: RenewSplit) -> bool:
+        """Extend the split's lease; False when the slot no longer routes by it (see renew_split)."""
+        return await self.kb.run(
+            lambda: self._registry().renew_split(request.slot, request.split, request.expires_at)
+        )
 
     @activity.defn(name="promote_model_variant")
     async def promote_model_variant(self, request: Promote) -> SlotInfo:
@@ -69,6 +87,10 @@ class ModelRegistryActivities:
     @activity.defn(name="model_arm_stats")
     async def model_arm_stats(self, request: ArmsInput) -> list[ArmStats]:
         return await self.kb.run(lambda: self._registry().arm_stats(request))
+
+    @activity.defn(name="model_window_stats")
+    async def model_window_stats(self, request: WindowInput) -> list[WindowStats]:
+        return await self.kb.run(lambda: self._registry().window_stats(request))
 
     @activity.defn(name="ensure_default_model_slots")
     async def ensure_default_model_slots(self) -> list[str]:
@@ -105,10 +127,10 @@ class ModelRegistryActivities:
 
     @activity.defn(name="evaluate_offline_batch")
     async def evaluate_offline_batch(self, request: EvaluateBatch) -> EvaluationResult:
-        """Score `size` labelled examples drawn for (slot, batch), each with the variant the slot's split
-        routes ``"{example_id}:{batch}"`` to, and record one outcome each (quality: 1 when the judgement
-        matches the label). Outcome refs ``eval:{run}:{batch}:{index}``: a retried or repeated batch
-        records nothing twice."""
+        """Score `size` labelled examples drawn for (slot, batch), each with the variant the slot routes
+        ``"{example_id}:{batch}"`` to (its effective split now, its salt), and record one outcome each
+        (quality: 1 when the judgement matches the label). Outcome refs ``eval:{run}:{batch}:{index}``: a
+        retried or repeated batch records nothing twice."""
 
         def evaluate() -> EvaluationResult:
             registry = self._registry()
@@ -117,9 +139,10 @@ class ModelRegistryActivities:
             if registry.count_refs(request.slot, prefix) >= request.size:
                 return EvaluationResult(slot=request.slot, recorded=request.size, new=0)
             outcomes = []
+            now = datetime.now(UTC)
             for index, example in enumerate(offline.draw(request.slot, request.batch, request.size)):
                 routing_key = f"{example.id}:{request.batch}"
-                variant = choose_variant(request.slot, info.split, routing_key)
+                variant = info.choose(routing_key, now)
                 started = time.perf_counter()
                 score = offline.score(variant, example)
                 latency_ms = (time.perf_counter() - started) * 1000
@@ -139,6 +162,60 @@ class ModelRegistryActivities:
             return EvaluationResult(slot=request.slot, recorded=len(outcomes), new=new)
 
         return await self.kb.run(evaluate)
+
+    @activity.defn(name="evaluate_offline_paired")
+    async def evaluate_offline_paired(self, request: PairedBatch) -> PairedCounts:
+        """Score every labelled example with both variants and record both outcomes (routing key: the
+        example's id; refs from run, variant and example, so a retry records nothing twice), whatever the
+        split: the two variants judge the same examples, and the 2×2 table of right and wrong says which
+        is better (McNemar)."""
+
+        def evaluate() -> PairedCounts:
+            registry = self._registry()
+            info = registry.slot(request.slot)
+            for name in (request.incumbent, request.challenger):
+                info.variant(name)  # ValueError: not a variant of the slot
+            outcomes, right = [], {}
+            for example in offline.examples():
+                for variant in (request.incumbent, request.challenger):
+                    started = time.perf_counter()
+                    judged = offline.score(variant, example) > offline.THRESHOLD
+                    latency_ms = (time.perf_counter() - started) * 1000
+                    right[variant, example.id] = judged == example.relevant
+                    outcomes.append(
+                        OutcomeIn(
+                            slot=request.slot,
+                            variant=variant,
+                            routing_key=example.id,
+                            latency_ms=latency_ms,
+                            valid=True,
+                            quality=1.0 if right[variant, example.id] else 0.0,
+                            ref=_paired_ref(request.run, variant, example.id),
+                        )
+                    )
+            new = registry.record_outcomes(outcomes)
+            cells = [
+                (right[request.incumbent, e.id], right[request.challenger, e.id]) for e in offline.examples()
+            ]
+            return PairedCounts(
+                slot=request.slot,
+                examples=len(cells),
+                both_right=cells.count((True, True)),
+                only_incumbent=cells.count((True, False)),
+                only_challenger=cells.count((False, True)),
+                both_wrong=cells.count((False, False)),
+                new=new,
+            )
+
+        return await self.kb.run(evaluate)
+
+
+def _paired_ref(run: str, variant: str, example_id: str) -> str:
+    """``paired:{run}:{variant}:{example}``, or its digest when that exceeds the ref column's 255."""
+    ref = f"paired:{run}:{variant}:{example_id}"
+    if len(ref) <= 255:
+        return ref
+    return "paired:" + hashlib.sha256(f"{run}\0{variant}\0{example_id}".encode()).hexdigest()
 
 
 def _named_in_changes(changes: list[dict[str, Any]]) -> set[str]:

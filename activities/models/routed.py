@@ -4,12 +4,26 @@ output validated, whether it failed. That is the traffic an A/B test of the slot
 
 The configured LLM (`llm.*`) is the slot's first variant; more are registered by people (`autarky models
 register SLOT NAME --provider anthropic --model …`) and tested against it (`autarky abtest start`).
+
+The LLM slot's quality signal is its validation pass rate, the metric ``valid``: 1 for an answer that
+parsed and validated against the requested output type, 0 for an invalid answer (and, in a test that
+counts errors, for a failed call). It records no ``quality``: nothing judges the answers' content, and a
+pass rate written as "quality" would pass for a judgement it is not. So a test of this slot uses
+``--metric valid`` (or latency_ms, cost); the autopilot's tests pick it
+(activities/models/abtest_requests.py).
+
+Routing fails safe. The split is read through a cache (SLOT_CACHE_SECONDS) and routed by its effective
+split (a test's lease that lapsed routes all to the active variant). When the registry cannot be read, the
+cached slot still routes for STALE_SPLIT_SECONDS after it was read; after that every call goes to the
+cached active variant (the incumbent), with a warning, until the registry answers again. With nothing
+cached the call fails, retryably.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import structlog
@@ -22,13 +36,14 @@ from activities.storage.ledger import SpendingLedger
 from autarky.llm.errors import LLM_INVALID_OUTPUT
 from autarky.llm.settings import LlmSettings
 from autarky.llm.types import LlmRequest, LlmResult, ProviderChoice
-from autarky.models.routing import choose_variant
 from autarky.models.types import OutcomeIn, SlotInfo, Variant
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T", bound=BaseModel)
 
 SLOT_CACHE_SECONDS = 10.0  # a split change reaches every worker within this
+# A registry that cannot be read: the cached split routes this long after it was read, then the incumbent.
+STALE_SPLIT_SECONDS = 60.0
 LLM_PROVIDERS = ("openai", "anthropic", "openai-compatible")
 
 
@@ -49,7 +64,9 @@ class RoutedGateway:
         self.ledger = SpendingLedger(kb)
         self.default = LlmGateway(settings, environ, ledger=self.ledger)
         self._gateways: dict[str, LlmGateway] = {}
-        self._cached: tuple[float, SlotInfo] | None = None
+        self._cached: tuple[float, SlotInfo] | None = None  # (monotonic time read, slot)
+        self._attempted = 0.0  # the last read attempt (monotonic): a registry that is down is not asked
+        # on every call, only once per SLOT_CACHE_SECONDS
 
     def _registry(self):  # type: ignore[no-untyped-def]
         from activities.models.registry import ModelRegistry  # SQLAlchemy: on first use
@@ -57,10 +74,14 @@ class RoutedGateway:
         return ModelRegistry(self.kb.get())
 
     async def route(self, routing_key: str) -> Variant:
-        """The variant for this key: the slot's split (the configured LLM is registered as its first
-        variant the first time)."""
+        """The variant for this key: the slot's effective split and salt (the configured LLM is registered
+        as its first variant the first time); the cached slot or its incumbent when the registry cannot
+        be read (see the module doc)."""
         now = time.monotonic()
-        if self._cached is None or now - self._cached[0] > SLOT_CACHE_SECONDS:
+        cached = self._cached
+        if cached is None or (
+            now - cached[0] > SLOT_CACHE_SECONDS and now - self._attempted > SLOT_CACHE_SECONDS
+        ):
             choice = self.default.choice
             if choice is None:
                 raise ApplicationError("no LLM is configured", type="LlmNotConfigured", non_retryable=True)
@@ -72,9 +93,25 @@ class RoutedGateway:
                     self.slot, [first], first.name, description="LLM analysis of research items"
                 )
 
-            self._cached = (now, await self.kb.run(ensure))
-        info = self._cached[1]
-        return info.variant(choose_variant(self.slot, info.split, routing_key))
+            self._attempted = now
+            try:
+                self._cached = cached = (now, await self.kb.run(ensure))
+            except Exception as error:
+                if cached is None:
+                    raise  # nothing to route by: the activity fails and is retried
+                stale = now - cached[0] > STALE_SPLIT_SECONDS
+                log.warning(
+                    "could not read the model slot: routing "
+                    + ("all calls to its active variant" if stale else "by the slot as last read"),
+                    slot=self.slot,
+                    active=cached[1].active,
+                    age_s=round(now - cached[0], 1),
+                    error=str(error),
+                )
+        read_at, info = cached
+        if now - read_at > STALE_SPLIT_SECONDS:
+            return info.variant(info.active)  # unread too long: the incumbent, not a test left unwatched
+        return info.variant(info.choose(routing_key, datetime.now(UTC)))
 
     def _gateway(self, variant: Variant) -> LlmGateway:
         if variant.provider not in LLM_PROVIDERS:

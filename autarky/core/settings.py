@@ -29,6 +29,7 @@ from autarky.core.durations import Duration
 from autarky.core.notification_settings import NotificationSettings
 from autarky.core.settings_section import SecretSetting, loading_settings, nearest_key
 from autarky.llm.settings import LlmSettings
+from autarky.models.settings import ABTestSettings
 from autarky.research.settings import ResearchSettings
 from autarky.scaling.settings import ScalingSettings
 from autarky.selfmod.settings import EvolutionSettings
@@ -90,6 +91,7 @@ class AutarkySettings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    abtest: ABTestSettings = Field(default_factory=ABTestSettings)
 
     @model_validator(mode="wrap")
     @classmethod

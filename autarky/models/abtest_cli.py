@@ -40,7 +40,14 @@ def start(
     interval: Annotated[str, typer.Option(help="evaluation period, e.g. 30s, 1m")] = "1m",
     max_duration: Annotated[str, typer.Option(help="e.g. 7d, 12h")] = "7d",
     batch_size: Annotated[int, typer.Option(help="offline slots: labelled examples per period")] = 200,
-    approval: Annotated[bool, typer.Option("--approval", help="promotion waits for a person")] = False,
+    design: Annotated[
+        str, typer.Option(help="group_sequential (a maximum sample) | always_valid (no maximum)")
+    ] = "group_sequential",
+    min_duration: Annotated[str, typer.Option(help="no decision on the metric before, e.g. 1d")] = "1d",
+    approval: Annotated[bool, typer.Option("--approval", help="promotion always waits for a person")] = False,
+    approval_risk: Annotated[
+        float, typer.Option(help="promotion waits for a person when its risk is above this, in [0, 1]")
+    ] = 0.5,
     wait: Annotated[bool, typer.Option("--wait", help="wait for the decision")] = False,
 ) -> None:
     """Start an A/B test (id abtest/SLOT/CHALLENGER)."""
@@ -60,8 +67,11 @@ def start(
             ),
             evaluation_interval=_duration(interval, "--interval"),
             max_duration=_duration(max_duration, "--max-duration"),
+            min_duration=_duration(min_duration, "--min-duration"),
+            design=design,  # type: ignore[arg-type]
             batch_size=batch_size,
             require_approval=approval,
+            approval_risk=approval_risk,
         )
     except ValidationError as error:
         first = error.errors()[0]
@@ -135,8 +145,16 @@ def _print_status(s: ABTestStatus) -> None:
         )
     if s.estimate is not None and s.lower is not None and s.upper is not None:
         table.add_row("relative effect", f"{s.estimate:+.1%} [{s.lower:+.1%}, {s.upper:+.1%}]")
+    if s.design:
+        table.add_row("design", escape(s.design))
     if s.statistic:
         table.add_row("test", escape(s.statistic))
+    if s.guardrails:
+        table.add_row("guardrails", escape(s.guardrails))
+    if s.sample_ratio:
+        table.add_row("sample ratio", escape(s.sample_ratio))
+    if s.risk is not None:
+        table.add_row("promotion risk", f"{s.risk:.2f}")
     if s.reason:
         table.add_row("reason", escape(s.reason))
     console.print(table)

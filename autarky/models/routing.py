@@ -1,7 +1,10 @@
 """Sticky traffic routing of a model slot's calls to its variants (pure: safe in workflows).
 
 A routing key (a user, an item, a request id) is hashed with the slot name into a number u, uniform in
-[0, 1): ``sha256(slot + "\\0" + key)``, its first 53 bits over 2**53. The variants, sorted by name, take
+[0, 1): ``sha256(slot + "\\0" + key)``, its first 53 bits over 2**53. A test salts the hash (``sha256(slot
++ "\\0" + salt + "\\0" + key)``, e.g. with its workflow id) so that each test of a slot draws its own
+challenger keys instead of sending the same users to every challenger; the empty salt is the unsalted
+hash, so slots routed before salts existed keep their positions. The variants, sorted by name, take
 consecutive intervals of [0, 1) as wide as their shares; the key goes to the variant whose interval holds
 u. So:
 
@@ -40,20 +43,24 @@ def validate_split(split: Mapping[str, float]) -> dict[str, float]:
     return {name: float(share) for name, share in split.items()}
 
 
-def key_position(slot: str, routing_key: str) -> float:
-    """Where a routing key falls in [0, 1) for `slot`: uniform, and the same everywhere."""
-    digest = hashlib.sha256(f"{slot}\0{routing_key}".encode()).digest()
+def key_position(slot: str, routing_key: str, salt: str = "") -> float:
+    """Where a routing key falls in [0, 1) for `slot` (and `salt`): uniform, and the same everywhere."""
+    text = f"{slot}\0{salt}\0{routing_key}" if salt else f"{slot}\0{routing_key}"
+    digest = hashlib.sha256(text.encode()).digest()
     return (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
 
 
-def choose_variant(slot: str, split: Mapping[str, float], routing_key: str) -> str:
-    """The variant of `slot` that serves `routing_key` under `split` (sticky; see the module doc)."""
+def choose_variant(slot: str, split: Mapping[str, float], routing_key: str, salt: str = "") -> str:
+    """The variant of `slot` that serves `routing_key` under `split` and `salt` (sticky; see the module
+    doc)."""
     if not slot:
         raise ValueError("slot must not be empty")
     if not isinstance(routing_key, str):
         raise ValueError(f"routing key must be a string, got {routing_key!r}")
     shares = validate_split(split)
-    u = key_position(slot, routing_key)
+    if not isinstance(salt, str):
+        raise ValueError(f"salt must be a string, got {salt!r}")
+    u = key_position(slot, routing_key, salt)
     cumulative = 0.0
     chosen = None
     for name in sorted(shares):
