@@ -237,3 +237,32 @@ async def test_an_autopilot_started_test_of_the_llm_slot_reaches_a_decision(lab:
     assert result.decision in ("promoted", "kept"), result
     assert result.status.metric != "quality", result.status  # the slot records no quality
     assert result.status.decision == result.decision
+
+
+async def test_a_lease_that_lapsed_while_no_worker_ran_ends_the_test_restored(client: Any, lab: Lab) -> None:
+    queue = f"abtest-lapse-{uuid.uuid4().hex[:8]}"
+    lab.queue = queue
+    same = Behaviour(quality=0.6)
+    async with lab.traffic(incumbent=same, challenger=same):
+        async with worker(client, lab.settings, queue):
+            handle = await lab.start(
+                max_samples=10**6, min_improvement=0.01, split_lease=timedelta(seconds=1)
+            )
+            await eventually(lambda: _share(lab, "challenger"))
+        await asyncio.sleep(2.5)  # no worker: nothing renews the lease, the routers send all to the incumbent
+        assert lab.registry.slot(lab.slot).effective_split(datetime.now(UTC)) == {"incumbent": 1.0}
+        async with worker(client, lab.settings, queue):
+            result: ABTestResult = await handle.result()
+    assert result.decision == "aborted" and "lapsed" in result.reason, result
+    assert lab.registry.slot(lab.slot).split == {"incumbent": 1.0}
+
+
+async def test_a_split_changed_by_a_person_is_left_to_them(lab: Lab) -> None:
+    same = Behaviour(quality=0.6)
+    async with lab.traffic(incumbent=same, challenger=same):
+        handle = await lab.start(max_samples=10**6, min_improvement=0.01)
+        await eventually(lambda: _share(lab, "challenger"))
+        lab.registry.set_split(lab.slot, {"incumbent": 0.7, "challenger": 0.3}, key="a-person")
+        result: ABTestResult = await handle.result()
+    assert result.decision == "aborted" and "changed outside the test" in result.reason, result
+    assert lab.registry.slot(lab.slot).split == {"incumbent": 0.7, "challenger": 0.3}
