@@ -61,19 +61,25 @@ def fixed_total(metric: Metric, design: SequentialDesign, share: float) -> int:
 # ------------------------------------------------------------------------------------- decisions
 def log_ratio_arrays(n_c, m_c, v_c, n_t, m_t, v_t, direction: str):
     """`log_ratio` vectorised: (θ̂, s², estimable)."""
+    theta, var, _, ok = log_ratio_variance_arrays(n_c, m_c, v_c, n_t, m_t, v_t, direction)
+    return theta, var, ok
+
+
+def log_ratio_variance_arrays(n_c, m_c, v_c, n_t, m_t, v_t, direction: str):
+    """`log_ratio_variances` vectorised: (θ̂, s², s²_delta, estimable)."""
     ok = (n_c >= 2) & (n_t >= 2) & (m_c > 0) & (m_t > 0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         theta = np.log(np.where(ok, m_t, 1.0)) - np.log(np.where(ok, m_c, 1.0))
         if direction == "lower":
             theta = -theta
-        var = v_t / n_t / m_t / m_t + v_c / n_c / m_c / m_c
+        delta = v_t / n_t / m_t / m_t + v_c / n_c / m_c / m_c
         n = n_c + n_t
         pooled_mean = (n_c * m_c + n_t * m_t) / n
         between = n_c * n_t / n * (m_t - m_c) ** 2
         pooled_variance = (n_c * v_c + n_t * v_t + between) / n
-        var = np.maximum(var, pooled_variance / pooled_mean / pooled_mean * (1 / n_c + 1 / n_t))
+        var = np.maximum(delta, pooled_variance / pooled_mean / pooled_mean * (1 / n_c + 1 / n_t))
     ok &= np.isfinite(theta) & np.isfinite(var)
-    return np.where(ok, theta, 0.0), np.where(ok, var, 1.0), ok
+    return np.where(ok, theta, 0.0), np.where(ok, var, 1.0), np.where(ok, delta, 1.0), ok
 
 
 def half_width_array(var, design: SequentialDesign, level: float):
@@ -100,10 +106,10 @@ def mixture_decisions(n_c, m_c, v_c, n_t, m_t, v_t, design: SequentialDesign):
 
 def gs_decisions(n_c, m_c, v_c, n_t, m_t, v_t, plan: GroupSequentialPlan, looks_done):
     """`evaluate_look(...)` vectorised: (decision codes, looks done after this read)."""
-    theta, var, ok = log_ratio_arrays(n_c, m_c, v_c, n_t, m_t, v_t, plan.direction)
+    theta, var, delta, ok = log_ratio_variance_arrays(n_c, m_c, v_c, n_t, m_t, v_t, plan.direction)
     with np.errstate(divide="ignore"):
         info = np.where(var == 0, np.inf, 1 / var)
-    fraction = info / plan.max_information
+        fraction = np.where(delta == 0, np.inf, 1 / delta) / plan.max_information  # the look clock
     due = np.array(looks_done, copy=True)
     enough = ok & (np.minimum(n_c, n_t) >= plan.min_samples)
     for k, t in enumerate(plan.fractions):

@@ -60,24 +60,29 @@ def test_a_a_false_promotions_stay_within_half_alpha(
         assert outcome.rate(CONTINUE) < 0.01, name  # decided, not stopped at the simulator's cap
 
 
+CEILINGS = {0.05: 0.80, 0.10: 0.85, 0.20: 0.60}  # mean samples / the fixed horizon's (issue 27)
+
+
+@pytest.mark.parametrize("share", [0.5, 0.1])
 @pytest.mark.parametrize(
-    ("metric", "ceilings"),
-    [
-        (Metric("binary", 0.3), {0.05: 0.80, 0.10: 0.85, 0.20: 0.60}),
-        (Metric("lognormal", 800.0, 0.8), {0.05: 0.80, 0.10: 0.85, 0.20: 0.60}),
-    ],
-    ids=["binary", "lognormal"],
+    "metric",
+    [Metric("binary", 0.3), Metric("lognormal", 800.0, 0.8), Metric("lognormal", 800.0, 1.2)],
+    ids=["binary", "lognormal-0.8", "lognormal-1.2"],
 )
 def test_the_default_design_has_its_power_with_fewer_samples_than_a_fixed_horizon(
-    metric: Metric, ceilings: dict[float, float]
+    metric: Metric, share: float
 ) -> None:
+    # At the default 10 % share too: the floored variance as the look clock missed 0.80 / 0.85 there.
     design, plan = setup(metric.direction, 0.10)
-    for effect, ceiling in ceilings.items():
-        sim = simulate(
-            metric, effect, 0.5, RUNS, 31, design, plan, reads_per_fixed=20, methods=("group", "mixture")
-        )
+    for effect, ceiling in CEILINGS.items():
+        sim = simulate(metric, effect, share, RUNS, 31, design, plan, reads_per_fixed=20, methods=("group",))
         ratio = sim.group.samples.mean() / sim.fixed_total
         assert ratio <= ceiling, f"effect {effect}: {ratio:.3f} x the fixed horizon"
         if effect == 0.10:  # the minimum improvement: the planned power (80 %), within 2 standard errors
-            for outcome in (sim.group, sim.mixture):
-                assert outcome.rate(BETTER) >= 0.80 - 2 * math.sqrt(0.8 * 0.2 / RUNS)
+            assert sim.group.rate(BETTER) >= 0.80 - 2 * math.sqrt(0.8 * 0.2 / RUNS)
+
+
+def test_the_mixture_design_has_its_power_at_the_minimum() -> None:
+    design, plan = setup("higher", 0.10)
+    sim = simulate(Metric("binary", 0.3), 0.10, 0.5, RUNS, 32, design, plan, methods=("mixture",))
+    assert sim.mixture.rate(BETTER) >= 0.80 - 2 * math.sqrt(0.8 * 0.2 / RUNS)

@@ -327,7 +327,12 @@ async def test_a_paused_test_still_guards_and_its_pause_does_not_count_against_t
     async with lab.traffic(incumbent=Behaviour(quality=0.5), challenger=Behaviour(quality=0.5)) as simulator:
         # The deadline counts in every phase (the ramp too): long enough for the pause to arrive on a busy
         # machine, then the test sleeps past it.
-        handle = await lab.start(max_samples=10**6, min_improvement=0.01, max_duration=timedelta(seconds=6))
+        handle = await lab.start(
+            max_samples=10**6,
+            min_improvement=0.01,
+            max_duration=timedelta(seconds=6),
+            design="always_valid",  # no planning activity: the 6 s are the ramp's and the test's
+        )
         await eventually(lambda: _share(lab, "challenger"))
         await handle.signal("pause")
         await asyncio.sleep(7)  # longer than max_duration: paused time does not count

@@ -19,6 +19,7 @@ from autarky.models.sequential import (
     half_width,
     log_effect,
     log_ratio,
+    log_ratio_variances,
     relative_effect,
 )
 
@@ -97,6 +98,10 @@ def test_the_variance_is_floored_at_the_pooled_one() -> None:
     pooled = (9000 * 100.0**2 + 1000 * 30.0**2 + 9000 * 1000 / 10_000 * 10.0**2) / 10_000
     assert variance == pytest.approx(pooled / mean**2 * (1 / 9000 + 1 / 1000))
     assert variance > delta
+    # The delta method's variance alone is kept beside it (the group-sequential design's look clock).
+    assert log_ratio_variances(control, treatment, "lower") == pytest.approx(
+        (math.log(100.0 / 90.0), variance, delta)
+    )
 
 
 def test_relative_effects_are_on_the_relative_scale_both_ways() -> None:

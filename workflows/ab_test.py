@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         current_details,
         deadline_reason,
         finite,
+        new_status,
         paused_so_far,
         show_result,
         window_arm,
@@ -96,18 +97,7 @@ class ModelABTestWorkflow(ApprovalGate):
     @workflow.run
     async def run(self, input: ABTestInput) -> ABTestResult:
         state = self._state
-        wid = workflow.info().workflow_id
-        self._status = ABTestStatus(
-            workflow_id=wid,
-            slot=input.slot,
-            incumbent=state.incumbent,
-            challenger=input.challenger,
-            share=0.0,
-            metric=input.metric,
-            direction=input.better_direction,
-            decision="running",
-            paused=state.paused,
-        )
+        self._status = new_status(input, state, workflow.info().workflow_id)
         workflow.upsert_search_attributes(
             [sa.KIND.value_set("abtest"), sa.SLOT.value_set(input.slot), sa.DECISION.value_set("running")]
         )
@@ -234,7 +224,7 @@ class ModelABTestWorkflow(ApprovalGate):
         self._status.guardrails = breach or f"held over the last {input.guardrails.window} periods"
         if breach is not None:
             return stats, await self._restore("rolled_back", f"guardrail breached: {breach}")
-        if state.test_since is not None and not state.paused:
+        if state.step_since is not None and not state.paused:  # at the share of the current step
             srm = sample_ratio_mismatch(stats[0].units, stats[1].units, share)
             self._status.sample_ratio = srm.text
             if srm.mismatch:
@@ -445,7 +435,9 @@ class ModelABTestWorkflow(ApprovalGate):
             ArmsInput(
                 slot=self._input.slot,
                 variants=[state.incumbent, self._input.challenger],
-                since=state.test_since or state.started_at,
+                since=state.test_since
+                or (state.step_since if state.round == 2 else None)
+                or state.started_at,
                 metric=self._input.metric,
                 # Round 2: a failed call is the worst outcome, not a missing one.
                 errors_count=state.round == 2,
@@ -462,7 +454,9 @@ class ModelABTestWorkflow(ApprovalGate):
         state, steps = self._state, self._input.steps
         if state.step + 1 >= len(steps):
             return
-        if challenger_calls - state.step_started_calls < self._input.calls_per_step:
+        # Round 2 reads the ramp's arms since the current step took effect; round 1 since the start.
+        done = challenger_calls if state.round == 2 else challenger_calls - state.step_started_calls
+        if done < self._input.calls_per_step:
             return
         state.step += 1
         state.step_started_calls = challenger_calls
@@ -485,6 +479,8 @@ class ModelABTestWorkflow(ApprovalGate):
             ),
             f"route {share:.0%} to {self._input.challenger}",
         )
+        if state.round == 2:  # the sample ratio is checked on the units routed since the step took effect
+            state.step_since = workflow.now() + self._input.propagation_delay
         assert self._status is not None
         self._status.share = share
         self._refresh()

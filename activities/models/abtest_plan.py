@@ -15,7 +15,7 @@ from autarky.models.sequential import SequentialDesign
 
 @activity.defn(name="plan_model_abtest")
 async def plan_model_abtest(request: PlanRequest) -> GroupSequentialPlan:
-    """Pure computation (about 2 s of numpy, in a thread): an activity only to keep numpy out of workflows."""
+    """Pure computation (about a second of numpy, in a thread): an activity to keep numpy out of workflows."""
     arguments = (request.alpha, request.min_improvement, request.direction, request.looks)
     return await asyncio.to_thread(_plan, *arguments)
 

@@ -100,6 +100,7 @@ class KnowledgeBase(ResearchQueue):
         """The schema revision the database is at (None: not migrated yet)."""
         from alembic.migration import MigrationContext
 
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines are noise in a CLI's output
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 

@@ -97,3 +97,18 @@ def deadline_reason(input: ABTestInput, state: ABTestState, samples: int, now: d
     if state.paused and state.paused_at is not None and now - state.paused_at >= input.max_pause:
         return f"paused for longer than {input.max_pause}: the challenger does not keep its share"
     return None
+
+
+def new_status(input: ABTestInput, state: ABTestState, workflow_id: str) -> ABTestStatus:
+    """A run's status before its first reading (a continued run starts from its state)."""
+    return ABTestStatus(
+        workflow_id=workflow_id,
+        slot=input.slot,
+        incumbent=state.incumbent,
+        challenger=input.challenger,
+        share=0.0,
+        metric=input.metric,
+        direction=input.better_direction,
+        decision="running",
+        paused=state.paused,
+    )

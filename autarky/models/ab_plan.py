@@ -17,7 +17,7 @@ class PlanRequest(BaseModel):
     alpha: float = Field(gt=0, lt=0.5)
     min_improvement: float = Field(gt=0)
     direction: Direction
-    looks: int = Field(8, ge=1, le=50)
+    looks: int = Field(10, ge=1, le=20)
 
 
 @activity.defn(name="plan_model_abtest")

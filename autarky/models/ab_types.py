@@ -76,6 +76,7 @@ class ABTestState(BaseModel):
     plan: GroupSequentialPlan | None = None  # the group-sequential design's boundaries, planned once
     looks_done: int = 0
     opened: bool = False  # the challenger's first share was set
+    step_since: datetime | None = None  # when the current step's share took effect (round 2)
     providers: dict[str, str] = Field(default_factory=dict)  # variant → provider, for the approval's risk
 
 
@@ -107,7 +108,7 @@ class ABTestInput(BaseModel):
     evaluations_per_run: int = Field(300, ge=1, description="continue-as-new after this many periods")
     # Round 2 (tests begun from release 27 on).
     design: Design = "group_sequential"
-    looks: int = Field(8, ge=1, le=50, description="the group-sequential design's planned looks")
+    looks: int = Field(10, ge=1, le=20, description="the group-sequential design's planned looks")
     # No decision on the metric before this (a daily cycle at least); guardrails act at once.
     min_duration: timedelta = Field(timedelta(days=1), ge=timedelta(0))
     # Promotion asks a person when the variant's risk (autarky.models.promotion_risk) is above this.

@@ -179,15 +179,28 @@ def relative_effect(theta: float, direction: Direction) -> float:
 
 def log_ratio(control: ArmSummary, treatment: ArmSummary, direction: Direction) -> tuple[float, float] | None:
     """(θ̂, s²): the log of the ratio of means, > 0 better, and its delta-method variance
-    v_T / (n_T m_T²) + v_C / (n_C m_C²), floored at the pooled one (see below). None when not estimable:
-    an arm with n < 2, a mean <= 0, or a result that is not finite (a mean so near 0 that s² overflows)."""
+    v_T / (n_T m_T²) + v_C / (n_C m_C²), floored at the pooled one (see `log_ratio_variances`). None when
+    not estimable: an arm with n < 2, a mean <= 0, or a result that is not finite (a mean so near 0 that s²
+    overflows)."""
+    estimate = log_ratio_variances(control, treatment, direction)
+    return None if estimate is None else estimate[:2]
+
+
+def log_ratio_variances(
+    control: ArmSummary, treatment: ArmSummary, direction: Direction
+) -> tuple[float, float, float] | None:
+    """(θ̂, s², s²_delta): `log_ratio` with the delta method's variance alone beside the floored s².
+
+    The floored s² standardises the statistic (it protects the promotion side); s²_delta estimates the
+    information 1 / var(θ̂) under any true difference, so the group-sequential design schedules its looks by
+    it (see autarky.models.group_sequential)."""
     if control.n < 2 or treatment.n < 2 or control.mean <= 0 or treatment.mean <= 0:
         return None
     theta = math.log(treatment.mean) - math.log(control.mean)
     if direction == "lower":
         theta = -theta
     # Divided step by step, so that a tiny mean overflows to inf rather than raising.
-    variance = (
+    delta = (
         treatment.variance / treatment.n / treatment.mean / treatment.mean
         + control.variance / control.n / control.mean / control.mean
     )
@@ -202,10 +215,10 @@ def log_ratio(control: ArmSummary, treatment: ArmSummary, direction: Direction) 
     between = control.n * treatment.n / n * (treatment.mean - control.mean) ** 2
     pooled_variance = (control.n * control.variance + treatment.n * treatment.variance + between) / n
     floor = pooled_variance / pooled_mean / pooled_mean * (1 / control.n + 1 / treatment.n)
-    variance = max(variance, floor)
+    variance = max(delta, floor)
     if not (math.isfinite(theta) and math.isfinite(variance)):
         return None
-    return theta, variance
+    return theta, variance, delta
 
 
 def half_width(variance: float, design: SequentialDesign, level: float | None = None) -> float:
