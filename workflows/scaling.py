@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.approval import ApprovalGate
 
@@ -466,7 +466,9 @@ class ScalerWorkflow(ApprovalGate):
         self._refresh_details()
 
     def _why(self, error: BaseException) -> str:
-        if isinstance(error, asyncio.CancelledError):
+        # A cancelled step may surface as the activity's own cancellation ("Activity cancelled") when the
+        # cancel reaches it first: the person's reason is the cause either way.
+        if isinstance(error, asyncio.CancelledError) or is_cancelled_exception(error):
             return self._cancel_reason or "the scaler was cancelled"
         if isinstance(error, ActivityError) and isinstance(error.cause, ApplicationError):
             return error.cause.message

@@ -36,7 +36,8 @@ class ABTestRequestActivities:
                 slot=request.params["slot"],
                 challenger=request.params["variant"],
                 share=ab.share,
-                ramp=[min(0.01, ab.share)],
+                ramp=[step for step in ab.ramp if step < ab.share],
+                calls_per_step=ab.calls_per_step,
                 design=ab.design,  # type: ignore[arg-type]
                 min_improvement=ab.min_improvement,
                 evaluation_interval=ab.evaluation_interval,

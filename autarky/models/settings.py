@@ -13,6 +13,8 @@ from autarky.core.settings_section import SettingsSection
 
 class ABTestSettings(SettingsSection):
     share: float = Field(0.10, gt=0, lt=1)  # the challenger's final traffic share
+    ramp: list[float] = Field(default_factory=lambda: [0.01])  # shares before the final one
+    calls_per_step: int = Field(100, ge=1)  # challenger calls a ramp step is held for
     design: str = Field("group_sequential", pattern="^(group_sequential|always_valid)$")
     min_improvement: float = Field(0.10, gt=0, lt=10)  # relative
     evaluation_interval: Duration = Field(timedelta(minutes=1), gt=timedelta(0))
