@@ -6,6 +6,7 @@ It behaves like a group whose new members take `start_seconds` to become healthy
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class FakeResource:
     changed_at: float = 0.0
     healthy_before_change: int = -1  # -1: all of `desired`
     refuse_sets: int = 0  # the next this many changes are refused for good (e.g. access denied)
+    apply_seconds: float = 0.0  # a change takes this long, without heartbeats (a cancel cannot reach it)
 
     def __post_init__(self) -> None:
         if self.healthy_before_change < 0:
@@ -55,6 +57,8 @@ class FakeResource:
         if self.refuse_sets > 0:
             self.refuse_sets -= 1
             raise ApplicationError("AccessDenied: not allowed to change the group", non_retryable=True)
+        if self.apply_seconds:
+            await asyncio.sleep(self.apply_seconds)
         self.changes.append((request.idempotency_key, request.desired))
         if request.desired != self.desired:
             self.healthy_before_change = min(self.healthy(), request.desired)

@@ -35,6 +35,7 @@ from autarky.models.types import UntestedVariant
 from autarky.research.types import CycleInput, CycleOutcome
 from autarky.scaling.policy_types import ResourceRef, ScalingPolicy
 from autarky.scaling.settings import ScalingSettings
+from autarky.scaling.types import SagaStep
 from autarky.selfmod.agents import ANOMALY_DETECTOR, default_parameters
 from autarky.selfmod.types import ActiveAgentInput, ActivePointer, AgentShortfall, ShortfallInput
 from tests.fakes import FakeHost
@@ -224,11 +225,12 @@ async def record_scaler_history(
     client: Client, data_dir: Path, workflow_id: str | None = None
 ) -> WorkflowHistory:
     """A scaler's first run: a change that succeeds, one that fails health and compensates, one that asks
-    for approval (approved), one cancelled by signal, a refused update, continue-as-new."""
+    for approval (approved), one cancelled by signal, one the provider refuses, one cancelled while it is
+    applied, a refused update, continue-as-new."""
     resource = FakeResource(desired=2, start_seconds=0.3)
     queue = f"scaler-replay-{uuid.uuid4().hex[:8]}"
     input = fake_input(queue, cooldown=timedelta(0), blast_radius=0.5).model_copy(
-        update={"iterations_per_run": 8, "reconcile_interval": timedelta(milliseconds=500)}
+        update={"iterations_per_run": 14, "reconcile_interval": timedelta(milliseconds=500)}
     )
     if workflow_id:  # the file's name is the id replay uses
         input = input.model_copy(update={"resource": ResourceRef.parse(f"aws-asg/{workflow_id}")})
@@ -260,12 +262,25 @@ async def record_scaler_history(
             result_type=ApprovalRequest,
         )
         await approved
+        resource.refuse_sets = 1
+        await scale(handle, 5)  # refused by the provider, nothing changed (release 27: "refused")
+        resource.apply_seconds = 1.0
+        applying = asyncio.create_task(scale(handle, 5))
+        await eventually(lambda: _applying(handle))
+        await handle.signal(ScalerWorkflow.cancel_operation, "cancelled while applying")
+        await applying  # release 27: undone although the apply's result came back
+        resource.apply_seconds = 0.0
         with contextlib.suppress(WorkflowUpdateFailedError):
             await scale(handle, 99)  # out of bounds: refused
         await eventually(lambda: _continued(handle, first_run), timeout=120)
         history = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
         await handle.terminate("recorded")
         return history
+
+
+async def _applying(handle: WorkflowHandle) -> bool:
+    current = (await handle.query(ScalerWorkflow.status)).current
+    return current is not None and current.step == SagaStep.APPLYING
 
 
 async def record_research_history(
@@ -497,6 +512,7 @@ REQUIRED["research-cycle-release27"] = REQUIRED["research-cycle-round2"]
 NOT_LOOPS = {"research-cycle", "research-cycle-round2", "research-cycle-release27", "experiment"}
 NOT_LOOPS |= {"self-modify", "self-modify-release26"}
 REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
+REQUIRED["scaler-release27"] = REQUIRED["scaler"] | {EventType.EVENT_TYPE_MARKER_RECORDED}  # both patches
 REQUIRED["abtest-round2"] = REQUIRED["abtest"] | {EventType.EVENT_TYPE_MARKER_RECORDED}  # `abtest-round-2`
 REQUIRED["self-modify"] = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_FIRED}
 # Under `selfmod-one-host` (release 26's deprecated marker): the steps after the snapshot on the host's

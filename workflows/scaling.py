@@ -25,6 +25,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.approval import ApprovalGate
+from workflows.compat import scaling as compat
 
 with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
@@ -242,7 +243,21 @@ class ScalerWorkflow(ApprovalGate):
         if why is not None and not await self._approved(operation, why):
             return
         self._step(operation, SagaStep.APPLYING)
-        await self._set_capacity(operation.target, self._key(operation, "apply"), FORWARD_RETRY)
+        try:
+            await self._set_capacity(operation.target, self._key(operation, "apply"), FORWARD_RETRY)
+        except ActivityError as error:
+            if not is_cancelled_exception(error) and compat.refused_apply():
+                reading = await self._read_and_record()
+                if reading.desired == operation.previous:  # refused before anything changed: no undo
+                    self._finish(
+                        operation, OperationStatus.REFUSED, f"refused, nothing changed: {self._why(error)}"
+                    )
+                    return
+            raise
+        if self._cancel_reason is not None and compat.cancel_after_apply():
+            # The cancel arrived while the apply ran; the call finished (it had nothing to heartbeat) and
+            # its result came back instead of the cancellation: undo it now.
+            raise asyncio.CancelledError
         self._state.last_event_at = workflow.now()  # the cooldown runs from the change itself
         self._step(operation, SagaStep.WAITING_HEALTHY)
         await self._wait_healthy(operation.target, self._input.health_timeout)
@@ -315,10 +330,11 @@ class ScalerWorkflow(ApprovalGate):
                 await workflow.sleep(backoff)
                 backoff = min(backoff * 2, MAX_COMPENSATION_BACKOFF)
         self._state.last_event_at = workflow.now()
+        reached = previous
         with contextlib.suppress(ActivityError):  # the undo is done; a reading is only for the record
-            await self._read_and_record()
+            reached = (await self._read_and_record()).desired  # what the resource says, not what was asked
+        operation.reached = reached
         self._finish(operation, OperationStatus.COMPENSATED, f"back to {previous}: {why}")
-        operation.reached = previous
 
     def _withdraw_approval(self, operation: ScaleOperation, why: str) -> None:
         """A request that ends while waiting for a person no longer needs their answer."""

@@ -49,7 +49,8 @@ class ScalingRequestActivities:
                 why = cause.message if isinstance(cause, FailureError) and cause.message else str(error)
                 return ActionResult(success=True, nothing_to_do=True, detail=f"scaler refused: {why}")
         detail = f"{operation.operation_id}: {operation.status.value}: {operation.detail}"
-        if operation.status == OperationStatus.UNCHANGED:
+        if operation.status in (OperationStatus.UNCHANGED, OperationStatus.REFUSED):
+            # Nothing changed: no evidence about what scaling does (a refusal is the provider's answer).
             return ActionResult(success=True, nothing_to_do=True, detail=detail)
         # The effect on load is measured by the next rounds' findings, not here.
         return ActionResult(

@@ -62,6 +62,7 @@ class OperationStatus(StrEnum):
     UNCHANGED = "unchanged"  # already at the requested capacity
     COMPENSATED = "compensated"  # failed or cancelled, and capacity is back where it was
     REJECTED = "rejected"  # a person said no (blast radius), or the request expired unanswered
+    REFUSED = "refused"  # the provider refused the change before anything changed (no undo, no cooldown)
 
 
 class ScaleRequest(BaseModel):
