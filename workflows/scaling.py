@@ -64,6 +64,7 @@ COMPENSATION_RETRY = RetryPolicy(
 )
 SET_CAPACITY_TIMEOUT = timedelta(minutes=10)  # stopping pool members lets each drain for up to 30 s
 PROVIDER_PICKUP = timedelta(minutes=1)
+AWS_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 MAX_COMPENSATION_BACKOFF = timedelta(minutes=10)
 WITHDRAWN = "autarky:withdrawn"
 
@@ -412,7 +413,9 @@ class ScalerWorkflow(ApprovalGate):
 
     def _provider_options(self) -> dict[str, object]:
         if self._input.resource.kind != ResourceKind.LOCAL_POOL:
-            return {}
+            # The AWS provider heartbeats every 5 s (activities/infra/aws_scaling.py): a lost worker is
+            # noticed within 30 s instead of the call's 10-minute bound.
+            return {"heartbeat_timeout": AWS_HEARTBEAT_TIMEOUT}
         # The pool's own host serves these: if it is gone, say so within a minute instead of waiting.
         return {"heartbeat_timeout": timedelta(minutes=1), "schedule_to_start_timeout": PROVIDER_PICKUP}
 

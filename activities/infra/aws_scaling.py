@@ -4,7 +4,8 @@ The scaler workflow owns the policy, the cooldown and the saga; these activities
 set its desired capacity, as one short AWS call or a few. They never retry on their own (botocore is held to
 one attempt): a failure is classified instead, so that Temporal retries what may pass with its backoff
 (throttling, 5xx, timeouts; a Retry-After becomes the next retry's delay) and stops at once on what a person
-must fix (permissions, a wrong name, bounds, settings), with a message saying what to check.
+must fix (permissions, a wrong name, bounds, settings), with a message saying what to check. Every call
+heartbeats (HEARTBEAT_INTERVAL) so that a lost worker shows within the caller's heartbeat_timeout.
 
 Setting a capacity is safe to retry. An Auto Scaling group or an ECS service takes a desired count, which is
 idempotent by nature. Plain EC2 instances (`aws-ec2/<group>`) are created by Autarky itself: each carries the
@@ -15,8 +16,9 @@ request already created before it creates any (EC2 also gets the key as `ClientT
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
@@ -32,9 +34,17 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.model import OperationModel, OperationNotFoundError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.infra.aws_states import (
+    TRANSIENT_HINTS,
+    asg_count,
+    ecs_stable,
+    is_retryable,
+    target_groups,
+)
 from autarky.core.retry_after import retry_after_delay
 from autarky.scaling.policy_types import ResourceKind, ResourceRef
 from autarky.scaling.settings import AwsSettings
@@ -45,6 +55,9 @@ log = structlog.get_logger(__name__)
 GROUP_TAG = "autarky:group"
 REQUEST_TAG = "autarky:request"
 LIVE_STATES = ("pending", "running")
+APPLY_SUFFIX, COMPENSATE_SUFFIX = "-apply", "-compensate"
+# Long calls beat this often, so that a lost worker shows within the activity's heartbeat_timeout (30 s).
+HEARTBEAT_INTERVAL = timedelta(seconds=5)
 # What a retry counts as already created by its request. `shutting-down` is on its way to `terminated`:
 # such an instance no longer serves, so the request replaces it rather than count it.
 CREATED_STATES = ("pending", "running", "stopping", "stopped")
@@ -55,31 +68,6 @@ OUT_OF_BOUNDS = "CapacityOutOfBounds"
 NOT_CONFIGURED = "AwsNotConfigured"
 CONNECTION_FAILED = "AwsConnectionFailed"
 
-# Worth another attempt later (any 5xx is too, whatever its code).
-RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "EC2ThrottledException",
-        "SlowDown",
-        "ServiceUnavailable",
-        "Unavailable",
-        "InternalError",
-        "InternalFailure",
-        "ServerException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "PriorRequestNotComplete",
-        # RunInstances again under the same ClientToken with another count: the instances of an earlier
-        # attempt are not all visible yet (EC2 reads are eventually consistent); a later attempt sees them.
-        "IdempotentParameterMismatch",
-    }
-)
 ACCESS_CODES = frozenset(
     {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedException"}
 )
@@ -97,7 +85,8 @@ MISSING_CODES = frozenset(
     {"ServiceNotFoundException", "ClusterNotFoundException", "ServiceNotActiveException"}
 )
 PERMISSIONS = {
-    ResourceKind.AWS_ASG: "autoscaling:DescribeAutoScalingGroups, autoscaling:SetDesiredCapacity",
+    ResourceKind.AWS_ASG: "autoscaling:DescribeAutoScalingGroups, autoscaling:SetDesiredCapacity, "
+    "elasticloadbalancing:DescribeTargetHealth",
     ResourceKind.AWS_ECS: "ecs:DescribeServices, ecs:UpdateService",
     ResourceKind.AWS_EC2: "ec2:DescribeInstances, ec2:RunInstances, ec2:CreateTags, ec2:TerminateInstances",
 }
@@ -165,20 +154,26 @@ class AwsScalingActivities:
         return groups[0]
 
     def _asg_reading(self, resource: ResourceRef, group: dict[str, Any]) -> CapacityReading:
-        instances = group.get("Instances", [])
-        healthy = [
-            i
-            for i in instances
-            if i.get("LifecycleState") == "InService" and i.get("HealthStatus") == "Healthy"
-        ]
+        count = asg_count(group, self._target_health(group))
         return CapacityReading(
             resource=resource,
-            desired=group["DesiredCapacity"],
-            running=len(instances),
-            healthy=len(healthy),
-            detail=f"{len(instances)} instances, {len(healthy)} in service and healthy "
-            f"(group bounds {group['MinSize']}..{group['MaxSize']})",
+            desired=count.desired,
+            running=count.running,
+            healthy=count.serving,
+            detail=count.detail,
         )
+
+    def _target_health(self, group: dict[str, Any]) -> dict[str, list[str]] | None:
+        """Each instance's target states in the group's target groups; None when none is attached."""
+        arns = target_groups(group)
+        if not arns:
+            return None
+        states: dict[str, list[str]] = {}
+        for arn in arns:
+            answer = self._client("elbv2").describe_target_health(TargetGroupArn=arn)
+            for target in answer["TargetHealthDescriptions"]:
+                states.setdefault(target["Target"]["Id"], []).append(target["TargetHealth"]["State"])
+        return states
 
     def _set_asg(self, request: SetCapacityInput) -> CapacityReading:
         resource = request.resource
@@ -221,17 +216,24 @@ class AwsScalingActivities:
     def _ecs_reading(self, resource: ResourceRef) -> CapacityReading:
         service = self._ecs_service(resource)
         running, pending = service.get("runningCount", 0), service.get("pendingCount", 0)
-        # healthy = runningCount: ECS counts a task as running once it reached RUNNING, which for a service
-        # behind a load balancer is after its registration with the target group (the ACTIVATING step), and
-        # the scheduler stops and replaces tasks that fail their container or load-balancer health checks.
-        # That is what we rely on; it is no per-task health check (describe_tasks' healthStatus), which
-        # would cost calls in proportion to the service's size.
+        desired, deployments = service["desiredCount"], len(service.get("deployments", []))
+        stable = ecs_stable(service)
+        # Stable by botocore's services_stable waiter: one deployment and running == desired. During a
+        # rollout the old deployment's tasks still count in runningCount, so a service that is not stable
+        # reads fewer healthy tasks than desired (the primary deployment's, at most desired - 1) and the
+        # saga keeps waiting instead of calling it settled.
+        if stable:
+            healthy = running
+        else:
+            primary = [d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"]
+            healthy = min(primary[0].get("runningCount", 0) if primary else running, max(desired - 1, 0))
         return CapacityReading(
             resource=resource,
-            desired=service["desiredCount"],
+            desired=desired,
             running=running,
-            healthy=running,
-            detail=f"{running} tasks running, {pending} pending (service {service.get('status', '?')})",
+            healthy=healthy,
+            detail=f"{running} tasks running, {pending} pending, {deployments} deployments "
+            f"({'stable' if stable else 'not stable yet'}; service {service.get('status', '?')})",
         )
 
     def _set_ecs(self, request: SetCapacityInput) -> CapacityReading:
@@ -290,8 +292,25 @@ class AwsScalingActivities:
             if missing > 0:
                 self._run_instances(request, missing)
         elif request.desired < len(members):
-            newest_first = sorted(members, key=lambda i: (i["LaunchTime"], i["InstanceId"]), reverse=True)
-            doomed = [i["InstanceId"] for i in newest_first[: len(members) - request.desired]]
+            excess = len(members) - request.desired
+            apply_key = _applied_by(request.idempotency_key)
+            if apply_key is not None:
+                # An undo removes exactly what its apply created, found by the tag set at launch; never
+                # members someone or something else started meanwhile.
+                doomed = [i["InstanceId"] for i in members if _tag(i, REQUEST_TAG) == apply_key][:excess]
+                if len(doomed) < excess:
+                    log.warning(
+                        "aws undo leaves members it did not create",
+                        resource=resource.id,
+                        created_by_apply=len(doomed),
+                        excess=excess,
+                        key=request.idempotency_key,
+                    )
+            else:
+                newest_first = sorted(members, key=lambda i: (i["LaunchTime"], i["InstanceId"]), reverse=True)
+                doomed = [i["InstanceId"] for i in newest_first[:excess]]
+            if not doomed:
+                return self._ec2_reading(resource)
             # Terminating an instance that is already shutting down or terminated is accepted by EC2.
             self._client("ec2").terminate_instances(InstanceIds=doomed)
             log.info(
@@ -374,6 +393,13 @@ class AwsScalingActivities:
         # One attempt: Temporal's retry policy retries, with its backoff, and sees every failure.
         return Config(connect_timeout=seconds, read_timeout=seconds, retries={"total_max_attempts": 1})
 
+    def _operation(self, name: str) -> OperationModel | None:
+        """The operation's model (botocore reads its modelled retryable errors from it)."""
+        for client in list(self._clients.values()):
+            with contextlib.suppress(OperationNotFoundError):
+                return client.meta.service_model.operation_model(name)  # type: ignore[no-any-return]
+        return None
+
     def _unknown(self, resource: ResourceRef, what: str) -> ApplicationError:
         return ApplicationError(
             f"unknown resource {resource.id}: {what} in {self.settings.region}; "
@@ -387,7 +413,7 @@ class AwsScalingActivities:
     ) -> T:
         """Run blocking boto3 code off the event loop; AWS's failures become retryable or final errors."""
         try:
-            return await asyncio.to_thread(function, *args, **kwargs)
+            return await self._beating(asyncio.to_thread(function, *args, **kwargs))
         except ClientError as error:
             raise self._classify(resource, error) from error
         except (NoCredentialsError, PartialCredentialsError, ProfileNotFound) as error:
@@ -409,16 +435,29 @@ class AwsScalingActivities:
                 non_retryable=True,
             ) from error
 
+    async def _beating(self, work: Coroutine[Any, Any, T]) -> T:
+        """Await `work`, heartbeating at once and then every HEARTBEAT_INTERVAL until it ends."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                activity.heartbeat()
+                done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_INTERVAL.total_seconds())
+                if done:
+                    return task.result()
+        finally:
+            task.cancel()  # a cancelled activity stops waiting (the thread's one AWS call still ends)
+
     def _classify(self, resource: ResourceRef, error: ClientError) -> ApplicationError:
         details = error.response.get("Error", {})
         metadata = error.response.get("ResponseMetadata", {})
         code = str(details.get("Code") or "Unknown")
         status = int(metadata.get("HTTPStatusCode") or 0)
         said = f"AWS {error.operation_name} answered {code} (HTTP {status}): {details.get('Message') or '-'}"
-        if status >= 500 or code in RETRYABLE_CODES:
+        if status >= 500 or is_retryable(error, self._operation(error.operation_name)):
             delay = _retry_after(metadata.get("HTTPHeaders", {}))
             log.warning("aws call failed, to be retried", resource=resource.id, code=code, status=status)
-            return ApplicationError(f"{resource.id}: {said}; retrying", type=code, next_retry_delay=delay)
+            why = TRANSIENT_HINTS.get(code, "retrying")
+            return ApplicationError(f"{resource.id}: {said}; {why}", type=code, next_retry_delay=delay)
         if code in MISSING_CODES:
             message = (
                 f"unknown resource {resource.id}: {said}; check the cluster and service names and the region"
@@ -441,6 +480,18 @@ class AwsScalingActivities:
         if code.startswith("InvalidSubnet"):
             return f"check {SETTINGS}EC2_SUBNET_ID ({self.settings.ec2_subnet_id}) in {region}"
         return f"check the resource's name, its bounds and the AWS settings ({region})"
+
+
+def _applied_by(key: str) -> str | None:
+    """The apply key an undo's key belongs to. ScalerWorkflow derives both from the operation:
+    `<scaler>-<n>-apply` and `<scaler>-<n>-compensate` (workflows/scaling.py, `_key`)."""
+    if key.endswith(COMPENSATE_SUFFIX):
+        return key.removesuffix(COMPENSATE_SUFFIX) + APPLY_SUFFIX
+    return None
+
+
+def _tag(instance: dict[str, Any], key: str) -> str | None:
+    return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == key), None)
 
 
 def _not_aws(resource: ResourceRef) -> ApplicationError:
