@@ -264,7 +264,7 @@ async def record_scaler_history(
         await approved
         resource.refuse_sets = 1
         await scale(handle, 5)  # refused by the provider, nothing changed (release 27: "refused")
-        resource.apply_seconds = 1.0
+        resource.apply_seconds = 3.0
         applying = asyncio.create_task(scale(handle, 5))
         await eventually(lambda: _applying(handle))
         await handle.signal(ScalerWorkflow.cancel_operation, "cancelled while applying")

@@ -51,10 +51,15 @@ class Scalers:
 
 
 @asynccontextmanager
-async def scaler(client: Client, resource: FakeResource, **policy: object) -> AsyncIterator[WorkflowHandle]:
+async def scaler(
+    client: Client, resource: FakeResource, health_timeout: timedelta | None = None, **policy: object
+) -> AsyncIterator[WorkflowHandle]:
     scalers = Scalers(client, resource)
     async with scalers.worker():
-        handle = await scalers.start(fake_input(scalers.queue, **policy))
+        input = fake_input(scalers.queue, **policy)
+        if health_timeout is not None:
+            input = input.model_copy(update={"health_timeout": health_timeout})
+        handle = await scalers.start(input)
         try:
             yield handle
         finally:
@@ -165,8 +170,9 @@ async def test_growth_beyond_the_blast_radius_waits_for_approval(client: Client)
 
 
 async def test_cancelling_the_operation_compensates(client: Client) -> None:
-    resource = FakeResource(desired=1, start_seconds=30)  # slow to become healthy
-    async with scaler(client, resource, cooldown=timedelta(0)) as handle:
+    resource = FakeResource(desired=1, start_seconds=300)  # slow to become healthy
+    # Only the cancel ends the wait, however long a busy machine takes to deliver it.
+    async with scaler(client, resource, cooldown=timedelta(0), health_timeout=timedelta(minutes=5)) as handle:
         running = asyncio.create_task(scale(handle, 2))
 
         async def waiting_healthy() -> bool:

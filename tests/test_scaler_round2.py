@@ -31,7 +31,7 @@ async def test_a_refused_change_is_refused_with_no_undo_and_no_cooldown(client: 
 
 async def test_a_cancel_while_the_change_is_applied_undoes_it(client: Client) -> None:
     # The apply takes a while and never heartbeats, so the cancel cannot reach it: its result comes back.
-    resource = FakeResource(desired=2, apply_seconds=1.5)
+    resource = FakeResource(desired=2, apply_seconds=5.0)  # long enough for a slow signal
     async with scaler(client, resource, cooldown=timedelta(0)) as handle:
         running = asyncio.create_task(scale(handle, 3))
 
