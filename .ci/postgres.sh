@@ -11,6 +11,8 @@ start_postgres() {
   pg_ctlcluster "$version" main start 2>/dev/null || pg_ctlcluster "$version" main status >/dev/null || return 1
   su postgres -c "psql -qc \"CREATE USER autarky PASSWORD 'autarky' CREATEDB\"" >/dev/null 2>&1 || true
   su postgres -c "createdb -O autarky autarky_test" >/dev/null 2>&1 || true
+  # Tests drop their own databases WITH (FORCE), which must end every session on them, whoever opened it.
+  su postgres -c "psql -qc \"GRANT pg_signal_backend TO autarky\"" >/dev/null 2>&1 || true
   export AUTARKY_TEST_POSTGRES_URL=postgresql+psycopg://autarky:autarky@127.0.0.1/autarky_test
 }
 if [ "$(id -u)" = 0 ] && start_postgres; then
