@@ -57,7 +57,7 @@ def aws(moto: str) -> SimpleNamespace:
         region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )
     return SimpleNamespace(
-        **{name: session.client(name, endpoint_url=moto) for name in ("autoscaling", "ecs", "ec2")}
+        **{name: session.client(name, endpoint_url=moto) for name in ("autoscaling", "ecs", "ec2", "elbv2")}
     )
 
 

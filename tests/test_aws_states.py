@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from types import SimpleNamespace
 
-import boto3
 import pytest
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
@@ -22,7 +20,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.infra.aws_scaling import GROUP_TAG, REQUEST_TAG, AwsScalingActivities
 from autarky.scaling.policy_types import ResourceRef
 from autarky.scaling.types import CapacityReading, OperationStatus, SetCapacityInput
-from tests.moto_server import FaultProxy, json_error, moto_server, query_error
+from tests import test_aws_scaling
+from tests.moto_server import FaultProxy, json_error, query_error
 from tests.test_aws_scaling import (
     JSON,
     counts,
@@ -37,26 +36,8 @@ from tests.test_aws_scaling import tagged as tagged_instances
 from tests.test_scaler import scale as scale_through_saga
 from tests.test_scaler_aws import aws_scaler
 
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def aws(moto: str) -> SimpleNamespace:
-    session = boto3.session.Session(
-        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
-    names = ("autoscaling", "ecs", "ec2", "elbv2")
-    return SimpleNamespace(**{name: session.client(name, endpoint_url=moto) for name in names})
-
-
-@pytest.fixture
-def proxy(moto: str) -> Iterator[FaultProxy]:
-    with FaultProxy(moto) as running:
-        yield running
+# The shared moto server, its boto3 clients (elbv2 too) and the fault proxy.
+moto, aws, proxy = test_aws_scaling.moto, test_aws_scaling.aws, test_aws_scaling.proxy
 
 
 def settles(reading: CapacityReading, target: int) -> bool:

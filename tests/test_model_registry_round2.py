@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -34,20 +33,15 @@ from autarky.models.types import (
     Variant,
     WindowInput,
 )
-from tests.test_knowledge_base import db_url  # noqa: F401 (fixture)
+from tests import test_knowledge_base
 from tests.test_research_queue import downgrade
+
+# The fixtures: each test on SQLite and PostgreSQL, on a migrated knowledge base.
+db_url, kb = test_knowledge_base.db_url, test_knowledge_base.kb
 
 A = Variant(name="a", provider="external", model="a")
 B = Variant(name="b", provider="external", model="b")
 HALF = {"a": 0.5, "b": 0.5}
-
-
-@pytest.fixture
-def kb(db_url: str) -> Iterator[KnowledgeBase]:  # noqa: F811
-    base = KnowledgeBase(db_url)
-    base.migrate()
-    yield base
-    base.close()
 
 
 @pytest.fixture
@@ -156,7 +150,7 @@ def test_renewal_extends_only_the_split_it_names_and_never_reopens(registry: Mod
         registry.renew_split("nope", HALF, _soon())
 
 
-async def test_the_activities_set_and_renew_the_lease(db_url: str) -> None:  # noqa: F811
+async def test_the_activities_set_and_renew_the_lease(db_url: str) -> None:
     activities = ModelRegistryActivities(AutarkySettings(), KnowledgeBaseHandle(db_url))
     registry = ModelRegistry(activities.kb.get())
     registry.register_slot("s", [A, B], "a")
@@ -334,7 +328,7 @@ def test_recorded_metrics_are_those_the_outcomes_carry(registry: ModelRegistry) 
 # ------------------------------------------------------------------ offline evaluation (items 6 and 9)
 
 
-async def test_the_offline_batch_routes_by_the_salt_and_the_lease(db_url: str) -> None:  # noqa: F811
+async def test_the_offline_batch_routes_by_the_salt_and_the_lease(db_url: str) -> None:
     activities = ModelRegistryActivities(AutarkySettings(), KnowledgeBaseHandle(db_url))
     registry = ModelRegistry(activities.kb.get())
     slot = offline.OFFLINE_SLOT
@@ -356,7 +350,7 @@ async def test_the_offline_batch_routes_by_the_salt_and_the_lease(db_url: str) -
     activities.kb.get().close()
 
 
-async def test_the_paired_evaluation_scores_every_example_with_both_variants_once(db_url: str) -> None:  # noqa: F811
+async def test_the_paired_evaluation_scores_every_example_with_both_variants_once(db_url: str) -> None:
     activities = ModelRegistryActivities(AutarkySettings(), KnowledgeBaseHandle(db_url))
     registry = ModelRegistry(activities.kb.get())
     slot = offline.OFFLINE_SLOT

@@ -9,7 +9,6 @@ lifecycle of a patch: patched, deprecated, deleted).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 import uuid
@@ -21,7 +20,7 @@ from tempfile import TemporaryDirectory
 import pytest
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
@@ -33,16 +32,15 @@ from autarky.core.approval import ApprovalDecision, ApprovalRequest, ApprovalSig
 from autarky.core.settings import AutarkySettings
 from autarky.models.types import UntestedVariant
 from autarky.research.types import CycleInput, CycleOutcome
-from autarky.scaling.policy_types import ResourceRef, ScalingPolicy
+from autarky.scaling.policy_types import ScalingPolicy
 from autarky.scaling.settings import ScalingSettings
-from autarky.scaling.types import SagaStep
 from autarky.selfmod.agents import ANOMALY_DETECTOR, default_parameters
 from autarky.selfmod.types import ActiveAgentInput, ActivePointer, AgentShortfall, ShortfallInput
 from tests.fakes import FakeHost
-from tests.scaler_fakes import FakePool, FakeResource, fake_input
+from tests.replay_scaler import record_scaler_history
+from tests.scaler_fakes import FakePool
 from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, pending
 from tests.test_patches import code_patches
-from tests.test_scaler import scale
 from workflows.ab_test import ModelABTestWorkflow
 from workflows.autopilot import AutopilotWorkflow
 from workflows.experiment import ExperimentWorkflow
@@ -221,68 +219,6 @@ async def record_scaling_history(
         return await client.get_workflow_handle(harness.workflow_id, run_id=first_run).fetch_history()
 
 
-async def record_scaler_history(
-    client: Client, data_dir: Path, workflow_id: str | None = None
-) -> WorkflowHistory:
-    """A scaler's first run: a change that succeeds, one that fails health and compensates, one that asks
-    for approval (approved), one cancelled by signal, one the provider refuses, one cancelled while it is
-    applied, a refused update, continue-as-new."""
-    resource = FakeResource(desired=2, start_seconds=0.3)
-    queue = f"scaler-replay-{uuid.uuid4().hex[:8]}"
-    input = fake_input(queue, cooldown=timedelta(0), blast_radius=0.5).model_copy(
-        update={"iterations_per_run": 14, "reconcile_interval": timedelta(milliseconds=500)}
-    )
-    if workflow_id:  # the file's name is the id replay uses
-        input = input.model_copy(update={"resource": ResourceRef.parse(f"aws-asg/{workflow_id}")})
-    worker = Worker(
-        client,
-        task_queue=queue,
-        workflows=[ScalerWorkflow],
-        activities=[resource.read_capacity, resource.set_capacity],
-    )
-    async with worker:
-        handle = await client.start_workflow(
-            ScalerWorkflow.run, input, id=input.resource.workflow_id, task_queue=queue
-        )
-        first_run = (await handle.describe()).run_id
-        await scale(handle, 3)
-        resource.never_healthy = True
-        await scale(handle, 4)
-        resource.never_healthy, resource.start_seconds = False, 30.0
-        cancelled = asyncio.create_task(scale(handle, 4))  # from 3, after the compensation
-        await asyncio.sleep(1.0)
-        await handle.signal(ScalerWorkflow.cancel_operation, "recorded cancel")
-        await cancelled
-        resource.start_seconds = 0.3
-        approved = asyncio.create_task(scale(handle, 6))
-        waiting = await eventually(lambda: pending(handle))
-        await handle.execute_update(
-            "approve",
-            ApprovalDecision(approval_id=waiting[0].approval_id, approver="recorder", reason="replay"),
-            result_type=ApprovalRequest,
-        )
-        await approved
-        resource.refuse_sets = 1
-        await scale(handle, 5)  # refused by the provider, nothing changed (release 27: "refused")
-        resource.apply_seconds = 3.0
-        applying = asyncio.create_task(scale(handle, 5))
-        await eventually(lambda: _applying(handle))
-        await handle.signal(ScalerWorkflow.cancel_operation, "cancelled while applying")
-        await applying  # release 27: undone although the apply's result came back
-        resource.apply_seconds = 0.0
-        with contextlib.suppress(WorkflowUpdateFailedError):
-            await scale(handle, 99)  # out of bounds: refused
-        await eventually(lambda: _continued(handle, first_run), timeout=120)
-        history = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
-        await handle.terminate("recorded")
-        return history
-
-
-async def _applying(handle: WorkflowHandle) -> bool:
-    current = (await handle.query(ScalerWorkflow.status)).current
-    return current is not None and current.step == SagaStep.APPLYING
-
-
 async def record_research_history(
     client: Client, data_dir: Path, workflow_id: str | None = None
 ) -> WorkflowHistory:
@@ -440,10 +376,6 @@ async def record_self_modify_history(
     if workflow_id:  # replay names a history by its file
         history = WorkflowHistory(workflow_id, history.events)
     return history
-
-
-async def _continued(handle: WorkflowHandle, first_run: str | None) -> bool:
-    return (await handle.describe()).run_id != first_run
 
 
 SCALING_POLICY = ScalingPolicy(
