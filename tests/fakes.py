@@ -37,6 +37,11 @@ class FakeHost:
     # The share of the CPU and memory in use that the pool's members hold (0: other processes' load,
     # which no pool restart answers).
     pool_share: float = 1.0
+    # What the pool's own probe reads (release 28): tasks running on it and waiting for it, slots per member.
+    pool_in_flight: int = 0
+    pool_backlog: int = 0
+    pool_backlog_age_seconds: float = 0.0
+    pool_slots: int = 10
     probes: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
 
@@ -71,12 +76,20 @@ class FakeHost:
                 ProcessInfo(
                     pid=4000 + i,
                     name="python",
-                    rss_bytes=int(self.memory / 100 * (1 << 30) * self.pool_share / self.pool_members),
-                    cpu_percent=cpu * self.pool_share / self.pool_members,  # one core: host terms
+                    rss_bytes=int(
+                        self.memory / 100 * (1 << 30) * self.pool_share / max(1, self.pool_members)
+                    ),
+                    cpu_percent=cpu * self.pool_share / max(1, self.pool_members),  # one core: host terms
                     role="pool member",
                 )
                 for i in range(self.pool_members)
             ],
+            pool_members=self.pool_members,
+            pool_desired=self.pool_members,
+            pool_in_flight=min(self.pool_in_flight, self.pool_members * self.pool_slots),
+            pool_slots_per_member=self.pool_slots,
+            pool_backlog=self.pool_backlog,
+            pool_backlog_age_seconds=self.pool_backlog_age_seconds,
         )
 
     @activity.defn(name="probe_network")

@@ -25,10 +25,10 @@ async def record_scaler_history(
 ) -> WorkflowHistory:
     """A scaler's first run: a change that succeeds, one that fails health and compensates, one that asks
     for approval (approved), one cancelled by signal, one the provider refuses, one cancelled while it is
-    applied, a refused update, continue-as-new."""
+    applied, a scale-down beyond the blast radius (approved), a refused update, continue-as-new."""
     resource = FakeResource(desired=2, start_seconds=0.3)
     queue = f"scaler-replay-{uuid.uuid4().hex[:8]}"
-    input = fake_input(queue, cooldown=timedelta(0), blast_radius=0.5).model_copy(
+    input = fake_input(queue, cooldown=timedelta(0), blast_radius=0.5, blast_radius_units=1).model_copy(
         update={"iterations_per_run": 14, "reconcile_interval": timedelta(milliseconds=500)}
     )
     if workflow_id:  # the file's name is the id replay uses
@@ -69,6 +69,14 @@ async def record_scaler_history(
         await handle.signal(ScalerWorkflow.cancel_operation, "cancelled while applying")
         await applying  # release 27: undone although the apply's result came back
         resource.apply_seconds = 0.0
+        shrink = asyncio.create_task(scale(handle, 2))  # 6 → 2: beyond the blast radius (release 28)
+        waiting = await eventually(lambda: pending(handle))
+        await handle.execute_update(
+            "approve",
+            ApprovalDecision(approval_id=waiting[0].approval_id, approver="recorder", reason="shrink"),
+            result_type=ApprovalRequest,
+        )
+        await shrink
         with contextlib.suppress(WorkflowUpdateFailedError):
             await scale(handle, 99)  # out of bounds: refused
         await eventually(lambda: _continued(handle, first_run), timeout=120)

@@ -1,45 +1,47 @@
-"""The autopilot scales the local pool: load → `pool_overloaded` → scale_pool → the pool's ScalerWorkflow.
+"""The autopilot scales the local pool on its own load (release 28): busy slots and the backlog of its
+queue → `pool_overloaded` / `pool_underused` → scale_pool → the pool's ScalerWorkflow.
 
-The scaler and the scaling request are real; the pool is a stand-in whose size the fake host probe
-reports (the real pool provider has its own tests: test_local_pool_scaling.py)."""
+Host CPU spent by other processes does not grow the pool; a pool without work goes to zero; a backlog
+brings members back. The scaler and the scaling request are real; the pool is a stand-in whose size and
+load the fake host probe reports (the real pool's load reading has its own tests: test_pool_load.py)."""
 
 from __future__ import annotations
 
-import itertools
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from activities.infra.scaling_requests import ScalingRequestActivities
 from autarky.autopilot.types import ActionStatus
 from autarky.core.settings import AutarkySettings
 from autarky.scaling.policy_types import ScalingPolicy
 from autarky.scaling.settings import ScalingSettings
-from autarky.scaling.types import OperationStatus, ScaleOperation
 from tests.fakes import FakeHost
 from tests.scaler_fakes import FakePool
 from tests.test_autopilot import Harness, actions, eventually, fast_settings, of_type
-from workflows.scaling import ScalerWorkflow
 
 POLICY = ScalingPolicy(
-    min_capacity=1,
+    min_capacity=0,
     max_capacity=3,
-    cooldown=timedelta(seconds=2),
-    stabilisation_window=timedelta(seconds=2),
+    cooldown=timedelta(0),
+    stabilisation_window=timedelta(seconds=1),
+    idle_window=timedelta(seconds=3),
+    warmup=timedelta(0),
     blast_radius=5.0,
 )
 
 
-async def test_load_grows_the_pool_and_its_end_shrinks_it_after_the_cooldown(
-    client: Client, tmp_path: Path
-) -> None:
+@asynccontextmanager
+async def scaling_autopilot(
+    client: Client, tmp_path: Path, host: FakeHost, pool: FakePool, policy: ScalingPolicy = POLICY
+) -> AsyncIterator[tuple[Harness, WorkflowHandle]]:
     host_id = f"scale-host-{uuid.uuid4().hex[:8]}"
-    host = FakeHost(cpu=95.0, pool_members=1)
-    pool = FakePool(desired=1, host=host)
     harness = Harness(client, tmp_path, host, host_id=host_id)
-    settings = fast_settings(pool_scaling=True, pool_policy=POLICY)
+    settings = fast_settings(pool_scaling=True, pool_policy=policy)
     product = AutarkySettings(
         task_queue=harness.task_queue,
         control_task_queue=harness.control_queue,
@@ -50,34 +52,52 @@ async def test_load_grows_the_pool_and_its_end_shrinks_it_after_the_cooldown(
     harness.main_activities = [ScalingRequestActivities(product).request_scaling]
     harness.pool_activities[host_id] = [pool.read_pool, pool.set_pool]
     async with harness.running(settings) as handle:
-        await eventually(lambda: _at(pool, 3), timeout=60)  # busy: 1 → 2 → 3 (the maximum)
-        host.cpu = 5.0  # the load is gone
-        await eventually(lambda: _at(pool, 1), timeout=60)
+        try:
+            yield harness, handle
+        finally:
+            await client.get_workflow_handle(f"scaler/local-pool/{host_id}").terminate("test finished")
+
+
+async def test_busy_cpu_without_pool_work_never_grows_the_pool_and_a_backlog_does(
+    client: Client, tmp_path: Path
+) -> None:
+    # Other processes hold the host's CPU at 97 %; the pool's queue has no work.
+    host = FakeHost(cpu=97.0, pool_members=1, pool_share=0.0)
+    pool = FakePool(desired=1, host=host)
+    async with scaling_autopilot(client, tmp_path, host, pool) as (_harness, handle):
+        await eventually(lambda: _at(pool, 0), timeout=60)  # idle: to zero, whatever the CPU
+        assert [d for _, d in pool.changes] == [0]  # never grew on host CPU
+        host.pool_backlog, host.pool_backlog_age_seconds = 25, 40.0  # 2.5 members' worth of slots wait
+        await eventually(lambda: _at(pool, 3), timeout=60)
+        host.pool_backlog, host.pool_backlog_age_seconds = 0, 0.0  # the work is done
+        await eventually(lambda: _at(pool, 0), timeout=60)
         records = await actions(handle)
-        scaler = client.get_workflow_handle(f"scaler/local-pool/{host_id}")
-        operations = await scaler.query(ScalerWorkflow.operations)
-        await scaler.terminate("test finished")
-    sizes = [desired for _, desired in pool.changes]
-    assert sizes[: sizes.index(3) + 1] == sorted(sizes[: sizes.index(3) + 1])  # grew step by step
-    assert sizes[-1] == 1 and max(sizes) == 3
+    sizes = [d for _, d in pool.changes]
+    assert sizes[:2] == [0, 3] and sizes[-1] == 0, sizes  # grew on the backlog, back to zero after it
+    assert sizes[1:] == sorted(sizes[1:], reverse=True), sizes  # (through one member while not yet idle)
     succeeded = of_type(records, "scale_pool", ActionStatus.SUCCEEDED)
-    assert succeeded and all(r.decision.candidate.host == host_id for r in succeeded)
-    assert any(r.decision.candidate.finding_kind == "pool_overloaded" for r in succeeded)
-    assert any(r.decision.candidate.finding_kind == "pool_underused" for r in succeeded)
-    assert not of_type(records, "scale_pool", ActionStatus.FAILED)
-    _assert_spaced(operations, POLICY.cooldown)
+    kinds = [r.decision.candidate.finding_kind for r in succeeded]
+    # (the last shrink's record may still be on its way to the autopilot)
+    assert kinds.count("pool_overloaded") == 1 and kinds.count("pool_underused") >= 1, kinds
+    grew = next(r for r in succeeded if r.decision.candidate.finding_kind == "pool_overloaded")
+    assert "demand 2.50 units" in grew.decision.candidate.reason, grew.decision.candidate
+
+
+async def test_busy_slots_keep_the_members_that_serve_them(client: Client, tmp_path: Path) -> None:
+    # Two members, 10 slots each, 17 tasks running and nothing waiting: both members are needed.
+    host = FakeHost(cpu=20.0, pool_members=2, pool_in_flight=17)
+    pool = FakePool(desired=2, host=host)
+    async with scaling_autopilot(client, tmp_path, host, pool):
+        await eventually(lambda: _probed(host, 15), timeout=60)
+        assert pool.changes == []  # 17 busy slots of 20: neither more nor fewer members
+        host.pool_in_flight = 4  # most work done: one member's slots suffice
+        await eventually(lambda: _at(pool, 1), timeout=60)
+    assert [d for _, d in pool.changes] == [1]
 
 
 async def _at(pool: FakePool, size: int) -> bool:
     return pool.desired == size
 
 
-def _assert_spaced(operations: list[ScaleOperation], cooldown: timedelta) -> None:
-    """Changes of capacity at least a cooldown apart (the scaler's own clock)."""
-    started = [o for o in operations if o.started_at is not None]  # the last may still verify
-    assert len(started) >= 4 and not [o for o in started if o.status == OperationStatus.COMPENSATED]
-    # A request for the size the pool already has (a watcher that has not yet heard of the last change)
-    # is answered "unchanged": no change, so no cooldown runs from it.
-    changes = [o for o in started if o.status != OperationStatus.UNCHANGED]
-    starts = [o.started_at for o in changes if o.started_at is not None]
-    assert min(later - earlier for earlier, later in itertools.pairwise(starts)) >= cooldown
+async def _probed(host: FakeHost, count: int) -> bool:
+    return host.probes >= count

@@ -37,12 +37,14 @@ from autarky.scaling.settings import ScalingSettings
 from autarky.selfmod.agents import ANOMALY_DETECTOR, default_parameters
 from autarky.selfmod.types import ActiveAgentInput, ActivePointer, AgentShortfall, ShortfallInput
 from tests.fakes import FakeHost
+from tests.replay_pool import record_pool_watcher_history
 from tests.replay_scaler import record_scaler_history
 from tests.scaler_fakes import FakePool
 from tests.test_autopilot import Harness, _first, actions, eventually, fast_settings, pending
 from tests.test_patches import code_patches
 from workflows.ab_test import ModelABTestWorkflow
 from workflows.autopilot import AutopilotWorkflow
+from workflows.autopilot_host import AutopilotHostWorkflow
 from workflows.experiment import ExperimentWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
 from workflows.research import ResearchCycleWorkflow
@@ -190,9 +192,9 @@ async def record_round2_history(
 async def record_scaling_history(
     client: Client, data_dir: Path, workflow_id: str | None = None
 ) -> WorkflowHistory:
-    """Pool scaling on: load → pool_overloaded → scale_pool actions through the real scaler,
-    continue-as-new."""
-    host = FakeHost(cpu=95.0, pool_members=1)
+    """Pool scaling on: a backlog on the pool's queue → pool_overloaded → scale_pool actions through the
+    real scaler, continue-as-new."""
+    host = FakeHost(cpu=95.0, pool_members=1, pool_backlog=25, pool_backlog_age_seconds=40)
     pool = FakePool(desired=1, host=host)
     harness = Harness(client, data_dir, host, host_id=f"replay-{uuid.uuid4().hex[:8]}")
     harness.workflow_id = workflow_id or harness.workflow_id
@@ -391,6 +393,7 @@ RECORDERS = {
     "autopilot-scaling": record_scaling_history,
     "autopilot-reads": record_reads_history,
     "scaler": record_scaler_history,
+    "pool-watcher": record_pool_watcher_history,
     "research-cycle": record_research_history,
     "experiment": record_experiment_history,
     "abtest": record_abtest_history,
@@ -445,6 +448,12 @@ NOT_LOOPS = {"research-cycle", "research-cycle-round2", "research-cycle-release2
 NOT_LOOPS |= {"self-modify", "self-modify-release26"}
 REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
 REQUIRED["scaler-release27"] = REQUIRED["scaler"] | {EventType.EVENT_TYPE_MARKER_RECORDED}  # both patches
+REQUIRED["scaler-release28"] = REQUIRED["scaler-release27"]  # and `scaling-approve-scale-down`
+# A host's watcher (`pool-scaling-round-2`): it hears of the pool's change by signal.
+REQUIRED["pool-watcher"] = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+    EventType.EVENT_TYPE_MARKER_RECORDED,
+}
 REQUIRED["abtest-round2"] = REQUIRED["abtest"] | {EventType.EVENT_TYPE_MARKER_RECORDED}  # `abtest-round-2`
 REQUIRED["self-modify"] = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_FIRED}
 # Under `selfmod-one-host` (release 26's deprecated marker): the steps after the snapshot on the host's
@@ -456,6 +465,7 @@ def replayer() -> Replayer:
     return Replayer(
         workflows=[
             AutopilotWorkflow,
+            AutopilotHostWorkflow,
             HousekeepingWorkflow,
             ScalerWorkflow,
             ResearchCycleWorkflow,

@@ -142,7 +142,7 @@ async def test_the_same_request_id_runs_once(client: Client) -> None:
 
 async def test_growth_beyond_the_blast_radius_waits_for_approval(client: Client) -> None:
     resource = FakeResource(desired=2)
-    async with scaler(client, resource, blast_radius=0.5) as handle:
+    async with scaler(client, resource, blast_radius=0.5, blast_radius_units=1) as handle:
         rejected_run = asyncio.create_task(scale(handle, 4))  # +100 % > +50 %
         waiting = await eventually(
             lambda: handle.query("pending_approvals", result_type=list[ApprovalRequest])

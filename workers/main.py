@@ -14,6 +14,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
+from activities.infra.pool_load import LoadReporter
 from activities.infra.worker_pool import LocalWorkerPool
 from autarky.core.hosts import host_queue, worker_identity
 from autarky.core.settings import AutarkySettings
@@ -29,6 +30,7 @@ from workers.registry import (
 
 log = structlog.get_logger(__name__)
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+POOL_MEMBER_SLOTS = 10  # a pool member's activity slots on the pool's queue
 # The research queue's worker (bench/research.py measures with the same): a cycle analyses a few items at a
 # time, and the queue is idle 59 minutes an hour, so two long polls are enough.
 RESEARCH_WORKER_OPTIONS: dict[str, Any] = {
@@ -98,8 +100,10 @@ def build_workers(
                 task_queue=host_queue(settings.pool_task_queue, settings.host_id),
                 activities=main_activities(settings),
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-                max_concurrent_activities=10,
+                max_concurrent_activities=POOL_MEMBER_SLOTS,
                 identity=identity,
+                # Its slots in use, for the pool's scaling (the host probe sums the members' files).
+                interceptors=[LoadReporter(settings.data_dir / "pool", POOL_MEMBER_SLOTS)],
             )
         )
     if pool is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from activities.infra.hosts import discover_hosts
 from activities.infra.local_pool_scaling import LocalPoolScalingActivities
-from activities.infra.probes import probe_host, probe_network
+from activities.infra.probes import HostProbe, probe_network
 from activities.infra.remediation import RemediationActivities
 from activities.infra.scaling_requests import ScalingRequestActivities
 from activities.infra.task_queues import probe_task_queue
@@ -77,6 +77,8 @@ def aws_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
 def host_activities(settings: AutarkySettings) -> list[Callable[..., Any]]:
     """A host's own queue: what must run on that machine (its probes, its cache; notify too)."""
     remediation = RemediationActivities.from_settings(settings)
+    # The host's local pool (its members' load) is under data_dir, which every worker of the host shares.
+    probe_host = HostProbe(settings.data_dir).probe_host
     return [probe_host, probe_network, remediation.notify, remediation.clear_cache, remediation.prune_cache]
 
 

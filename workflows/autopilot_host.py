@@ -39,8 +39,10 @@ with workflow.unsafe.imports_passed_through():
     from autarky.core.findings import Finding
     from autarky.core.hosts import host_queue
     from autarky.scaling.pool_policy import pool_scaling_findings
+    from autarky.scaling.pool_policy_round1 import pool_scaling_findings as pool_scaling_findings_round1
     from autarky.selfmod.agents import anomaly_config
     from workflows import autopilot_reads as reads
+    from workflows.compat import autopilot_host as compat
 
 WINDOW_KEPT = 60
 
@@ -87,9 +89,11 @@ def host_findings(
     """The Analyze stage for one host: threshold rules, detectors, the local pool's scaling policy."""
     findings = analyze(hs.window, default_analyzers(settings.rules, settings.monitor_interval))
     findings += detector_findings(hs.detection, hs.window, analysis, now)
-    if settings.pool_scaling:
+    if settings.pool_scaling and compat.pool_scaling_round_2():
+        findings += pool_scaling_findings(host, hs.window, hs.scaling, settings.pool_policy, now)
+    elif settings.pool_scaling:
         overload = next((f for f in findings if f.kind == "overload_warning"), None)
-        findings += pool_scaling_findings(host, hs.window, hs.scaling, settings.pool_policy, overload, now)
+        findings += pool_scaling_findings_round1(host, hs.window, hs.scaling, settings.pool_policy, overload, now)
     for finding in findings:
         finding.host = host
     return findings

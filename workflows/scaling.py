@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
     from autarky.core.approval import ApprovalState
     from autarky.scaling.policy import approval_needed, cooldown_remaining
+    from autarky.scaling.policy_round1 import approval_needed as approval_needed_round1
     from autarky.scaling.policy_types import ResourceKind, ScalingPolicy
     from autarky.scaling.types import (
         CapacityReading,
@@ -240,7 +241,10 @@ class ScalerWorkflow(ApprovalGate):
         if operation.target == before.desired:
             self._finish(operation, OperationStatus.UNCHANGED, f"already at {before.desired}")
             return
-        why = approval_needed(self._input.policy, before.desired, operation.target)
+        why = approval_needed_round1(self._input.policy, before.desired, operation.target)
+        if why is None and operation.target < before.desired:
+            shrink = approval_needed(self._input.policy, before.desired, operation.target)
+            why = shrink if shrink is not None and compat.approve_scale_down() else None
         if why is not None and not await self._approved(operation, why):
             return
         self._step(operation, SagaStep.APPLYING)

@@ -13,6 +13,7 @@ import re
 import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psutil
 import structlog
@@ -21,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.infra.task_queues import describe_activity_queue
-from activities.infra.worker_pool import MEMBER_FLAG
+from activities.infra.worker_pool import MEMBER_FLAG, LocalWorkerPool
 from autarky.autopilot.types import (
     CpuStats,
     DiskStats,
@@ -62,6 +63,31 @@ async def probe_host(request: HostProbeInput) -> HostSample:
             sample.pool_backlog = stats.backlog
             sample.pool_backlog_age_seconds = stats.backlog_age_seconds
     return sample
+
+
+class HostProbe:
+    """`probe_host` on a worker of a host whose local pool lives under `data_dir` (every worker of the host
+    reads the same settings): the sample also carries the pool's members and the slots they have in use."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pool = LocalWorkerPool(data_dir)
+
+    @activity.defn(name="probe_host")
+    async def probe_host(self, request: HostProbeInput) -> HostSample:
+        sample = await probe_host(request)
+        if not self.pool.dir.is_dir():  # no pool was ever started here: nothing to say (None)
+            return sample
+        try:
+            load = await asyncio.to_thread(self.pool.load)  # reads only: safe beside the pool's owner
+        except OSError as error:  # the sample is still worth having without the pool's load
+            log.warning("could not read the local pool's load", pool_dir=str(self.pool.dir), error=str(error))
+            return sample
+        sample.pool_members = load.members
+        sample.pool_in_flight = load.in_flight
+        sample.pool_slots_per_member = load.slots_per_member
+        sample.pool_desired = load.desired
+        sample.pool_schedule_to_start_seconds = load.schedule_to_start_seconds
+        return sample
 
 
 def _sample_host(request: HostProbeInput) -> HostSample:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.infra.pool_load import PoolLoad, load_path, pool_load, prune_loads, read_loads
 from activities.infra.task_queues import describe_activity_queue
 from autarky.core.actions import ActionRequest, ActionResult
 from autarky.core.hosts import worker_identity
@@ -72,15 +73,30 @@ class LocalWorkerPool:
                 pid_file.unlink(missing_ok=True)
             else:
                 found.append(PoolMember(slot, process))
+        prune_loads(self.dir, (m.process.pid for m in found))
         POOL_MEMBERS.set(len(found))
         return found
 
+    def load(self) -> PoolLoad:
+        """Live members, their activities in flight and slots (activities/infra/pool_load.py), the recorded
+        size. Reads only, so any process of this host may call it (the host probe does); `members()` may
+        not outside the owner: it would take a member whose exec is not done for a stale file."""
+        pids = [
+            p.pid for f in sorted(self.dir.glob("member-*.pid")) if (p := self._live_member(f)) is not None
+        ]
+        loads = read_loads(self.dir, pids)
+        return pool_load(len(pids), self.recorded_size(), loads.values(), datetime.now(UTC))
+
     def desired_size(self, default: int) -> int:
         """The size the scaler last set (kept across restarts of `autarky up`), else `default`."""
+        recorded = self.recorded_size()
+        return default if recorded is None else recorded
+
+    def recorded_size(self) -> int | None:
         try:
             return int((self.dir / "desired").read_text().strip())
         except (OSError, ValueError):
-            return default
+            return None
 
     def set_size(self, size: int) -> list[PoolMember]:
         """Record `size` as the pool's size, then start or stop members to match it."""
@@ -151,6 +167,7 @@ class LocalWorkerPool:
             pass
         self._started.pop(member.process.pid, None)
         (self.dir / f"member-{member.slot}.pid").unlink(missing_ok=True)
+        load_path(self.dir, member.process.pid).unlink(missing_ok=True)
         log.info("pool member stopped", slot=member.slot, pid=member.process.pid)
 
     def exit_code(self, pid: int) -> int | None:

@@ -30,6 +30,11 @@ def to_metric_point(host: HostSample, network: NetworkSample | None) -> MetricPo
         pool_cpu_percent=pool_cpu_percent(host),
         pool_backlog=host.pool_backlog,
         pool_backlog_age_seconds=host.pool_backlog_age_seconds,
+        pool_members=host.pool_members,
+        pool_in_flight=host.pool_in_flight,
+        pool_slots_per_member=host.pool_slots_per_member,
+        pool_desired=host.pool_desired,
+        pool_schedule_to_start_seconds=host.pool_schedule_to_start_seconds,
     )
 
 

@@ -93,6 +93,14 @@ class HostSample(BaseModel):
     # Activity tasks waiting in the local pool's queue, and how long the oldest has waited (when asked).
     pool_backlog: int | None = None
     pool_backlog_age_seconds: float | None = None
+    # The local pool's members, from its files on this host (None where the worker has no pool): live
+    # members by pid, their pool-queue activities in flight (summed), one member's slots, the recorded size
+    # (0 is a size), and the longest schedule-to-start of a task a member started in the last minute.
+    pool_members: int | None = None
+    pool_in_flight: int | None = None
+    pool_slots_per_member: int | None = None
+    pool_desired: int | None = None
+    pool_schedule_to_start_seconds: float | None = None
 
 
 class HostProbeInput(BaseModel):
@@ -145,6 +153,12 @@ class MetricPoint(BaseModel):
     pool_cpu_percent: float | None = None
     pool_backlog: int | None = None
     pool_backlog_age_seconds: float | None = None
+    # As in HostSample: what more pool members relieve (slots in use), and the pool's recorded size.
+    pool_members: int | None = None
+    pool_in_flight: int | None = None
+    pool_slots_per_member: int | None = None
+    pool_desired: int | None = None
+    pool_schedule_to_start_seconds: float | None = None
 
 
 # ---------------------------------------------------------------------------------------- actions

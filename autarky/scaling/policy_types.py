@@ -69,13 +69,16 @@ class ResourceRef(BaseModel, frozen=True):
 
 
 class ScalingPolicy(BaseModel):
-    """The knobs of the scaling policy (autarky.scaling.policy).
+    """The knobs of the scaling policy (autarky.scaling.policy; round 1's in autarky.scaling.policy_round1).
 
-    The defaults were chosen by replaying the shared load traces through the policy (bench/scaling.py):
-    up above 90 %, down below 60 % once it stayed there for a 15-minute window, +1..2 / -1 units, 5 minutes
-    between changes. On those traces this had 42 % fewer SLO-violation minutes than a Kubernetes-HPA-like
-    baseline (target 70 %) at a slightly lower cost (134 % of a clairvoyant oracle's, HPA-like 138 %) and
-    under one change per steady hour; the issue's first guess (80 % / 30 %, 5-minute window) cost 164 %.
+    Round 2 sizes proportionally, as Kubernetes' HPA does, but for the demand expected by the time new
+    capacity serves: need = ceil((demand + the median rise of demand over one warm-up in the last hour) /
+    target_utilisation), over the capacity in service plus starting (warm-up accounting, no scale-up
+    cooldown). It shrinks only to what keeps the utilisation at or below scale_down_target, and only as far
+    as every such need within stabilisation_window allows. Each automatic change stays within the blast
+    radius of what is in service (HPA's default rate: double, or 4 units); larger ones are a person's.
+    The defaults were chosen leave-one-trace-out on the shared traces (bench/scaling_choose.py prints the
+    choice; bench/scaling.py the figures).
     """
 
     scale_up_utilisation: float = Field(
@@ -86,19 +89,36 @@ class ScalingPolicy(BaseModel):
     step_down: int = Field(1, ge=1, description="units removed at most per event")
     min_capacity: int = Field(1, ge=0)
     max_capacity: int = Field(8, ge=1)
-    cooldown: Duration = Field(timedelta(minutes=5), ge=timedelta(0), description="between two events")
+    # Round 2 counts starting capacity instead (warm-up accounting); a cooldown only delays what is needed.
+    cooldown: Duration = Field(timedelta(0), ge=timedelta(0), description="between two events")
     # Scale down only when the utilisation stayed low for this long, and only to the highest capacity
     # recommended within it (Kubernetes HPA's rule): noise does not flap, a dip does not shrink a peak's need.
-    stabilisation_window: Duration = Field(timedelta(minutes=15), ge=timedelta(0))
+    stabilisation_window: Duration = Field(timedelta(minutes=6), ge=timedelta(0))
     # Worker pools: a backlog older than this counts as overload whatever the CPU says.
     backlog_age_limit: Duration = Field(timedelta(seconds=30), gt=timedelta(0))
     # Blast radius: growing by more than this share of the current capacity needs a person's approval,
-    blast_radius: float = Field(0.5, gt=0)
-    # except a growth of at most this many units (one more member of a small pool is routine),
-    blast_radius_units: int = Field(1, ge=0)
+    # and so does shrinking by more than this share (round 2); the policy's own changes stay within it,
+    blast_radius: float = Field(1.0, gt=0)
+    # except a change of at most this many units (a few more members of a small pool are routine),
+    blast_radius_units: int = Field(4, ge=0)
     # and so does a capacity whose cost per hour would exceed the ceiling (when both are set).
     unit_cost_per_hour: float | None = Field(None, ge=0)
     cost_ceiling_per_hour: float | None = Field(None, ge=0)
+
+    # Round 2 (autarky.scaling.policy):
+    target_utilisation: float = Field(
+        1.0, gt=0, le=1, description="grow when demand plus its expected rise exceeds this share of capacity"
+    )
+    scale_down_target: float = Field(
+        0.85, gt=0, le=1, description="shrink only to what keeps the utilisation at or below this"
+    )
+    # How long new capacity takes to serve (an instance's boot, a pool member's start): the horizon of the
+    # expected rise, and how long a change is waited for before its effect is judged.
+    warmup: Duration = Field(timedelta(minutes=3), ge=timedelta(0))
+    headroom_quantile: float = Field(0.5, ge=0, le=1, description="of recent rises over one warm-up")
+    rise_history: Duration = Field(timedelta(hours=1), gt=timedelta(0))
+    # With min_capacity 0: no demand for this long takes the resource to zero (KEDA's cooldownPeriod).
+    idle_window: Duration = Field(timedelta(minutes=5), ge=timedelta(0))
 
     @model_validator(mode="after")
     def _consistent(self) -> ScalingPolicy:
@@ -106,6 +126,11 @@ class ScalingPolicy(BaseModel):
             raise ValueError(
                 f"scale_down_utilisation ({self.scale_down_utilisation}) must be below "
                 f"scale_up_utilisation ({self.scale_up_utilisation}), or the policy would flap"
+            )
+        if self.scale_down_target > self.target_utilisation:
+            raise ValueError(
+                f"scale_down_target ({self.scale_down_target}) must not exceed target_utilisation "
+                f"({self.target_utilisation}), or a shrink would call for growing again"
             )
         if self.min_capacity > self.max_capacity:
             raise ValueError(f"min_capacity ({self.min_capacity}) exceeds max_capacity ({self.max_capacity})")
@@ -121,11 +146,25 @@ class LoadSample(BaseModel):
     # Worker pools: tasks waiting in the task queue, and how long the oldest has waited.
     backlog: int | None = Field(None, ge=0)
     backlog_age_seconds: float | None = Field(None, ge=0)
+    # Round 2: the demand in units of capacity (e.g. busy slots / slots per member); None: utilisation ×
+    # the capacity in service.
+    demand: float | None = Field(None, ge=0)
 
 
 class Recommended(BaseModel):
     at: datetime
-    capacity: int
+    capacity: int  # round 2: the scale-down need
+
+
+class Rising(BaseModel):
+    at: datetime
+    demand: float
+    peak: float | None = None  # the highest demand seen after `at`, within one warm-up
+
+
+class Rise(BaseModel):
+    at: datetime  # when the rise started
+    size: float  # how much the demand rose within one warm-up from then (may be negative)
 
 
 class ScalingMemory(BaseModel):
@@ -134,12 +173,25 @@ class ScalingMemory(BaseModel):
     recommendations: list[Recommended] = Field(default_factory=list)
     last_scaled_at: datetime | None = None
     observed_since: datetime | None = None  # the start of the current unbroken run of samples
+    # Round 2: demand readings younger than one warm-up with the highest demand seen since each,
+    rising: list[Rising] = Field(default_factory=list)
+    # the rises of demand over one warm-up completed within rise_history (their start, their size),
+    rises: list[Rise] = Field(default_factory=list)
+    idle_since: datetime | None = None  # demand has been 0 since (scale to zero)
+
+
+class Capacity(BaseModel):
+    """A resource's capacity as the policy counts it: what is asked for, and how much of it serves."""
+
+    desired: int = Field(ge=0)  # in service + starting
+    in_service: int = Field(ge=0)
 
 
 class Recommendation(BaseModel):
     current: int
     desired: int  # == current: no change
     reason: str
+    demand: float | None = None  # round 2: the demand seen (units), for judging the change's effect later
 
     @property
     def change(self) -> int:

@@ -1,28 +1,40 @@
 """Analyze stage, scaling part: whether a host's local worker pool should grow or shrink (pure code).
 
-The pool's load is the host's CPU and the backlog of the pool's queue (from the host probe); the
-scaling policy (autarky.scaling.policy) decides the capacity, with its memory (stabilisation window,
-last change) kept per host. An overload warning (latency and CPU rising together) asks for one more
-member even while the policy still sees the utilisation within its band.
+The pool scales on what more members relieve: activity tasks in flight on its members plus the backlog of
+its queue, in members' worth of slots (the host probe reads both), never on host CPU, which other processes
+may spend (a CPU-bound host is the threshold rules' finding, and a person's). The scaling policy
+(autarky.scaling.policy) sizes the pool with its memory kept per host; a pool may go to zero members when
+its queue has had no work for the idle window, and the first backlog brings a member back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from autarky.autopilot.types import MetricPoint
 from autarky.core.findings import Finding
-from autarky.scaling.policy import clamp, cooldown_remaining, recommend
-from autarky.scaling.policy_types import LoadSample, ResourceKind, ResourceRef, ScalingMemory, ScalingPolicy
+from autarky.scaling.policy import recommend
+from autarky.scaling.policy_types import (
+    Capacity,
+    LoadSample,
+    ResourceKind,
+    ResourceRef,
+    ScalingMemory,
+    ScalingPolicy,
+)
 
 POOL_MEMBER = "pool member"
 RESOURCE = "resource"
 DESIRED = "desired"
+POOL_DEMAND = "pool_demand"
 
 
-def pool_members(point: MetricPoint) -> int:
-    return sum(1 for process in point.process_rss_bytes if process.startswith(POOL_MEMBER))
+def pool_demand(point: MetricPoint) -> float | None:
+    """Tasks running on the pool plus waiting for it, in members' worth of slots; None: not measured."""
+    if point.pool_desired is None or not point.pool_slots_per_member:
+        return None
+    return ((point.pool_in_flight or 0) + (point.pool_backlog or 0)) / point.pool_slots_per_member
 
 
 def pool_scaling_findings(
@@ -30,44 +42,39 @@ def pool_scaling_findings(
     window: Sequence[MetricPoint],
     memory: ScalingMemory,
     policy: ScalingPolicy,
-    overload: Finding | None,
     now: datetime,
 ) -> list[Finding]:
-    """A `pool_overloaded` or `pool_underused` finding naming the capacity to scale to, or nothing."""
+    """A `pool_overloaded` or `pool_underused` finding naming the members to scale to, or nothing."""
     if not window:
         return []
     latest = window[-1]
-    current = pool_members(latest)
-    if current == 0:
-        return []  # no pool on this host (worker_pool_size = 0, or a worker without `autarky up`)
+    demand = pool_demand(latest)
+    if demand is None or latest.pool_desired is None:
+        return []  # no pool on this host (or a probe that does not read the pool's load)
+    desired = latest.pool_desired
+    capacity = Capacity(desired=desired, in_service=min(desired, latest.pool_members or 0))
     sample = LoadSample(
         at=latest.at,
-        utilisation=latest.cpu_percent / 100,
+        demand=demand,
         backlog=latest.pool_backlog,
         backlog_age_seconds=latest.pool_backlog_age_seconds,
     )
-    recommendation = recommend(policy, current, sample, memory)
-    desired, reason = recommendation.desired, recommendation.reason
-    if (
-        desired == current
-        and overload is not None
-        and clamp(policy, current + 1) > current
-        and cooldown_remaining(policy, memory.last_scaled_at, sample.at) == timedelta(0)
-    ):
-        desired, reason = current + 1, f"overload warning: {overload.message}"
-    if desired == current:
+    recommendation = recommend(policy, capacity, sample, memory)
+    if recommendation.desired == desired:
         return []
     resource = ResourceRef(kind=ResourceKind.LOCAL_POOL, name=host)
+    growing = recommendation.desired > desired
     return [
         Finding(
-            kind="pool_overloaded" if desired > current else "pool_underused",
-            metric="cpu_percent",
-            value=round(latest.cpu_percent, 1),
-            threshold=100
-            * (policy.scale_up_utilisation if desired > current else policy.scale_down_utilisation),
-            message=f"{resource.id}: {current} → {desired} members ({reason})",
+            kind="pool_overloaded" if growing else "pool_underused",
+            metric=POOL_DEMAND,
+            value=round(demand, 2),
+            threshold=round(
+                desired * (policy.target_utilisation if growing else policy.scale_down_target), 2
+            ),
+            message=f"{resource.id}: {desired} → {recommendation.desired} members ({recommendation.reason})",
             observed_at=now,
             subject=resource.id,
-            params={RESOURCE: resource.id, DESIRED: str(desired)},
+            params={RESOURCE: resource.id, DESIRED: str(recommendation.desired)},
         )
     ]

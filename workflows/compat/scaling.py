@@ -10,6 +10,7 @@ from temporalio import workflow
 
 CANCEL_AFTER_APPLY = "scaling-cancel-after-apply"
 REFUSED_APPLY = "scaling-refused-apply"
+APPROVE_SCALE_DOWN = "scaling-approve-scale-down"
 
 
 def cancel_after_apply() -> bool:
@@ -22,3 +23,9 @@ def refused_apply() -> bool:
     """An apply that failed for good: read the resource, and when nothing changed end "refused" (no undo,
     no cooldown)? Before release 27 the saga compensated and started the cooldown."""
     return workflow.patched(REFUSED_APPLY)
+
+
+def approve_scale_down() -> bool:
+    """A shrink beyond the blast radius: ask a person, as for a growth? Before release 28 any scale-down
+    ran at once (10 → 0 included)."""
+    return workflow.patched(APPROVE_SCALE_DOWN)
