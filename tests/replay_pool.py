@@ -25,6 +25,7 @@ POLICY = ScalingPolicy(
     stabilisation_window=timedelta(seconds=1),
     idle_window=timedelta(seconds=2),
     warmup=timedelta(0),
+    backlog_age_limit=timedelta(seconds=1),  # also how long a change settles before it is judged
     blast_radius=5.0,
 )
 

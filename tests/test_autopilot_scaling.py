@@ -13,10 +13,12 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
 
 from activities.infra.scaling_requests import ScalingRequestActivities
-from autarky.autopilot.types import ActionStatus
+from autarky.autopilot.types import ActionRecord, ActionStatus
 from autarky.core.settings import AutarkySettings
 from autarky.scaling.policy_types import ScalingPolicy
 from autarky.scaling.settings import ScalingSettings
@@ -31,15 +33,21 @@ POLICY = ScalingPolicy(
     stabilisation_window=timedelta(seconds=1),
     idle_window=timedelta(seconds=3),
     warmup=timedelta(0),
+    backlog_age_limit=timedelta(seconds=1),  # also how long a change settles before it is judged
     blast_radius=5.0,
 )
 
 
 @asynccontextmanager
 async def scaling_autopilot(
-    client: Client, tmp_path: Path, host: FakeHost, pool: FakePool, policy: ScalingPolicy = POLICY
+    client: Client,
+    tmp_path: Path,
+    host: FakeHost,
+    pool: FakePool,
+    policy: ScalingPolicy = POLICY,
+    host_id: str | None = None,
 ) -> AsyncIterator[tuple[Harness, WorkflowHandle]]:
-    host_id = f"scale-host-{uuid.uuid4().hex[:8]}"
+    host_id = host_id or f"scale-host-{uuid.uuid4().hex[:8]}"
     harness = Harness(client, tmp_path, host, host_id=host_id)
     settings = fast_settings(pool_scaling=True, pool_policy=policy)
     product = AutarkySettings(
@@ -81,6 +89,7 @@ async def test_busy_cpu_without_pool_work_never_grows_the_pool_and_a_backlog_doe
     assert kinds.count("pool_overloaded") == 1 and kinds.count("pool_underused") >= 1, kinds
     grew = next(r for r in succeeded if r.decision.candidate.finding_kind == "pool_overloaded")
     assert "demand 2.50 units" in grew.decision.candidate.reason, grew.decision.candidate
+    assert "0 → 3 helped" in (grew.detail or ""), grew.detail  # the real pool queue has no wait after it
 
 
 async def test_busy_slots_keep_the_members_that_serve_them(client: Client, tmp_path: Path) -> None:
@@ -101,3 +110,46 @@ async def _at(pool: FakePool, size: int) -> bool:
 
 async def _probed(host: FakeHost, count: int) -> bool:
     return host.probes >= count
+
+
+@workflow.defn(name="PoolWorkWaiting", sandboxed=False)
+class PoolWorkWaiting:
+    """Work on a pool's queue that no member takes (the change asked for never brings one)."""
+
+    @workflow.run
+    async def run(self, pool_queue: str) -> None:
+        await workflow.execute_activity(
+            "pool_work", task_queue=pool_queue, start_to_close_timeout=timedelta(minutes=5)
+        )
+
+
+async def test_a_growth_that_leaves_the_work_waiting_is_learnt_as_a_failure(
+    client: Client, tmp_path: Path
+) -> None:
+    # One task waits on the pool's real queue; the stand-in pool's "members" never poll it.
+    host_id = f"scale-host-{uuid.uuid4().hex[:8]}"
+    host = FakeHost(cpu=20.0, pool_members=1, pool_backlog=1, pool_backlog_age_seconds=40)
+    pool = FakePool(desired=1, host=host)
+    policy = POLICY.model_copy(update={"min_capacity": 1})
+    starter = f"pool-work-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=starter, workflows=[PoolWorkWaiting]):
+        work = await client.start_workflow(
+            PoolWorkWaiting.run, f"autarky-pool@{host_id}", id=starter, task_queue=starter
+        )
+        try:
+            async with scaling_autopilot(client, tmp_path, host, pool, policy, host_id) as (_, handle):
+                records = await eventually(lambda: _finished(handle, "scale_pool"), timeout=90)
+        finally:
+            await work.terminate("test finished")
+    assert [d for _, d in pool.changes][:1] == [2]  # the backlog waited too long: one more member
+    record = records[0]
+    assert record.status == ActionStatus.FAILED, record
+    assert "did not help: the work still waits" in (record.detail or ""), record.detail
+
+
+async def _finished(handle: WorkflowHandle, action_type: str) -> list[ActionRecord]:
+    return [
+        r
+        for r in await actions(handle)
+        if r.decision.candidate.action_type == action_type and r.finished_at is not None
+    ]

@@ -8,16 +8,23 @@ rejected change is a failure.
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.service import RPCError
 
+from activities.infra.task_queues import describe_activity_queue
 from activities.infra.worker_pool import heartbeating
 from autarky.core.actions import ActionRequest, ActionResult
+from autarky.core.hosts import host_queue
 from autarky.core.settings import AutarkySettings
+from autarky.scaling.effect import BACKLOG, BACKLOG_AGE, Effect, QueueLoad, judge_effect
+from autarky.scaling.policy_types import ResourceKind, ResourceRef, ScalingPolicy
 from autarky.scaling.pool_policy import DESIRED, RESOURCE
 from autarky.scaling.scalers import UnknownResource, request_scale, resolve
-from autarky.scaling.types import OperationStatus, ScaleRequest
+from autarky.scaling.types import OperationStatus, ScaleOperation, ScaleRequest
 
 
 class ScalingRequestActivities:
@@ -52,7 +59,39 @@ class ScalingRequestActivities:
         if operation.status in (OperationStatus.UNCHANGED, OperationStatus.REFUSED):
             # Nothing changed: no evidence about what scaling does (a refusal is the provider's answer).
             return ActionResult(success=True, nothing_to_do=True, detail=detail)
-        # The effect on load is measured by the next rounds' findings, not here.
+        if operation.status == OperationStatus.SUCCEEDED and resource.kind == ResourceKind.LOCAL_POOL:
+            async with heartbeating():
+                effect = await self._effect(resource, policy, operation, request)
+            if effect is not None:  # the decision engine learns what the change achieved
+                return ActionResult(
+                    success=effect.helped,
+                    improvement=effect.improvement or 0.0,
+                    improvement_measured=effect.improvement is not None,
+                    detail=f"{detail}; {effect.detail}",
+                )
         return ActionResult(
             success=operation.status == OperationStatus.SUCCEEDED, improvement_measured=False, detail=detail
         )
+
+    async def _effect(
+        self, resource: ResourceRef, policy: ScalingPolicy, operation: ScaleOperation, request: ActionRequest
+    ) -> Effect | None:
+        """The pool's queue a warm-up (and the backlog's age limit) after the change, against before it."""
+        try:
+            before = QueueLoad(
+                backlog=int(request.params[BACKLOG]), backlog_age_seconds=float(request.params[BACKLOG_AGE])
+            )
+        except (KeyError, ValueError):
+            return None  # planned without the pool's load (an older watcher): nothing to compare
+        if operation.previous is None:
+            return None
+        await asyncio.sleep((policy.warmup + policy.backlog_age_limit).total_seconds())
+        try:
+            stats = await describe_activity_queue(
+                activity.client(), host_queue(self.settings.pool_task_queue, resource.name)
+            )
+        except RPCError as error:
+            activity.logger.warning("could not read the pool's queue to judge the change: %s", error)
+            return None
+        after = QueueLoad(backlog=stats.backlog, backlog_age_seconds=stats.backlog_age_seconds)
+        return judge_effect(policy, operation.previous, operation.target, before, after)

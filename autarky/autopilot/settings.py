@@ -128,9 +128,14 @@ class DecisionThresholds(SettingsSection):
 
 
 class LocalPoolPolicy(ScalingPolicy, SettingsSection):
-    """The local pool's bounds: one machine's cores go only so far (each member is a Python process)."""
+    """The local pool's bounds: one machine's cores go only so far (each member is a Python process).
 
+    A pool goes to zero members when its queue has had no work for the idle window (each idle member
+    costs ~95 MiB) and comes back on the first backlog; a member serves within seconds of its start."""
+
+    min_capacity: int = Field(0, ge=0)
     max_capacity: int = Field(4, ge=1)
+    warmup: Duration = Field(timedelta(seconds=20), ge=timedelta(0))
 
 
 class AutopilotSettings(SettingsSection):

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from autarky.autopilot.types import MetricPoint
 from autarky.core.findings import Finding
+from autarky.scaling.effect import BACKLOG, BACKLOG_AGE
 from autarky.scaling.policy import recommend
 from autarky.scaling.policy_types import (
     Capacity,
@@ -75,6 +76,12 @@ def pool_scaling_findings(
             message=f"{resource.id}: {desired} → {recommendation.desired} members ({recommendation.reason})",
             observed_at=now,
             subject=resource.id,
-            params={RESOURCE: resource.id, DESIRED: str(recommendation.desired)},
+            # The load that asked for the change, so that its effect can be judged (autarky.scaling.effect).
+            params={
+                RESOURCE: resource.id,
+                DESIRED: str(recommendation.desired),
+                BACKLOG: str(latest.pool_backlog or 0),
+                BACKLOG_AGE: f"{latest.pool_backlog_age_seconds or 0.0:.1f}",
+            },
         )
     ]
