@@ -226,6 +226,20 @@ def test_a_report_is_news_when_findings_come_or_go_not_when_values_move() -> Non
     assert what_changed(before, moved.model_copy(update={"unreachable_since": at}))
 
 
+def test_a_pool_finding_that_asks_for_another_size_is_news() -> None:
+    # The pool at 4 asked for 1; at 1 it asks for 0: the same kind, another size. An autopilot that did
+    # not hear it asked the scaler for 1 again and again (found on `autarky up`).
+    at = datetime(2026, 12, 6, tzinfo=UTC)
+    to_one = _finding("pool_underused", 0.0).model_copy(update={"params": {"desired": "1", "backlog": "0"}})
+    to_zero = to_one.model_copy(update={"params": {"desired": "0", "backlog": "0"}})
+    before = HostReport(host="h", sequence=1, reported_at=at, findings=[to_one])
+    after = before.model_copy(update={"sequence": 2, "findings": [to_zero]})
+    assert what_changed(before, after, ("desired",))
+    assert not what_changed(before, after)  # round 1 (kept for replay) heard only kinds
+    waits = to_one.model_copy(update={"params": {"desired": "1", "backlog": "7"}})
+    assert not what_changed(before, after.model_copy(update={"findings": [waits]}), ("desired",))
+
+
 def test_a_report_carries_the_most_urgent_findings_first_and_a_bounded_number() -> None:
     many = [_finding(f"anomaly_{i}", i) for i in range(MAX_FINDINGS_REPORTED + 5)]
     critical = _finding("disk_high", 97.0, Severity.CRITICAL)

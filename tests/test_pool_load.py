@@ -210,7 +210,8 @@ async def test_a_pool_at_zero_reads_as_zero_and_a_host_without_a_pool_says_nothi
 async def test_a_member_built_by_build_workers_reports_its_pool_queue_slots(
     client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workers.main import POOL_MEMBER_SLOTS, build_workers  # every workflow and activity: here only
+    from autarky.scaling.pool_policy import POOL_MEMBER_SLOTS
+    from workers.main import build_workers  # every workflow and activity: here only
 
     monkeypatch.setenv("AUTARKY_DATA_DIR", str(tmp_path))
     workers = build_workers(client, AutarkySettings(), workflows=False, pool_member=True)

@@ -385,6 +385,8 @@ SCALING_POLICY = ScalingPolicy(
     max_capacity=3,
     cooldown=timedelta(seconds=1),
     stabilisation_window=timedelta(seconds=1),
+    warmup=timedelta(0),
+    backlog_age_limit=timedelta(seconds=1),  # a change's effect is judged this long after it
     blast_radius=5.0,
 )
 RECORDERS = {
@@ -440,12 +442,11 @@ REQUIRED = {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
     },
 }
-# The same recorder under `research-round-2` (docs/patches.md): its marker, plain (release 26) or
-# deprecated (release 27).
-REQUIRED["research-cycle-round2"] = REQUIRED["research-cycle"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
-REQUIRED["research-cycle-release27"] = REQUIRED["research-cycle-round2"]
-NOT_LOOPS = {"research-cycle", "research-cycle-round2", "research-cycle-release27", "experiment"}
+# The same recorder under `research-round-2` (docs/patches.md): its marker, deprecated (release 27).
+REQUIRED["research-cycle-release27"] = REQUIRED["research-cycle"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
+NOT_LOOPS = {"research-cycle", "research-cycle-release27", "experiment"}
 NOT_LOOPS |= {"self-modify", "self-modify-release26"}
+# The abtest recorder (its round-1 file, abtest.json, deleted in 28): a pause and a resume.
 REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
 REQUIRED["scaler-release27"] = REQUIRED["scaler"] | {EventType.EVENT_TYPE_MARKER_RECORDED}  # both patches
 REQUIRED["scaler-release28"] = REQUIRED["scaler-release27"]  # and `scaling-approve-scale-down`
@@ -455,6 +456,7 @@ REQUIRED["pool-watcher"] = {
     EventType.EVENT_TYPE_MARKER_RECORDED,
 }
 REQUIRED["abtest-round2"] = REQUIRED["abtest"] | {EventType.EVENT_TYPE_MARKER_RECORDED}  # `abtest-round-2`
+REQUIRED["abtest-release28"] = REQUIRED["abtest-round2"]  # its marker deprecated
 REQUIRED["self-modify"] = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_FIRED}
 # Under `selfmod-one-host` (release 26's deprecated marker): the steps after the snapshot on the host's
 # own queue.

@@ -72,7 +72,10 @@ async def stop_stack(process: asyncio.subprocess.Process, data_dir: Path) -> str
             process.kill()
         for pid_file in [data_dir / "temporal.pid", *(data_dir / "pool").glob("member-*.pid")]:
             with contextlib.suppress(OSError, ValueError, psutil.Error):
-                psutil.Process(int(pid_file.read_text())).kill()
+                left = psutil.Process(int(pid_file.read_text()))
+                # A stale file's pid may by now be another program's (a database backend): only ours go.
+                if any("autarky" in part or "temporal" in part for part in left.cmdline()):
+                    left.kill()
     out = log.read_text(errors="replace")
     log.unlink()  # the next run's output starts afresh
     assert process.returncode == 0, out[-3000:]

@@ -18,6 +18,7 @@ from activities.infra.pool_load import LoadReporter
 from activities.infra.worker_pool import LocalWorkerPool
 from autarky.core.hosts import host_queue, worker_identity
 from autarky.core.settings import AutarkySettings
+from autarky.scaling.pool_policy import POOL_MEMBER_SLOTS
 from workers.registry import (
     WORKFLOWS,
     control_activities,
@@ -30,7 +31,6 @@ from workers.registry import (
 
 log = structlog.get_logger(__name__)
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
-POOL_MEMBER_SLOTS = 10  # a pool member's activity slots on the pool's queue
 # The research queue's worker (bench/research.py measures with the same): a cycle analyses a few items at a
 # time, and the queue is idle 59 minutes an hour, so two long polls are enough.
 RESEARCH_WORKER_OPTIONS: dict[str, Any] = {

@@ -1,6 +1,6 @@
 """ModelABTestWorkflow: does a challenger model beat the one in service, with error rates it can state?
 
-Round 2 (tests begun from release 27 on; older tests finish on round 1's path, workflows/compat/ab_test.py):
+Round 2 (since release 27, patch `abtest-round-2`; round 1's path deleted in 28, workflows/compat/ab_test.py):
 describe the slot (the incumbent is its active variant) → plan the design (group-sequential: O'Brien-Fleming
 α-spending with binding futility and a maximum sample; or the always-valid mixture) → ramp the challenger's
 share step by step, each split a lease salted with this test's id → every evaluation period renew the lease
@@ -102,20 +102,15 @@ class ModelABTestWorkflow(ApprovalGate):
             [sa.KIND.value_set("abtest"), sa.SLOT.value_set(input.slot), sa.DECISION.value_set("running")]
         )
         if state.incumbent is None:
-            state.round = 2 if compat.round_2() else 1
+            compat.round_2()
+            state.round = 2  # kept in the state's payload; every test takes round 2
             slot = await self._describe()
             self._check_challenger(slot)
             state.incumbent, state.started_at = slot.active, workflow.now()
             state.providers = {v.name: v.provider for v in slot.variants}
             self._status.incumbent = slot.active
-            if state.round == 1:
-                await self._set_share(input.steps[0])
-                if len(input.steps) == 1:  # no ramp: the comparison starts once the share took effect
-                    state.test_since = workflow.now() + input.propagation_delay
         assert state.started_at is not None
         self._status.share = input.steps[min(state.step, len(input.steps) - 1)]
-        if state.round == 1:
-            return await compat.run_round_1(self, input)
         return await self._fail_safe(input)
 
     async def _fail_safe(self, input: ABTestInput) -> ABTestResult:
@@ -435,13 +430,11 @@ class ModelABTestWorkflow(ApprovalGate):
             ArmsInput(
                 slot=self._input.slot,
                 variants=[state.incumbent, self._input.challenger],
-                since=state.test_since
-                or (state.step_since if state.round == 2 else None)
-                or state.started_at,
+                since=state.test_since or state.step_since or state.started_at,
                 metric=self._input.metric,
-                # Round 2: a failed call is the worst outcome, not a missing one.
-                errors_count=state.round == 2,
-                error_latency_ms=self._input.error_latency_ms if state.round == 2 else None,
+                # A failed call is the worst outcome, not a missing one.
+                errors_count=True,
+                error_latency_ms=self._input.error_latency_ms,
             ),
             task_queue=self._input.activity_task_queue,
             start_to_close_timeout=timedelta(minutes=1),
@@ -454,12 +447,10 @@ class ModelABTestWorkflow(ApprovalGate):
         state, steps = self._state, self._input.steps
         if state.step + 1 >= len(steps):
             return
-        # Round 2 reads the ramp's arms since the current step took effect; round 1 since the start.
-        done = challenger_calls if state.round == 2 else challenger_calls - state.step_started_calls
-        if done < self._input.calls_per_step:
+        # The ramp's arms are read since the current step took effect: these are the step's own calls.
+        if challenger_calls < self._input.calls_per_step:
             return
         state.step += 1
-        state.step_started_calls = challenger_calls
         await self._set_share(steps[state.step])
         if state.step + 1 == len(steps):  # the final share: the comparison starts once it took effect
             state.test_since = workflow.now() + self._input.propagation_delay
@@ -473,14 +464,14 @@ class ModelABTestWorkflow(ApprovalGate):
                 slot=self._input.slot,
                 split={state.incumbent: 1 - share, self._input.challenger: share},
                 key=f"{self._prefix()}/share-{state.step}",
-                # Round 2: this test's own randomisation, and a lease the routers honour.
-                salt=self._prefix() if state.round == 2 else None,
-                expires_at=workflow.now() + self._input.lease if state.round == 2 else None,
+                # This test's own randomisation, and a lease the routers honour.
+                salt=self._prefix(),
+                expires_at=workflow.now() + self._input.lease,
             ),
             f"route {share:.0%} to {self._input.challenger}",
         )
-        if state.round == 2:  # the sample ratio is checked on the units routed since the step took effect
-            state.step_since = workflow.now() + self._input.propagation_delay
+        # The sample ratio is checked on the units routed since the step took effect.
+        state.step_since = workflow.now() + self._input.propagation_delay
         assert self._status is not None
         self._status.share = share
         self._refresh()

@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
     from autarky.core.findings import Finding
     from autarky.core.hosts import host_queue
-    from autarky.scaling.pool_policy import pool_scaling_findings
+    from autarky.scaling.pool_policy import DESIRED, pool_scaling_findings
     from autarky.scaling.pool_policy_round1 import pool_scaling_findings as pool_scaling_findings_round1
     from autarky.selfmod.agents import anomaly_config
     from workflows import autopilot_reads as reads
@@ -93,7 +93,9 @@ def host_findings(
         findings += pool_scaling_findings(host, hs.window, hs.scaling, settings.pool_policy, now)
     elif settings.pool_scaling:
         overload = next((f for f in findings if f.kind == "overload_warning"), None)
-        findings += pool_scaling_findings_round1(host, hs.window, hs.scaling, settings.pool_policy, overload, now)
+        findings += pool_scaling_findings_round1(
+            host, hs.window, hs.scaling, settings.pool_policy, overload, now
+        )
     for finding in findings:
         finding.host = host
     return findings
@@ -190,7 +192,9 @@ class AutopilotHostWorkflow:
         )
         previous = self._last_report
         stale = previous is None or now >= previous.reported_at + self._config.report_every
-        if not (stale or what_changed(previous, report)):
+        # Round 2 of pool scaling: a pool finding that asks for another size is news (round 1 kept the first).
+        targets = (DESIRED,) if self._config.settings.pool_scaling and compat.pool_scaling_round_2() else ()
+        if not (stale or what_changed(previous, report, targets)):
             return
         try:
             await autopilot.signal(HOST_REPORT, report)

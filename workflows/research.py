@@ -6,10 +6,10 @@ answers) → analyse the items waiting, a few at a time, until done, the budget 
 fails as a whole → an experiment for each item above the threshold → a Markdown digest of the final
 status → close the cycle. Started hourly by its Schedule (`schedules/`) or by `autarky research run`.
 
-Round 2 (since release 26, patch `research-round-2`): a failure that is the provider's (a bad key, a quota,
-an outage, a spent budget) stops analysis at once and counts against no item; a cycle finding another one
-running is skipped; the work stops short of the run's own timeout, and whatever fails, the memo and the
-autopilot hear the final status.
+Round 2 (since release 26, patch `research-round-2`, deleted in 28): a failure that is the provider's (a bad
+key, a quota, an outage, a spent budget) stops analysis at once and counts against no item; a cycle finding
+another one running is skipped; the work stops short of the run's own timeout, and whatever fails, the memo
+and the autopilot hear the final status.
 
 Items travel as ids; documents stay in the knowledge base. The memo holds the cycle's summary, the search
 attributes its item count and top score, so the UI can filter on them.
@@ -67,7 +67,6 @@ with workflow.unsafe.imports_passed_through():
         unanalysed_items,
         write_research_digest,
     )
-    from workflows.compat import research as compat
     from workflows.experiment import ExperimentWorkflow, experiment_id
 
 R = TypeVar("R")
@@ -132,7 +131,6 @@ class ResearchCycleWorkflow:
     async def run(self, input: CycleInput) -> CycleOutcome:
         info = workflow.info()
         self._input = input
-        compat.round_2()
         self._outcome = outcome = CycleOutcome(
             cycle_id=info.workflow_id, status="running", analyser="?", started_at=workflow.now()
         )

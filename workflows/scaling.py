@@ -251,7 +251,8 @@ class ScalerWorkflow(ApprovalGate):
         try:
             await self._set_capacity(operation.target, self._key(operation, "apply"), FORWARD_RETRY)
         except ActivityError as error:
-            if not is_cancelled_exception(error) and compat.refused_apply():
+            if not is_cancelled_exception(error):
+                compat.refused_apply()
                 reading = await self._read_and_record()
                 if reading.desired == operation.previous:  # refused before anything changed: no undo
                     self._finish(
@@ -259,7 +260,8 @@ class ScalerWorkflow(ApprovalGate):
                     )
                     return
             raise
-        if self._cancel_reason is not None and compat.cancel_after_apply():
+        if self._cancel_reason is not None:
+            compat.cancel_after_apply()
             # The cancel arrived while the apply ran; the call finished (it had nothing to heartbeat) and
             # its result came back instead of the cancellation: undo it now.
             raise asyncio.CancelledError

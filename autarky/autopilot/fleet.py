@@ -11,6 +11,7 @@ last sample and the findings), so its continue-as-new input grows by about a kil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
@@ -75,14 +76,19 @@ def most_urgent(findings: list[Finding]) -> list[Finding]:
     return ranked[:MAX_FINDINGS_REPORTED]
 
 
-def what_changed(previous: HostReport | None, report: HostReport) -> bool:
+def what_changed(previous: HostReport | None, report: HostReport, params: Sequence[str] = ()) -> bool:
     """Whether a report says something the autopilot has not heard: new or gone findings, reachability,
-    the pool. Values alone (CPU 91 % then 92 %) are not news; the keep-alive carries them."""
+    the pool. Values alone (CPU 91 % then 92 %) are not news; the keep-alive carries them. A finding's
+    `params` named here are news when they change (the capacity a scaling finding asks for: an autopilot
+    that kept the old one would ask for it again and again)."""
     if previous is None:
         return True
 
     def gist(r: HostReport) -> tuple[object, ...]:
-        kinds = sorted((f.kind, f.metric, f.severity.value, f.subject or "") for f in r.findings)
+        kinds = sorted(
+            (f.kind, f.metric, f.severity.value, f.subject or "", *(f.params.get(p, "") for p in params))
+            for f in r.findings
+        )
         return (kinds, r.runs_pool, r.unreachable_since is None, r.counters)
 
     return gist(previous) != gist(report)

@@ -29,13 +29,16 @@ POOL_MEMBER = "pool member"
 RESOURCE = "resource"
 DESIRED = "desired"
 POOL_DEMAND = "pool_demand"
+POOL_MEMBER_SLOTS = 10  # a pool member's activity slots on the pool's queue (workers/main.py runs it so)
 
 
 def pool_demand(point: MetricPoint) -> float | None:
-    """Tasks running on the pool plus waiting for it, in members' worth of slots; None: not measured."""
-    if point.pool_desired is None or not point.pool_slots_per_member:
+    """Tasks running on the pool plus waiting for it, in members' worth of slots; None: not measured. A pool
+    at zero members has none to report its slots: it would start members of the usual size."""
+    if point.pool_desired is None:
         return None
-    return ((point.pool_in_flight or 0) + (point.pool_backlog or 0)) / point.pool_slots_per_member
+    slots = point.pool_slots_per_member or POOL_MEMBER_SLOTS
+    return ((point.pool_in_flight or 0) + (point.pool_backlog or 0)) / slots
 
 
 def pool_scaling_findings(
