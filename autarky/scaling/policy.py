@@ -107,8 +107,10 @@ def expected_rise(policy: ScalingPolicy, memory: ScalingMemory, at: datetime, de
         memory.rises.append(Rise.model_construct(at=r.at, size=0.0 if r.peak is None else r.peak - r.demand))
     memory.rising = [*open_, Rising.model_construct(at=at, demand=demand, peak=None)]
     start = at - policy.rise_history
-    if memory.rises and memory.rises[0].at < start:
-        memory.rises = [r for r in memory.rises if r.at >= start]
+    expired = 0
+    while expired < len(memory.rises) and memory.rises[expired].at < start:  # oldest first
+        expired += 1
+    del memory.rises[:expired]
     if not memory.rises:
         return 0.0
     sizes = sorted(r.size for r in memory.rises)
