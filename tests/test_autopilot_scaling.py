@@ -46,10 +46,11 @@ async def scaling_autopilot(
     pool: FakePool,
     policy: ScalingPolicy = POLICY,
     host_id: str | None = None,
+    **settings_overrides: object,
 ) -> AsyncIterator[tuple[Harness, WorkflowHandle]]:
     host_id = host_id or f"scale-host-{uuid.uuid4().hex[:8]}"
     harness = Harness(client, tmp_path, host, host_id=host_id)
-    settings = fast_settings(pool_scaling=True, pool_policy=policy)
+    settings = fast_settings(pool_scaling=True, pool_policy=policy, **settings_overrides)
     product = AutarkySettings(
         task_queue=harness.task_queue,
         control_task_queue=harness.control_queue,
@@ -110,6 +111,21 @@ async def _at(pool: FakePool, size: int) -> bool:
 
 async def _probed(host: FakeHost, count: int) -> bool:
     return host.probes >= count
+
+
+async def test_a_pool_grows_step_after_step_without_waiting_for_the_plan_round(
+    client: Client, tmp_path: Path
+) -> None:
+    # Each step may add one member (the blast radius); the plan round is ten minutes. Each further step's
+    # finding is no new kind, only a new size: before release 28 it waited for the round.
+    host = FakeHost(cpu=20.0, pool_members=1, pool_backlog=35, pool_backlog_age_seconds=0.5)
+    pool = FakePool(desired=1, host=host)
+    stepwise = POLICY.model_copy(update={"min_capacity": 1, "max_capacity": 4, "blast_radius": 0.5})
+    stepwise = stepwise.model_copy(update={"blast_radius_units": 1})
+    rounds = {"optimization_interval": timedelta(minutes=10)}
+    async with scaling_autopilot(client, tmp_path, host, pool, stepwise, **rounds):
+        await eventually(lambda: _at(pool, 4), timeout=90)
+    assert [d for _, d in pool.changes] == [2, 3, 4]
 
 
 @workflow.defn(name="PoolWorkWaiting", sandboxed=False)

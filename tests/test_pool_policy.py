@@ -12,8 +12,9 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 POLICY = ScalingPolicy(min_capacity=0, max_capacity=4, stabilisation_window=timedelta(seconds=30))
 
 
-def point(seconds: float, cpu: float, members: int | None, **pool: float) -> MetricPoint:
+def point(seconds: float, cpu: float, members: int | None, **pool: float | None) -> MetricPoint:
     slots = 10 if members else None  # a pool at zero has no member to report its slots
+    pool.setdefault("pool_backlog", 0)  # the queue was read (None: it could not be)
     return MetricPoint(
         at=T0 + timedelta(seconds=seconds),
         cpu_percent=cpu,
@@ -54,3 +55,13 @@ def test_slots_in_use_keep_the_members_and_their_end_lets_them_go() -> None:
     assert desired(busy, memory) == []  # 17 of 20 slots: neither more nor fewer
     done = [point(90 + 15 * k, 20.0, 2, pool_in_flight=0) for k in range(40)]
     assert desired([*busy, *done], memory)[-1:] == ["0"]  # idle for the idle window: to zero
+
+
+def test_a_load_that_could_not_be_read_is_unknown_not_idle() -> None:
+    memory = ScalingMemory()
+    # The queue could not be read (no backlog figure): no finding, however long.
+    blind = [point(15 * k, 5.0, 2, pool_in_flight=0, pool_backlog=None) for k in range(40)]
+    assert desired(blind, memory) == []
+    # Members that have not reported their slots in use, at a pool whose queue reads empty.
+    silent = [point(600 + 15 * k, 5.0, 2, pool_backlog=0) for k in range(40)]
+    assert desired(silent, memory) == []

@@ -449,6 +449,8 @@ NOT_LOOPS |= {"self-modify", "self-modify-release26"}
 # The abtest recorder (its round-1 file, abtest.json, deleted in 28): a pause and a resume.
 REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
 REQUIRED["scaler-release27"] = REQUIRED["scaler"] | {EventType.EVENT_TYPE_MARKER_RECORDED}  # both patches
+# `autopilot-plan-on-new-size`: a settled scale_pool plans again at once (its marker).
+REQUIRED["autopilot-scaling-release28"] = REQUIRED["autopilot-scaling-release26"]
 REQUIRED["scaler-release28"] = REQUIRED["scaler-release27"]  # and `scaling-approve-scale-down`
 # A host's watcher (`pool-scaling-round-2`): it hears of the pool's change by signal.
 REQUIRED["pool-watcher"] = {

@@ -3,6 +3,7 @@ blast radius both ways, scale to zero, and its memory as its only state."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -86,7 +87,7 @@ def test_the_policy_shrinks_only_after_a_whole_window_and_within_the_blast_radiu
     first_drop = next(minute for minute, c in enumerate(seen) if c < 20)
     assert first_drop >= 10 + 5  # the low demand was seen for the whole window first
     assert seen[first_drop] == 10  # at most half of 20 at once (blast radius 100 % / 4 units: 20 → 10)
-    for before, after in zip(seen, seen[1:], strict=False):
+    for before, after in itertools.pairwise(seen):
         assert after >= before - blast_radius(policy, before, shrinking=True)
     assert seen[-1] == 3  # ceil(2 / 0.85)
 
@@ -101,7 +102,7 @@ def test_noise_around_a_unit_boundary_does_not_flap() -> None:
     rng = random.Random(7)
     demands = [5.0 + rng.uniform(-0.4, 0.4) for _ in range(600)]
     seen = run(POLICY, demands, 5)
-    changes = sum(1 for a, b in zip(seen, seen[1:], strict=False) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(seen) if a != b)
     assert changes <= 10  # ten hours of noise: at most about one change an hour
     assert min(seen[60:]) >= 6  # it holds the capacity that covers the noise plus its rises
 
@@ -169,3 +170,18 @@ def test_the_memory_is_all_the_state_and_survives_serialisation() -> None:
         assert recommend(POLICY, state, sample, copy) == recommendation
         capacity = recommendation.desired
     assert len(memory.rises) <= 61 and len(memory.recommendations) <= 7  # bounded by the windows
+
+
+def test_with_no_routine_units_one_unit_from_or_to_nothing_is_still_routine() -> None:
+    strict = ScalingPolicy(min_capacity=0, max_capacity=4, blast_radius_units=0)
+    back = recommend(strict, Capacity(desired=0, in_service=0), load(2.0, backlog=20), ScalingMemory())
+    assert back.desired == 1 and approval_needed(strict, 0, 1) is None
+    assert approval_needed(strict, 1, 0) is None and approval_needed(strict, 0, 2) is not None
+
+
+def test_an_idle_spell_before_a_gap_does_not_count_after_it() -> None:
+    policy = ScalingPolicy(min_capacity=0, max_capacity=4, idle_window=timedelta(minutes=5))
+    memory = ScalingMemory()
+    run(policy, [0.0] * 3, 2, memory)  # idle since minute 0, then the readings stop for two hours
+    after = recommend(policy, Capacity(desired=2, in_service=2), load(0.0, 120), memory)
+    assert after.desired == 2  # the idle window starts again: two hours unseen are not two hours idle

@@ -68,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval import ApprovalGate
     from workflows.autopilot_fleet import Fleet, watcher_silent
     from workflows.autopilot_host import runs_a_pool
+    from workflows.compat import autopilot as compat
 
 RECENT_ACTIONS_KEPT = 50
 STAGES = ("monitor", "analyze", "plan", "execute")
@@ -404,6 +405,8 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
         assert record.started_at is not None
         record.duration_seconds = (record.finished_at - record.started_at).total_seconds()
         self._remember(record)
+        if candidate.action_type == SCALE_POOL and candidate.host and compat.plan_on_new_size():
+            self._plan_now = True  # the pool may need a further step: its finding is not new, its size is
         if candidate.action_type == SCALE_POOL and candidate.host:
             hs = self._state.hosts.get(candidate.host)
             # A compensated change moved capacity twice: the scaler's cooldown runs, and so does the policy's.

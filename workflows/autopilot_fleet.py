@@ -36,9 +36,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from autarky.autopilot.settings import AutopilotSettings
     from autarky.autopilot.types import ActionRecord, ActionStatus, AutopilotState, DetectionState, HostState
+    from autarky.core.findings import Finding
     from autarky.scaling.policy_types import ScalingMemory
+    from autarky.scaling.pool_policy import DESIRED
     from workflows.autopilot_actions import ACTION_RETRY, AutopilotActionWorkflow
     from workflows.autopilot_host import AutopilotHostWorkflow, silent_for_too_long
+    from workflows.compat import autopilot as compat
 
 # An action run that has not reported this long after its own bounds is counted as failed.
 OUTCOME_GRACE = timedelta(minutes=10)
@@ -146,6 +149,8 @@ class Fleet:
         if report.sequence <= hs.report_sequence:  # late
             return
         changed = [f.kind for f in hs.findings] != [f.kind for f in report.findings]
+        if not changed and _sizes(hs.findings) != _sizes(report.findings):
+            changed = compat.plan_on_new_size()  # the pool asks for another size: plan it now
         hs.report_sequence, hs.reported_at = report.sequence, report.reported_at
         hs.findings, hs.runs_pool = report.findings, report.runs_pool
         hs.window = [report.last_point] if report.last_point else []
@@ -250,3 +255,8 @@ def last_heard(hs: HostState, started: datetime) -> datetime:
 def watcher_silent(hs: HostState, started: datetime | None, now: datetime, config: WatchConfig) -> bool:
     """A watcher not heard from for long: its findings are stale and no remedy is planned on them."""
     return started is not None and silent_for_too_long(last_heard(hs, started), now, config)
+
+
+def _sizes(findings: list[Finding]) -> list[str | None]:
+    """The capacities scaling findings ask for (other findings: None)."""
+    return [f.params.get(DESIRED) for f in findings]

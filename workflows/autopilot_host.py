@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.compat import autopilot_host as compat
 
 WINDOW_KEPT = 60
+ROUND_1_COOLDOWN = timedelta(minutes=5)
 
 
 async def sample_host(
@@ -93,9 +94,14 @@ def host_findings(
         findings += pool_scaling_findings(host, hs.window, hs.scaling, settings.pool_policy, now)
     elif settings.pool_scaling:
         overload = next((f for f in findings if f.kind == "overload_warning"), None)
-        findings += pool_scaling_findings_round1(
-            host, hs.window, hs.scaling, settings.pool_policy, overload, now
+        # Round 1 relied on its cooldown (5 min) and a pool of at least one; round 2's defaults have neither.
+        policy = settings.pool_policy.model_copy(
+            update={
+                "cooldown": max(settings.pool_policy.cooldown, ROUND_1_COOLDOWN),
+                "min_capacity": max(settings.pool_policy.min_capacity, 1),
+            }
         )
+        findings += pool_scaling_findings_round1(host, hs.window, hs.scaling, policy, overload, now)
     for finding in findings:
         finding.host = host
     return findings
@@ -110,6 +116,19 @@ def analysis_settings(
     if anomaly_parameters:  # an evolved version is active (self-modification)
         update["anomaly"] = anomaly_config(anomaly_parameters, settings.analysis.anomaly)
     return settings.analysis.model_copy(update=update)
+
+
+def waits_for_a_pool(hs: HostState, settings: AutopilotSettings) -> bool:
+    """Work waits for a pool at zero members: analyse now, not at the next analysis round, so the first
+    backlog brings a member back within seconds (round 2 of pool scaling)."""
+    last = hs.window[-1] if hs.window else None
+    return (
+        settings.pool_scaling
+        and last is not None
+        and last.pool_desired == 0
+        and bool(last.pool_backlog)
+        and compat.pool_scaling_round_2()
+    )
 
 
 def runs_a_pool(hs: HostState) -> bool:
@@ -146,7 +165,7 @@ class AutopilotHostWorkflow:
             if hs.unreachable_since is None:  # else wait for the autopilot to say the host polls again
                 await sample_host(self._host, hs, settings, self._analysis, input.pool_task_queue, self._bump)
             now, settings = workflow.now(), self._config.settings
-            if now >= analyse_due:
+            if now >= analyse_due or waits_for_a_pool(hs, settings):
                 hs.findings = host_findings(self._host, hs, settings, self._analysis(), now)
                 analyse_due = now + settings.analysis_interval
             await self._report(autopilot)

@@ -9,6 +9,7 @@ rejected change is a failure.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
@@ -25,6 +26,10 @@ from autarky.scaling.policy_types import ResourceKind, ResourceRef, ScalingPolic
 from autarky.scaling.pool_policy import DESIRED, RESOURCE
 from autarky.scaling.scalers import UnknownResource, request_scale, resolve
 from autarky.scaling.types import OperationStatus, ScaleOperation, ScaleRequest
+
+# Judging a change ends this long before the activity's timeout, so a slow judgement never fails a change
+# that succeeded (a retry would get the same operation back and wait again).
+JUDGE_MARGIN = timedelta(seconds=30)
 
 
 class ScalingRequestActivities:
@@ -85,7 +90,14 @@ class ScalingRequestActivities:
             return None  # planned without the pool's load (an older watcher): nothing to compare
         if operation.previous is None:
             return None
-        await asyncio.sleep((policy.warmup + policy.backlog_age_limit).total_seconds())
+        settle = policy.warmup + policy.backlog_age_limit
+        info = activity.info()
+        if info.start_to_close_timeout is not None:  # the saga took long: judge only within this attempt
+            left = info.started_time + info.start_to_close_timeout - datetime.now(UTC) - JUDGE_MARGIN
+            if settle > left:
+                activity.logger.info("no time left to judge the change (%s needed, %s left)", settle, left)
+                return None
+        await asyncio.sleep(settle.total_seconds())
         try:
             stats = await describe_activity_queue(
                 activity.client(), host_queue(self.settings.pool_task_queue, resource.name)

@@ -58,7 +58,8 @@ def blast_radius(policy: ScalingPolicy, base: int, *, shrinking: bool = False) -
     `blast_radius_units`, whichever is more. Shrinking is its mirror image: undoing a growth by the blast
     radius (100 %: double, or halve) is as routine as the growth."""
     share = policy.blast_radius / (1 + policy.blast_radius) if shrinking else policy.blast_radius
-    return max(policy.blast_radius_units, math.floor(share * base + EPSILON))
+    # From (or down to) nothing, one unit is routine whatever the units setting: 0 → 1, 1 → 0.
+    return max(policy.blast_radius_units, math.floor(share * base + EPSILON), 1 if base <= 1 else 0)
 
 
 def approval_needed(policy: ScalingPolicy, current: int, desired: int) -> str | None:
@@ -145,7 +146,7 @@ def recommend(
         last is not None and at - last > max(window, policy.warmup, MIN_GAP)
     ):
         memory.observed_since = at  # a fresh start, or a gap: the window has seen nothing yet
-        memory.rising, memory.rises = [], []
+        memory.rising, memory.rises, memory.idle_since = [], [], None
     rise = expected_rise(policy, memory, at, demand)
     backlog = bool(sample.backlog)
     idle = demand <= EPSILON and not backlog

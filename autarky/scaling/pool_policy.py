@@ -35,8 +35,10 @@ POOL_MEMBER_SLOTS = 10  # a pool member's activity slots on the pool's queue (wo
 def pool_demand(point: MetricPoint) -> float | None:
     """Tasks running on the pool plus waiting for it, in members' worth of slots; None: not measured. A pool
     at zero members has none to report its slots: it would start members of the usual size."""
-    if point.pool_desired is None:
-        return None
+    if point.pool_desired is None or point.pool_backlog is None:
+        return None  # no pool here, or its queue could not be read: unknown, not idle
+    if point.pool_in_flight is None and (point.pool_members or 0) > 0:
+        return None  # members that have not said how busy they are
     slots = point.pool_slots_per_member or POOL_MEMBER_SLOTS
     return ((point.pool_in_flight or 0) + (point.pool_backlog or 0)) / slots
 
