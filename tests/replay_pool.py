@@ -10,14 +10,12 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError
 
-from activities.infra.scaling_requests import ScalingRequestActivities
 from autarky.autopilot.fleet import watcher_id
-from autarky.core.settings import AutarkySettings
 from autarky.scaling.policy_types import ScalingPolicy
-from autarky.scaling.settings import ScalingSettings
 from tests.fakes import FakeHost
 from tests.scaler_fakes import FakePool
-from tests.test_autopilot import Harness, eventually, fast_settings
+from tests.test_autopilot import eventually
+from tests.test_autopilot_scaling import scaling_autopilot
 
 POLICY = ScalingPolicy(
     min_capacity=0,
@@ -38,19 +36,10 @@ async def record_pool_watcher_history(
     host = FakeHost(cpu=97.0, pool_members=1, pool_share=0.0, pool_backlog=25, pool_backlog_age_seconds=40)
     pool = FakePool(desired=1, host=host)
     host_id = f"replay-{uuid.uuid4().hex[:8]}"
-    harness = Harness(client, data_dir, host, host_id=host_id)
-    harness.workflow_id = workflow_id or harness.workflow_id
-    settings = fast_settings(iterations_per_run=12, pool_scaling=True, pool_policy=POLICY)
-    product = AutarkySettings(
-        task_queue=harness.task_queue,
-        control_task_queue=harness.control_queue,
-        host_id=host_id,
-        autopilot=settings,
-        scaling=ScalingSettings(health_poll_interval=timedelta(milliseconds=200)),
-    )
-    harness.main_activities = [ScalingRequestActivities(product).request_scaling]
-    harness.pool_activities[host_id] = [pool.read_pool, pool.set_pool]
-    async with harness.running(settings):
+    async with scaling_autopilot(client, data_dir, host, pool, POLICY, host_id, iterations_per_run=12) as (
+        harness,
+        _,
+    ):
         watcher = client.get_workflow_handle(watcher_id(harness.workflow_id, host_id))
 
         async def first_run() -> str | None:
@@ -65,5 +54,4 @@ async def record_pool_watcher_history(
             return pool.desired == 3 and (await watcher.describe()).run_id != run_id
 
         await eventually(grown_and_continued, timeout=120)
-        await client.get_workflow_handle(f"scaler/local-pool/{host_id}").terminate("recorded")
         return await client.get_workflow_handle(watcher.id, run_id=run_id).fetch_history()

@@ -1,5 +1,6 @@
 """ScalerWorkflow's saga, releases 27–28 (issue 28's defects): a refused change is "refused", not
-compensated; a cancel that arrives while the change is applied undoes it; a large scale-down needs a person."""
+compensated; a cancel that arrives while the change is applied undoes it; a large scale-down needs a
+person."""
 
 from __future__ import annotations
 

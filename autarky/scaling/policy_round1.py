@@ -16,19 +16,12 @@ which replays load traces through them and chose the defaults (see ScalingPolicy
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import timedelta
 
+from autarky.scaling.policy import clamp, cooldown_remaining, record_event  # shared with round 2
 from autarky.scaling.policy_types import LoadSample, Recommendation, Recommended, ScalingMemory, ScalingPolicy
 
-
-def clamp(policy: ScalingPolicy, capacity: int) -> int:
-    return max(policy.min_capacity, min(policy.max_capacity, capacity))
-
-
-def cooldown_remaining(policy: ScalingPolicy, last_event_at: datetime | None, now: datetime) -> timedelta:
-    if last_event_at is None:
-        return timedelta(0)
-    return max(timedelta(0), last_event_at + policy.cooldown - now)
+__all__ = ["approval_needed", "clamp", "cooldown_remaining", "recommend", "record_event"]
 
 
 def recommend(
@@ -64,11 +57,6 @@ def recommend(
                 f"({remaining.total_seconds():.0f} s of cooldown left)",
             )
     return Recommendation(current=current, desired=desired, reason=why)
-
-
-def record_event(memory: ScalingMemory, at: datetime) -> None:
-    """A change of capacity happened: the cooldown starts now."""
-    memory.last_scaled_at = at
 
 
 def approval_needed(policy: ScalingPolicy, current: int, desired: int) -> str | None:
