@@ -90,7 +90,9 @@ async def test_busy_cpu_without_pool_work_never_grows_the_pool_and_a_backlog_doe
     assert kinds.count("pool_overloaded") == 1 and kinds.count("pool_underused") >= 1, kinds
     grew = next(r for r in succeeded if r.decision.candidate.finding_kind == "pool_overloaded")
     assert "demand 2.50 units" in grew.decision.candidate.reason, grew.decision.candidate
-    assert "0 → 3 helped" in (grew.detail or ""), grew.detail  # the real pool queue has no wait after it
+    # The change was judged (the plumbing: the real pool queue it reads has no work here; the judgement
+    # itself is tested below with real waiting work, and in test_scaling_effect.py).
+    assert "0 → 3 helped" in (grew.detail or ""), grew.detail
 
 
 async def test_busy_slots_keep_the_members_that_serve_them(client: Client, tmp_path: Path) -> None:
