@@ -53,14 +53,7 @@ async def record_scaler_history(
         await handle.signal(ScalerWorkflow.cancel_operation, "recorded cancel")
         await cancelled
         resource.start_seconds = 0.3
-        approved = asyncio.create_task(scale(handle, 6))
-        waiting = await eventually(lambda: pending(handle))
-        await handle.execute_update(
-            "approve",
-            ApprovalDecision(approval_id=waiting[0].approval_id, approver="recorder", reason="replay"),
-            result_type=ApprovalRequest,
-        )
-        await approved
+        await _scale_approved(handle, 6, "replay")
         resource.refuse_sets = 1
         await scale(handle, 5)  # refused by the provider, nothing changed (release 27: "refused")
         resource.apply_seconds = 3.0
@@ -69,20 +62,25 @@ async def record_scaler_history(
         await handle.signal(ScalerWorkflow.cancel_operation, "cancelled while applying")
         await applying  # release 27: undone although the apply's result came back
         resource.apply_seconds = 0.0
-        shrink = asyncio.create_task(scale(handle, 2))  # 6 → 2: beyond the blast radius (release 28)
-        waiting = await eventually(lambda: pending(handle))
-        await handle.execute_update(
-            "approve",
-            ApprovalDecision(approval_id=waiting[0].approval_id, approver="recorder", reason="shrink"),
-            result_type=ApprovalRequest,
-        )
-        await shrink
+        await _scale_approved(handle, 2, "shrink")  # 6 → 2: beyond the blast radius (release 28)
         with contextlib.suppress(WorkflowUpdateFailedError):
             await scale(handle, 99)  # out of bounds: refused
         await eventually(lambda: _continued(handle, first_run), timeout=120)
         history = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
         await handle.terminate("recorded")
         return history
+
+
+async def _scale_approved(handle: WorkflowHandle, desired: int, reason: str) -> None:
+    """A change beyond the blast radius: it waits for a person, who approves it."""
+    change = asyncio.create_task(scale(handle, desired))
+    waiting = await eventually(lambda: pending(handle))
+    await handle.execute_update(
+        "approve",
+        ApprovalDecision(approval_id=waiting[0].approval_id, approver="recorder", reason=reason),
+        result_type=ApprovalRequest,
+    )
+    await change
 
 
 async def _applying(handle: WorkflowHandle) -> bool:

@@ -48,17 +48,23 @@ def settles(reading: CapacityReading, target: int) -> bool:
 # ------------------------------------------------------------------------------------ Auto Scaling groups
 
 
-async def test_a_standby_instance_neither_serves_nor_fails_a_scale_up(
-    moto: str, aws: SimpleNamespace
-) -> None:
+def group_with_a_standby_instance(aws: SimpleNamespace) -> str:
+    """A group of 2 with one instance in Standby, kept without lowering the desired capacity: the group
+    launches a replacement."""
     group = make_group(aws, desired=2)
     standby = aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
         "AutoScalingGroups"
     ][0]["Instances"][0]["InstanceId"]
-    # Kept in the group without lowering its desired capacity: the group launches a replacement.
     aws.autoscaling.enter_standby(
         AutoScalingGroupName=group, InstanceIds=[standby], ShouldDecrementDesiredCapacity=False
     )
+    return group
+
+
+async def test_a_standby_instance_neither_serves_nor_fails_a_scale_up(
+    moto: str, aws: SimpleNamespace
+) -> None:
+    group = group_with_a_standby_instance(aws)
     activities = AwsScalingActivities(settings(moto))
 
     reading = await scale(activities, f"aws-asg/{group}", 3)
@@ -71,13 +77,7 @@ async def test_a_standby_instance_neither_serves_nor_fails_a_scale_up(
 async def test_a_scale_up_with_a_standby_instance_succeeds_through_the_saga(
     client: Client, moto: str, aws: SimpleNamespace
 ) -> None:
-    group = make_group(aws, desired=2)
-    standby = aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
-        "AutoScalingGroups"
-    ][0]["Instances"][0]["InstanceId"]
-    aws.autoscaling.enter_standby(
-        AutoScalingGroupName=group, InstanceIds=[standby], ShouldDecrementDesiredCapacity=False
-    )
+    group = group_with_a_standby_instance(aws)
 
     async with aws_scaler(client, moto, f"aws-asg/{group}") as handle:
         done = await scale_through_saga(handle, 3)

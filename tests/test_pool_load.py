@@ -143,14 +143,22 @@ async def test_in_flight_activities_are_counted_while_they_run_and_summed_by_the
     assert pool.load().in_flight == 0
 
 
+def two_members(
+    pool: LocalWorkerPool, members: list[subprocess.Popen[bytes]]
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """Two stand-in members with pid files in `pool` (the fixture's list kills them after the test)."""
+    members.extend([stand_in_member(), stand_in_member()])
+    for slot, process in enumerate(members):
+        enrol(pool, slot, process)
+    first, second = members
+    return first, second
+
+
 async def test_a_dead_members_file_and_a_strangers_file_are_not_counted(
     tmp_path: Path, members: list[subprocess.Popen[bytes]]
 ) -> None:
     pool = LocalWorkerPool(tmp_path)
-    members.extend([stand_in_member(), stand_in_member()])
-    live, dead = members
-    for slot, process in enumerate(members):
-        enrol(pool, slot, process)
+    live, dead = two_members(pool, members)
     LoadReporter(pool.dir, SLOTS, pid=live.pid).changed(+2)
     LoadReporter(pool.dir, SLOTS, pid=dead.pid).changed(+4)
     # Not a member at all (no pid file names it), e.g. `autarky worker --activities-only` run by hand.
@@ -178,10 +186,7 @@ async def test_a_torn_or_garbage_file_is_ignored_with_a_warning(
     tmp_path: Path, members: list[subprocess.Popen[bytes]], content: bytes
 ) -> None:
     pool = LocalWorkerPool(tmp_path)
-    members.extend([stand_in_member(), stand_in_member()])
-    good, torn = members
-    for slot, process in enumerate(members):
-        enrol(pool, slot, process)
+    good, torn = two_members(pool, members)
     LoadReporter(pool.dir, SLOTS, pid=good.pid).changed(+1)
     load_path(pool.dir, torn.pid).write_bytes(content)
 

@@ -152,9 +152,16 @@ class Crash:
     async def start(self, stall_after: str) -> None:
         self.workers.append(await spawn_provider(self.client, self.queue, self.endpoint, stall_after))
 
-    async def kill_and_replace(self) -> None:
+    async def kill_and_finish(
+        self, running: asyncio.Task[ScaleOperation], handle: WorkflowHandle
+    ) -> tuple[ScaleOperation, list[ScaleOperation], list[tuple[int, int]]]:
+        """Kill the stalled provider, start its replacement, and wait for the saga's end: the operation,
+        the scaler's operations and the set_capacity attempts."""
+        assert not running.done()
         await kill(self.workers[0])
         self.workers.append(await spawn_provider(self.client, self.queue, self.endpoint))
+        done = await asyncio.wait_for(running, 180)
+        return done, await handle.query(ScalerWorkflow.operations), await set_capacity_attempts(handle)
 
     def stop(self) -> None:
         for worker in self.workers:
@@ -181,11 +188,7 @@ async def test_a_provider_killed_after_run_instances_leaves_exactly_one_launch(
                 return {k: v for k, v in found.items() if k not in before}
 
             new = await eventually(launched)  # RunInstances took effect; the activity is stalled after it
-            assert not running.done()
-            await crash.kill_and_replace()
-            done: ScaleOperation = await asyncio.wait_for(running, 180)
-            operations = await handle.query(ScalerWorkflow.operations)
-            attempts = await set_capacity_attempts(handle)
+            done, operations, attempts = await crash.kill_and_finish(running, handle)
     finally:
         crash.stop()
     everything = await asyncio.to_thread(instances, aws, group)
@@ -227,11 +230,7 @@ async def test_a_provider_killed_after_terminate_instances_leaves_exactly_one_un
                 return all(state(found[k]) in ("shutting-down", "terminated") for k in new)
 
             await eventually(terminating)  # TerminateInstances took effect; the undo is stalled after it
-            assert not running.done()
-            await crash.kill_and_replace()
-            done: ScaleOperation = await asyncio.wait_for(running, 180)
-            operations = await handle.query(ScalerWorkflow.operations)
-            attempts = await set_capacity_attempts(handle)
+            done, operations, attempts = await crash.kill_and_finish(running, handle)
     finally:
         crash.stop()
     everything = await asyncio.to_thread(instances, aws, group)
