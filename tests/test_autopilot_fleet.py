@@ -235,7 +235,7 @@ def test_a_pool_finding_that_asks_for_another_size_is_news() -> None:
     before = HostReport(host="h", sequence=1, reported_at=at, findings=[to_one])
     after = before.model_copy(update={"sequence": 2, "findings": [to_zero]})
     assert what_changed(before, after, ("desired",))
-    assert not what_changed(before, after)  # round 1 (kept for replay) heard only kinds
+    assert not what_changed(before, after)  # no params named (pool scaling off): only kinds are news
     waits = to_one.model_copy(update={"params": {"desired": "1", "backlog": "7"}})
     assert not what_changed(before, after.model_copy(update={"findings": [waits]}), ("desired",))
 

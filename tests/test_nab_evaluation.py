@@ -3,12 +3,13 @@ whose right answers can be worked out by hand."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 import pytest
 
-from autarky.evaluation.alert_budget import alert_rates
-from autarky.evaluation.crossval import choose, cross_validated, leave_one_category_out
+from autarky.evaluation.alert_budget import alert_rates, budget_threshold
+from autarky.evaluation.crossval import choose, cross_validated, held_out_halves, leave_one_category_out
 from autarky.evaluation.nab_data import NabFile
 from autarky.evaluation.nab_scoring import label_rows
 from bench.nab import run_detector, run_detector_long
@@ -80,6 +81,32 @@ def test_alert_rates_count_false_alarms_per_day_of_samples() -> None:
     # window (-0.11); one window in all: normalised 100 (raw + 1) / 2.
     assert high.nab_score == pytest.approx(100 * (0.8597926 - 0.11 + 1) / 2)
     assert high.nab_score > low.nab_score  # fewer false alarms, the same window found
+
+
+def test_the_budget_threshold_is_the_lowest_with_at_most_the_budget_of_false_alarms() -> None:
+    files = [nab_file("a/1"), nab_file("a/2", window=False)]
+    scores = {"a/1": [0.0] * N, "a/2": [0.0] * N}
+    scores["a/1"][20], scores["a/1"][55], scores["a/2"][30], scores["a/2"][31] = 0.9, 0.95, 0.5, 0.99
+    scores["a/1"][5] = 1.0  # in probation: never an alarm
+    days = ((N - 25) + (N - 15)) * 30 / 86400  # 160 quiet rows at 30 s: 0.056 days
+    candidates = [0.5, 0.6, 0.9, 0.95, 0.99, 0.999]
+    # 3 alarms at 0.5, 2 from 0.6 (0.9, 0.99), 1 from 0.95 (0.99; the 0.95 is in the window), 0 above.
+    assert budget_threshold(scores, files, candidates, per_day=3 / days) == 0.5
+    assert budget_threshold(scores, files, candidates, per_day=2.5 / days) == 0.6
+    assert budget_threshold(scores, files, candidates, per_day=1 / days) == 0.95
+    assert budget_threshold(scores, files, candidates, per_day=0.5 / days) == 0.999
+    assert budget_threshold(scores, files, [0.5, 0.9], per_day=0.5 / days) == math.inf
+
+
+def test_held_out_halves_choose_on_half_the_categories_and_score_the_others() -> None:
+    held_out = held_out_halves(DESIGNS, FILES)  # 3 categories: chosen on one, scored on the two others
+    assert sorted(held_out) == ["a", "b", "c"]
+    assert [len(scores) for scores in held_out.values()] == [2, 2, 2]
+    # Chosen on a: "early" (a perfect, no false alarm), which misses b's windows; chosen on c: a tie of
+    # all three on c's window, the first ("early") wins. So b is missed in both splits that hold it out.
+    assert [(s.tp, s.fn) for s in held_out["b"]] == [(0, 2), (0, 2)]
+    # a is held out when chosen on b ("b-only": misses a) and on c ("early": finds a).
+    assert sorted((s.tp, s.fn) for s in held_out["a"]) == [(0, 2), (2, 0)]
 
 
 class Counter:

@@ -423,8 +423,9 @@ REQUIRED = {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
         EventType.EVENT_TYPE_MARKER_RECORDED,
     },
-    # Pool scaling: the scale_pool action's outcome is told to the host's watcher (a signal it sends).
-    "autopilot-scaling-release26": {
+    # Pool scaling (`autopilot-plan-on-new-size`: a settled scale_pool plans again at once, its marker):
+    # the scale_pool action's outcome is told to the host's watcher (a signal it sends).
+    "autopilot-scaling-release28": {
         EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
         EventType.EVENT_TYPE_MARKER_RECORDED,
     },
@@ -448,17 +449,20 @@ NOT_LOOPS = {"research-cycle", "research-cycle-release27", "experiment"}
 NOT_LOOPS |= {"self-modify", "self-modify-release26"}
 # The abtest recorder (its round-1 file, abtest.json, deleted in 28): a pause and a resume.
 REQUIRED["abtest"] = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED}
-REQUIRED["scaler-release27"] = REQUIRED["scaler"] | {EventType.EVENT_TYPE_MARKER_RECORDED}  # both patches
-# `autopilot-plan-on-new-size`: a settled scale_pool plans again at once (its marker).
-REQUIRED["autopilot-scaling-release28"] = REQUIRED["autopilot-scaling-release26"]
-REQUIRED["scaler-release28"] = REQUIRED["scaler-release27"]  # and `scaling-approve-scale-down`
+# The scaler recorder under release 27's and 28's patches (their markers; scaler-release27 deleted in 29).
+REQUIRED["scaler-release28"] = REQUIRED["scaler"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
 # A host's watcher (`pool-scaling-round-2`): it hears of the pool's change by signal.
 REQUIRED["pool-watcher"] = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
     EventType.EVENT_TYPE_MARKER_RECORDED,
 }
-REQUIRED["abtest-round2"] = REQUIRED["abtest"] | {EventType.EVENT_TYPE_MARKER_RECORDED}  # `abtest-round-2`
-REQUIRED["abtest-release28"] = REQUIRED["abtest-round2"]  # its marker deprecated
+# `abtest-round-2`'s marker, deprecated (abtest-round2, its plain marker, deleted in 29).
+REQUIRED["abtest-release28"] = REQUIRED["abtest"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
+# Release 29's recordings: release 28's patches deprecated (their markers), the A/B test's none.
+REQUIRED["scaler-release29"] = REQUIRED["scaler-release28"]
+REQUIRED["autopilot-scaling-release29"] = REQUIRED["autopilot-scaling-release28"]
+REQUIRED["pool-watcher-release29"] = REQUIRED["pool-watcher"]
+REQUIRED["abtest-release29"] = REQUIRED["abtest"]
 REQUIRED["self-modify"] = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_FIRED}
 # Under `selfmod-one-host` (release 26's deprecated marker): the steps after the snapshot on the host's
 # own queue.

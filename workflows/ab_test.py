@@ -1,6 +1,6 @@
 """ModelABTestWorkflow: does a challenger model beat the one in service, with error rates it can state?
 
-Round 2 (since release 27, patch `abtest-round-2`; round 1's path deleted in 28, workflows/compat/ab_test.py):
+Round 2 (since release 27, patch `abtest-round-2`; round 1's path deleted in 28, the patch in 29):
 describe the slot (the incumbent is its active variant) → plan the design (group-sequential: O'Brien-Fleming
 α-spending with binding futility and a maximum sample; or the always-valid mixture) → ramp the challenger's
 share step by step, each split a lease salted with this test's id → every evaluation period renew the lease
@@ -77,7 +77,6 @@ with workflow.unsafe.imports_passed_through():
         set_model_split,
     )
     from workflows.approval import ApprovalGate
-    from workflows.compat import ab_test as compat
 
 # Routing changes must happen: a rollback that gives up would leave the challenger in service.
 CHANGE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
@@ -102,7 +101,6 @@ class ModelABTestWorkflow(ApprovalGate):
             [sa.KIND.value_set("abtest"), sa.SLOT.value_set(input.slot), sa.DECISION.value_set("running")]
         )
         if state.incumbent is None:
-            compat.round_2()
             state.round = 2  # kept in the state's payload; every test takes round 2
             slot = await self._describe()
             self._check_challenger(slot)

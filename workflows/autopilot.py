@@ -405,9 +405,9 @@ class AutopilotWorkflow(Fleet, ApprovalGate):
         assert record.started_at is not None
         record.duration_seconds = (record.finished_at - record.started_at).total_seconds()
         self._remember(record)
-        if candidate.action_type == SCALE_POOL and candidate.host and compat.plan_on_new_size():
-            self._plan_now = True  # the pool may need a further step: its finding is not new, its size is
         if candidate.action_type == SCALE_POOL and candidate.host:
+            compat.plan_on_new_size()
+            self._plan_now = True  # the pool may need a further step: its finding is not new, its size is
             hs = self._state.hosts.get(candidate.host)
             # A compensated change moved capacity twice: the scaler's cooldown runs, and so does the policy's.
             if hs is not None and record.status in (ActionStatus.SUCCEEDED, ActionStatus.FAILED):

@@ -150,7 +150,8 @@ class Fleet:
             return
         changed = [f.kind for f in hs.findings] != [f.kind for f in report.findings]
         if not changed and _sizes(hs.findings) != _sizes(report.findings):
-            changed = compat.plan_on_new_size()  # the pool asks for another size: plan it now
+            compat.plan_on_new_size()
+            changed = True  # the pool asks for another size: plan it now
         hs.report_sequence, hs.reported_at = report.sequence, report.reported_at
         hs.findings, hs.runs_pool = report.findings, report.runs_pool
         hs.window = [report.last_point] if report.last_point else []

@@ -39,13 +39,11 @@ with workflow.unsafe.imports_passed_through():
     from autarky.core.findings import Finding
     from autarky.core.hosts import host_queue
     from autarky.scaling.pool_policy import DESIRED, pool_scaling_findings
-    from autarky.scaling.pool_policy_round1 import pool_scaling_findings as pool_scaling_findings_round1
     from autarky.selfmod.agents import anomaly_config
     from workflows import autopilot_reads as reads
     from workflows.compat import autopilot_host as compat
 
 WINDOW_KEPT = 60
-ROUND_1_COOLDOWN = timedelta(minutes=5)
 
 
 async def sample_host(
@@ -90,18 +88,9 @@ def host_findings(
     """The Analyze stage for one host: threshold rules, detectors, the local pool's scaling policy."""
     findings = analyze(hs.window, default_analyzers(settings.rules, settings.monitor_interval))
     findings += detector_findings(hs.detection, hs.window, analysis, now)
-    if settings.pool_scaling and compat.pool_scaling_round_2():
+    if settings.pool_scaling:
+        compat.pool_scaling_round_2()
         findings += pool_scaling_findings(host, hs.window, hs.scaling, settings.pool_policy, now)
-    elif settings.pool_scaling:
-        overload = next((f for f in findings if f.kind == "overload_warning"), None)
-        # Round 1 relied on its cooldown (5 min) and a pool of at least one; round 2's defaults have neither.
-        policy = settings.pool_policy.model_copy(
-            update={
-                "cooldown": max(settings.pool_policy.cooldown, ROUND_1_COOLDOWN),
-                "min_capacity": max(settings.pool_policy.min_capacity, 1),
-            }
-        )
-        findings += pool_scaling_findings_round1(host, hs.window, hs.scaling, policy, overload, now)
     for finding in findings:
         finding.host = host
     return findings
@@ -122,13 +111,10 @@ def waits_for_a_pool(hs: HostState, settings: AutopilotSettings) -> bool:
     """Work waits for a pool at zero members: analyse now, not at the next analysis round, so the first
     backlog brings a member back within seconds (round 2 of pool scaling)."""
     last = hs.window[-1] if hs.window else None
-    return (
-        settings.pool_scaling
-        and last is not None
-        and last.pool_desired == 0
-        and bool(last.pool_backlog)
-        and compat.pool_scaling_round_2()
-    )
+    if not (settings.pool_scaling and last is not None and last.pool_desired == 0 and last.pool_backlog):
+        return False
+    compat.pool_scaling_round_2()
+    return True
 
 
 def runs_a_pool(hs: HostState) -> bool:
@@ -212,7 +198,10 @@ class AutopilotHostWorkflow:
         previous = self._last_report
         stale = previous is None or now >= previous.reported_at + self._config.report_every
         # Round 2 of pool scaling: a pool finding that asks for another size is news (round 1 kept the first).
-        targets = (DESIRED,) if self._config.settings.pool_scaling and compat.pool_scaling_round_2() else ()
+        targets: tuple[str, ...] = ()
+        if self._config.settings.pool_scaling:
+            compat.pool_scaling_round_2()
+            targets = (DESIRED,)
         if not (stale or what_changed(previous, report, targets)):
             return
         try:
@@ -224,7 +213,8 @@ class AutopilotHostWorkflow:
         self._sequence, self._last_report = report.sequence, report
 
     def _analysis(self) -> AnalysisSettings:
-        return analysis_settings(self._config.settings, self._config.anomaly_parameters)
+        analysis = analysis_settings(self._config.settings, self._config.anomaly_parameters)
+        return analysis.model_copy(update={"detection_round": compat.detection_round()})
 
     def _bump(self, counter: str) -> None:
         self._counters[counter] = self._counters.get(counter, 0) + 1

@@ -241,10 +241,12 @@ class ScalerWorkflow(ApprovalGate):
         if operation.target == before.desired:
             self._finish(operation, OperationStatus.UNCHANGED, f"already at {before.desired}")
             return
+        # A growth: round 1's rule, which no patch changed (it differs from round 2's from zero alone).
         why = approval_needed_round1(self._input.policy, before.desired, operation.target)
         if why is None and operation.target < before.desired:
-            shrink = approval_needed(self._input.policy, before.desired, operation.target)
-            why = shrink if shrink is not None and compat.approve_scale_down() else None
+            why = approval_needed(self._input.policy, before.desired, operation.target)
+            if why is not None:
+                compat.approve_scale_down()
         if why is not None and not await self._approved(operation, why):
             return
         self._step(operation, SagaStep.APPLYING)
@@ -252,7 +254,6 @@ class ScalerWorkflow(ApprovalGate):
             await self._set_capacity(operation.target, self._key(operation, "apply"), FORWARD_RETRY)
         except ActivityError as error:
             if not is_cancelled_exception(error):
-                compat.refused_apply()
                 reading = await self._read_and_record()
                 if reading.desired == operation.previous:  # refused before anything changed: no undo
                     self._finish(
@@ -261,7 +262,6 @@ class ScalerWorkflow(ApprovalGate):
                     return
             raise
         if self._cancel_reason is not None:
-            compat.cancel_after_apply()
             # The cancel arrived while the apply ran; the call finished (it had nothing to heartbeat) and
             # its result came back instead of the cancellation: undo it now.
             raise asyncio.CancelledError

@@ -8,6 +8,8 @@ rate per sample becomes a rate per day of one metric on one host.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -55,3 +57,41 @@ def alert_rates(
             )
         )
     return rates
+
+
+def budget_threshold(
+    scores: Mapping[str, Sequence[float]],
+    files: Sequence[NabFile],
+    candidates: Sequence[float],
+    per_day: float = 1.0,
+    sample_seconds: float = 30.0,
+) -> float:
+    """The lowest candidate threshold with at most `per_day` false alarms per day of samples (the rule
+    that chooses the product's `anomaly_threshold`); inf when none of them keeps to it."""
+    quiet = sorted(
+        scores[f.key][i]
+        for f in files
+        for i in range(f.labels.probation, f.labels.n_rows)
+        if f.labels.window_of[i] < 0 and not math.isnan(scores[f.key][i])
+    )
+    allowed = per_day * len(quiet) * sample_seconds / DAY_SECONDS
+    for threshold in sorted(candidates):
+        if len(quiet) - bisect_left(quiet, threshold) <= allowed:  # rows with score >= threshold
+            return threshold
+    return math.inf
+
+
+def false_alarms_per_day(
+    scores: Mapping[str, Sequence[float]],
+    files: Sequence[NabFile],
+    threshold: float,
+    sample_seconds: float = 30.0,
+) -> float:
+    """False alarms per day of samples at `threshold` (files without windows included)."""
+    quiet = alarms = 0
+    for f in files:
+        for i in range(f.labels.probation, f.labels.n_rows):
+            if f.labels.window_of[i] < 0:
+                quiet += 1
+                alarms += scores[f.key][i] >= threshold
+    return alarms / (quiet * sample_seconds / DAY_SECONDS) if quiet else 0.0

@@ -8,7 +8,8 @@ below its in-sample one means the choice fitted that category rather than anomal
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from autarky.evaluation.nab_data import NabFile
@@ -93,3 +94,42 @@ def cross_validated(folds: Sequence[Fold], profile: Profile = STANDARD) -> float
     """All left-out scores together, normalised over every window: the figure to expect on new data."""
     raw = sum(f.left_out.raw for f in folds)
     return normalised(raw, sum(f.n_windows for f in folds), profile)
+
+
+Chooser = Callable[[Mapping[str, Scores], Sequence[NabFile]], Choice]
+
+
+@dataclass(frozen=True)
+class Split:
+    training: tuple[str, ...]  # the categories the choice was made on
+    chosen: Choice
+
+
+def half_splits(
+    designs: Mapping[str, Scores], files: Sequence[NabFile], chooser: Chooser = choose
+) -> list[Split]:
+    """The harder test's choices: everything (design and threshold, by `chooser`) chosen on half of the
+    categories, for every such half."""
+    categories = sorted({f.category for f in files})
+    if len(categories) < 2:
+        raise ValueError("cross-validation needs at least two categories")
+    return [
+        Split(training, chooser(designs, [f for f in files if f.category in training]))
+        for training in itertools.combinations(categories, len(categories) // 2)
+    ]
+
+
+def held_out_halves(
+    designs: Mapping[str, Scores],
+    files: Sequence[NabFile],
+    chooser: Chooser = choose,
+    profile: Profile = STANDARD,
+) -> dict[str, list[FileScore]]:
+    """Per category, its scores under each half-split choice made without it (`half_splits`)."""
+    held_out: dict[str, list[FileScore]] = {c: [] for c in sorted({f.category for f in files})}
+    for split in half_splits(designs, files, chooser):
+        for category, scores in held_out.items():
+            if category not in split.training:
+                inside = [f for f in files if f.category == category]
+                scores.append(score_choice(split.chosen, designs, inside, profile))
+    return held_out

@@ -18,7 +18,8 @@ needs a person.
 
 The same functions run in the autopilot (Analyze), the `ScalerWorkflow` (approval) and bench/scaling.py,
 which replays load traces through them; bench/scaling_choose.py chose the defaults leave-one-trace-out.
-Round 1 (thresholds on utilisation, cooldown) stays in autarky.scaling.policy_round1 for replay.
+Round 1's sizing (thresholds on utilisation, cooldown) went in release 29; its rule for approving a growth,
+which the scaler still uses, is in autarky.scaling.policy_round1.
 """
 
 from __future__ import annotations

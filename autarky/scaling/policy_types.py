@@ -69,7 +69,7 @@ class ResourceRef(BaseModel, frozen=True):
 
 
 class ScalingPolicy(BaseModel):
-    """The knobs of the scaling policy (autarky.scaling.policy; round 1's in autarky.scaling.policy_round1).
+    """The knobs of the scaling policy (autarky.scaling.policy; round 1's growth approval in policy_round1).
 
     Round 2 sizes proportionally, as Kubernetes' HPA does, but for the demand expected by the time new
     capacity serves: need = ceil((demand + the median rise of demand over one warm-up in the last hour) /

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+# Deprecated in release 29: every autopilot continued-as-new under release 28 or later (release 28's
+# note), so each plans at once on a pool's new size (the old path, waiting for the plan round, is deleted).
 PLAN_ON_NEW_SIZE = "autopilot-plan-on-new-size"
 
 
-def plan_on_new_size() -> bool:
-    """Plan at once when a host's scaling finding asks for another size, and when a pool change settles?
-    Before release 28 only a new kind of finding did: a pool growing step by step waited for the plan
-    round (5 min) between steps, a cooldown in all but name. Called only in those situations."""
-    return workflow.patched(PLAN_ON_NEW_SIZE)
+def plan_on_new_size() -> None:
+    """Where a host's scaling finding that asks for another size, or a settled `scale_pool`, plans at
+    once (before release 28 only a new kind of finding did: a pool growing step by step waited for the
+    plan round, 5 min, between steps). Called only in those situations."""
+    workflow.deprecate_patch(PLAN_ON_NEW_SIZE)

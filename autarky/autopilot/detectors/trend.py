@@ -22,6 +22,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -36,6 +37,8 @@ from autarky.autopilot.detectors.trend_tests import (
 
 TimeLike = float | datetime
 MIB = 1024 * 1024
+ROUND3_SLOWDOWN = 0.7  # detect_leak(round3): a newest half rising under 70 % of the oldest half's slope ...
+ROUND3_SLOWDOWN_Z = 3.0  # ... by more than this many standard errors is a warm-up slowing down
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -161,6 +164,34 @@ def time_to_limit(times: Sequence[TimeLike], values: Sequence[float | None], lim
     return _fit(rows).seconds_to(limit, rows[-1][1])
 
 
+def _slope_error(rows: Sequence[tuple[float, ...]], line: _Line) -> float:
+    """Standard error of a fitted slope: robust residual spread / √Σ(t − t̄)², widened by √((1+ρ)/(1−ρ))
+    for a positive lag-1 autocorrelation ρ of the residuals (persistent noise and a sawtooth carry less
+    information than as many independent points)."""
+    residuals = [v - line.at(t) for t, v, *_ in rows]
+    centre = statistics.median(residuals)
+    sigma = 1.4826 * statistics.median(abs(r - centre) for r in residuals)
+    t_mean = statistics.fmean(row[0] for row in rows)
+    spread = math.sqrt(sum((row[0] - t_mean) ** 2 for row in rows))
+    deviations = [r - statistics.fmean(residuals) for r in residuals]
+    denominator = sum(d * d for d in deviations)
+    rho = sum(a * b for a, b in pairwise(deviations)) / denominator if denominator > 0 else 0.0
+    rho = min(max(rho, 0.0), 0.95)
+    return sigma / spread * math.sqrt((1 + rho) / (1 - rho)) if spread > 0 else math.inf
+
+
+def _significant_slowdown(oldest: Sequence[tuple[float, ...]], newest: Sequence[tuple[float, ...]]) -> bool:
+    """Whether the newest rows rise at most ROUND3_SLOWDOWN of the oldest rows' slope, and significantly
+    (z > ROUND3_SLOWDOWN_Z) so: a logarithmic warm-up with τ of 30-60 min over a 2 h window slows down
+    to 40-65 %, which the fixed ratio of `min_sustained_ratio` only catches part of the time, while a
+    leak under noise or a sawtooth has half-window slopes too uncertain to call any difference."""
+    old_line, new_line = _fit(oldest), _fit(newest)
+    if old_line.slope <= 0 or new_line.slope >= ROUND3_SLOWDOWN * old_line.slope:
+        return False
+    error = math.hypot(_slope_error(oldest, old_line), _slope_error(newest, new_line))
+    return old_line.slope - new_line.slope > ROUND3_SLOWDOWN_Z * error
+
+
 # ------------------------------------------------------------------------------------------- detectors
 
 
@@ -208,6 +239,7 @@ def detect_leak(
     autocorrelation: bool = True,
     step_robust: bool = True,
     min_sustained_ratio: float = 0.5,
+    round3: bool = True,
 ) -> LeakReport | None:
     """A memory leak: RSS rises steadily (Mann-Kendall increasing, one-sided p < p_value) AND the
     Theil-Sen growth over the window is at least `min_relative_growth` of the median RSS AND the floor
@@ -226,6 +258,11 @@ def detect_leak(
     allowed anywhere in it (`still_rising_p`), so a one-off jump of RSS is not a leak wherever it is.
     `min_sustained_ratio` [0.0]: the Theil-Sen slope of the newest half must be at least this share of
     the oldest half's, so a decelerating cache warm-up (RSS ~ log(1 + t/τ)) is not a leak.
+    `round3` [False] (issue 29): (1) nor is one whose newest half rises under ROUND3_SLOWDOWN of the
+    oldest half's slope, significantly (`_significant_slowdown`: τ = 30-60 min slows to 40-65 %, which
+    the fixed ratio missed in a share of windows); (2) the whole-window test is corrected with
+    `persistent_inflation` (Hamed-Rao under-corrects AR(1) noise with φ ≥ 0.9); (3) the newest half may
+    hold up to two steps, each spread over up to 12 samples (`still_rising_p`).
     """
     rows = _clean(times, rss_bytes)
     if len(rows) < min_points:
@@ -251,7 +288,10 @@ def detect_leak(
     # the whole window, but none in its newest half; nor has one whose RSS jumped once in that half.
     half = len(rows) // 2
     newest_half = values[half:]
-    if len(newest_half) < 5 or still_rising_p(newest_half, step_robust=step_robust) >= STILL_GROWING_P:
+    if (
+        len(newest_half) < 5
+        or still_rising_p(newest_half, step_robust=step_robust, round3=round3) >= STILL_GROWING_P
+    ):
         return None
     # ... and at about the same rate: a cache warming up logarithmically still rises in the newest half,
     # but several times more slowly than in the oldest half. (A leak starting mid-window passes: its
@@ -260,8 +300,10 @@ def detect_leak(
         oldest_slope, newest_slope = _fit(rows[:half]).slope, _fit(rows[half:]).slope
         if oldest_slope > 0 and newest_slope < min_sustained_ratio * oldest_slope:
             return None
+        if round3 and _significant_slowdown(rows[:half], rows[half:]):
+            return None
     if autocorrelation:
-        mk = significant_rise(values, p_value, autocorrelation=True)
+        mk = significant_rise(values, p_value, autocorrelation=True, persistent=round3)
         if mk is None:
             return None
     ttl = line.seconds_to(limit_bytes, values[-1]) if limit_bytes is not None else None
@@ -320,6 +362,7 @@ def early_warning(
     autocorrelation: bool = True,
     still_rising: bool = True,
     drift: bool = True,
+    round3: bool = True,
 ) -> EarlyWarning | None:
     """Warn when a significant upward trend (Mann-Kendall, one-sided p < p_value) reaches `limit` within
     `horizon_seconds` of the newest sample — e.g. disk used % towards 95, temperature towards critical.
@@ -336,6 +379,8 @@ def early_warning(
     is not a fill, wherever in the window it happened. This needs about 12 points.
     `drift` [False]: the mean step between values must be positive at p < p_value too (`drift_p`), so a
     zero-drift random walk, which Mann-Kendall takes for a trend in a large share of windows, is not one.
+    `round3` [False]: the newest half may hold up to two steps, each spread over up to 12 samples
+    (`still_rising_p`, issue 29).
     """
     rows = _clean(times, values)
     if len(rows) < min_points:
@@ -348,7 +393,7 @@ def early_warning(
     ttl = line.seconds_to(limit, rows[-1][1])
     if ttl is None or ttl >= horizon_seconds:
         return None
-    if still_rising and still_rising_p(series[len(series) // 2 :]) >= STILL_GROWING_P:
+    if still_rising and still_rising_p(series[len(series) // 2 :], round3=round3) >= STILL_GROWING_P:
         return None
     if drift and drift_p(series) >= p_value:
         return None

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from autarky.autopilot.detectors.anomaly import AnomalyDetector
+from autarky.autopilot.detectors.anomaly_round2 import AnomalyDetectorRound2
 from autarky.autopilot.detectors.trend import (
     MIB,
     EarlyWarning,
@@ -42,7 +43,8 @@ def observe(state: DetectionState, point: MetricPoint, settings: AnalysisSetting
         config = settings.anomaly.model_copy(
             update={"resolution": settings.metric_resolution.get(metric, 0.0)}
         )
-        detector = AnomalyDetector(config, state.anomaly.get(metric))
+        kind = AnomalyDetector if settings.detection_round >= 3 else AnomalyDetectorRound2
+        detector = kind(config, state.anomaly.get(metric))
         score = detector.update(value, point.at)
         state.anomaly[metric] = detector.state
         if score >= settings.anomaly_threshold:
@@ -134,13 +136,15 @@ def _held(finding: Finding, latest: datetime, settings: AnalysisSettings) -> boo
 
 def _warning_checks(settings: AnalysisSettings) -> dict[str, bool]:
     robust = settings.robust_trends  # False: round 1's tests, for histories recorded with them
-    return {"autocorrelation": robust, "still_rising": robust, "drift": robust}
+    round3 = robust and settings.detection_round >= 3  # wide and double steps are no rise
+    return {"autocorrelation": robust, "still_rising": robust, "drift": robust, "round3": round3}
 
 
 def _leak_checks(settings: AnalysisSettings) -> dict[str, bool | float]:
     if settings.robust_trends:
-        return {}
-    return {"autocorrelation": False, "step_robust": False, "min_sustained_ratio": 0.0}
+        # Round 3: slowing warm-ups, persistent noise, wide and double steps are no leak.
+        return {"round3": settings.detection_round >= 3}
+    return {"autocorrelation": False, "step_robust": False, "min_sustained_ratio": 0.0, "round3": False}
 
 
 def _series(state: DetectionState, key: str, settings: AnalysisSettings) -> TrendSeries:
@@ -162,7 +166,7 @@ def _anomaly_finding(
     metric: str,
     value: float,
     score: float,
-    detector: AnomalyDetector,
+    detector: AnomalyDetector | AnomalyDetectorRound2,
     at: datetime,
     settings: AnalysisSettings,
 ) -> Finding:
