@@ -19,6 +19,7 @@ import json
 import math
 import os
 import stat
+import statistics
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -149,6 +150,11 @@ def split_nab(files: list[NabFile]) -> dict[Part, list[NabFile]]:
     return parts
 
 
+def median_gap_seconds(f: NabFile) -> float:
+    gaps = [(b - a).total_seconds() for a, b in zip(f.timestamps, f.timestamps[1:], strict=False)]
+    return statistics.median(gaps) if gaps else 300.0
+
+
 def load_dataset(agent: str, part: Part, settings: EvolutionSettings) -> Dataset:
     if agent == ANOMALY_DETECTOR.name:
         data, windows = nab_paths(settings)
@@ -156,7 +162,11 @@ def load_dataset(agent: str, part: Part, settings: EvolutionSettings) -> Dataset
         return Dataset(
             agent,
             part,
-            {"files": {f.key: f.values for f in files}},
+            # Times as the product's detector sees them (its memory and warm-up are in hours).
+            {
+                "files": {f.key: f.values for f in files},
+                "interval_seconds": {f.key: median_gap_seconds(f) for f in files},
+            },
             {f.key: f.labels for f in files},
             [f.key for f in files],
             (windows,),

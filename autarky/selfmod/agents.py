@@ -32,14 +32,16 @@ _PURE_IMPORTS = [
 
 ANOMALY_DETECTOR = AgentSpec(
     name="anomaly-detector",
-    description="Streaming anomaly score per metric (rarity × robust distance), scored on NAB.",
+    description="Streaming anomaly score per metric (rarity × robust distance, alerts collapsed in time and "
+    "discounted by earlier events), scored on NAB.",
     source_files=["autarky/autopilot/detectors/anomaly.py"],
     parameters=[
         ParameterSpec(name="window", low=16, high=1024, integer=True, log_scale=True),
         ParameterSpec(name="levels", low=4, high=64, integer=True, log_scale=True),
         ParameterSpec(name="min_history", low=20, high=600, integer=True, log_scale=True),
         ParameterSpec(name="z_half", low=0.5, high=12.0, log_scale=True),
-        ParameterSpec(name="suppression", low=0, high=200, integer=True),
+        ParameterSpec(name="collapse_hours", low=0.5, high=48.0, log_scale=True),
+        ParameterSpec(name="event_half_life_hours", low=1.0, high=168.0, log_scale=True),
     ],
     test_files=["tests/test_anomaly.py"],
     allowed_imports=_PURE_IMPORTS,

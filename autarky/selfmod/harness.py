@@ -18,9 +18,12 @@ import json
 import math
 import random
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from autarky.selfmod.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER, anomaly_config, relevance_params
+
+EPOCH = datetime(2020, 1, 1, tzinfo=UTC)  # the values' times: only the gaps between them matter
 
 
 def check_anomaly(parameters: dict[str, float]) -> None:
@@ -48,13 +51,15 @@ def check_relevance(parameters: dict[str, float]) -> None:
 
 
 def run_anomaly(parameters: dict[str, float], inputs: dict) -> dict:
-    from autarky.autopilot.detectors.anomaly import AnomalyDetector
+    from autarky.autopilot.detectors.anomaly import DEFAULT_INTERVAL, AnomalyDetector
 
     config = anomaly_config(parameters)
+    intervals = inputs.get("interval_seconds", {})
     outputs = {}
     for key, values in inputs["files"].items():
         detector = AnomalyDetector(config)
-        outputs[key] = [round(detector.update(v), 5) for v in values]
+        step = timedelta(seconds=intervals.get(key, DEFAULT_INTERVAL))
+        outputs[key] = [round(detector.update(v, EPOCH + i * step), 5) for i, v in enumerate(values)]
     return {"scores": outputs}
 
 
