@@ -187,8 +187,15 @@ def _autarky_factory() -> Factory:
     return AnomalyDetector
 
 
+def _round2_factory() -> Factory:
+    from autarky.autopilot.detectors.anomaly_round2 import AnomalyDetectorRound2
+
+    return AnomalyDetectorRound2
+
+
 DETECTORS: dict[str, Callable[[], Factory]] = {
     "autarky": _autarky_factory,
+    "autarky-round2": _round2_factory,  # releases 17-28, beside round 3
     "gaussian": lambda: WindowedGaussian,
     "random": lambda: RandomDetector,
 }
@@ -262,7 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--windows", type=Path, help="windows JSON (default: combined_windows.json next to DIR)"
     )
-    parser.add_argument("--detectors", default="autarky,gaussian,random", help="comma-separated names")
+    parser.add_argument(
+        "--detectors", default="autarky,autarky-round2,gaussian,random", help="comma-separated names"
+    )
     parser.add_argument("--by-category", action="store_true", help="standard score per category, too")
     parser.add_argument(
         "--tables",
@@ -319,7 +328,9 @@ def print_tables(files: Sequence[NabFile]) -> None:
     from bench import nab_tables
 
     if len({f.category for f in files}) > 1:
-        nab_tables.print_cross_validation(files)  # warns if its choice is not the shipped default
+        scores = nab_tables.design_scores(files)
+        nab_tables.print_cross_validation(files, scores)  # warns if its choice is not the shipped default
+        nab_tables.print_held_out_halves(files, scores)
     else:
         print("\ncross-validation needs at least two categories (subdirectories of --data)")
     shipped = AnomalyConfig()  # the long run and the alert budget are of what the product runs

@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/nab_likelihood.py
 
-A fresh detector per file, as NAB scores (bench/nab.py's loader and scorer, the development set in
+A record of the prototype, kept as it was measured: on round 2's detector (anomaly_round2.py) and its
+shipped threshold 0.95; round 3 took another way (events.py). A fresh detector per file, as NAB scores
+(bench/nab.py's loader and scorer, the development set in
 ../shared/data/nab only). Two raw inputs are fed to the likelihood layer
 (autarky/autopilot/detectors/likelihood.py): the shipped detector's output (its `suppression` zeroes a
 score that does not beat the last 50) and the same detector with `suppression=0` (every raw score).
@@ -37,14 +39,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autarky.autopilot.detectors.anomaly import AnomalyConfig, AnomalyDetector
+from autarky.autopilot.detectors.anomaly import AnomalyConfig
+from autarky.autopilot.detectors.anomaly_round2 import AnomalyDetectorRound2
 from autarky.autopilot.detectors.likelihood import AnomalyLikelihood, LikelihoodConfig, gaussian_upper_tail
-from autarky.autopilot.settings import AnalysisSettings
 from autarky.evaluation.crossval import Choice, cross_validated, leave_one_category_out, score_choice
 from autarky.evaluation.nab_data import NabFile
 from autarky.evaluation.nab_scoring import STANDARD, FileScore, best_threshold, normalised, score_file
 from bench.nab import DEFAULT_DATA, DEFAULT_WINDOWS, load_corpus, run_detector
 
+ROUND_2_THRESHOLD = 0.95  # round 2's shipped anomaly_threshold
 FIXED_TAIL = 1e-4  # the likelihood's fixed threshold as a tail probability (see the docstring)
 GRID = {  # the designs leave-one-category-out chooses among
     "history_hours": (6.0, 24.0, 96.0),
@@ -108,10 +111,10 @@ def main() -> int:
     n_windows = sum(len(f.labels.windows) for f in files)
     print(f"NAB development set: {len(files)} files, {n_windows} windows; fresh detector per file")
     raws = {
-        "suppressed": run_detector(AnomalyDetector, files)[0],
-        "every": run_detector(partial(AnomalyDetector, AnomalyConfig(suppression=0)), files)[0],
+        "suppressed": run_detector(AnomalyDetectorRound2, files)[0],
+        "every": run_detector(partial(AnomalyDetectorRound2, AnomalyConfig(suppression=0)), files)[0],
     }
-    shipped = AnalysisSettings().anomaly_threshold
+    shipped = ROUND_2_THRESHOLD
 
     def row(name: str, best_fs: tuple[float, FileScore], fixed: FileScore, threshold_text: str) -> None:
         b_t, b = best_fs
