@@ -77,6 +77,14 @@ def test_the_tables_run_on_any_nab_format_data_with_a_clock_step(tmp_path: Path)
 
     run = nab("--data", str(data), "--windows", str(labels), "--detectors", "autarky", "--tables")
     assert run.returncode == 0, run.stderr
-    for table in ("Cross-validation:", "Long run (", "Alert budget (", "Cost per update by window"):
+    tables = (
+        "Cross-validation:",
+        "Held-out halves:",
+        "Long run (",
+        "Alert budget (",
+        "Cost per update by window",
+    )
+    for table in tables:
         assert table in run.stdout
     assert "all left-out scores together" in run.stdout
+    assert "all held-out together" in run.stdout and "operating point: NAB at the shipped" in run.stdout
