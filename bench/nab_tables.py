@@ -142,8 +142,10 @@ def print_held_out_halves(files: Sequence[NabFile], scores: Mapping[str, Scores]
     }
     print()
     print(
-        f"Held-out halves: everything chosen on half of the categories ({len(splits['best'])} splits), "
-        "scored on the others; per category the mean over the splits that held it out (standard profile)"
+        f"Held-out halves: the design (of the {len(scores)} above) and its threshold chosen on half of the "
+        f"categories ({len(splits['best'])} splits), scored on the others; per category the mean over the "
+        "splits that held it out (standard profile). The rest of the design (the event layer, collapse, "
+        "window, z_half) was chosen on all categories."
     )
     print(
         f"  {'category':<22} {'NAB-best: fresh':>15} {'long':>6} {'budget: fresh':>14} {'long':>6} "
@@ -209,7 +211,9 @@ def print_alert_budget(config: AnomalyConfig, files: Sequence[NabFile], shipped:
     print(
         f"Alert budget ({design_name(config)}, long-lived detector): false anomaly alerts at "
         f"{SAMPLE_SECONDS:g} s sampling, {METRICS_PER_HOST} metrics per host (the default anomaly_metrics); "
-        f"the shipped threshold is the lowest with at most {ALERT_BUDGET_PER_METRIC_DAY:g} per metric per day"
+        f"the shipped threshold is the lowest with at most {ALERT_BUDGET_PER_METRIC_DAY:g} per metric per "
+        "day. Each NAB row counts as one 30 s sample, while the detector works in the rows' own hours "
+        "(mostly 5 minutes): an estimate of a host's rate, not a measurement at 30 s"
     )
     print(f"  {'threshold':>9} {'per metric/day':>15} {'per host/day':>13} {'NAB fresh':>10} {'NAB long':>9}")
     fresh_rates = alert_rates(fresh.scores, files, thresholds, SAMPLE_SECONDS)

@@ -50,6 +50,19 @@ def test_a_steady_20_percent_cpu_jumping_to_60_is_reported_once_at_the_shipped_t
         assert alerts == [len(before)], f"seed {seed}: alerts at {alerts}, jump at {len(before)}"
 
 
+def test_one_glitch_to_100_percent_does_not_mute_a_jump_to_60_three_hours_later() -> None:
+    # Earlier events count against a new one only when of about its size (events.py).
+    settings = AnalysisSettings()
+    for seed in range(3):
+        before = steady_cpu(6, seed)
+        glitch = [100.0]
+        between = steady_cpu(3, seed + 10)
+        after = [60 + random.Random(seed).uniform(-2, 2) for _ in range(20)]
+        alerts = cpu_alerts(before + glitch + between + after, settings)
+        jump = len(before) + 1 + len(between)
+        assert alerts == [len(before), jump], f"seed {seed}: alerts at {alerts}"
+
+
 def test_a_day_of_steady_cpu_raises_no_alert_at_the_shipped_threshold() -> None:
     settings = AnalysisSettings()
     for seed in range(3):
@@ -87,6 +100,43 @@ def spike_scores(detector: AnomalyDetector | AnomalyDetectorRound2, interval: ti
     values, times, spikes = nightly_spikes(interval, nights=5, seed=7)
     scores = [detector.update(v, at) for v, at in zip(values, times, strict=True)]
     return [round(scores[i], 2) for i in spikes]
+
+
+def test_the_interval_is_learnt_again_when_the_monitor_interval_changes() -> None:
+    detector = AnomalyDetector()
+    times = stamped(timedelta(seconds=30), 20)
+    times += [times[-1] + i * timedelta(minutes=5) for i in range(1, 20)]
+    for i, at in enumerate(times):
+        detector.update(1.0, at)
+        if i == 19:
+            assert detector.state.interval_seconds == 30.0
+    assert detector.state.interval_seconds == 300.0
+
+
+def test_a_round_2_state_is_taken_up_by_round_3() -> None:
+    # A host watcher begun before release 29 switches to round 3 with the state round 2 left.
+    values, times, _ = nightly_spikes(timedelta(seconds=30), nights=1, seed=9)
+    old = AnomalyDetectorRound2()
+    for v, at in zip(values[:-100], times[:-100], strict=True):
+        old.update(v, at)
+    state = AnomalyState.model_validate_json(old.state.model_dump_json())
+    assert state.recent_scores and state.interval_seconds is None
+    new = AnomalyDetector(AnomalyConfig(), state)
+    scores = [new.update(v, at) for v, at in zip(values[-100:], times[-100:], strict=True)]
+    assert max(scores) < AnalysisSettings().anomaly_threshold  # nothing unusual in the last 100
+    assert new.update(95.0, times[-1] + timedelta(seconds=30)) >= AnalysisSettings().anomaly_threshold
+
+
+def test_the_state_stays_small_over_a_month_of_bursts() -> None:
+    rng = random.Random(10)
+    detector = AnomalyDetector()
+    sizes = []
+    for i in range(30 * 2880):  # a month at 30 s, a burst of random height every hour or so
+        value = rng.uniform(30, 100) if rng.random() < 1 / 120 else 20 + rng.uniform(-2, 2)
+        detector.update(value, T0 + i * HOST_INTERVAL)
+        if i % 2880 == 0:
+            sizes.append(detector.state_size_bytes())
+    assert max(sizes) < 6000, sizes
 
 
 def test_memory_in_hours_makes_a_nightly_spike_mean_the_same_at_30_s_and_at_5_min() -> None:

@@ -127,3 +127,22 @@ def test_the_long_run_feeds_one_detector_per_category_its_files_back_to_back() -
     assert long["c/1"][-1] == N
     fresh, _, _ = run_detector(Counter, FILES)
     assert all(scores[0] == 1 for scores in fresh.values())  # a fresh detector per file
+
+
+def test_the_budget_rule_takes_each_designs_lowest_threshold_within_budget_then_the_best_design() -> None:
+    from bench.nab_tables import LONG, choose_at_budget, long_copies
+
+    files = [nab_file("a/1"), nab_file("a/2")]
+    corpus = [*files, *long_copies(files)]
+    noisy = hit(50)
+    noisy[20] = 0.6  # a false alarm before the window, below the window's score
+    designs = {
+        "late": {f.key: [0.7 if i == 58 else 0.0 for i in range(N)] for f in corpus},  # right edge: worth ~0
+        "noisy": {f.key: noisy for f in corpus},
+    }
+    assert {f.key for f in corpus} == {"a/1", "a/2", "a/1" + LONG, "a/2" + LONG}
+    chosen = choose_at_budget(designs, corpus)
+    # Far under a day of samples, the budget allows no false alarm: "noisy" needs a threshold over 0.6,
+    # and then finds all four windows at their left edge, which beats "late" at its lowest candidate.
+    assert (chosen.design, chosen.threshold) == ("noisy", 0.605)
+    assert chosen.raw == pytest.approx(4.0)

@@ -8,6 +8,7 @@ degraded incumbent (parameters that judge almost nothing relevant), so that a re
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import shutil
@@ -378,3 +379,19 @@ async def test_without_bubblewrap_the_run_fails_saying_how_to_install_it(
     described = await handle.describe()
     assert described.search_attributes.get("AutarkyDecision") == ["failed"]
     assert stack.repo.active().commit == stack.incumbent
+
+
+async def test_an_incumbent_written_before_a_knob_existed_evolves_with_the_knobs_shipped_value(
+    client: Client, tmp_path: Path
+) -> None:
+    # Release 29 replaced the anomaly detector's `suppression` by two new knobs: versions written before
+    # lack them. Their evolution used to fail its workflow task for good ("parent has no value for …").
+    async with make_stack(client, tmp_path) as stack:
+        old = {k: v for k, v in DEGRADED.items() if k != "half"}
+        version = stack.repo.create_candidate(
+            stack.incumbent, "old", "setup", old, None, CandidateOrigin.MUTATION, "before `half` existed"
+        )
+        stack.repo.promote(version.commit, "test", "a version of an older release", None, datetime.now(UTC))
+        handle = await stack.evolve(offline=True, generations=1, population=2, watch_runs=1)
+        result: SelfModifyResult = await asyncio.wait_for(handle.result(), timeout=240)
+    assert result.candidates >= 1 and result.status in {"promoted", "not_promoted"}, result.message

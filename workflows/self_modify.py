@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
     from autarky.core.approval import ApprovalState
     from autarky.llm.errors import LLM_BUDGET_SPENT, LLM_NOT_CONFIGURED, LLM_UNPRICED
+    from autarky.selfmod.agents import default_parameters
     from autarky.selfmod.policy import adapt_step, better, mutate, relative_improvement, should_promote
     from autarky.selfmod.types import (
         AgentRunInput,
@@ -330,7 +331,10 @@ class SelfModificationWorkflow(ApprovalGate):
             failures.extend(outcome.rejected)
             self._llm_code.update(c.commit for c in outcome.candidates)
             return outcome.candidates
-        children = mutate(best.parameters, spec.parameters, step, workflow.random(), request.population)
+        # A version written before a knob existed (release 29 replaced the detector's `suppression`) takes
+        # the shipped value of the knobs it lacks.
+        parent = {**default_parameters(spec.name), **best.parameters}
+        children = mutate(parent, spec.parameters, step, workflow.random(), request.population)
         proposals = [
             ParameterProposal(key=f"g{generation}c{i}", parameters=p) for i, p in enumerate(children, 1)
         ]

@@ -42,11 +42,11 @@ import math
 import statistics
 from bisect import bisect_left, insort
 from collections import deque
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from autarky.autopilot.detectors.events import EventFilter, EventState
+from autarky.autopilot.detectors.events import EventFilter, EventState, epoch_seconds
 
 MAD_TO_SIGMA = 1.4826  # MAD × this estimates σ for normal data
 MEAN_DEV_TO_SIGMA = 1.2533  # mean absolute deviation × this estimates σ for normal data
@@ -54,14 +54,16 @@ QUARTERS = 4  # with `memory`, the range is kept per quarter of it, and counts d
 # Without timestamps, values are taken to come at the autopilot's default monitor interval.
 DEFAULT_INTERVAL = 30.0
 INTERVAL_GAPS = 8  # gaps between timestamps the sampling interval is learnt from
+SIMILAR_EVENTS = 0.25  # share of the range within which an earlier event is "like" a new one (events.py)
 FORGOTTEN = 0.01  # a decayed level count below this is dropped, so the state stays small
 
 
 class AnomalyConfig(BaseModel):
     """One configuration for every metric: the NAB evaluation scores all series with these defaults.
-    At the autopilot's 30 s sampling a window of 64 is 32 minutes and a memory of 1000 is 8 hours (on NAB's
-    mostly 5-minute rows, 5 hours and 3.5 days): a metric with a daily pattern may want more memory, at the
-    price the long-run table of `make bench-nab` shows."""
+    Memory, warm-up and the alerting layer are in hours (the same at the autopilot's 30 s and on NAB's
+    mostly 5-minute rows); the window is in values: 64 is 32 minutes at 30 s and 5 hours on NAB. Warm-up is
+    the longer of `warmup_hours` and `min_history` values (the window's statistics need those): 75
+    minutes at 30 s, 12.5 hours at 5 minutes."""
 
     window: int = Field(64, ge=8, le=4096, description="values in the robust median/MAD window")
     levels: int = Field(16, ge=2, le=256, description="bins over the range seen, for rarity")
@@ -71,7 +73,7 @@ class AnomalyConfig(BaseModel):
     # `collapse_hours`, and is discounted by the metric's earlier events at least as strong (weighted
     # by a half-life), so routine bursts of a bursty metric stop alerting.
     collapse_hours: float = Field(12.0, ge=0, description="a score must beat every one of this many hours")
-    event_half_life_hours: float = Field(24.0, gt=0, description="half-life of earlier events' weight")
+    event_half_life_hours: float = Field(48.0, gt=0, description="half-life of earlier events' weight")
     suppression: int = Field(50, ge=0, description="round 2: a score must beat this many previous ones")
     # The metric's quantum (psutil reports percentages to 0.1): one step of it is never a big z.
     resolution: float = Field(0.0, ge=0)
@@ -108,7 +110,7 @@ class AnomalyState(BaseModel):
     # The sampling interval, learnt from the first gaps between timestamps (round 3); None until then.
     interval_seconds: float | None = None
     last_at: float | None = None  # the previous value's timestamp (epoch seconds)
-    gaps: list[float] = Field(default_factory=list)  # the first gaps, until the interval is learnt
+    gaps: list[float] = Field(default_factory=list)  # the last gaps, the interval's evidence
 
 
 class AnomalyDetector:
@@ -144,7 +146,7 @@ class AnomalyDetector:
         c = self.config
         raw = 0.0
         self.expected, self.z = None, 0.0
-        if at is not None and self._interval is None:
+        if at is not None:
             self._learn_interval(at)
         if not math.isfinite(value):  # a broken probe says nothing about the metric: skip, count
             self._skipped += 1
@@ -157,8 +159,10 @@ class AnomalyDetector:
         if self._seen >= self._min_history:
             rarity = 1.0 if level is None else 1.0 / (1 + self._counts.get(level, 0))
             raw = rarity * self.z / (self.z + c.z_half)
+        # Earlier events count against this one only when of about its size: within a quarter of the range.
+        near = SIMILAR_EVENTS * (self._high - self._low) if self._high > self._low else math.inf
         self._learn(value, level)
-        return self._events.score(raw, at)
+        return self._events.score(raw, at, value, near)
 
     def _level(self, value: float) -> int | None:
         """The bin of `value` over the range seen so far; None for a new high or low (always rare)."""
@@ -171,15 +175,25 @@ class AnomalyDetector:
         return min(level, self.config.levels - 1) if self.config.memory_hours else level
 
     def _learn_interval(self, at: datetime) -> None:
-        """The median of the first INTERVAL_GAPS gaps between timestamps (a clock step or a missed sample
-        among them does not move it); then memory and warm-up are counted in values at that interval."""
-        t = at.timestamp() if at.tzinfo is not None else at.replace(tzinfo=UTC).timestamp()
+        """The sampling interval: the median of the last INTERVAL_GAPS gaps between timestamps (a clock
+        step or a missed sample among them does not move it). Memory and warm-up are counted in values
+        at that interval, learnt again when all the recent gaps are over twice or under half of it (the
+        monitor interval reconfigured)."""
+        t = epoch_seconds(at)
         if self._last_at is not None and t > self._last_at:
             self._gaps.append(t - self._last_at)
+            del self._gaps[:-INTERVAL_GAPS]
         self._last_at = t
-        if len(self._gaps) >= INTERVAL_GAPS:
+        if len(self._gaps) < INTERVAL_GAPS:
+            return
+        interval = self._interval
+        # Learnt again only when every recent gap says so: irregular sampling keeps the interval it has.
+        if (
+            interval is None
+            or all(g > 2 * interval for g in self._gaps)
+            or all(g < interval / 2 for g in self._gaps)
+        ):
             self._interval = statistics.median(self._gaps)
-            self._gaps, self._last_at = [], None
             self._quarter_size, self._min_history = self._counts_for(self._interval)
 
     def _counts_for(self, interval: float) -> tuple[int, int]:
