@@ -3,11 +3,11 @@
     .venv/bin/python bench/nab_likelihood.py
 
 A record of the prototype, kept as it was measured: on round 2's detector (anomaly_round2.py) and its
-shipped threshold 0.95; round 3 took another way (events.py). A fresh detector per file, as NAB scores
-(bench/nab.py's loader and scorer, the development set in
-../shared/data/nab only). Two raw inputs are fed to the likelihood layer
-(autarky/autopilot/detectors/likelihood.py): the shipped detector's output (its `suppression` zeroes a
-score that does not beat the last 50) and the same detector with `suppression=0` (every raw score).
+shipped threshold 0.95; round 3 took another way (anomaly.py's EventFilter). A fresh detector per
+file, as NAB scores (bench/nab.py's loader and scorer, the development set in ../shared/data/nab only).
+Two raw inputs are fed to the likelihood layer (autarky/autopilot/detectors/likelihood.py): round 2's
+output (its `suppression` zeroes a score that does not beat the last 50) and the same detector with
+`suppression=0` (every raw score).
 
 Thresholds:
 - "best": NAB's own best threshold over the corpus (in-sample: an upper bound, not a prediction);

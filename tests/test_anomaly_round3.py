@@ -51,7 +51,7 @@ def test_a_steady_20_percent_cpu_jumping_to_60_is_reported_once_at_the_shipped_t
 
 
 def test_one_glitch_to_100_percent_does_not_mute_a_jump_to_60_three_hours_later() -> None:
-    # Earlier events count against a new one only when of about its size (events.py).
+    # Earlier events count against a new one only when of about its size (EventFilter).
     settings = AnalysisSettings()
     for seed in range(3):
         before = steady_cpu(6, seed)
