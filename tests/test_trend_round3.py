@@ -19,10 +19,11 @@ from autarky.autopilot.detectors.trend_tests import (
     persistent_inflation,
     still_rising_p,
 )
+from tests.test_trend_autocorrelation import ar1
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-POINTS = 120
+POINTS = 120  # as tests.test_trend_autocorrelation's ar1 draws
 TIMES = [60.0 * i for i in range(POINTS)]
 
 Draw = Callable[[random.Random], list[float]]  # RSS in MiB
@@ -36,15 +37,6 @@ def leak_rate(name: str, draw: Draw, windows: int, *, round3: bool) -> float:
         for _ in range(windows)
     )
     return fired / windows
-
-
-def ar1(rng: random.Random, phi: float) -> list[float]:
-    x = rng.gauss(0, 1 / math.sqrt(1 - phi * phi))  # start in the stationary distribution
-    out = []
-    for _ in range(POINTS):
-        x = phi * x + rng.gauss(0, 1)
-        out.append(x)
-    return out
 
 
 def ramp(k: int, width: int) -> list[float]:
