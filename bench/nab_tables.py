@@ -12,7 +12,12 @@ from functools import partial
 
 from autarky.autopilot.detectors.anomaly import AnomalyConfig, AnomalyDetector
 from autarky.autopilot.settings import AnalysisSettings
-from autarky.evaluation.alert_budget import alert_rates, budget_threshold, false_alarms_per_day
+from autarky.evaluation.alert_budget import (
+    THRESHOLD_STEPS,
+    alert_rates,
+    budget_threshold,
+    false_alarms_per_day,
+)
 from autarky.evaluation.crossval import Choice, choose, half_splits, leave_one_category_out, score_choice
 from autarky.evaluation.nab_data import NabFile
 from autarky.evaluation.nab_scoring import STANDARD, normalised, score_file
@@ -32,7 +37,7 @@ METRICS_PER_HOST = len(AnalysisSettings().anomaly_metrics)
 # The shipped threshold's budget: one false anomaly alert per metric per day. One per host per day is
 # marked too; on this data it costs most of the detector's sensitivity (see AnalysisSettings).
 ALERT_BUDGET_PER_METRIC_DAY = 1.0
-BUDGET_CANDIDATES = tuple(round(0.5 + 0.005 * i, 3) for i in range(100))  # 0.5 … 0.995
+BUDGET_CANDIDATES = THRESHOLD_STEPS  # 0.5 … 0.995
 BUDGET_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.96, 0.97, 0.975, 0.98)
 
 

@@ -5,7 +5,8 @@ Each agent's data is split once, by a fixed rule recorded in its spec, into the 
 (`search`) and the part that decides promotion (`decision`). A candidate's code only ever receives the
 inputs of a part (values, texts), read-only; the labels stay here. A part's score is a sum of per-unit
 contributions (one per data file, one per labelled example), so a paired bootstrap over units can say
-how sure an improvement is.
+how sure an improvement is. The anomaly detector is judged as the product runs it: one long-lived
+detector per category, at the threshold the alert budget chooses (`_score_nab`).
 
 A candidate's outputs are read only up to what its inputs need (`Dataset.output_budget`: bytes per score
 plus each unit's key, and a small constant), checked on the opened file before a byte is parsed: a huge
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from autarky.evaluation.alert_budget import budget_threshold
 from autarky.evaluation.nab_data import NabFile, load_corpus
-from autarky.evaluation.nab_scoring import STANDARD, best_threshold, null_and_perfect, score_file
+from autarky.evaluation.nab_scoring import STANDARD, null_and_perfect, score_file
 from autarky.selfmod.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER
 from autarky.selfmod.settings import EvolutionSettings
 
@@ -166,6 +168,7 @@ def load_dataset(agent: str, part: Part, settings: EvolutionSettings) -> Dataset
             {
                 "files": {f.key: f.values for f in files},
                 "interval_seconds": {f.key: median_gap_seconds(f) for f in files},
+                "long_run": True,  # judged as the product runs it (`_score_nab`)
             },
             {f.key: f.labels for f in files},
             [f.key for f in files],
@@ -187,22 +190,24 @@ def load_dataset(agent: str, part: Part, settings: EvolutionSettings) -> Dataset
 
 
 def _score_nab(labels: dict[str, Any], outputs: dict[str, Any]) -> PartScore:
+    """NAB at the product's operating point: the scores come from a long-lived detector per category (the
+    harness's `long_run`), and the threshold is the one the product's rule would ship for them, the lowest
+    with at most one false alert per metric per day (`budget_threshold`), not NAB's best in hindsight:
+    designs rank differently there (issue 30)."""
     scores = _outputs_for(labels, outputs)
-    pairs = []
     for key, lab in labels.items():
         row_scores = scores[key]
         if not isinstance(row_scores, list) or len(row_scores) != lab.n_rows:
             raise BadOutputs(f"{key}: expected {lab.n_rows} scores")
         if not all(isinstance(s, int | float) and 0.0 <= s <= 1.0 for s in row_scores):
             raise BadOutputs(f"{key}: a score is not a number in [0, 1]")
-        pairs.append((lab, row_scores))
-    threshold, _ = best_threshold(pairs, STANDARD)
+    threshold = budget_threshold(scores, [NabFile(key, [], [], lab) for key, lab in labels.items()])
     n_windows = sum(len(lab.windows) for lab in labels.values())
     null_total, perfect_total = null_and_perfect(n_windows, STANDARD)
     units = {}
     for key, lab in labels.items():
         null_f = null_and_perfect(len(lab.windows), STANDARD)[0]
-        # An infinite threshold means detecting nothing was best: every file scores as the null detector.
+        # An infinite threshold: none keeps to the budget, and every file scores as the null detector.
         raw = score_file(lab, scores[key], threshold, STANDARD).raw if math.isfinite(threshold) else null_f
         units[key] = 100.0 * (raw - null_f) / (perfect_total - null_total)
     return PartScore(sum(units.values()), units)

@@ -17,6 +17,8 @@ from autarky.evaluation.nab_data import NabFile
 from autarky.evaluation.nab_scoring import STANDARD, FileScore, Profile, normalised, score_file
 
 DAY_SECONDS = 86400.0
+# The thresholds the budget rule chooses among: 0.5 to 0.995 in steps of 0.005 (a number a person can read).
+THRESHOLD_STEPS = tuple(round(0.5 + 0.005 * i, 3) for i in range(100))
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def alert_rates(
 def budget_threshold(
     scores: Mapping[str, Sequence[float]],
     files: Sequence[NabFile],
-    candidates: Sequence[float],
+    candidates: Sequence[float] = THRESHOLD_STEPS,
     per_day: float = 1.0,
     sample_seconds: float = 30.0,
 ) -> float:

@@ -45,9 +45,11 @@ ANOMALY_DETECTOR = AgentSpec(
     ],
     test_files=["tests/test_anomaly.py"],
     allowed_imports=_PURE_IMPORTS,
-    metric="NAB standard score",
+    # As the product alerts: a long-lived detector per category, at the threshold the alert budget
+    # chooses (activities/selfmod/evaluation.py); the shipped version scores 46 on the decision part.
+    metric="NAB standard score at the alert-budget threshold",
     direction="max",
-    goal=70.0,  # about Numenta HTM's published figure (70.5 on all of NAB)
+    goal=50.0,  # issue 29's goal at the shipped threshold; reachable by the +15 % bar from 46
     split=(
         "by file: within each NAB category the files sorted by name alternate, the 1st, 3rd, … to the "
         "search part and the 2nd, 4th, … to the decision part"

@@ -51,15 +51,27 @@ def check_relevance(parameters: dict[str, float]) -> None:
 
 
 def run_anomaly(parameters: dict[str, float], inputs: dict) -> dict:
+    """Each file's values streamed one at a time through the detector, as the product feeds it. With
+    `long_run`, as a host's detector lives: one detector per category (the key's directory) through all
+    of its files in key order, its clock running on from file to file; else a fresh one per file."""
     from autarky.autopilot.detectors.anomaly import DEFAULT_INTERVAL, AnomalyDetector
 
     config = anomaly_config(parameters)
     intervals = inputs.get("interval_seconds", {})
+    long_run = bool(inputs.get("long_run"))
+    detectors: dict[str, AnomalyDetector] = {}
+    clocks: dict[str, datetime] = {}
     outputs = {}
-    for key, values in inputs["files"].items():
-        detector = AnomalyDetector(config)
+    for key in sorted(inputs["files"]) if long_run else inputs["files"]:
+        values = inputs["files"][key]
+        category = key.rsplit("/", 1)[0] if long_run else key
+        if category not in detectors:
+            detectors[category] = AnomalyDetector(config)
+        detector = detectors[category]
         step = timedelta(seconds=intervals.get(key, DEFAULT_INTERVAL))
-        outputs[key] = [round(detector.update(v, EPOCH + i * step), 5) for i, v in enumerate(values)]
+        start = clocks.get(category, EPOCH)
+        outputs[key] = [round(detector.update(v, start + i * step), 5) for i, v in enumerate(values)]
+        clocks[category] = start + len(values) * step
     return {"scores": outputs}
 
 
