@@ -133,17 +133,24 @@ class EventFilter:
 
     def score(self, raw: float, at: datetime | None, value: float = 0.0, near: float = math.inf) -> float:
         now = self._tick(at)
-        # The bar: the highest raw score of the last `collapse_hours` among values like this one, or a
-        # little under the highest of all.
-        peaks = [p for p in self._peaks if p[0] > now - self._collapse]
-        near_bar = max((r for _, r, v in peaks if abs(v - value) <= near), default=0.0)
-        bar = max(near_bar, GLOBAL_SHARE * max((r for _, r, _ in peaks), default=0.0))
-        is_event = raw > bar
+        # One pass over the peaks of the last `collapse_hours` (this runs for every value): the bar is
+        # the highest among values like this one, or a little under the highest of all; an older peak
+        # close by in value and no higher than this one adds little to any bar and goes (small state).
+        horizon, near_bar, top, kept = now - self._collapse, 0.0, 0.0, []
+        for peak in self._peaks:
+            t, r, v = peak
+            if t <= horizon:
+                continue
+            distance = abs(v - value)
+            if distance <= near and r > near_bar:
+                near_bar = r
+            top = max(top, r)
+            if not (raw > 0 and r <= raw + MERGE and distance <= near / 2):
+                kept.append(peak)
+        is_event = raw > max(near_bar, GLOBAL_SHARE * top)
         if raw > 0:
-            # An older peak close by in value and no higher adds little to any bar: it goes (small state).
-            peaks = [p for p in peaks if not (p[1] <= raw + MERGE and abs(p[2] - value) <= near / 2)]
-            peaks.append((now, raw, value))
-        self._peaks = peaks[-MAX_PEAKS:]
+            kept.append((now, raw, value))
+        self._peaks = kept[-MAX_PEAKS:]
         if not is_event:
             return 0.0
         events = self._events
