@@ -20,7 +20,7 @@ from autarky.evaluation.alert_budget import (
 )
 from autarky.evaluation.crossval import Choice, choose, half_splits, leave_one_category_out, score_choice
 from autarky.evaluation.nab_data import NabFile
-from autarky.evaluation.nab_scoring import STANDARD, normalised, score_file
+from autarky.evaluation.nab_scoring import STANDARD, normalised
 from bench.nab import by_category, evaluate, format_threshold, run_detector, run_detector_long
 
 # The designs cross-validation chooses among: how long the detector remembers levels, and how long an
@@ -72,19 +72,12 @@ def design_scores(files: Sequence[NabFile]) -> dict[str, dict[str, list[float]]]
 def choose_at_budget(designs: Mapping[str, Scores], files: Sequence[NabFile]) -> Choice:
     """The product's rule: each design's threshold is the lowest that keeps its long-lived detector
     within the alert budget on `files`; the design is the one scoring best (fresh and long) there."""
-    fresh = [f for f in files if not f.key.endswith(LONG)]
-    long = [f for f in files if f.key.endswith(LONG)] or long_copies(fresh)
-    best: Choice | None = None
-    for name, scores in designs.items():
-        threshold = budget_threshold(
-            scores, long, BUDGET_CANDIDATES, ALERT_BUDGET_PER_METRIC_DAY, SAMPLE_SECONDS
-        )
-        raw = sum(score_file(f.labels, scores[f.key], threshold, STANDARD).raw for f in [*fresh, *long])
-        if best is None or raw > best.raw:
-            best = Choice(name, threshold, raw)
-    if best is None:
-        raise ValueError("no designs to choose from")
-    return best
+    return choose(designs, files, threshold_rule=_budget_rule)
+
+
+def _budget_rule(scores: Scores, files: Sequence[NabFile]) -> float:
+    long = [f for f in files if f.key.endswith(LONG)] or files
+    return budget_threshold(scores, long, BUDGET_CANDIDATES, ALERT_BUDGET_PER_METRIC_DAY, SAMPLE_SECONDS)
 
 
 def print_cross_validation(

@@ -45,11 +45,24 @@ class Fold:
         return normalised(total.raw, self.n_windows, profile) if self.n_windows else None
 
 
-def choose(designs: Mapping[str, Scores], files: Sequence[NabFile], profile: Profile = STANDARD) -> Choice:
-    """The design and threshold with the best summed raw score on `files` (ties: the first design)."""
+ThresholdRule = Callable[[Scores, Sequence[NabFile]], float]
+
+
+def choose(
+    designs: Mapping[str, Scores],
+    files: Sequence[NabFile],
+    profile: Profile = STANDARD,
+    threshold_rule: ThresholdRule | None = None,
+) -> Choice:
+    """The design and threshold with the best summed raw score on `files` (ties: the first design). Each
+    design's threshold is its best on `files`, or the one `threshold_rule` sets (e.g. the alert budget)."""
     best: Choice | None = None
     for name, scores in designs.items():
-        threshold, raw = best_threshold([(f.labels, scores[f.key]) for f in files], profile)
+        if threshold_rule is None:
+            threshold, raw = best_threshold([(f.labels, scores[f.key]) for f in files], profile)
+        else:
+            threshold = threshold_rule(scores, files)
+            raw = sum(score_file(f.labels, scores[f.key], threshold, profile).raw for f in files)
         if best is None or raw > best.raw:
             best = Choice(name, threshold, raw)
     if best is None:
