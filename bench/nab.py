@@ -334,8 +334,9 @@ def print_tables(files: Sequence[NabFile]) -> None:
     else:
         print("\ncross-validation needs at least two categories (subdirectories of --data)")
     shipped = AnomalyConfig()  # the long run and the alert budget are of what the product runs
-    nab_tables.print_long_run(shipped, files)
-    nab_tables.print_alert_budget(shipped, files, AnalysisSettings().anomaly_threshold)
+    runs = nab_tables.fresh_and_long(shipped, files)  # both tables read the same two runs
+    nab_tables.print_long_run(shipped, files, runs)
+    nab_tables.print_alert_budget(shipped, files, AnalysisSettings().anomaly_threshold, runs)
     nab_tables.print_cost_by_window(files)
 
 

@@ -21,7 +21,7 @@ from autarky.evaluation.alert_budget import (
 from autarky.evaluation.crossval import Choice, choose, half_splits, leave_one_category_out, score_choice
 from autarky.evaluation.nab_data import NabFile
 from autarky.evaluation.nab_scoring import STANDARD, normalised
-from bench.nab import by_category, evaluate, format_threshold, run_detector, run_detector_long
+from bench.nab import Evaluation, by_category, evaluate, format_threshold, run_detector, run_detector_long
 
 # The designs cross-validation chooses among: how long the detector remembers levels, and how long an
 # event keeps later ones at its strength quiet. Every one forgets: a detector that never does is blinded
@@ -179,10 +179,18 @@ def _long(corpus: Sequence[NabFile], category: str) -> list[NabFile]:
     return [f for f in corpus if f.category == category and f.key.endswith(LONG)]
 
 
-def print_long_run(config: AnomalyConfig, files: Sequence[NabFile]) -> None:
-    """Fresh detector per file (NAB) beside one detector per category over all of its files."""
+def fresh_and_long(config: AnomalyConfig, files: Sequence[NabFile]) -> tuple[Evaluation, Evaluation]:
+    """A fresh detector per file (NAB), and one detector per category over all of its files."""
     factory = partial(AnomalyDetector, config)
-    fresh, long = evaluate(factory, files), evaluate(factory, files, long_run=True)
+    return evaluate(factory, files), evaluate(factory, files, long_run=True)
+
+
+def print_long_run(
+    config: AnomalyConfig, files: Sequence[NabFile], runs: tuple[Evaluation, Evaluation] | None = None
+) -> None:
+    """Fresh detector per file (NAB) beside one detector per category over all of its files (`runs`:
+    `fresh_and_long`, when the caller has them already)."""
+    fresh, long = runs or fresh_and_long(config, files)
     print()
     print(f"Long run ({design_name(config)}): one detector per category over all its files back to back")
     print(f"  {'category':<22} {'fresh':>7} {'long':>7} {'gap':>6}")
@@ -199,11 +207,15 @@ def print_long_run(config: AnomalyConfig, files: Sequence[NabFile]) -> None:
     print(f"  {'all (own best threshold)':<22} {f_all:>7.1f} {l_all:>7.1f} {l_all - f_all:>+6.1f}")
 
 
-def print_alert_budget(config: AnomalyConfig, files: Sequence[NabFile], shipped: float) -> None:
+def print_alert_budget(
+    config: AnomalyConfig,
+    files: Sequence[NabFile],
+    shipped: float,
+    runs: tuple[Evaluation, Evaluation] | None = None,
+) -> None:
     """False alarms per day at the autopilot's sampling, for a range of thresholds and the shipped one,
     from the long-lived detector (as a host runs it), with the NAB scores at each threshold."""
-    factory = partial(AnomalyDetector, config)
-    fresh, long = evaluate(factory, files), evaluate(factory, files, long_run=True)
+    fresh, long = runs or fresh_and_long(config, files)
     thresholds = sorted({*BUDGET_THRESHOLDS, shipped})
     print()
     print(
