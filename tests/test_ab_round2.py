@@ -216,6 +216,9 @@ async def test_an_autopilot_started_test_of_the_llm_slot_reaches_a_decision(lab:
                     "share": 0.5,
                     "ramp": [0.2],
                     "calls_per_step": 50,
+                    # Both arms answer alike, so the guardrail margin is noise that can score a promotion's
+                    # risk above the default 0.5, and the test would wait for a person nobody plays here.
+                    "approval_risk": 1.0,
                 }
             ),
         }
@@ -226,11 +229,14 @@ async def test_an_autopilot_started_test_of_the_llm_slot_reaches_a_decision(lab:
         reason="never tested",
         params={"slot": slot, "variant": "openai-gpt-5"},
     )
+    # Its design waits out the default 10 s propagation delay twice (ramp, test) and needs some hundred
+    # calls: a light load, so the simulator does not starve the worker in this process on a busy machine.
     async with lab.traffic(
+        calls_per_tick=10,
         **{
             "openai-gpt-5-mini": Behaviour(valid_rate=0.7, record_quality=False),
             "openai-gpt-5": Behaviour(valid_rate=0.95, record_quality=False),
-        }
+        },
     ):
         started = await ActivityEnvironment(client=lab.client).run(
             ABTestRequestActivities(settings).start_model_abtest, request

@@ -59,8 +59,8 @@ class Lab:
         )
 
     @asynccontextmanager
-    async def traffic(self, **behaviours: Behaviour) -> AsyncIterator[Simulator]:
-        simulator = Simulator(self.registry, self.slot, behaviours, seed=len(self.slot))
+    async def traffic(self, calls_per_tick: int = 200, **behaviours: Behaviour) -> AsyncIterator[Simulator]:
+        simulator = Simulator(self.registry, self.slot, behaviours, calls_per_tick, seed=len(self.slot))
         stop = asyncio.Event()
         task = asyncio.create_task(simulator.run(stop))
         try:
