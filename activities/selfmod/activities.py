@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.selfmod import candidate_tests
 from activities.selfmod.candidate_tests import COLLECT, SELF_TEST, TESTS, ShippedTestsBroken
+from activities.selfmod.decision_looks import looked_at, record_look
 from activities.selfmod.evaluation import Dataset, load_dataset
 from activities.selfmod.sandbox import (
     DATA_ROOT,
@@ -46,10 +47,12 @@ from activities.selfmod.versions import (
     sanitise_run_id,
 )
 from activities.storage.handle import KnowledgeBaseHandle
+from autarky.core import search_attributes as sa
 from autarky.core.settings import AutarkySettings
 from autarky.llm.settings import resolve_provider
 from autarky.selfmod.agents import AGENTS, agent_spec, default_parameters
-from autarky.selfmod.policy import better, improvement_interval
+from autarky.selfmod.goals import MAX_DOUBLINGS, evolution_due
+from autarky.selfmod.policy import improvement_interval, look_confidence
 from autarky.selfmod.types import (
     ActiveAgentInput,
     ActivePointer,
@@ -86,6 +89,8 @@ BAD_AGENT = "BadAgent"
 TOOL_MISSING = "ToolMissing"
 VERSION_CONFLICT = "VersionConflict"
 DIFF_EXCERPT = 3000  # characters of an LLM patch shown in its approval
+# Evolutions of an agent read for its back-off: more than the longest run of failures it counts.
+RECENT_RUNS = MAX_DOUBLINGS + 8
 
 
 # The agent's tests need pytest alone: the plugins installed beside it (asyncio, xdist, …) would cost
@@ -474,8 +479,18 @@ class SelfModActivities:
         spec = agent_spec(request.agent)
         a, b = _mean_units(per_run[request.incumbent]), _mean_units(per_run[request.candidate])
         keys = sorted(a)
+        # Each look at this data spends part of the false-promotion allowance (policy.look_confidence).
+        data_version = self.dataset(request.agent, "decision").version()
+        look = await self.kb.run(
+            record_look, self.kb, request.agent, data_version, request.run_id, datetime.now(UTC)
+        )
         interval = improvement_interval(
-            [a[k] for k in keys], [b[k] for k in keys], spec.direction, seed=request.seed
+            [a[k] for k in keys],
+            [b[k] for k in keys],
+            spec.direction,
+            confidence=look_confidence(look),
+            seed=request.seed,
+            kind=spec.improvement,
         )
         return BenchmarkOutcome(
             incumbent=measurement.figures[request.incumbent],
@@ -483,6 +498,8 @@ class SelfModActivities:
             improvement=interval,
             runs=measurement.runs,
             log_path=measurement.units_path,
+            look=look,
+            data_version=data_version,
         )
 
     @activity.defn
@@ -525,22 +542,33 @@ class SelfModActivities:
 
     @activity.defn
     async def agent_shortfalls(self, request: ShortfallInput) -> list[AgentShortfall]:
-        """Agents whose active version falls short of its goal on the decision part, not evolved within the
-        cooldown. The figure is measured in the sandbox once per version and kept in figure.json."""
+        """Agents worth evolving (autarky.selfmod.goals): short of the goal on the decision part, a bar that
+        can be cleared, and not tried in vain lately (the wait doubles after each evolution in a row that
+        promoted nothing, unless the decision data changed). The figure is measured in the sandbox once per
+        version and kept in figure.json."""
         found: list[AgentShortfall] = []
-        since = (datetime.now(UTC) - request.cooldown).isoformat()
         for spec in AGENTS.values():
             if spec.goal is None:
                 continue
-            query = (
-                f'WorkflowId STARTS_WITH "evolve/{spec.name}/" AND StartTime > "{since}" '
-                f'AND TaskQueue = "{self.settings.task_queue}"'  # this installation's
-            )
-            if (await activity.client().count_workflows(query)).count:
-                continue  # evolved recently: give the last attempt its due
+            failures, last_run, last_failed = await self._recent_failures(spec.name)
             pointer = (await asyncio.to_thread(self.repository, spec.name))[1].active()
             figure = await self._figure(spec.name, pointer.commit)
-            if better(spec.goal, figure, spec.direction):
+            new_data = False
+            if last_failed is not None:
+                looked = await self.kb.run(looked_at, self.kb, spec.name, last_failed)
+                current = self.dataset(spec.name, "decision").version()
+                new_data = looked is not None and looked != current
+            due = evolution_due(
+                spec,
+                figure,
+                failures=failures,
+                last_run=last_run,
+                now=datetime.now(UTC),
+                cooldown=request.cooldown,
+                new_data=new_data,
+            )
+            activity.logger.info("goal check of %s: %s", spec.name, due.reason)
+            if due.due:
                 found.append(
                     AgentShortfall(
                         agent=spec.name,
@@ -551,6 +579,25 @@ class SelfModActivities:
                     )
                 )
         return found
+
+    async def _recent_failures(self, agent: str) -> tuple[int, datetime | None, str | None]:
+        """(this installation's latest evolutions of `agent` in a row that promoted nothing, when the latest
+        evolution started, the look key of the latest failed one)."""
+        query = (
+            f'WorkflowId STARTS_WITH "evolve/{agent}/" '
+            f'AND TaskQueue = "{self.settings.task_queue}"'  # this installation's
+        )
+        runs = [e async for e in activity.client().list_workflows(query, limit=RECENT_RUNS)]
+        runs.sort(key=lambda e: e.start_time, reverse=True)
+        failures, last_run, last_failed = 0, None, None
+        for execution in runs:
+            last_run = last_run or execution.start_time
+            decision = execution.typed_search_attributes.get(sa.DECISION)
+            if decision != "not_promoted":
+                break
+            last_failed = last_failed or f"{execution.id}@{execution.run_id[:8]}"
+            failures += 1
+        return failures, last_run, last_failed
 
     async def _figure(self, agent: str, commit: str) -> float:
         path = _figure_path(self.root, agent)

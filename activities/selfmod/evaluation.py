@@ -68,6 +68,12 @@ class Dataset:
         """Names the inputs by their content: other data (a user's NAB files) never meets stale inputs."""
         return hashlib.sha256(json.dumps(self.inputs, sort_keys=True).encode()).hexdigest()[:12]
 
+    def version(self) -> str:
+        """Names the part's inputs and labels together: new labelled data is a new version, whose decision
+        part has not been looked at (activities/selfmod/decision_looks.py)."""
+        both = json.dumps({"inputs": self.inputs, "labels": self.labels}, sort_keys=True, default=str)
+        return hashlib.sha256(both.encode()).hexdigest()[:16]
+
     def write_inputs(self, directory: Path) -> Path:
         """inputs.json in `directory`, written once (atomically), readable by the sandbox's user."""
         directory.mkdir(parents=True, exist_ok=True)

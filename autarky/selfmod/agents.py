@@ -49,7 +49,11 @@ ANOMALY_DETECTOR = AgentSpec(
     # chooses (activities/selfmod/evaluation.py); the shipped version scores 46 on the decision part.
     metric="NAB standard score at the alert-budget threshold",
     direction="max",
-    goal=50.0,  # issue 29's goal at the shipped threshold; reachable by the +15 % bar from 46
+    # Bounded (a perfect detector scores 100): the bar is in points, +3 at the interval's lower bound.
+    improvement="absolute",
+    threshold=3.0,
+    best_possible=100.0,
+    goal=50.0,  # issue 29's goal at the shipped threshold; the shipped version scores 45.6
     split=(
         "by file: within each NAB category the files sorted by name alternate, the 1st, 3rd, … to the "
         "search part and the 2nd, 4th, … to the decision part"
@@ -71,7 +75,10 @@ RELEVANCE_SCORER = AgentSpec(
     allowed_imports=[*_PURE_IMPORTS, "re", "threading", "bm25s"],
     metric="accuracy on labelled examples (%)",
     direction="max",
-    goal=90.0,
+    improvement="absolute",
+    threshold=2.0,  # points of accuracy at the interval's lower bound
+    best_possible=100.0,
+    goal=90.0,  # the shipped version scores 86.4
     live_code=True,  # the research analyser runs it in the sandbox (activities/research/sandboxed_scorer.py)
     split="by example: the labelled examples in file order alternate, odd ones search, even ones decide",
 )

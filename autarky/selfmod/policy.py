@@ -19,6 +19,14 @@ paired percentile bootstrap of the relative improvement of the totals: units are
 replacement, pairs kept together, and the interval is the (1 − confidence)/2 and (1 + confidence)/2
 percentiles of the resampled statistic. `should_promote` asks for the interval's *lower* bound to clear
 the threshold, not the estimate: a lucky benchmark that merely estimates a large gain does not promote.
+
+The improvement is measured in the metric's own points for a bounded metric (accuracy, a NAB score:
+"absolute", candidate total − incumbent total) and as a share of the incumbent's total for an unbounded
+one ("relative"): +15 % of 86 % accuracy would need 99 %, a bar no goal below 100 % agrees with.
+
+Repeated looks: every comparison reads the same decision part until its data changes. Look k at one data
+version uses a two-sided confidence of 1 − α·2^−k (`look_confidence`), so however often the decision part
+is read, the chance that any look promotes a candidate with no real gain stays below α/2 (α spending).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from autarky.selfmod.types import Direction, Interval, ParameterSpec
+from autarky.selfmod.types import Direction, ImprovementKind, Interval, ParameterSpec
 
 # Attempts per requested child before accepting fewer: a narrow integer range may have few distinct values.
 _ATTEMPTS_PER_CHILD = 20
@@ -167,6 +175,35 @@ def relative_improvement(incumbent_total: float, candidate_total: float, directi
     return min(RELATIVE_CAP, max(-RELATIVE_CAP, difference / abs(incumbent_total)))
 
 
+def absolute_improvement(incumbent_total: float, candidate_total: float, direction: Direction) -> float:
+    """Signed so that > 0 is better, in the metric's points: c − i for "max", i − c for "min"."""
+    _check_direction(direction)
+    if not (math.isfinite(incumbent_total) and math.isfinite(candidate_total)):
+        raise ValueError(f"totals must be finite, got {incumbent_total!r} and {candidate_total!r}")
+    return candidate_total - incumbent_total if direction == "max" else incumbent_total - candidate_total
+
+
+def improvement(
+    incumbent_total: float, candidate_total: float, direction: Direction, kind: ImprovementKind
+) -> float:
+    """The candidate's improvement over the incumbent as the agent's bar counts it (see the module)."""
+    if kind == "absolute":
+        return absolute_improvement(incumbent_total, candidate_total, direction)
+    if kind == "relative":
+        return relative_improvement(incumbent_total, candidate_total, direction)
+    raise ValueError(f"kind must be 'absolute' or 'relative', got {kind!r}")
+
+
+def look_confidence(look: int, alpha: float = 0.05) -> float:
+    """The two-sided confidence of look `look` (1, 2, …) at one data version: 1 − α·2^−look, so the
+    false-promotion chances of all looks sum to less than α/2 (one-sided)."""
+    if not (isinstance(look, int) and look >= 1):
+        raise ValueError(f"look must be an integer >= 1, got {look!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be within (0, 1), got {alpha!r}")
+    return 1 - alpha * 2.0**-look
+
+
 def improvement_interval(
     incumbent: Sequence[float],
     candidate: Sequence[float],
@@ -174,9 +211,10 @@ def improvement_interval(
     confidence: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
+    kind: ImprovementKind = "relative",
 ) -> Interval:
-    """Paired percentile bootstrap of the relative improvement of the candidate's total over the
-    incumbent's; `incumbent[k]` and `candidate[k]` measure the same unit.
+    """Paired percentile bootstrap of the improvement of the candidate's total over the incumbent's
+    (relative or absolute: `kind`); `incumbent[k]` and `candidate[k]` measure the same unit.
 
     With one unit, or all pairs identical, every resample is the full sample: the interval collapses to
     the estimate. The interval is widened to contain the estimate if skew puts it outside (rare, small
@@ -194,16 +232,16 @@ def improvement_interval(
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples!r}")
     pairs = list(zip(incumbent, candidate, strict=True))
-    estimate = _statistic(pairs, direction)
+    estimate = _statistic(pairs, direction, kind)
     if len(set(pairs)) == 1:
-        return Interval(estimate=estimate, low=estimate, high=estimate, confidence=confidence)
+        return Interval(estimate=estimate, low=estimate, high=estimate, confidence=confidence, kind=kind)
     rng = random.Random(seed)
     n = len(pairs)
-    resampled = sorted(_statistic(rng.choices(pairs, k=n), direction) for _ in range(resamples))
+    resampled = sorted(_statistic(rng.choices(pairs, k=n), direction, kind) for _ in range(resamples))
     tail = (1 - confidence) / 2
     low = min(estimate, _percentile(resampled, tail))
     high = max(estimate, _percentile(resampled, 1 - tail))
-    return Interval(estimate=estimate, low=low, high=high, confidence=confidence)
+    return Interval(estimate=estimate, low=low, high=high, confidence=confidence, kind=kind)
 
 
 def should_promote(interval: Interval, threshold: float) -> bool:
@@ -212,10 +250,12 @@ def should_promote(interval: Interval, threshold: float) -> bool:
     return interval.low >= threshold
 
 
-def _statistic(pairs: Sequence[tuple[float, float]], direction: Direction) -> float:
+def _statistic(
+    pairs: Sequence[tuple[float, float]], direction: Direction, kind: ImprovementKind = "relative"
+) -> float:
     # fsum: exact sums, so identical resamples give identical statistics whatever the order.
-    return relative_improvement(
-        math.fsum(pair[0] for pair in pairs), math.fsum(pair[1] for pair in pairs), direction
+    return improvement(
+        math.fsum(pair[0] for pair in pairs), math.fsum(pair[1] for pair in pairs), direction, kind
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 
 Direction = Literal["max", "min"]
+ImprovementKind = Literal["absolute", "relative"]
 
 
 class ParameterSpec(BaseModel):
@@ -43,8 +44,14 @@ class AgentSpec(BaseModel):
     allowed_imports: list[str]
     metric: str
     direction: Direction = "max"
-    # Promote only when the lower bound of the relative improvement clears this.
+    # Promote only when the lower bound of the improvement clears this bar: in the metric's own points
+    # ("absolute": a bounded metric, e.g. +3 NAB points) or as a share of the incumbent's figure
+    # ("relative": an unbounded one, e.g. 0.15 = +15 %).
+    improvement: ImprovementKind = "relative"
     threshold: float = Field(0.15, ge=0)
+    # The best figure the metric can take (100 for accuracy in %), where it is bounded: an evolution
+    # whose bar cannot be cleared below it is not started (autarky.selfmod.goals).
+    best_possible: float | None = None
     # Parameter-only promotions need a person's approval too (LLM-written code always does).
     risky: bool = False
     # Incumbent/candidate benchmark pairs on the decision part (A B A B …).
@@ -162,13 +169,24 @@ class CheckOutcome(BaseModel):
 
 
 class Interval(BaseModel):
-    """Relative improvement of a candidate over the incumbent (0.2 = 20 % better) with its bootstrap
-    confidence interval."""
+    """Improvement of a candidate over the incumbent with its bootstrap confidence interval: relative
+    (0.2 = 20 % better) or absolute (in the metric's points), as the agent's bar counts it."""
 
     estimate: float
     low: float
     high: float
     confidence: float = 0.95
+    kind: ImprovementKind = "relative"
+
+    def show(self, value: float) -> str:
+        """`value` (an estimate, a bound, a bar) in this interval's unit: "+12.5 %" or "+3.10 points"."""
+        return f"{value:+.1%}" if self.kind == "relative" else f"{value:+.2f} points"
+
+    def text(self) -> str:
+        return (
+            f"{self.show(self.estimate)} ({self.confidence:.1%} interval {self.show(self.low)} … "
+            f"{self.show(self.high)})"
+        )
 
 
 class BenchmarkOutcome(BaseModel):
@@ -177,6 +195,9 @@ class BenchmarkOutcome(BaseModel):
     improvement: Interval
     runs: int  # sandboxed benchmark runs made
     log_path: str | None = None
+    # Which look at the decision part this was (its confidence is spent accordingly), of which data.
+    look: int = 1
+    data_version: str = ""
 
 
 # ---------------------------------------------------------------- workflow and activity inputs
