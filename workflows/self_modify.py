@@ -34,13 +34,14 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
 from workflows.approval import ApprovalGate
+from workflows.compat.self_modify import promotes
 
 with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
     from autarky.core.approval import ApprovalState
     from autarky.llm.errors import LLM_BUDGET_SPENT, LLM_NOT_CONFIGURED, LLM_UNPRICED
     from autarky.selfmod.agents import default_parameters
-    from autarky.selfmod.policy import adapt_step, better, mutate, relative_improvement, should_promote
+    from autarky.selfmod.policy import adapt_step, better, mutate, relative_improvement
     from autarky.selfmod.types import (
         AgentRunInput,
         BenchmarkOutcome,
@@ -216,12 +217,14 @@ class SelfModificationWorkflow(ApprovalGate):
         result.baseline_decision, result.best_decision = compared.incumbent, compared.candidate
         result.improvement = gain = compared.improvement
         threshold = spec.threshold if request.threshold is None else request.threshold
+        # The bar is in the agent's unit (points or a share); the interval's confidence grows with the
+        # looks this data has had (policy.look_confidence).
         figures = (
             f"{best.key} ({best.summary}): decision part {compared.incumbent:.2f} → "
-            f"{compared.candidate:.2f}, {gain.estimate:+.1%} (95 % interval {gain.low:+.1%} … "
-            f"{gain.high:+.1%}); threshold {threshold:.0%}"
+            f"{compared.candidate:.2f}, {gain.text()}, look {compared.look} at this data; "
+            f"bar {gain.show(threshold)}"
         )
-        if not should_promote(gain, threshold):
+        if not promotes(gain, threshold):
             return self._end(result, "not_promoted", f"not better enough on unseen data: {figures}")
 
         # Code an LLM wrote, also when parameters were tuned on top of it, always asks a person.

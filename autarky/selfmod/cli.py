@@ -148,7 +148,11 @@ def evolve(
     population: Annotated[int, typer.Option(min=1, max=32, help="candidates per generation")] = 4,
     threshold: Annotated[
         float | None,
-        typer.Option(min=0, help="least relative improvement to promote (default: the agent's own)"),
+        typer.Option(
+            min=0,
+            help="least improvement to promote at the interval's lower bound, in the agent's unit: "
+            "points for bounded metrics, a share (0.15 = 15 %) otherwise (default: the agent's own)",
+        ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the run to its end")] = True,
 ) -> None:
