@@ -26,9 +26,8 @@ OUT = Path(__file__).resolve().parent / "data" / "selfmod_units.json"
 
 
 def measure(agent: str, parameters: dict[str, float], datasets: dict) -> dict[str, dict[str, float]]:
-    return {
-        part: dataset.score(RUNS[agent](parameters, dataset.inputs)).units for part, dataset in datasets.items()
-    }
+    run = RUNS[agent]
+    return {part: dataset.score(run(parameters, dataset.inputs)).units for part, dataset in datasets.items()}
 
 
 def record(variants: int, seed: int = 30) -> dict:
@@ -53,7 +52,9 @@ def load(path: Path = OUT) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--variants", type=int, default=16)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)

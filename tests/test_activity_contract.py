@@ -37,6 +37,7 @@ STUB_MODULES = {
     "autarky.research.types",
     "autarky.scaling.types",
     "autarky.selfmod.types",
+    "autarky.selfmod.genesis_types",
 }
 
 Definition = activity._Definition
@@ -66,6 +67,7 @@ ROUTES: dict[str, QueueRole | str] = {
     "untested_model_variants": RESEARCH,
     "active_agent_parameters": RESEARCH,
     "agent_shortfalls": RESEARCH,
+    "live_counts": RESEARCH,  # the self-modification watch (its run's host queue serves it too)
     **dict.fromkeys(
         [
             "open_research_cycle",
@@ -110,6 +112,8 @@ ROUTES: dict[str, QueueRole | str] = {
         ],
         RESEARCH,
     ),
+    # Agent genesis (workflows/agent_genesis.py): the research queue, like an evolution's first step.
+    **dict.fromkeys(["generate_agent", "try_generated_agent", "register_generated_agent"], RESEARCH),
 }
 
 

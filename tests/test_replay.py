@@ -352,7 +352,8 @@ async def record_self_modify_history(
     client: Client, data_dir: Path, workflow_id: str | None = None
 ) -> WorkflowHistory:
     """An offline evolution of the relevance scorer from a degraded incumbent: candidates checked and
-    measured in the sandbox, compared on the decision part, promoted, watched once (a timer)."""
+    measured in the sandbox, compared on the decision part, promoted, watched once (a timer, and since
+    release 30 the live metric's counts before and after)."""
     from autarky.selfmod.types import SelfModifyInput
     from tests.test_self_modify import AGENT, LIMITS, make_stack
 
@@ -367,6 +368,7 @@ async def record_self_modify_history(
                 threshold=-1.0,  # about the history's shape: the best on the search part is promoted
                 watch_runs=1,
                 watch_interval=timedelta(milliseconds=100),
+                watch_settle=timedelta(0),
                 limits=LIMITS,
                 activity_task_queue=stack.queue,
             ),
@@ -467,6 +469,9 @@ REQUIRED["self-modify"] = {EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventTy
 # Under `selfmod-one-host` (release 26's deprecated marker): the steps after the snapshot on the host's
 # own queue.
 REQUIRED["self-modify-release26"] = REQUIRED["self-modify"] | {EventType.EVENT_TYPE_MARKER_RECORDED}
+# Release 30: `selfmod-meaningful-bar` and `selfmod-live-watch` (their markers), the watch's live counts.
+REQUIRED["self-modify-release30"] = REQUIRED["self-modify-release26"]
+NOT_LOOPS.add("self-modify-release30")
 
 
 def replayer() -> Replayer:

@@ -19,25 +19,28 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
+from activities.research.offline_analyser import base_label
 from activities.selfmod.activities import PROJECT_ROOT, SelfModActivities, safe_name
 from activities.selfmod.versions import AgentRepository
+from activities.storage.handle import KnowledgeBaseHandle
+from activities.storage.knowledge_base import KnowledgeBase
 from autarky.core.approval import ApprovalDecision
 from autarky.core.settings import AutarkySettings
 from autarky.llm.settings import LlmSettings
+from autarky.research.items import OFFLINE_MODEL, AnalysisIn, ExperimentUpdate, ItemIn
 from autarky.selfmod.agents import RELEVANCE_SCORER, default_parameters
 from autarky.selfmod.types import (
     CandidateOrigin,
     MeasureInput,
-    Measurement,
     SandboxLimits,
     SelfModifyInput,
     SelfModifyResult,
 )
 from tests.llm_servers import OpenAIServer, Reply, openai_completion
+from tests.test_autopilot import eventually
 from workers.registry import selfmod_activities
 from workflows.self_modify import SelfModificationWorkflow
 
@@ -155,29 +158,60 @@ async def test_offline_evolution_promotes_a_real_improvement_judged_on_unseen_da
 
 
 @pytest.mark.slow
-async def test_a_regression_after_promotion_rolls_back(client: Client, tmp_path: Path) -> None:
-    real = SelfModActivities(AutarkySettings(data_dir=tmp_path / "data"))
-
-    @activity.defn(name="measure")
-    async def measure_then_regress(request: MeasureInput) -> Measurement:
-        """The real measurement, except that the watch after promotion sees the figure fall by half."""
-        measured = await real.measure(request)
-        if request.label.startswith("watch"):
-            measured.figures = {c: f / 2 for c, f in measured.figures.items()}
-        return measured
-
-    async with make_stack(client, tmp_path, extra=[measure_then_regress]) as stack:
+async def test_a_promoted_version_whose_live_metric_regresses_is_rolled_back(
+    client: Client, tmp_path: Path
+) -> None:
+    """Issue 30, item 2: the watch reads the live metric (the person's verdicts on the research items the
+    scorer's version called relevant), not the benchmark, which never changes."""
+    async with make_stack(client, tmp_path) as stack:
+        kb = KnowledgeBaseHandle(stack.settings.knowledge_db_url).get()
+        threshold = stack.settings.research.experiment_threshold
+        # Before: the person approved 30 of the 35 items the incumbent sent on.
+        _verdicts(kb, base_label(stack.incumbent), threshold, approved=30, rejected=5)
         # No threshold: this test is about the watch, not about how sure the promotion was.
-        handle = await stack.evolve(offline=True, generations=2, population=4, watch_runs=2, threshold=-1.0)
+        handle = await stack.evolve(
+            offline=True,
+            generations=2,
+            population=4,
+            threshold=-1.0,
+            watch_runs=60,
+            watch_interval=timedelta(seconds=1),
+            watch_settle=timedelta(0),
+            watch_baseline=timedelta(hours=1),
+        )
+        await eventually(lambda: _promoted(stack), timeout=240)
+        # After: the new version's calls are mostly rejected.
+        _verdicts(kb, base_label(stack.repo.active().commit), threshold, approved=6, rejected=24)
         result: SelfModifyResult = await handle.result()
 
-    assert result.status == "rolled_back", result.message
-    assert "watch run 1" in result.message
-    pointer = stack.repo.active()
-    assert pointer.commit == stack.incumbent
-    assert pointer.changed_by == handle.id
-    history = stack.repo.history()
-    assert [h.commit for h in history[-2:]] == [result.promoted_commit, stack.incumbent]
+    assert result.status == "rolled_back", (result.message, result.watch)
+    assert "live watch" in result.message and "6/30" in result.message and "30/35" in result.message
+    assert stack.repo.active().commit == stack.incumbent
+
+
+async def _promoted(stack: Stack) -> bool:
+    return stack.repo.active().commit != stack.incumbent
+
+
+def _verdicts(kb: KnowledgeBase, label: str, threshold: float, approved: int, rejected: int) -> None:
+    """Items the offline analyser's version `label` called relevant, each with the person's verdict on the
+    experiment it started, written as the research cycle and the experiment workflow write them."""
+    for state in ["approved"] * approved + ["rejected"] * rejected:
+        item = kb.upsert_item(
+            ItemIn(kind="paper", source="arxiv", source_id=uuid.uuid4().hex[:12], title=f"item {state}")
+        ).item_id
+        kb.record_analysis(
+            AnalysisIn(
+                item_id=item,
+                provider=OFFLINE_MODEL,
+                model=label,
+                prompt_version="research-1",
+                score=min(1.0, threshold + 0.1),
+            )
+        )
+        workflow_id = f"experiment/{item}"
+        kb.create_or_get_experiment(workflow_id, item)
+        kb.update_experiment(ExperimentUpdate(workflow_id=workflow_id, state=state))  # type: ignore[arg-type]
 
 
 def patch_of(old: str, new: str) -> str:
@@ -395,3 +429,24 @@ async def test_an_incumbent_written_before_a_knob_existed_evolves_with_the_knobs
         handle = await stack.evolve(offline=True, generations=1, population=2, watch_runs=1)
         result: SelfModifyResult = await asyncio.wait_for(handle.result(), timeout=240)
     assert result.candidates >= 1 and result.status in {"promoted", "not_promoted"}, result.message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("search", ["archive", "cma"])
+async def test_the_archive_and_cma_searches_evolve_and_replay(
+    client: Client, tmp_path: Path, search: str
+) -> None:
+    """Issue 30, item 8: parameter children from a MAP-Elites archive (score and novelty) or from CMA-ES over
+    every measured point, inside the workflow (deterministic: the history replays)."""
+    async with make_stack(client, tmp_path) as stack:
+        handle = await stack.evolve(offline=True, generations=2, population=3, watch_runs=0, search=search)
+        result: SelfModifyResult = await handle.result()
+        history = await handle.fetch_history()
+    assert result.status in ("promoted", "not_promoted"), result.message
+    assert result.candidates >= 4 and [g.generation for g in result.generations] == [1, 2]
+    # From the degraded incumbent, each search finds something better on the search part.
+    assert result.best_search is not None and result.baseline_search is not None
+    assert result.best_search > result.baseline_search
+    await Replayer(
+        workflows=[SelfModificationWorkflow], data_converter=client.data_converter
+    ).replay_workflow(history)

@@ -20,7 +20,10 @@ from activities.research.analysis import AnalysisActivities
 from activities.research.digest import DigestActivities
 from activities.research.gather import GatherActivities
 from activities.research.store import ResearchStoreActivities
+from activities.selfmod import genesis_registry
 from activities.selfmod.activities import SelfModActivities
+from activities.selfmod.genesis import GenesisActivities
+from activities.selfmod.live_metrics import LiveMetricsActivities
 from activities.selfmod.requests import EvolutionRequestActivities
 from activities.selfmod.review import PromotionReviewActivities
 from activities.selfmod.tools import log_startup_problems
@@ -28,6 +31,7 @@ from activities.storage.handle import KnowledgeBaseHandle
 from autarky.core.hosts import host_queue
 from autarky.core.settings import AutarkySettings
 from workflows.ab_test import ModelABTestWorkflow
+from workflows.agent_genesis import AgentGenesisWorkflow
 from workflows.autopilot import AutopilotWorkflow
 from workflows.autopilot_actions import AutopilotActionWorkflow
 from workflows.autopilot_host import AutopilotHostWorkflow
@@ -47,6 +51,7 @@ WORKFLOWS: list[type] = [
     ExperimentWorkflow,
     ModelABTestWorkflow,
     SelfModificationWorkflow,
+    AgentGenesisWorkflow,
 ]
 
 
@@ -139,7 +144,12 @@ def selfmod_activities(
     kb = kb or KnowledgeBaseHandle(settings.knowledge_db_url)
     selfmod = SelfModActivities(settings, environ, kb, host_task_queue)
     review = PromotionReviewActivities(settings, kb)
+    genesis_registry.install(kb)  # agents made by genesis, known to agent_spec (autarky/selfmod/genesis.py)
+    genesis = GenesisActivities(settings, environ, kb)
     return [
+        genesis.generate_agent,
+        genesis.try_generated_agent,
+        genesis.register_generated_agent,
         selfmod.snapshot_agent,
         selfmod.make_candidates,
         selfmod.propose_patches,
@@ -151,6 +161,7 @@ def selfmod_activities(
         selfmod.rollback_version,
         selfmod.active_agent_parameters,
         selfmod.agent_shortfalls,
+        LiveMetricsActivities(settings, kb).live_counts,
     ]
 
 

@@ -134,6 +134,8 @@ class ExperimentWorkflow(ApprovalGate):
                     agent=agent,
                     requested_by=workflow.info().workflow_id,
                     reason=f"experiment on item {self._input.item_id}, approved by {approver}",
+                    # Only the activity's input changes: a replay schedules the same command.
+                    brief=self._plan.brief if self._plan else "",
                 ),
                 task_queue=self._input.activity_task_queue,
                 start_to_close_timeout=timedelta(minutes=1),

@@ -13,8 +13,10 @@ roll it back on a regression.
 6. Sources other than the ones this release ships (LLM-written or not), and parameter changes of a
    risky agent, wait for approval; the whole diff is in the knowledge base (`autarky approvals --diff`).
 7. Promotion moves the agent's active pointer; the product reads it at run time.
-8. Watch: the benchmark runs again `watch_runs` times; a figure worse than the promotion figure by more
-   than the tolerance rolls back to the incumbent.
+8. Watch: `watch_runs` times, a day apart by default, the promoted version's live metric (the person's
+   approvals of the research items it called relevant; the detector's alerts per metric-day) is tested
+   against the incumbent's before the promotion; a significant drop beyond the tolerance rolls back to the
+   incumbent (before release 30 the benchmark ran again, which never changed).
 
 Steps 2–8 run on the host that took step 1 (its own task queue: they share its files, and its cache of
 the versions, which live in the knowledge base); a host that stops taking them (its worker died) is
@@ -27,20 +29,24 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
 from workflows.approval import ApprovalGate
-from workflows.compat.self_modify import promotes
+from workflows.compat.self_modify import live_watch, promotes
 
 with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
     from autarky.core.approval import ApprovalState
     from autarky.llm.errors import LLM_BUDGET_SPENT, LLM_NOT_CONFIGURED, LLM_UNPRICED
     from autarky.selfmod.agents import default_parameters
+    from autarky.selfmod.archive import Archive
+    from autarky.selfmod.cma_search import cma_children
+    from autarky.selfmod.live_types import NO_LIVE_METRIC, LiveCountsInput, live_counts
+    from autarky.selfmod.live_watch import live_regression
     from autarky.selfmod.policy import adapt_step, better, mutate, relative_improvement
     from autarky.selfmod.types import (
         AgentRunInput,
@@ -50,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         CheckInput,
         CheckOutcome,
         CompareInput,
+        GenerationBest,
         MakeCandidatesInput,
         MeasureInput,
         Measurement,
@@ -119,6 +126,10 @@ class SelfModificationWorkflow(ApprovalGate):
         self._best: float | None = None
         self._llm_code: set[str] = set()  # commits whose code an LLM wrote
         self._host_queue: str | None = None  # the queue of the run's host, once its snapshot is taken
+        # Every measured point and the archive of diverse ones, for the search methods that use them.
+        self._history: list[tuple[dict[str, float], float]] = []
+        self._archive: Archive | None = None  # made from the snapshot's spec (search "archive")
+        self._defaults: dict[str, float] = {}  # the agent's shipped parameters, from the snapshot
         self._moves = 0
 
     @workflow.query
@@ -165,6 +176,12 @@ class SelfModificationWorkflow(ApprovalGate):
             return self._end(result, "failed", f"the incumbent fails its own benchmark: {baseline.failures}")
         result.baseline_search = self._best = baseline.figures[incumbent.commit]
         best = Best(incumbent.commit, incumbent.parameters, result.baseline_search, CandidateOrigin.INCUMBENT)
+        if request.search == "archive" and len(spec.parameters) >= 2:
+            # Cells over the first two declared parameters (for the detector: window and levels).
+            names = (spec.parameters[0].name, spec.parameters[1].name)
+            self._archive = Archive(spec.parameters, spec.direction, descriptor_parameters=names)
+        self._defaults = snap.defaults or default_parameters(spec.name)
+        self._remember({**self._defaults, **incumbent.parameters}, result.baseline_search)
         use_llm = not request.offline and snap.llm != "offline"
         step, failures = FIRST_STEP, list[str]()
         for generation in range(1, request.generations + 1):
@@ -189,11 +206,15 @@ class SelfModificationWorkflow(ApprovalGate):
                         self._failed += 1
                         failures.append(f"{c.key}: {measured.failures.get(c.commit, 'no figure')}")
                         continue
+                    self._remember(c.parameters, figure)
                     if better(figure, best.figure, spec.direction):
                         improved += 1
                         best = Best(c.commit, c.parameters, figure, c.origin, c.key, c.summary)
                         self._best = figure
             step = adapt_step(step, improved, max(len(candidates), 1))
+            result.generations.append(
+                GenerationBest(generation=generation, commit=best.commit, search=best.figure)
+            )
         result.candidates, result.failed_candidates = self._candidates, self._failed
         result.best_search = best.figure
         if best.origin == CandidateOrigin.INCUMBENT:
@@ -275,12 +296,15 @@ class SelfModificationWorkflow(ApprovalGate):
             return self._end(result, "not_promoted", f"not promoted: {_why(error)}")
         result.promoted_commit = best.commit
         workflow.upsert_search_attributes([sa.DECISION.value_set("promoted")])
-        regression = await self._watch(request, run_id, spec.direction, best.commit, compared.candidate)
+        if live_watch():
+            regression = await self._watch_live(request, incumbent.commit, best.commit, workflow.now())
+        else:
+            regression = await self._watch(request, run_id, spec.direction, best.commit, compared.candidate)
         if regression is None:
             if llm_code and not spec.live_code:
                 figures += (
                     "; its code runs once workers are built from this version (until then the product "
-                    "applies its parameters only)"
+                    "keeps running the newest version with the workers' own code, or the shipped defaults)"
                 )
             return self._end(result, "promoted", figures)
         self._show("rolling back")
@@ -322,6 +346,7 @@ class SelfModificationWorkflow(ApprovalGate):
                         count=request.population,
                         baseline=best.figure,
                         failures=failures[-5:],
+                        brief=request.brief,
                     ),
                 )
             except ActivityError as error:
@@ -334,10 +359,7 @@ class SelfModificationWorkflow(ApprovalGate):
             failures.extend(outcome.rejected)
             self._llm_code.update(c.commit for c in outcome.candidates)
             return outcome.candidates
-        # A version written before a knob existed (release 29 replaced the detector's `suppression`) takes
-        # the shipped value of the knobs it lacks.
-        parent = {**default_parameters(spec.name), **best.parameters}
-        children = mutate(parent, spec.parameters, step, workflow.random(), request.population)
+        children = self._children(request, spec, best, step)
         proposals = [
             ParameterProposal(key=f"g{generation}c{i}", parameters=p) for i, p in enumerate(children, 1)
         ]
@@ -350,6 +372,39 @@ class SelfModificationWorkflow(ApprovalGate):
         if best.commit in self._llm_code:  # parameters tuned on LLM-written code: still LLM code
             self._llm_code.update(c.commit for c in made)
         return made
+
+    def _children(self, request: SelfModifyInput, spec, best: Best, step: float) -> list[dict[str, float]]:
+        """`population` parameter children by the run's search method (SelfModifyInput.search)."""
+        defaults = self._defaults
+        if request.search == "cma":  # rebuilt from every measured point (the optimiser is stateless here)
+            with workflow.unsafe.imports_passed_through():  # cma and numpy load outside the sandbox
+                return cma_children(
+                    self._history,
+                    spec.parameters,
+                    spec.direction,
+                    workflow.random().randrange(2**31),
+                    request.population,
+                )
+        if self._archive is not None and self._archive.elites():
+            # Parents from the archive, weighted by score and novelty: stepping stones, not only the best.
+            parents = self._archive.choose_parents(workflow.random(), request.population)
+            children: list[dict[str, float]] = []
+            for parent in parents:
+                children += mutate({**defaults, **parent}, spec.parameters, step, workflow.random(), 1)
+            return children
+        # The (1+λ) strategy. A version written before a knob existed (release 29 replaced the detector's
+        # `suppression`) takes the shipped value of the knobs it lacks.
+        return mutate(
+            {**defaults, **best.parameters}, spec.parameters, step, workflow.random(), request.population
+        )
+
+    def _remember(self, parameters: dict[str, float], figure: float) -> None:
+        """A measured point for the search methods that learn from all of them (archive, CMA-ES)."""
+        if self._request.search == "es":
+            return
+        self._history.append((parameters, figure))
+        if self._archive is not None:
+            self._archive.add(parameters, figure)
 
     async def _check_all(
         self, request: SelfModifyInput, run_id: str, candidates: list[Candidate], failures: list[str]
@@ -411,6 +466,42 @@ class SelfModificationWorkflow(ApprovalGate):
                     f"watch run {i}: figure {figure:.2f} is {change:+.1%} against {promised:.2f} at "
                     f"promotion (tolerance {request.regression_tolerance:.0%}): rolled back"
                 )
+        return None
+
+    async def _watch_live(
+        self, request: SelfModifyInput, incumbent: str, commit: str, promoted_at: datetime
+    ) -> str | None:
+        """None if the promoted version's live metric holds against the incumbent's before the promotion
+        through the watch (or there is too little evidence to say), else why it is rolled back. Each look
+        tests at watch_alpha / watch_runs, so the watch as a whole rolls back a sound version rarely."""
+        alpha = request.watch_alpha / max(1, request.watch_runs)
+        baseline = LiveCountsInput(
+            agent=request.agent,
+            version=incumbent,
+            since=promoted_at - request.watch_baseline,
+            until=promoted_at,
+        )
+        since = promoted_at + request.watch_settle
+        for i in range(1, request.watch_runs + 1):
+            self._show(f"watching the live metric ({i}/{request.watch_runs})")
+            await workflow.sleep(request.watch_interval)
+            if workflow.now() <= since:
+                continue
+            try:
+                before = await self._activity(live_counts, baseline)
+                after = await self._activity(
+                    live_counts,
+                    LiveCountsInput(agent=request.agent, version=commit, since=since, until=workflow.now()),
+                )
+            except ActivityError as error:
+                if _error_type(error) != NO_LIVE_METRIC:
+                    raise
+                self._result.watch = f"not watched: {_why(error)}"
+                return None
+            verdict = live_regression(before, after, request.regression_tolerance, alpha)
+            self._result.watch = f"look {i}/{request.watch_runs}: {verdict.reason}"
+            if verdict.regressed:
+                return f"live watch, look {i}: {verdict.reason}: rolled back"
         return None
 
     # ------------------------------------------------------------------ plumbing

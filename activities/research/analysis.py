@@ -41,7 +41,8 @@ from autarky.research.relevance import (
     offline_plan,
 )
 from autarky.research.types import AnalyseInput, AnalyseResult, ExperimentStep, PlanSummary
-from autarky.selfmod.agents import AGENTS, RELEVANCE_SCORER, agent_for, relevance_params
+from autarky.selfmod.agents import AGENTS, RELEVANCE_SCORER, purposes, relevance_params
+from autarky.selfmod.experiments import experiment_brief, match_purpose, plan_text
 
 log = structlog.get_logger(__name__)
 
@@ -77,8 +78,8 @@ class ExperimentPlan(BaseModel):
     agent: str | None = Field(
         None,
         description="the evolvable agent of ours this would improve, if any: "
-        + ", ".join(AGENTS)
-        + "; null when it improves none of them",
+        + "; ".join(f"{name} ({purpose})" for name, purpose in purposes().items())
+        + ". null when it improves none of them",
     )
 
 
@@ -282,7 +283,7 @@ class AnalysisActivities:
             plan = offline_plan(item["title"], relevance.interest, relevance.matched_terms)
             if because is not None:  # say why the LLM was not asked
                 plan["label"] += f"; the LLM was not asked: {because}"
-            plan["agent"] = agent_for(f"{item['title']} {item['abstract']}")
+            _name_agent(plan, item, None)
             summary = PlanSummary(
                 provider=OFFLINE_MODEL,
                 model=relevance.model,
@@ -290,11 +291,11 @@ class AnalysisActivities:
                 what=_bounded(plan["try"][0], 400),
                 metric=_bounded(plan["metric"], 200),
                 agent=plan["agent"],
+                brief=_brief(item, plan, step.workflow_id),
             )
         else:
             plan = answer.output.model_dump() | {"provider": answer.provider, "model": answer.model}
-            named = answer.output.agent
-            plan["agent"] = named if named in AGENTS else agent_for(f"{item['title']} {item['abstract']}")
+            _name_agent(plan, item, answer.output.agent)
             summary = PlanSummary(
                 provider=answer.provider,
                 model=answer.model,
@@ -303,6 +304,7 @@ class AnalysisActivities:
                 metric=_bounded(answer.output.metric, 200),
                 cost=answer.cost_usd,
                 agent=plan["agent"],
+                brief=_brief(item, plan, step.workflow_id),
             )
         update = ExperimentUpdate(workflow_id=step.workflow_id, state="planned", plan=plan, cost=summary.cost)
 
@@ -310,6 +312,19 @@ class AnalysisActivities:
         await self.kb.run(lambda: self.kb.get().update_experiment(update))
         log.info("experiment planned", experiment=step.workflow_id, by=f"{summary.provider}:{summary.model}")
         return summary
+
+
+def _name_agent(plan: dict[str, Any], item: dict[str, Any], named: str | None) -> None:
+    """Set the plan's `agent`: the one the LLM named, else the one whose declared purpose the item and
+    plan match (autarky/selfmod/experiments.py); `agent_match` records the match, for people."""
+    match = match_purpose(purposes(), item["title"], f"{item['abstract']}\n{plan_text(plan)}")
+    plan["agent_match"] = match.record()
+    plan["agent"] = named if named in AGENTS else match.agent
+
+
+def _brief(item: dict[str, Any], plan: dict[str, Any], experiment: str) -> str:
+    """What the named agent's evolution is told of this experiment, once approved (none without an agent)."""
+    return experiment_brief(item, plan, experiment) if plan.get("agent") else ""
 
 
 def _bounded(text: str, limit: int) -> str:

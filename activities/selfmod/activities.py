@@ -23,8 +23,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.selfmod import candidate_tests
 from activities.selfmod.candidate_tests import COLLECT, SELF_TEST, TESTS, ShippedTestsBroken
-from activities.selfmod.decision_looks import looked_at, record_look
 from activities.selfmod.evaluation import Dataset, load_dataset
+from activities.selfmod.goal_checks import GoalChecks
+from activities.selfmod.running_version import running_version
 from activities.selfmod.sandbox import (
     DATA_ROOT,
     SandboxUnavailable,
@@ -34,30 +35,25 @@ from activities.selfmod.sandbox import (
     run_sandboxed,
     sandbox_python,
 )
+from activities.selfmod.shipped import shipped_exists, shipped_text
 from activities.selfmod.static_checks import static_check
 from activities.selfmod.tools import ToolMissing, require
 from activities.selfmod.versions import (
-    BOOTSTRAP,
-    RELEASE,
     AgentRepository,
     PatchRejected,
     VersionConflict,
     VersionStoreError,
-    read_active_pointer,
     sanitise_run_id,
 )
 from activities.storage.handle import KnowledgeBaseHandle
-from autarky.core import search_attributes as sa
 from autarky.core.settings import AutarkySettings
 from autarky.llm.settings import resolve_provider
-from autarky.selfmod.agents import AGENTS, agent_spec, default_parameters
-from autarky.selfmod.goals import MAX_DOUBLINGS, evolution_due
+from autarky.selfmod.agents import agent_spec, default_parameters
 from autarky.selfmod.policy import improvement_interval, look_confidence
 from autarky.selfmod.types import (
     ActiveAgentInput,
     ActivePointer,
     AgentRunInput,
-    AgentShortfall,
     AgentSpec,
     BenchmarkOutcome,
     Candidate,
@@ -66,7 +62,6 @@ from autarky.selfmod.types import (
     CheckOutcome,
     CompareInput,
     MakeCandidatesInput,
-    MeasuredFigure,
     MeasureInput,
     Measurement,
     PromoteInput,
@@ -74,7 +69,6 @@ from autarky.selfmod.types import (
     ProposePatchesInput,
     RollbackInput,
     SandboxLimits,
-    ShortfallInput,
     Snapshot,
 )
 
@@ -89,8 +83,6 @@ BAD_AGENT = "BadAgent"
 TOOL_MISSING = "ToolMissing"
 VERSION_CONFLICT = "VersionConflict"
 DIFF_EXCERPT = 3000  # characters of an LLM patch shown in its approval
-# Evolutions of an agent read for its back-off: more than the longest run of failures it counts.
-RECENT_RUNS = MAX_DOUBLINGS + 8
 
 
 # The agent's tests need pytest alone: the plugins installed beside it (asyncio, xdist, …) would cost
@@ -116,7 +108,7 @@ def safe_name(run_id: str) -> str:
     return sanitise_run_id(run_id)
 
 
-class SelfModActivities:
+class SelfModActivities(GoalChecks):
     def __init__(
         self,
         settings: AutarkySettings,
@@ -150,7 +142,7 @@ class SelfModActivities:
             raise ApplicationError(str(e), type=BAD_AGENT, non_retryable=True) from e
         self.require_tools("git")
         repo = AgentRepository(self.root, agent, self.store())
-        files = {path: (PROJECT_ROOT / path).read_text() for path in spec.source_files}
+        files = {path: shipped_text(path) for path in spec.source_files}
         repo.ensure(files, default_parameters(agent), datetime.now(UTC))
         return spec, repo
 
@@ -193,8 +185,7 @@ class SelfModActivities:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
         for test in spec.test_files:
-            source = PROJECT_ROOT / test
-            if not source.is_file():
+            if not shipped_exists(test):
                 remove_workdir(work)
                 raise ApplicationError(
                     f"the agent's test {test} is not here (install Autarky from its source tree)",
@@ -202,7 +193,7 @@ class SelfModActivities:
                     non_retryable=True,
                 )
             (work / test).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, work / test)
+            (work / test).write_text(shipped_text(test))
         return work
 
     def sandboxed(
@@ -219,7 +210,7 @@ class SelfModActivities:
         `allow_unbounded_totals` setting lets (by default not code other than the shipped sources) run."""
         allowed = self.settings.evolution.allow_unbounded_totals
         files = repo.files(commit) if allowed == "parameters" else {}
-        own_code = any(files.get(p) != (PROJECT_ROOT / p).read_text() for p in spec.source_files)
+        own_code = any(files.get(p) != shipped_text(p) for p in spec.source_files)
         require = allowed == "never" or (allowed == "parameters" and own_code)
         try:
             return run_sandboxed(command, work, limits, require_totals=require, **kwargs)  # type: ignore[arg-type]
@@ -249,7 +240,12 @@ class SelfModActivities:
             choice = resolve_provider(self.settings.llm, self.settings.llm_environ(self.environ))
             llm = "offline" if choice is None else f"{choice.kind}:{choice.model}"
             return Snapshot(
-                spec=spec, pointer=repo.active(), units=units, llm=llm, task_queue=self.host_task_queue
+                spec=spec,
+                pointer=repo.active(),
+                units=units,
+                llm=llm,
+                task_queue=self.host_task_queue,
+                defaults=default_parameters(request.agent),
             )
 
         return await heartbeating(snapshot)
@@ -293,7 +289,14 @@ class SelfModActivities:
             lambda: {p: repo.read_file(request.base, p) for p in spec.source_files}
         )
         answers = await propose_patches(
-            gateway, spec, sources, spec.metric, request.baseline, request.failures, request.count
+            gateway,
+            spec,
+            sources,
+            spec.metric,
+            request.baseline,
+            request.failures,
+            request.count,
+            request.brief,
         )
         parameters = (await asyncio.to_thread(repo.version, request.base)).parameters
         outcome = ProposeOutcome(candidates=[], rejected=[])
@@ -369,7 +372,7 @@ class SelfModActivities:
         try:
             if step == COLLECT:
                 for path in spec.source_files:
-                    (work / path).write_text((PROJECT_ROOT / path).read_text())
+                    (work / path).write_text(shipped_text(path))
             call = candidate_tests.prepare(step, work, sandbox_python(), spec)
             result = self.sandboxed(
                 call.command, work, limits, spec, repo, commit, env=PLAIN_PYTEST, **call.lent
@@ -480,6 +483,8 @@ class SelfModActivities:
         a, b = _mean_units(per_run[request.incumbent]), _mean_units(per_run[request.candidate])
         keys = sorted(a)
         # Each look at this data spends part of the false-promotion allowance (policy.look_confidence).
+        from activities.selfmod.decision_looks import record_look  # SQLAlchemy: loaded on first use
+
         data_version = self.dataset(request.agent, "decision").version()
         look = await self.kb.run(
             record_look, self.kb, request.agent, data_version, request.run_id, datetime.now(UTC)
@@ -508,7 +513,7 @@ class SelfModActivities:
 
         def promote() -> ActivePointer:
             spec, repo = self.repository(request.agent)
-            shipped = {path: (PROJECT_ROOT / path).read_text() for path in spec.source_files}
+            shipped = {path: shipped_text(path) for path in spec.source_files}
             code_changed = any(repo.read_file(request.commit, p) != text for p, text in shipped.items())
             try:
                 return repo.promote(
@@ -541,99 +546,17 @@ class SelfModActivities:
         return await asyncio.to_thread(rollback)
 
     @activity.defn
-    async def agent_shortfalls(self, request: ShortfallInput) -> list[AgentShortfall]:
-        """Agents worth evolving (autarky.selfmod.goals): short of the goal on the decision part, a bar that
-        can be cleared, and not tried in vain lately (the wait doubles after each evolution in a row that
-        promoted nothing, unless the decision data changed). The figure is measured in the sandbox once per
-        version and kept in figure.json."""
-        found: list[AgentShortfall] = []
-        for spec in AGENTS.values():
-            if spec.goal is None:
-                continue
-            failures, last_run, last_failed = await self._recent_failures(spec.name)
-            pointer = (await asyncio.to_thread(self.repository, spec.name))[1].active()
-            figure = await self._figure(spec.name, pointer.commit)
-            new_data = False
-            if last_failed is not None:
-                looked = await self.kb.run(looked_at, self.kb, spec.name, last_failed)
-                current = self.dataset(spec.name, "decision").version()
-                new_data = looked is not None and looked != current
-            due = evolution_due(
-                spec,
-                figure,
-                failures=failures,
-                last_run=last_run,
-                now=datetime.now(UTC),
-                cooldown=request.cooldown,
-                new_data=new_data,
-            )
-            activity.logger.info("goal check of %s: %s", spec.name, due.reason)
-            if due.due:
-                found.append(
-                    AgentShortfall(
-                        agent=spec.name,
-                        commit=pointer.commit,
-                        figure=figure,
-                        goal=spec.goal,
-                        metric=spec.metric,
-                    )
-                )
-        return found
-
-    async def _recent_failures(self, agent: str) -> tuple[int, datetime | None, str | None]:
-        """(this installation's latest evolutions of `agent` in a row that promoted nothing, when the latest
-        evolution started, the look key of the latest failed one)."""
-        query = (
-            f'WorkflowId STARTS_WITH "evolve/{agent}/" '
-            f'AND TaskQueue = "{self.settings.task_queue}"'  # this installation's
-        )
-        runs = [e async for e in activity.client().list_workflows(query, limit=RECENT_RUNS)]
-        runs.sort(key=lambda e: e.start_time, reverse=True)
-        failures, last_run, last_failed = 0, None, None
-        for execution in runs:
-            last_run = last_run or execution.start_time
-            decision = execution.typed_search_attributes.get(sa.DECISION)
-            if decision != "not_promoted":
-                break
-            last_failed = last_failed or f"{execution.id}@{execution.run_id[:8]}"
-            failures += 1
-        return failures, last_run, last_failed
-
-    async def _figure(self, agent: str, commit: str) -> float:
-        path = _figure_path(self.root, agent)
-        if path.exists():
-            cached = MeasuredFigure.model_validate_json(path.read_text())
-            if cached.commit == commit:
-                return cached.figure
-        measured = await self.measure(
-            MeasureInput(agent=agent, run_id="goal-check", part="decision", commits=[commit], label="goal")
-        )
-        if commit not in measured.figures:
-            raise ApplicationError(
-                f"the active version of {agent} fails its benchmark: {measured.failures.get(commit)}",
-                type="BenchmarkFailed",
-                non_retryable=True,
-            )
-        figure = measured.figures[commit]
-        path.write_text(
-            MeasuredFigure(commit=commit, figure=figure, measured_at=datetime.now(UTC)).model_dump_json()
-        )
-        return figure
-
-    @activity.defn
     async def active_agent_parameters(self, request: ActiveAgentInput) -> ActivePointer | None:
-        """What the product runs: the active version of an agent, or None while it was never evolved (the
-        shipped parameters apply). Reads the store every host shares (one query): no git, no bootstrap.
-
-        A version nobody chose (bootstrap, or a release's defaults: `AgentRepository.ensure`) is what some
-        release shipped, perhaps an older one than this (Analyze round 2 chose new detector defaults):
-        only a version someone promoted or rolled back to overrides this release's defaults."""
-        pointer = await asyncio.to_thread(read_active_pointer, self.root, request.agent, self.store())
-        return None if pointer is None or pointer.changed_by in (BOOTSTRAP, RELEASE) else pointer
-
-
-def _figure_path(root: Path, agent: str) -> Path:
-    return root / agent / "figure.json"
+        """What the product runs, None for the shipped parameters: the active version someone chose, but
+        for an agent without live code only one whose sources are this worker's (running_version.py)."""
+        try:
+            spec = agent_spec(request.agent)
+        except ValueError as e:
+            raise ApplicationError(str(e), type=BAD_AGENT, non_retryable=True) from e
+        running = await asyncio.to_thread(running_version, self.root, spec, self.store())
+        if running.waiting is not None:
+            activity.logger.warning("%s: %s", spec.name, running.note())
+        return running.pointer
 
 
 def _mean_units(runs: list[dict[str, float]]) -> dict[str, float]:

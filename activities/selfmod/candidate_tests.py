@@ -26,6 +26,7 @@ from typing import Any
 
 from activities.selfmod.evaluation import BadOutputs, read_own_file
 from activities.selfmod.sandbox import DATA_ROOT
+from activities.selfmod.shipped import shipped_text
 from autarky.selfmod import testrunner
 from autarky.selfmod.types import AgentSpec
 
@@ -136,7 +137,7 @@ def expected_tests(spec: AgentSpec, project_root: Path, collect: Callable[[], li
     runner's `collect` in the sandbox the first time for these files, sources and runner."""
     digest = hashlib.sha256(spec.name.encode())
     for path in sorted({*spec.test_files, *spec.source_files}):
-        digest.update(path.encode() + b"\0" + (project_root / path).read_bytes())
+        digest.update(path.encode() + b"\0" + shipped_text(path).encode())  # genesis: not in this tree
     digest.update(Path(testrunner.__file__).read_bytes())
     key = digest.hexdigest()
     with _expected_lock:  # concurrent checks of one agent collect once

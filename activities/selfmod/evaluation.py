@@ -30,6 +30,7 @@ from typing import Any, Literal
 from autarky.evaluation.alert_budget import budget_threshold
 from autarky.evaluation.nab_data import NabFile, load_corpus
 from autarky.evaluation.nab_scoring import STANDARD, null_and_perfect, score_file
+from autarky.selfmod import genesis
 from autarky.selfmod.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER
 from autarky.selfmod.settings import EvolutionSettings
 
@@ -192,7 +193,39 @@ def load_dataset(agent: str, part: Part, settings: EvolutionSettings) -> Dataset
             [e.id for e in chosen],
             (LABELS_FILE,),
         )
+    made = genesis.registry.get(agent)
+    if made is not None:
+        return generated_dataset(made, part)
     raise ValueError(f"no data for agent {agent!r}")
+
+
+@dataclass(frozen=True)
+class SeriesDataset(Dataset):
+    """A part of an agent made by genesis (autarky/selfmod/genesis.py): its labelled series' blocks, judged
+    by balanced accuracy of score > 0.5, one unit per block."""
+
+    def score(self, outputs: dict[str, Any]) -> PartScore:
+        scores = _outputs_for(self.labels, outputs)
+        for key, labels in self.labels.items():
+            row = scores[key]
+            if not isinstance(row, list) or len(row) != len(labels):
+                raise BadOutputs(f"{key}: expected {len(labels)} scores")
+            if not all(isinstance(s, int | float) and 0.0 <= s <= 1.0 for s in row):
+                raise BadOutputs(f"{key}: a score is not a number in [0, 1]")
+        units = genesis.balanced_accuracy_units(self.labels, scores)
+        return PartScore(sum(units.values()), units)
+
+
+def generated_dataset(agent: genesis.GeneratedAgent, part: Part) -> SeriesDataset:
+    """The labels stay in the knowledge base's registration (or the genesis run): no file to hide."""
+    blocks = genesis.split_blocks(agent.data, agent.blocks)[part]
+    return SeriesDataset(
+        agent.spec.name,
+        part,
+        {"files": {key: values for key, (values, _) in blocks.items()}},
+        {key: labels for key, (_, labels) in blocks.items()},
+        sorted(blocks),
+    )
 
 
 def _score_nab(labels: dict[str, Any], outputs: dict[str, Any]) -> PartScore:

@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.models.llm import LLM_INVALID_OUTPUT, LLM_REFUSED, LlmGateway
 from autarky.llm.types import LlmRequest
+from autarky.selfmod.experiments import BRIEF_MAX_CHARS
 from autarky.selfmod.types import AgentSpec
 
 PURPOSE = "self-modification"
@@ -309,9 +310,11 @@ def patch_request(
     baseline: float,
     failures: list[str],
     model_hint: str | None = None,
+    brief: str = "",
 ) -> LlmRequest:
     """The question for one patch. `model_hint` is extra guidance for the model (e.g. what other attempts
-    already proposed), not a model name: the gateway's settings choose the model."""
+    already proposed), not a model name: the gateway's settings choose the model. `brief`: the approved
+    research experiment that asked for this run (its plan and source), if one did."""
     better = "higher is better" if spec.direction == "max" else "lower is better"
     files = "\n\n".join(_fence(path, sources.get(path, "")) for path in spec.source_files)
     hint = f"\n\nFor this attempt: {model_hint}" if model_hint else ""
@@ -320,11 +323,22 @@ def patch_request(
         f"Its source files:\n\n{files}\n\n"
         f"Metric: {metric_name} ({better}). Current figure: {baseline:g}.\n\n"
         f"Recent failures of candidates:\n{_failures_text(failures)}\n\n"
+        f"{_brief_text(brief)}"
         f"Rules:\n{_rules(spec)}{hint}\n\n"
         "Answer with a PatchProposal: `summary` (one or two sentences: what changes and why it should "
         "improve the metric) and `diff` (the unified diff)."
     )
     return LlmRequest(system=SYSTEM, prompt=prompt, max_tokens=PATCH_MAX_TOKENS, purpose=PURPOSE)
+
+
+def _brief_text(brief: str) -> str:
+    if not brief.strip():
+        return ""
+    # Bounded here too: a brief from elsewhere than experiment_brief must not crowd out the sources.
+    return (
+        f"This run was asked for by research a person approved; try its idea where it fits the agent:\n"
+        f"{_cut(brief.strip(), BRIEF_MAX_CHARS)}\n\n"
+    )
 
 
 def _cost_of_failure(error: ApplicationError) -> float:
@@ -348,6 +362,7 @@ async def propose_patches(
     baseline: float,
     failures: list[str],
     count: int,
+    brief: str = "",
 ) -> list[tuple[PatchProposal | None, str | None, float]]:
     """`count` proposals, asked one after another, each as (proposal, why it was rejected or None, USD).
 
@@ -357,7 +372,9 @@ async def propose_patches(
     results: list[tuple[PatchProposal | None, str | None, float]] = []
     summaries: list[str] = []
     for _ in range(count):
-        request = patch_request(spec, sources, metric_name, baseline, failures, _other_attempts(summaries))
+        request = patch_request(
+            spec, sources, metric_name, baseline, failures, _other_attempts(summaries), brief
+        )
         try:
             answer = await gateway.complete(request, PatchProposal)
         except ApplicationError as error:

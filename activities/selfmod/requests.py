@@ -49,6 +49,7 @@ class EvolutionRequestActivities:
                 request.agent,
                 requested_by=request.requested_by,
                 reason=request.reason,
+                brief=request.brief,
             )
         except evolutions.EvolutionRefused as error:
             return StartedEvolution(refused=str(error))

@@ -13,7 +13,7 @@ import difflib
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.selfmod.live_code import PROJECT_ROOT
+from activities.selfmod.shipped import shipped_text
 from activities.selfmod.versions import AgentRepository, VersionStoreError
 from activities.storage.handle import KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
@@ -28,7 +28,7 @@ def source_diff(repo: AgentRepository, commit: str, source_files: list[str]) -> 
     out: list[str] = []
     for path in source_files:
         try:
-            shipped = (PROJECT_ROOT / path).read_text(encoding="utf-8")
+            shipped = shipped_text(path)  # a generated agent's from its registration
         except FileNotFoundError:
             shipped = ""
         try:

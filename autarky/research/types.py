@@ -222,6 +222,7 @@ class PlanSummary(BaseModel):
     metric: str = Field(max_length=200)
     cost: float = 0.0
     agent: str | None = None  # the evolvable agent it would improve: approved, its evolution starts
+    brief: str = ""  # for that evolution's LLM: the plan and its source (autarky/selfmod/experiments.py)
 
 
 ExperimentResultState = Literal["approved", "rejected", "expired", "failed"]

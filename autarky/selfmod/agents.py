@@ -8,10 +8,10 @@ search). Declared here in code, so nobody widens an agent's reach at run time.
 
 from __future__ import annotations
 
-import re
-
 from autarky.autopilot.detectors.anomaly import AnomalyConfig
 from autarky.research.relevance import RelevanceParams
+from autarky.selfmod import genesis
+from autarky.selfmod.experiments import match_purpose
 from autarky.selfmod.types import AgentSpec, ParameterSpec
 
 # What a candidate's code may import, besides itself: the standard library it already uses and pydantic.
@@ -34,6 +34,10 @@ ANOMALY_DETECTOR = AgentSpec(
     name="anomaly-detector",
     description="Streaming anomaly score per metric (rarity × robust distance, alerts collapsed in time and "
     "discounted by earlier events), scored on NAB.",
+    purpose="Watches the platform's live metrics as streaming time series and alerts when one behaves "
+    "unusually: anomaly detection, outliers, spikes, bursts, dips, level shifts, change points, drift, rare "
+    "or novel patterns; early warning of incidents and failures in monitoring and observability telemetry, "
+    "with few false alarms.",
     source_files=["autarky/autopilot/detectors/anomaly.py"],
     parameters=[
         ParameterSpec(name="window", low=16, high=1024, integer=True, log_scale=True),
@@ -63,6 +67,12 @@ ANOMALY_DETECTOR = AgentSpec(
 RELEVANCE_SCORER = AgentSpec(
     name="relevance-scorer",
     description="Offline research relevance (BM25 over the interests), scored on the labelled examples.",
+    purpose="Decides which new publications and software projects deserve a person's attention: scores how "
+    "relevant each item's title and abstract are to the stated interests and ranks the items, so the most "
+    "promising are read and tried first. Information retrieval (sparse, dense, BM25), relevance ranking, "
+    "reranking, text matching, keyword and semantic search, document similarity, query expansion, "
+    "recommendation, filtering and classifying documents as relevant or not, learning from people's "
+    "approvals and rejections.",
     source_files=["autarky/research/relevance.py"],
     parameters=[
         ParameterSpec(name="core_weight", low=1, high=8, integer=True),
@@ -85,16 +95,16 @@ RELEVANCE_SCORER = AgentSpec(
 
 AGENTS: dict[str, AgentSpec] = {a.name: a for a in (ANOMALY_DETECTOR, RELEVANCE_SCORER)}
 
-# Words that say a research item is about what an agent does (an approved experiment names that agent).
-TOPICS: dict[str, re.Pattern[str]] = {
-    ANOMALY_DETECTOR.name: re.compile(r"\banomal|\boutlier|\bchange[- ]?point|novelty detection", re.I),
-    RELEVANCE_SCORER.name: re.compile(r"\bretrieval\b|\branking\b|\brelevance\b|\bbm25\b|\brerank", re.I),
-}
+
+def agent_for(title: str, text: str = "") -> str | None:
+    """The agent a research item (and its plan) is about, by each agent's declared purpose; None when
+    none matches well enough (autarky/selfmod/experiments.py)."""
+    return match_purpose(purposes(), title, text).agent
 
 
-def agent_for(text: str) -> str | None:
-    """The agent a research item's text is about, if any (the first one whose topic words occur)."""
-    return next((name for name, pattern in TOPICS.items() if pattern.search(text)), None)
+def purposes() -> dict[str, str]:
+    """Each agent's declared purpose (its description where it declares none)."""
+    return {a.name: a.purpose or a.description for a in AGENTS.values()}
 
 
 def agent_spec(name: str) -> AgentSpec:
@@ -102,11 +112,18 @@ def agent_spec(name: str) -> AgentSpec:
     try:
         return AGENTS[name]
     except KeyError:
-        raise ValueError(f"no evolvable agent {name!r}; the agents are: {', '.join(AGENTS)}") from None
+        made = genesis.generated_spec(name)  # an agent made by genesis (autarky/selfmod/genesis.py)
+        if made is not None:
+            return made
+        known = [*AGENTS, *(a.spec.name for a in genesis.registry.all())]
+        raise ValueError(f"no evolvable agent {name!r}; the agents are: {', '.join(known)}") from None
 
 
 def default_parameters(name: str) -> dict[str, float]:
     """The parameters an agent ships with (its version repository's first commit)."""
+    made = None if name in AGENTS else genesis.generated_defaults(name)
+    if made is not None:
+        return made
     spec = agent_spec(name)
     values = _config_for(name, {}).model_dump()
     return {p.name: float(values[p.name]) for p in spec.parameters}

@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -22,6 +23,7 @@ from autarky.core.settings import AutarkySettings
 from autarky.selfmod import client as evo
 from autarky.selfmod import evolutions
 from autarky.selfmod.agents import AGENTS, agent_spec
+from autarky.selfmod.genesis_types import GenesisResult
 from autarky.selfmod.types import SelfModifyResult
 
 agents_app = typer.Typer(
@@ -54,6 +56,7 @@ def _print(text: str) -> None:
 
 
 def _check_agent(agent: str) -> None:
+    evo.install_generated(cli_settings())  # agents made by genesis are known from the knowledge base
     try:
         agent_spec(agent)
     except ValueError as error:
@@ -80,7 +83,7 @@ def agents(ctx: typer.Context) -> None:
             continue
         table.add_row(
             row.spec.name,
-            _short(p.commit),
+            _short(p.commit) + (f"\n{escape(row.waits)}" if row.waits else ""),
             escape(_params(p.parameters)),
             f"{p.changed_at:%Y-%m-%d %H:%M:%S}",
             escape(p.changed_by),
@@ -136,6 +139,108 @@ def agents_rollback(
     _print(f"{agent}: {_short(before.commit)} → {_short(after.commit)} ({_params(after.parameters)})")
 
 
+@agents_app.command("create")
+def agents_create(
+    spec_file: Annotated[
+        Path, typer.Argument(help="the spec (TOML): name, kind, purpose, metric_name, data, …")
+    ],
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="write the agent from its kind's template even if the spec asks for the LLM"
+        ),
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the run to its end")] = True,
+) -> None:
+    """Make a new evolvable agent from SPEC_FILE (workflow genesis/NAME): written, tested in the sandbox,
+    judged on its labelled data, and registered once a person approves (`autarky approve`).
+
+    Exits 0 when registered (or started, with --no-wait), 1 when it was not, 2 for a bad spec."""
+    from autarky.selfmod.genesis import (
+        GenesisSpecError,
+        check_split,
+        parse_labelled_csv,
+        parse_spec,
+        registry,
+    )
+
+    settings = cli_settings()
+    evo.install_generated(settings)
+    taken = {*AGENTS, *(a.spec.name for a in registry.all())}
+    try:
+        request = parse_spec(spec_file.read_text(), str(spec_file), taken)
+        data_path = (spec_file.parent / request.data).resolve()
+        data = parse_labelled_csv(data_path.read_text(), f"{spec_file}: field data ({data_path})")
+        check_split(data, request.blocks)
+    except OSError as error:
+        fail(
+            f"{spec_file}: cannot read {error.filename}: {error.strerror} (field data names the CSV, "
+            "relative to the spec)",
+            2,
+        )
+    except GenesisSpecError as error:
+        fail(str(error), 2)
+
+    async def run(settings: AutarkySettings) -> GenesisResult | str | None:
+        from temporalio.common import WorkflowIDConflictPolicy
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        from autarky.selfmod.genesis_types import GenesisInput, genesis_workflow_id
+
+        client = (await autarky_client(settings)).client
+        workflow_id = genesis_workflow_id(request.name)
+        request_in = GenesisInput(
+            request=request,
+            data=data,
+            offline=offline,
+            requested_by=_who(),
+            limits=settings.evolution.limits,
+            activity_task_queue=settings.research_task_queue,
+        )
+        try:
+            handle = await client.start_workflow(
+                "AgentGenesisWorkflow",
+                request_in,
+                id=workflow_id,
+                task_queue=settings.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                result_type=GenesisResult,
+            )
+        except WorkflowAlreadyStartedError:
+            return f"a genesis of {request.name} is running already ({workflow_id})"
+        _print(f"started {handle.id}; watch it at {evo.ui_hint(settings, handle.id)}")
+        _print(
+            f"it asks for approval once its tests pass: `autarky approve register-{request.name} "
+            f"--workflow {handle.id} --reason …`"
+        )
+        if not wait:
+            return None
+        result = asyncio.ensure_future(handle.result())
+        last: str | None = None
+        while True:
+            done, _ = await asyncio.wait({result}, timeout=POLL_SECONDS)
+            if done:
+                return result.result()
+            try:
+                progress = await handle.query(
+                    "progress", result_type=dict[str, Any], rpc_timeout=timedelta(seconds=5)
+                )
+            except (RPCError, WorkflowQueryFailedError):  # not answering yet (no worker): keep waiting
+                continue
+            if progress.get("step") != last:
+                last = str(progress.get("step"))
+                _print(f"  {last}")
+
+    outcome = run_command(run)
+    if isinstance(outcome, str):
+        fail(outcome, 2)
+    if outcome is None:
+        return
+    _print(f"{outcome.name}: {outcome.status.replace('_', ' ')} — {outcome.message}")
+    if outcome.status != "registered":
+        raise typer.Exit(1)
+
+
 # ---------------------------------------------------------------------- evolve
 
 
@@ -146,6 +251,13 @@ def evolve(
     ] = False,
     generations: Annotated[int, typer.Option(min=1, max=50, help="generations of candidates")] = 3,
     population: Annotated[int, typer.Option(min=1, max=32, help="candidates per generation")] = 4,
+    search: Annotated[
+        str,
+        typer.Option(
+            help="how parameter children are made: es (1+λ from the best), archive (MAP-Elites parents by "
+            "score and novelty), cma (CMA-ES)"
+        ),
+    ] = "es",
     threshold: Annotated[
         float | None,
         typer.Option(
@@ -171,6 +283,7 @@ def evolve(
                 offline=offline,
                 generations=generations,
                 population=population,
+                search=search,
                 threshold=threshold,
                 requested_by=_who(),
             )
@@ -201,6 +314,12 @@ def evolve(
                     f"sandbox runs {progress.get('sandbox_runs')}, best "
                     f"{'-' if best is None else f'{best:.4g}'})"
                 )
+            if step.startswith("watching the live metric"):  # promoted: the watch takes days
+                _print(
+                    f"promoted; {handle.id} watches its live metric and rolls it back on a regression: "
+                    f"`autarky agents history {agent}` shows what happens"
+                )
+                return None
 
     outcome = run_command(run)
     if isinstance(outcome, str):
@@ -228,10 +347,9 @@ def _print_result(r: SelfModifyResult) -> None:
         )
     if r.improvement is not None:
         i = r.improvement
-        table.add_row(
-            "improvement",
-            f"{i.estimate:+.1%} ({i.confidence:.0%} interval {i.low:+.1%} … {i.high:+.1%})",
-        )
+        table.add_row("improvement", i.text())
+    if r.watch:
+        table.add_row("live watch", r.watch)
     table.add_row("candidates", f"{r.candidates} ({r.failed_candidates} failed)")
     table.add_row("sandbox runs", str(r.sandbox_runs))
     table.add_row("message", escape(r.message))

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from activities.selfmod.running_version import running_version
 from activities.selfmod.versions import AgentRepository, VersionStoreError, read_active_pointer
 from autarky.core.settings import AutarkySettings
 from autarky.core.temporal import external_profile
+from autarky.selfmod import genesis
 from autarky.selfmod.agents import AGENTS, agent_spec
 from autarky.selfmod.types import ActivePointer, AgentSpec
 
@@ -40,6 +42,14 @@ def agents_root(settings: AutarkySettings) -> Path:
     return settings.data_dir / "agents"
 
 
+def install_generated(settings: AutarkySettings) -> None:
+    """Let this process find the agents made by genesis (registered in the knowledge base)."""
+    from activities.selfmod import genesis_registry
+    from activities.storage.handle import KnowledgeBaseHandle
+
+    genesis_registry.install(KnowledgeBaseHandle(settings.knowledge_db_url))
+
+
 def store(settings: AutarkySettings) -> AgentStore:
     from activities.selfmod.agent_store import AgentStore  # SQLAlchemy: only for the commands that need it
 
@@ -48,6 +58,7 @@ def store(settings: AutarkySettings) -> AgentStore:
 
 def repository(settings: AutarkySettings, agent: str) -> AgentRepository:
     """The agent's versions (ValueError for an unknown agent); constructing it touches nothing."""
+    install_generated(settings)
     agent_spec(agent)
     return AgentRepository(agents_root(settings), agent, store(settings))
 
@@ -57,18 +68,31 @@ class AgentRow:
     spec: AgentSpec
     pointer: ActivePointer | None  # None: not evolved yet
     problem: str | None = None  # the store exists but cannot be read
+    waits: str | None = None  # the active version's code is not this installation's: what runs instead
 
 
 def list_agents(settings: AutarkySettings) -> list[AgentRow]:
     """Every declared agent with its active pointer (None when it was never evolved)."""
     rows = []
     shared = store(settings)
-    for name, spec in AGENTS.items():
+    install_generated(settings)
+    made = {a.spec.name: a.spec for a in genesis.registry.all()}  # agents made by genesis, registered
+    for name, spec in {**AGENTS, **made}.items():
         try:
-            rows.append(AgentRow(spec, read_active_pointer(agents_root(settings), name, shared)))
+            pointer = read_active_pointer(agents_root(settings), name, shared)
+            rows.append(AgentRow(spec, pointer, waits=_waits(settings, spec, shared)))
         except VersionStoreError as error:
             rows.append(AgentRow(spec, None, str(error)))
     return rows
+
+
+def _waits(settings: AutarkySettings, spec: AgentSpec, shared: AgentStore) -> str | None:
+    """Why the active version does not run on workers of this installation (an agent without live code
+    runs only its own sources: activities/selfmod/running_version.py), and what runs meanwhile."""
+    try:
+        return running_version(agents_root(settings), spec, shared).note()
+    except VersionStoreError as error:
+        return f"cannot tell whether its code runs here: {error}"
 
 
 def history(settings: AutarkySettings, agent: str) -> list[ActivePointer]:

@@ -40,12 +40,15 @@ async def start_evolution(
     offline: bool = False,
     generations: int = 3,
     population: int = 4,
+    search: str = "es",
     threshold: float | None = None,
     requested_by: str = "cli",
     reason: str = "",
+    brief: str = "",
 ) -> WorkflowHandle:
     """Start `SelfModificationWorkflow` for `agent` as `evolve/<agent>/<n>` (n: one more than the runs
-    the server knows of); EvolutionRefused for bad input or when this agent is already evolving."""
+    the server knows of); EvolutionRefused for bad input or when this agent is already evolving. `brief`:
+    what an approved research experiment asks of the run (its LLM reads it)."""
     try:
         agent_spec(agent)
         request = SelfModifyInput(
@@ -53,9 +56,11 @@ async def start_evolution(
             offline=offline,
             generations=generations,
             population=population,
+            search=search,
             threshold=threshold,
             requested_by=requested_by,
             reason=reason,
+            brief=brief,
             activity_task_queue=settings.research_task_queue,
             limits=settings.evolution.limits,
             parallel_checks=settings.evolution.parallel_checks,

@@ -18,8 +18,10 @@ import json
 import math
 import random
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from autarky.selfmod.agents import ANOMALY_DETECTOR, RELEVANCE_SCORER, anomaly_config, relevance_params
 
@@ -95,8 +97,30 @@ def score_relevance(parameters: dict[str, float], inputs: dict) -> dict:
     return {"results": results}
 
 
-CHECKS = {ANOMALY_DETECTOR.name: check_anomaly, RELEVANCE_SCORER.name: check_relevance}
-RUNS = {ANOMALY_DETECTOR.name: run_anomaly, RELEVANCE_SCORER.name: run_relevance}
+class _WithGenerated(dict[str, Callable[..., Any]]):
+    """The declared agents' functions; an agent made by genesis offers its own, by name, in its module
+    (autarky/selfmod/generated/<name>.py, from its version in the work directory)."""
+
+    def __init__(self, declared: dict[str, Callable[..., Any]], function: str) -> None:
+        super().__init__(declared)
+        self.function = function
+
+    def __missing__(self, agent: str) -> Callable[..., Any]:
+        from importlib import import_module
+
+        if not agent.replace("-", "").isalnum():
+            raise KeyError(agent)
+        try:
+            module = import_module(f"autarky.selfmod.generated.{agent.replace('-', '_')}")
+        except ModuleNotFoundError:
+            raise KeyError(agent) from None
+        return getattr(module, self.function)
+
+
+CHECKS = _WithGenerated(
+    {ANOMALY_DETECTOR.name: check_anomaly, RELEVANCE_SCORER.name: check_relevance}, "check"
+)
+RUNS = _WithGenerated({ANOMALY_DETECTOR.name: run_anomaly, RELEVANCE_SCORER.name: run_relevance}, "run")
 SCORES = {RELEVANCE_SCORER.name: score_relevance}
 
 
@@ -105,15 +129,25 @@ def _require(condition: bool, problem: str) -> None:
         raise SystemExit(f"self-test failed: {problem}")
 
 
+def _offered(agent: str, table: dict[str, Callable[..., Any]] = CHECKS) -> bool:
+    try:
+        table[agent]
+    except KeyError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autarky.selfmod.harness")
     parser.add_argument("command", choices=["check", "run", "score"])
-    parser.add_argument("agent", choices=sorted(CHECKS))
+    parser.add_argument("agent")  # a declared agent, or one made by genesis (CHECKS finds its module)
     parser.add_argument("--params", type=Path, required=True)
     parser.add_argument("--data", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     parameters = json.loads(args.params.read_text())
+    if args.command != "score" and not _offered(args.agent):
+        parser.error(f"no agent {args.agent!r} here (declared: {', '.join(sorted(CHECKS))})")
     if args.command == "check":
         CHECKS[args.agent](parameters)
         print(f"self-test of {args.agent} passed")
@@ -121,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None or args.out is None:
         parser.error(f"{args.command} needs --data and --out")
     table = RUNS if args.command == "run" else SCORES
-    if args.agent not in table:
+    if not _offered(args.agent, table):
         parser.error(f"{args.command} is not offered for {args.agent} (only {', '.join(sorted(table))})")
     outputs = table[args.agent](parameters, json.loads(args.data.read_text()))
     args.out.write_text(json.dumps(outputs))

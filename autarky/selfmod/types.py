@@ -35,6 +35,9 @@ class AgentSpec(BaseModel):
 
     name: str
     description: str
+    # What the agent is for, in plain prose: an approved research experiment whose plan matches it starts
+    # this agent's evolution (autarky/selfmod/experiments.py). Empty: the description stands in.
+    purpose: str = ""
     # Paths relative to the project root: the only files a candidate may change.
     source_files: list[str]
     parameters: list[ParameterSpec]
@@ -137,7 +140,8 @@ class ActivePointer(BaseModel):
     reason: str = ""
     metric: float | None = None  # the decision-part figure at promotion
     # The version's sources differ from the ones Autarky shipped: a product that can load code runs
-    # them (the research analyser); one that cannot (the autopilot's detector) runs only the parameters.
+    # them (the research analyser); one that cannot (the autopilot's detector) runs it only on workers
+    # built from its sources (activities/selfmod/running_version.py), never its parameters on other code.
     code_changed: bool = False
 
 
@@ -211,14 +215,27 @@ class SelfModifyInput(BaseModel):
     threshold: float | None = None  # None: the agent's own
     require_approval: bool | None = None  # None: the agent's `risky`; LLM code always asks
     approval_timeout: timedelta = timedelta(days=3)
-    watch_runs: int = Field(2, ge=0)
-    watch_interval: timedelta = timedelta(minutes=5)
-    # A watch figure this much worse (relative) than the promotion figure rolls back.
+    # The watch after a promotion (round 2, release 30): every `watch_interval`, `watch_runs` times, the
+    # promoted version's live metric since `watch_settle` after the promotion is tested against the
+    # incumbent's over the `watch_baseline` before it (autarky.selfmod.live_watch); a significant drop
+    # beyond `regression_tolerance` (relative) rolls back. `watch_alpha` is shared by all the looks.
+    watch_runs: int = Field(7, ge=0)
+    watch_interval: timedelta = timedelta(days=1)
+    watch_baseline: timedelta = Field(timedelta(days=28), gt=timedelta(0))
+    watch_settle: timedelta = Field(timedelta(minutes=10), ge=timedelta(0))  # hosts re-read versions
+    watch_alpha: float = Field(0.05, gt=0, lt=0.5)
     regression_tolerance: float = Field(0.05, ge=0)
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
     parallel_checks: int = Field(2, ge=1, le=16)  # candidates checked in the sandbox at the same time
     requested_by: str = "cli"
     reason: str = ""
+    # An approved research experiment's plan and source, for the LLM that writes patches
+    # (autarky/selfmod/experiments.py: experiment_brief); empty for other runs.
+    brief: str = ""
+    # How parameter children are made without an LLM: "es" the (1+λ) strategy from the best so far;
+    # "archive" mutations of parents drawn from a MAP-Elites archive by score and novelty
+    # (autarky.selfmod.archive); "cma" CMA-ES over every measured point (autarky.selfmod.cma_search).
+    search: Literal["es", "archive", "cma"] = "es"
     # Where the self-modification activities run (full workers' research queue).
     activity_task_queue: str = "autarky-research"
 
@@ -237,6 +254,14 @@ class SelfModifyResult(BaseModel):
     sandbox_runs: int = 0
     failed_candidates: int = 0
     message: str = ""
+    watch: str = ""  # what the live watch saw last (round 2)
+    generations: list[GenerationBest] = Field(default_factory=list)  # the best so far after each
+
+
+class GenerationBest(BaseModel):
+    generation: int
+    commit: str
+    search: float  # its figure on the search part
 
 
 class Snapshot(BaseModel):
@@ -247,6 +272,9 @@ class Snapshot(BaseModel):
     # The queue of the host that took this step (its own, which it serves): the run's later steps go
     # there. None: a worker without one; the steps stay on the shared queue.
     task_queue: str | None = None
+    # The agent's shipped parameters (a generated agent's live in the knowledge base, which workflow code
+    # must not read); empty in snapshots taken before release 30.
+    defaults: dict[str, float] = Field(default_factory=dict)
 
 
 class AgentRunInput(BaseModel):
@@ -262,6 +290,7 @@ class StartEvolutionInput(BaseModel):
     agent: str
     requested_by: str
     reason: str = ""
+    brief: str = ""  # the approved experiment's plan and source (SelfModifyInput.brief)
 
 
 class StartedEvolution(BaseModel):
@@ -317,6 +346,7 @@ class ProposePatchesInput(BaseModel):
     count: int
     baseline: float
     failures: list[str] = Field(default_factory=list)
+    brief: str = ""  # SelfModifyInput.brief: put in the LLM's prompt
 
 
 class ProposeOutcome(BaseModel):

@@ -18,3 +18,13 @@ def promotes(gain: Interval, bar: float) -> bool:
     """Round 2 (release 30): the estimate reaches the bar and the lower bound is above 0 (`clears_bar`);
     before, the lower bound had to reach the bar, which the detector's decision part never allowed."""
     return clears_bar(gain, bar) if workflow.patched(MEANINGFUL_BAR) else should_promote(gain, bar)
+
+
+LIVE_WATCH = "selfmod-live-watch"
+
+
+def live_watch() -> bool:
+    """Round 2 (release 30): the watch after a promotion tests the promoted version's live metric against
+    the incumbent's before it (`_watch_live`); before, it re-ran the deterministic benchmark, which never
+    changed. Called once a version is promoted."""
+    return workflow.patched(LIVE_WATCH)
