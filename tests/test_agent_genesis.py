@@ -16,12 +16,15 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 from typer.testing import CliRunner
 
 from activities.selfmod import genesis_registry
+from activities.selfmod.genesis import GenesisActivities
 from activities.selfmod.genesis_store import save
+from activities.selfmod.shipped import PROJECT_ROOT
 from activities.storage.handle import KnowledgeBaseHandle
 from autarky.cli.main import app
 from autarky.core.approval import ApprovalDecision, ApprovalRequest
@@ -29,12 +32,26 @@ from autarky.core.settings import AutarkySettings
 from autarky.llm.settings import LlmSettings
 from autarky.selfmod import client as evo
 from autarky.selfmod.agents import AGENTS, agent_spec
-from autarky.selfmod.genesis import GenesisSpecError, parse_labelled_csv, parse_spec, registry
+from autarky.selfmod.genesis import (
+    SOURCE_SHOWN,
+    GenesisSpecError,
+    check_paths,
+    parse_labelled_csv,
+    parse_spec,
+    registry,
+)
 from autarky.selfmod.genesis_templates import from_template, render_threshold
-from autarky.selfmod.genesis_types import GenesisInput, GenesisResult, genesis_workflow_id
+from autarky.selfmod.genesis_types import (
+    GenerateInput,
+    GenesisInput,
+    GenesisResult,
+    RegisterInput,
+    genesis_workflow_id,
+)
 from autarky.selfmod.types import SandboxLimits
 from tests.genesis_probe_workflow import DefaultsProbe
 from tests.llm_servers import OpenAIServer, Reply, openai_completion
+from tests.test_autopilot import eventually
 from tests.test_cli import cli, table_rows
 from workers.registry import selfmod_activities
 from workflows.agent_genesis import AgentGenesisWorkflow, shown_code
@@ -158,6 +175,52 @@ def test_the_approval_shows_code_that_cannot_break_out_of_its_block() -> None:
     shown = shown_code('x = 1\n"""```\n# **not markdown**\n```"""\n')
     fence = shown.splitlines()[0].removesuffix("python")
     assert len(fence) == 4 and shown.endswith("\n" + fence)
+
+
+async def test_a_name_whose_files_the_project_has_is_refused(tmp_path: Path) -> None:
+    """A generated agent's files are served before the project's: a spec named `genesis` would shadow
+    this very file (tests/test_agent_genesis.py). The activity refuses it, naming the field."""
+    assert (PROJECT_ROOT / "tests/test_agent_genesis.py").is_file()
+    clashing = parse_spec(SPEC.format(name="genesis", generator="template"))
+    with pytest.raises(GenesisSpecError, match=r"field name: .*tests/test_agent_genesis\.py"):
+        check_paths(clashing, lambda path: (PROJECT_ROOT / path).exists())
+    check_paths(genesis_input("queue-fresh").request, lambda path: (PROJECT_ROOT / path).exists())
+
+    acts = GenesisActivities(AutarkySettings(data_dir=tmp_path), {})
+    data = parse_labelled_csv(latency_csv())
+    with pytest.raises(ApplicationError, match=r"field name: .*tests/test_agent_store\.py") as raised:
+        await ActivityEnvironment().run(
+            acts.generate_agent,
+            GenerateInput(
+                request=parse_spec(SPEC.format(name="store", generator="template")),
+                data=data,
+                use_llm=False,
+                run_id="genesis/store@1",
+            ),
+        )
+    assert raised.value.non_retryable and raised.value.type == "BadAgent"
+
+
+async def test_a_retried_registration_is_this_runs_own(tmp_path: Path) -> None:
+    """The registration commits, then making the agent's version repository fails; Temporal retries the
+    activity. The retry finds the row its own run wrote: registered (not "registered meanwhile"). Another
+    run's registration of the same name still finds it taken."""
+    name = f"queue-retry-{uuid.uuid4().hex[:4]}"
+    settings = AutarkySettings(data_dir=tmp_path)
+    acts = GenesisActivities(settings, {})
+    agent = from_template(genesis_input(name).request, parse_labelled_csv(latency_csv()))
+    attempt = RegisterInput(agent=agent, by="tester", run_id=f"genesis/{name}@aaaa1111")
+    blocker = tmp_path / "agents" / name  # a file where its repository's directory goes: the first fails
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")
+    with pytest.raises(Exception):  # noqa: B017 - whatever the failure, the row was committed first
+        await ActivityEnvironment().run(acts.register_generated_agent, attempt)
+    assert registry.get(name) is not None  # committed before the failure
+    blocker.unlink()
+    retried = await ActivityEnvironment().run(acts.register_generated_agent, attempt)
+    assert not retried.already and retried.commit
+    other = RegisterInput(agent=agent, by="someone else", run_id=f"genesis/{name}@bbbb2222")
+    assert (await ActivityEnvironment().run(acts.register_generated_agent, other)).already
 
 
 # ---------------------------------------------------------------------- end to end
@@ -319,3 +382,33 @@ async def test_a_workflow_finds_a_generated_agent_its_process_never_met(
             execution_timeout=timedelta(seconds=60),
         )
     assert found == made.defaults
+
+
+async def test_an_llm_module_longer_than_the_approval_shows_is_refused(
+    client: Client, tmp_path: Path
+) -> None:
+    """The approval shows SOURCE_SHOWN characters of the module; a person must not approve code past a
+    cut, so a longer one fails before anyone is asked (and before the sandbox)."""
+    name = f"queue-long-{uuid.uuid4().hex[:4]}"
+    request = genesis_input(name, generator="llm").request
+    source = render_threshold(request)[0] + "\n# an innocent-looking comment\n" * (SOURCE_SHOWN // 30)
+    assert len(source) > SOURCE_SHOWN
+    with OpenAIServer() as server:
+        server.script(Reply(body=openai_completion(json.dumps({"summary": "long", "source": source}))))
+        async with genesis_stack(
+            client, tmp_path, llm_settings(server), {"OPENAI_API_KEY": "sk-test"}
+        ) as stack:
+            handle = await stack.start(genesis_input(name, generator="llm", queue=stack.queue))
+
+            async def ended_or_asking() -> bool:
+                asking = await handle.query("pending_approvals", result_type=list[ApprovalRequest])
+                return bool(asking) or (await handle.describe()).status.name != "RUNNING"
+
+            await eventually(ended_or_asking, timeout=600)
+            asked = await handle.query("approvals", result_type=list[ApprovalRequest])
+            assert asked == []  # nobody is asked to approve code they cannot see whole
+            result = GenesisResult.model_validate(await handle.result())
+    assert result.status == "failed", result.message
+    assert f"more than the {SOURCE_SHOWN} the approval shows" in result.message, result.message
+    assert registry.get(name) is None
+    assert f"at most {SOURCE_SHOWN} characters" in json.dumps(server.requests[0].body)

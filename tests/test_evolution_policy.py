@@ -12,7 +12,9 @@ from autarky.selfmod.policy import (
     RELATIVE_CAP,
     adapt_step,
     better,
+    clears_bar,
     improvement_interval,
+    look_confidence,
     mutate,
     relative_improvement,
     should_promote,
@@ -189,13 +191,23 @@ def test_interval_contains_the_estimate() -> None:
     assert interval.estimate == pytest.approx(relative_improvement(sum(incumbent), sum(candidate), "max"))
 
 
-def test_interval_collapses_with_one_unit_or_identical_pairs() -> None:
+def test_too_few_units_bound_nothing_however_alike_they_are() -> None:
+    # Issue 30's review: one unit, or 5 alike, cannot say more than 1 in 2 or 1 in 32: at 95 % (2.5 % a
+    # side) no gain is bounded, and the promotion rule refuses. 8 alike reach 1 in 256, enough at look 1
+    # (1.25 %) but not at look 8 (0.01 %).
     one = improvement_interval([100.0], [130.0], "max")
-    assert one.low == one.estimate == one.high == pytest.approx(0.3)
-    same = improvement_interval([100.0] * 5, [110.0] * 5, "max")
-    assert same.low == same.estimate == same.high == pytest.approx(0.1)
+    assert (one.low, one.estimate, one.high) == (0.0, pytest.approx(0.3), pytest.approx(0.3))
+    five = improvement_interval([100.0] * 5, [110.0] * 5, "max")
+    assert five.low == 0.0 and five.estimate == pytest.approx(0.1)
+    eight = [1.0] * 8, [1.1, 1.3] * 4
+    first = improvement_interval(*eight, "max", look_confidence(1), kind="absolute")
+    assert first.low == pytest.approx(0.8) and clears_bar(first, 0.5)
+    eighth = improvement_interval(*eight, "max", look_confidence(8), kind="absolute")
+    assert eighth.low == 0.0 and not clears_bar(eighth, 0.5)
     unchanged = improvement_interval([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "max")
     assert unchanged == Interval(estimate=0.0, low=0.0, high=0.0)
+    nothing = improvement_interval([0.0] * 5, [1.0] * 5, "max")  # no relative change from 0
+    assert nothing.low == 0.0
 
 
 def test_interval_is_deterministic_for_a_seed() -> None:
@@ -228,8 +240,8 @@ def test_pairing_removes_noise_shared_by_a_unit() -> None:
 
 
 def test_interval_for_lower_is_better() -> None:
-    incumbent = [100.0, 200.0, 150.0, 120.0]
-    candidate = [80.0, 165.0, 118.0, 97.0]  # about 20 % lower latency
+    incumbent = [100.0, 200.0, 150.0, 120.0] * 2  # 8 units: enough to bound a gain at 95 %
+    candidate = [80.0, 165.0, 118.0, 97.0] * 2  # about 20 % lower latency
     interval = improvement_interval(incumbent, candidate, "min")
     assert interval.estimate == pytest.approx((570 - 460) / 570)
     assert 0.15 < interval.low <= interval.high < 0.25

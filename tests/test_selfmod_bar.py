@@ -26,7 +26,7 @@ def test_the_old_relative_bar_made_the_relevance_goal_unreachable() -> None:
     # was "short of its goal" every week; the detector's old goal (70 from 64.5) needed 74.2.
     old = RELEVANCE_SCORER.model_copy(update={"improvement": "relative", "threshold": 0.15})
     assert not goal_reachable(old, 86.4)
-    assert "needs 99.36 at the lower bound" in _due(old, 86.4).reason
+    assert "a promotion needs 99.36" in _due(old, 86.4).reason
     old_detector = ANOMALY_DETECTOR.model_copy(update={"improvement": "relative", "threshold": 0.15})
     assert not goal_reachable(old_detector.model_copy(update={"goal": 70.0}), 64.5)
     assert goal_reachable(RELEVANCE_SCORER, 86.4)

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from autarky.selfmod.agents import AGENTS
-from autarky.selfmod.null_runs import Rule, UnitTable, evolution_promotes, false_promotions, null_candidate
+from autarky.selfmod.null_runs import Rule, UnitTable, false_promotions, null_candidate, promotions
 from bench.selfmod_units import load
 
 RUNS = 200
@@ -63,14 +63,12 @@ def test_looking_again_and_again_at_one_data_version_stays_within_5_percent(agen
     assert promoted <= 0.05 * histories, f"{agent}: {promoted} of {histories} six-look histories promoted"
 
 
-def test_a_real_gain_on_every_unit_is_promoted() -> None:
-    # The rule is not simply shut: the incumbent's units each raised by a tenth of the bar's total (real,
-    # on both parts) is found by the search and promoted.
-    agent = "anomaly-detector"
-    t = table(agent)
-    lift = rule(agent).bar * 1.5 / len(t.incumbent["decision"])
-    better_everywhere = {
-        part: {u: v + lift for u, v in t.incumbent[part].items()} for part in ("search", "decision")
-    }
-    rng = random.Random(3)
-    assert evolution_promotes(t, rule(agent), rng, 1, 1, candidates=[better_everywhere])
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_a_real_gain_in_the_same_noise_is_promoted(agent: str) -> None:
+    # The rule is not simply shut: the same null candidates plus 20 points of real gain (spread over the
+    # units of both parts) are promoted in most runs (about 99 of 100 for the detector, 90 for the scorer;
+    # 56 and 36 at +10 points: gains below ~12 points are beyond these decision parts).
+    runs = 100
+    promoted = promotions(table(agent), rule(agent), runs, seed=1, lift=20.0)
+    assert promoted >= 0.8 * runs, f"{agent}: {promoted} of {runs}"

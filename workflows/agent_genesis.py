@@ -4,9 +4,9 @@
 2. Try it in the sandbox: static checks, its tests and self-test (the signed runner's verdict), then its
    figures on the search and decision parts of the spec's labelled data, judged outside the sandbox.
 3. An agent that fails, or does no better than chance on the decision part, is not registered.
-4. Otherwise a person decides, shown the figures and the generated code (as a code block, cut; the whole
-   source is in the approval's history); only then is it registered in the knowledge base, listed by
-   `autarky agents` and evolvable like the declared agents.
+4. Otherwise a person decides, shown the figures and the whole generated code (as a code block; a module
+   longer than the approval shows was refused at step 2); only then is it registered in the knowledge
+   base, listed by `autarky agents` and evolvable like the declared agents.
 
 The ID is `genesis/<name>`; the UI shows the step and the figures as current details, like an evolution.
 """
@@ -24,7 +24,7 @@ from workflows.approval import ApprovalGate
 with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
     from autarky.core.approval import ApprovalState
-    from autarky.selfmod.genesis import GeneratedAgent
+    from autarky.selfmod.genesis import SOURCE_SHOWN, GeneratedAgent
     from autarky.selfmod.genesis_types import (
         CHANCE,
         GenerateInput,
@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 KIND = "genesis"
-CODE_SHOWN = 6000  # characters of the generated source in the approval
+CODE_SHOWN = SOURCE_SHOWN  # characters of the generated source in the approval (a longer one is refused)
 RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadAgent", "LlmNotConfigured"])
 
 

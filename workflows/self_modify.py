@@ -180,6 +180,7 @@ class SelfModificationWorkflow(ApprovalGate):
             # Cells over the first two declared parameters (for the detector: window and levels).
             names = (spec.parameters[0].name, spec.parameters[1].name)
             self._archive = Archive(spec.parameters, spec.direction, descriptor_parameters=names)
+        # Snapshots before release 30 carry no defaults; their agents are all declared in code.
         self._defaults = snap.defaults or default_parameters(spec.name)
         self._remember({**self._defaults, **incumbent.parameters}, result.baseline_search)
         use_llm = not request.offline and snap.llm != "offline"
@@ -206,7 +207,7 @@ class SelfModificationWorkflow(ApprovalGate):
                         self._failed += 1
                         failures.append(f"{c.key}: {measured.failures.get(c.commit, 'no figure')}")
                         continue
-                    self._remember(c.parameters, figure)
+                    self._remember({**self._defaults, **c.parameters}, figure)
                     if better(figure, best.figure, spec.direction):
                         improved += 1
                         best = Best(c.commit, c.parameters, figure, c.origin, c.key, c.summary)
@@ -237,7 +238,10 @@ class SelfModificationWorkflow(ApprovalGate):
         self._sandbox_runs += compared.runs
         result.baseline_decision, result.best_decision = compared.incumbent, compared.candidate
         result.improvement = gain = compared.improvement
-        threshold = spec.threshold if request.threshold is None else request.threshold
+        # The bar in the unit the interval was computed in (a run begun before an upgrade that changed it
+        # must not read points against a share); older comparisons carry none: the snapshot's.
+        bar = spec.threshold if compared.bar is None else compared.bar
+        threshold = bar if request.threshold is None else request.threshold
         # The bar is in the agent's unit (points or a share); the interval's confidence grows with the
         # looks this data has had (policy.look_confidence).
         figures = (
@@ -487,17 +491,18 @@ class SelfModificationWorkflow(ApprovalGate):
             await workflow.sleep(request.watch_interval)
             if workflow.now() <= since:
                 continue
+            # The knowledge base, not the run's files: any full worker answers (the host may be gone by
+            # now), and a failed read is one look missed, not the end of the watch.
+            now = LiveCountsInput(agent=request.agent, version=commit, since=since, until=workflow.now())
             try:
-                before = await self._activity(live_counts, baseline)
-                after = await self._activity(
-                    live_counts,
-                    LiveCountsInput(agent=request.agent, version=commit, since=since, until=workflow.now()),
-                )
+                before = await self._execute(live_counts, baseline, 0, request.activity_task_queue)
+                after = await self._execute(live_counts, now, 0, request.activity_task_queue)
             except ActivityError as error:
-                if _error_type(error) != NO_LIVE_METRIC:
-                    raise
-                self._result.watch = f"not watched: {_why(error)}"
-                return None
+                if _error_type(error) == NO_LIVE_METRIC:
+                    self._result.watch = f"not watched: {_why(error)}"
+                    return None
+                self._result.watch = f"look {i}/{request.watch_runs} missed: {_why(error)}"
+                continue
             verdict = live_regression(before, after, request.regression_tolerance, alpha)
             self._result.watch = f"look {i}/{request.watch_runs}: {verdict.reason}"
             if verdict.regressed:

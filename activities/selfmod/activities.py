@@ -505,6 +505,7 @@ class SelfModActivities(GoalChecks):
             log_path=measurement.units_path,
             look=look,
             data_version=data_version,
+            bar=spec.threshold,
         )
 
     @activity.defn

@@ -28,7 +28,14 @@ from activities.selfmod.versions import AgentRepository
 from activities.storage.handle import KnowledgeBaseHandle
 from autarky.core.settings import AutarkySettings
 from autarky.llm.types import LlmRequest
-from autarky.selfmod.genesis import GeneratedAgent, GenesisSpecError, check_split, registry
+from autarky.selfmod.genesis import (
+    SOURCE_SHOWN,
+    GeneratedAgent,
+    GenesisSpecError,
+    check_paths,
+    check_split,
+    registry,
+)
 from autarky.selfmod.genesis_templates import from_template, interface_text
 from autarky.selfmod.genesis_types import (
     GenerateInput,
@@ -64,7 +71,8 @@ def source_request(agent: GeneratedAgent) -> LlmRequest:
         f"{', '.join(agent.defaults)}, class Detector(parameters) with update(value) -> score in [0, 1], "
         "check(parameters) and run(parameters, inputs)); its tests call them. Reference:\n\n"
         f"```python\n{interface_text(r)}\n```\n\n"
-        "Answer with `summary` and `source` (the whole module, no Markdown fences)."
+        f"Answer with `summary` and `source` (the whole module, no Markdown fences, at most {SOURCE_SHOWN} "
+        "characters: a longer one is refused)."
     )
     return LlmRequest(system=SYSTEM, prompt=prompt, max_tokens=SOURCE_MAX_TOKENS, purpose=LLM_PURPOSE)
 
@@ -95,6 +103,7 @@ class GenesisActivities:
         """The agent's files: the template's, or its source written by the LLM (the template's tests)."""
         try:
             check_split(request.data, request.request.blocks)
+            check_paths(request.request, lambda path: (PROJECT_ROOT / path).exists())
         except GenesisSpecError as e:
             raise ApplicationError(str(e), type=BAD_AGENT, non_retryable=True) from e
         agent = from_template(request.request, request.data)
@@ -127,6 +136,13 @@ class GenesisActivities:
 
     def _trial(self, agent: GeneratedAgent, request: TrialInput) -> GenesisTrial:
         spec = agent.spec
+        source = agent.files[spec.source_files[0]]
+        if len(source) > SOURCE_SHOWN:  # the approval shows no more: nobody could see what they approve
+            return GenesisTrial(
+                passed=False,
+                reason=f"its module is {len(source)} characters, more than the {SOURCE_SHOWN} the approval "
+                "shows a person in full",
+            )
         self.selfmod.require_tools("git", "ruff", "pytest")
         run_dir = self.selfmod.root / ".genesis" / safe_name(request.run_id)
         repo = AgentRepository(run_dir / "versions", spec.name)  # this run's own, not shared
@@ -172,7 +188,11 @@ class GenesisActivities:
 
         def register() -> Registered:
             agent = request.agent.model_copy(
-                update={"registered_by": request.by, "registered_at": datetime.now(UTC)}
+                update={
+                    "registered_by": request.by,
+                    "registered_at": datetime.now(UTC),
+                    "genesis_run": request.run_id,  # a retry of this activity finds its own row
+                }
             )
             from activities.selfmod import genesis_store  # SQLAlchemy: only when one is registered
 

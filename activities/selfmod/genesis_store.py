@@ -34,16 +34,22 @@ def load_all(kb: KnowledgeBaseHandle | KnowledgeBase) -> list[GeneratedAgent]:
 
 
 def save(kb: KnowledgeBaseHandle | KnowledgeBase, agent: GeneratedAgent) -> bool:
-    """Register `agent` (False when one of that name is registered already: the first stands)."""
+    """Register `agent`: True when it stands as its genesis run's, False when another run registered one of
+    that name (the first stands). A row of the same run is this run's: a retry of the activity after the
+    row was committed (a failure later in it) registered nothing new, yet the agent is this run's."""
     assert agent.registered_at is not None
     t = GeneratedAgentRow
     with _engine(kb).begin() as connection:
-        if connection.execute(sa.select(t.name).where(t.name == agent.spec.name)).first():
-            return False
-        connection.execute(
-            sa.insert(t).values(
-                name=agent.spec.name, registered_at=agent.registered_at, record=agent.model_dump_json()
+        existing = connection.execute(sa.select(t.record).where(t.name == agent.spec.name)).scalar()
+        if existing is not None:
+            first = GeneratedAgent.model_validate_json(existing)
+            if not agent.genesis_run or first.genesis_run != agent.genesis_run:
+                return False
+        else:
+            connection.execute(
+                sa.insert(t).values(
+                    name=agent.spec.name, registered_at=agent.registered_at, record=agent.model_dump_json()
+                )
             )
-        )
     registry.refresh()
     return True

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 
 from autarky.core import search_attributes as sa
@@ -51,25 +52,26 @@ class GoalChecks:
         """Agents worth evolving (autarky.selfmod.goals): short of the goal on the decision part, a bar that
         can be cleared, and not tried in vain lately (the wait doubles after each evolution in a row that
         promoted nothing, unless the decision data changed). The figure is measured in the sandbox once per
-        version and kept in figure.json."""
+        version and data version and kept in figure.json."""
         found: list[AgentShortfall] = []
         for spec in AGENTS.values():
             if spec.goal is None:
                 continue
-            failures, last_run, last_failed = await self._recent_failures(spec.name)
+            failed, last_run = await self._recent_failures(spec.name)
             pointer = (await asyncio.to_thread(self.repository, spec.name))[1].active()
-            figure = await self._figure(spec.name, pointer.commit)
+            current = self.dataset(spec.name, "decision").version()
+            figure = await self._figure(spec.name, pointer.commit, current)
             new_data = False
-            if last_failed is not None:
+            if failed:
                 from activities.selfmod.decision_looks import looked_at  # SQLAlchemy: on first use
 
-                looked = await self.kb.run(looked_at, self.kb, spec.name, last_failed)
-                current = self.dataset(spec.name, "decision").version()
-                new_data = looked is not None and looked != current
+                looked = {await self.kb.run(looked_at, self.kb, spec.name, run) for run in failed} - {None}
+                # They compared on other data, none on this: the decision part is news to them.
+                new_data = bool(looked) and current not in looked
             due = evolution_due(
                 spec,
                 figure,
-                failures=failures,
+                failures=len(failed),
                 last_run=last_run,
                 now=datetime.now(UTC),
                 cooldown=request.cooldown,
@@ -88,30 +90,30 @@ class GoalChecks:
                 )
         return found
 
-    async def _recent_failures(self, agent: str) -> tuple[int, datetime | None, str | None]:
-        """(this installation's latest evolutions of `agent` in a row that promoted nothing, when the latest
-        evolution started, the look key of the latest failed one)."""
+    async def _recent_failures(self, agent: str) -> tuple[list[str], datetime | None]:
+        """(the look keys of this installation's latest evolutions of `agent` in a row that promoted
+        nothing or failed, when the latest evolution started)."""
         query = (
             f'WorkflowId STARTS_WITH "evolve/{agent}/" '
             f'AND TaskQueue = "{self.settings.task_queue}"'  # this installation's
         )
         runs = [e async for e in activity.client().list_workflows(query, limit=RECENT_RUNS)]
         runs.sort(key=lambda e: e.start_time, reverse=True)
-        failures, last_run, last_failed = 0, None, None
+        failed: list[str] = []
         for execution in runs:
-            last_run = last_run or execution.start_time
             decision = execution.typed_search_attributes.get(sa.DECISION)
-            if decision != "not_promoted":
+            # Terminated, timed out or crashed: it ended still saying "running", and promoted nothing.
+            cut_short = decision in (None, "running") and execution.status != WorkflowExecutionStatus.RUNNING
+            if decision not in ("not_promoted", "failed") and not cut_short:
                 break
-            last_failed = last_failed or f"{execution.id}@{execution.run_id[:8]}"
-            failures += 1
-        return failures, last_run, last_failed
+            failed.append(f"{execution.id}@{execution.run_id[:8]}")  # the run id its looks are kept by
+        return failed, runs[0].start_time if runs else None
 
-    async def _figure(self, agent: str, commit: str) -> float:
+    async def _figure(self, agent: str, commit: str, data_version: str) -> float:
         path = _figure_path(self.root, agent)
         if path.exists():
             cached = MeasuredFigure.model_validate_json(path.read_text())
-            if cached.commit == commit:
+            if (cached.commit, cached.data_version) == (commit, data_version):
                 return cached.figure
         measured = await self.measure(
             MeasureInput(agent=agent, run_id="goal-check", part="decision", commits=[commit], label="goal")
@@ -124,7 +126,9 @@ class GoalChecks:
             )
         figure = measured.figures[commit]
         path.write_text(
-            MeasuredFigure(commit=commit, figure=figure, measured_at=datetime.now(UTC)).model_dump_json()
+            MeasuredFigure(
+                commit=commit, figure=figure, measured_at=datetime.now(UTC), data_version=data_version
+            ).model_dump_json()
         )
         return figure
 

@@ -49,6 +49,13 @@ class LiveMetricsActivities:
             )
         if request.agent == ANOMALY_DETECTOR.name:
             metrics = self.settings.autopilot.analysis.anomaly_metrics
+            if not metrics:  # nothing watched: no alerts to count, whatever the version
+                raise ApplicationError(
+                    "no metric is watched for anomalies (AUTARKY_AUTOPILOT__ANALYSIS__ANOMALY_METRICS is "
+                    "empty): the detector has no live metric",
+                    type=NO_LIVE_METRIC,
+                    non_retryable=True,
+                )
             return await self.kb.run(
                 lambda: alert_counts(self.kb.get(), request.since, request.until, metrics)
             )

@@ -53,7 +53,7 @@ ANOMALY_DETECTOR = AgentSpec(
     # chooses (activities/selfmod/evaluation.py); the shipped version scores 46 on the decision part.
     metric="NAB standard score at the alert-budget threshold",
     direction="max",
-    # Bounded (a perfect detector scores 100): the bar is in points, +3 at the interval's lower bound.
+    # Bounded (a perfect detector scores 100): the bar is in points, +3 estimated (clears_bar).
     improvement="absolute",
     threshold=3.0,
     best_possible=100.0,
@@ -86,7 +86,7 @@ RELEVANCE_SCORER = AgentSpec(
     metric="accuracy on labelled examples (%)",
     direction="max",
     improvement="absolute",
-    threshold=2.0,  # points of accuracy at the interval's lower bound
+    threshold=2.0,  # points of accuracy, estimated (clears_bar)
     best_possible=100.0,
     goal=90.0,  # the shipped version scores 86.4
     live_code=True,  # the research analyser runs it in the sandbox (activities/research/sandboxed_scorer.py)

@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import sys
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -244,6 +245,14 @@ def agents_create(
 # ---------------------------------------------------------------------- evolve
 
 
+class SearchMethod(StrEnum):
+    """How an evolution without an LLM makes parameter children (SelfModifyInput.search)."""
+
+    ES = "es"
+    ARCHIVE = "archive"
+    CMA = "cma"
+
+
 def evolve(
     agent: Annotated[str, typer.Argument(help=f"the agent: {', '.join(AGENTS)}", show_default=False)],
     offline: Annotated[
@@ -252,17 +261,18 @@ def evolve(
     generations: Annotated[int, typer.Option(min=1, max=50, help="generations of candidates")] = 3,
     population: Annotated[int, typer.Option(min=1, max=32, help="candidates per generation")] = 4,
     search: Annotated[
-        str,
+        SearchMethod,
         typer.Option(
-            help="how parameter children are made: es (1+λ from the best), archive (MAP-Elites parents by "
-            "score and novelty), cma (CMA-ES)"
+            help="how parameter children are made (without an LLM, or with --offline): es (1+λ from the "
+            "best), archive (MAP-Elites parents by score and novelty), cma (CMA-ES)",
         ),
-    ] = "es",
+    ] = SearchMethod.ES,
     threshold: Annotated[
         float | None,
         typer.Option(
             min=0,
-            help="least improvement to promote at the interval's lower bound, in the agent's unit: "
+            help="least estimated improvement to promote (its interval's lower bound above 0 too), in the "
+            "agent's unit: "
             "points for bounded metrics, a share (0.15 = 15 %) otherwise (default: the agent's own)",
         ),
     ] = None,
@@ -275,6 +285,11 @@ def evolve(
 
     async def run(settings: AutarkySettings) -> SelfModifyResult | str | None:
         client = (await autarky_client(settings)).client
+        if search != SearchMethod.ES and not offline and settings.llm.provider != "offline":
+            _print(
+                f"--search {search.value} makes parameter children; with an LLM configured the candidates "
+                "are its patches (add --offline to search parameters)"
+            )
         try:
             handle = await evolutions.start_evolution(
                 client,
@@ -283,7 +298,7 @@ def evolve(
                 offline=offline,
                 generations=generations,
                 population=population,
-                search=search,
+                search=search.value,
                 threshold=threshold,
                 requested_by=_who(),
             )

@@ -34,6 +34,9 @@ MAX_ROWS = 20_000  # the labelled data travels in the workflow's input and the r
 MIN_BLOCKS = 16  # the decision part needs 8 paired units for its bootstrap (workflows/self_modify.py)
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{2,47}$")
 GENESIS_METRIC = "balanced accuracy of score > 0.5 against the labels (%)"
+# Characters of a generated module the approval shows (workflows/agent_genesis.py): a longer one is refused,
+# so a person never approves code past a cut they did not see.
+SOURCE_SHOWN = 6000
 
 
 class GenesisSpecError(ValueError):
@@ -99,7 +102,7 @@ class GeneratedAgent(BaseModel):
     figures: dict[str, float] = Field(default_factory=dict)  # part → figure when judged
     registered_by: str = ""
     registered_at: datetime | None = None
-    genesis_run: str = ""
+    genesis_run: str = ""  # the run that registered it ("<workflow id>@<run>"): its retries find it theirs
 
 
 def _field_of(error: ValidationError) -> str:
@@ -133,6 +136,18 @@ def parse_spec(text: str, source: str = "the spec", taken: Collection[str] = ())
                 f"(got {path!r})"
             )
     return spec
+
+
+def check_paths(spec: GenesisSpec, exists: Callable[[str], bool]) -> None:
+    """GenesisSpecError unless the agent's files are new to the project tree (`exists`: whether a path is
+    one of its files): the registry serves a generated agent's files before the project's own
+    (activities/selfmod/shipped.py), so a spec named `store` would shadow tests/test_agent_store.py."""
+    for path in (spec.source_path, spec.test_path):
+        if exists(path):
+            raise GenesisSpecError(
+                f"field name: an agent {spec.name!r} would write {path}, a file the project has; "
+                "choose another name"
+            )
 
 
 def parse_labelled_csv(text: str, source: str = "field data") -> LabelledSeries:

@@ -32,7 +32,7 @@ class EvolutionDue:
 
 
 def bar_figure(spec: AgentSpec, figure: float) -> float:
-    """The figure a promotion from `figure` must reach at its lower bound."""
+    """The figure a promotion from `figure` must reach (its estimate: autarky.selfmod.policy.clears_bar)."""
     sign = 1.0 if spec.direction == "max" else -1.0
     if spec.improvement == "absolute":
         return figure + sign * spec.threshold
@@ -78,7 +78,7 @@ def evolution_due(
         return EvolutionDue(
             False,
             f"its goal {spec.goal:g} is within one bar of {figure:.2f}: a promotion needs "
-            f"{bar_figure(spec, figure):.2f} at the lower bound ({bar})",
+            f"{bar_figure(spec, figure):.2f} ({bar})",
         )
     counted = 0 if new_data else failures
     wait = backoff(cooldown, counted)

@@ -54,14 +54,15 @@ class Rule:
     bar: float
 
 
-def null_candidate(table: UnitTable, rng: random.Random) -> dict[str, dict[str, float]]:
-    """The incumbent plus a random real variant's differences, each unit's sign flipped at random."""
+def null_candidate(table: UnitTable, rng: random.Random, lift: float = 0.0) -> dict[str, dict[str, float]]:
+    """The incumbent plus a random real variant's differences, each unit's sign flipped at random; with
+    `lift`, a real gain of that many points in total on each part, spread evenly over its units."""
     variant = rng.choice(table.variants)
     candidate: dict[str, dict[str, float]] = {}
     for part in ("search", "decision"):
         base = table.incumbent[part]
         candidate[part] = {
-            unit: value + rng.choice((-1.0, 1.0)) * (variant[part][unit] - value)
+            unit: value + rng.choice((-1.0, 1.0)) * (variant[part][unit] - value) + lift / len(base)
             for unit, value in base.items()
         }
     return candidate
@@ -75,10 +76,13 @@ def evolution_promotes(
     population: int,
     look: int = 1,
     candidates: Sequence[Mapping[str, Units]] | None = None,
-) -> bool:
+    lift: float = 0.0,
+) -> bool | None:
     """Whether one evolution promotes: the best of `generations × population` candidates on the search
-    part (null candidates unless `candidates` are given), judged on the decision part at look `look`."""
-    pool = candidates or [null_candidate(table, rng) for _ in range(generations * population)]
+    part (null candidates unless `candidates` are given), judged on the decision part at look `look`;
+    None when none beat the incumbent on the search part (no look at the decision part, as in the
+    workflow)."""
+    pool = candidates or [null_candidate(table, rng, lift) for _ in range(generations * population)]
     incumbent_search = math.fsum(table.incumbent["search"].values())
     best, best_figure = None, incumbent_search
     for candidate in pool:
@@ -86,7 +90,7 @@ def evolution_promotes(
         if better(figure, best_figure, rule.direction):
             best, best_figure = candidate, figure
     if best is None:
-        return False  # nothing beat the incumbent on the search part: no look at the decision part
+        return None
     units = sorted(table.incumbent["decision"])
     gain = improvement_interval(
         [table.incumbent["decision"][u] for u in units],
@@ -108,13 +112,31 @@ def false_promotions(
     looks: int = 1,
     seed: int = 0,
 ) -> int:
+    """`promotions` with no real gain to find (A/A)."""
+    return promotions(table, rule, runs, generations, population, looks, seed)
+
+
+def promotions(
+    table: UnitTable,
+    rule: Rule,
+    runs: int,
+    generations: int = 3,
+    population: int = 4,
+    looks: int = 1,
+    seed: int = 0,
+    lift: float = 0.0,
+) -> int:
     """Of `runs` histories of `looks` evolutions each at one data version (stopping at a promotion), how
-    many promoted a null candidate."""
+    many promoted (candidates: null ones, plus `lift` points of real gain). Only the evolutions that
+    reach the comparison count as looks."""
     rng = random.Random(seed)
     promoted = 0
     for _ in range(runs):
-        for look in range(1, looks + 1):
-            if evolution_promotes(table, rule, rng, generations, population, look):
+        look = 1  # counted as the knowledge base counts it: only evolutions that compared
+        for _ in range(looks):
+            outcome = evolution_promotes(table, rule, rng, generations, population, look, lift=lift)
+            if outcome:
                 promoted += 1
                 break
+            look += outcome is not None
     return promoted

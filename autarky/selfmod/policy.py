@@ -223,8 +223,9 @@ def improvement_interval(
     `resamples` random subsets. Exact under that symmetry whatever the units' spread: on the detector's
     24 files of lumpy NAB scores a percentile bootstrap claimed 97.5 % and held 96.4 % (issue 30's A/A).
 
-    With one unit, or all differences in proportion to the weights, the interval collapses to the
-    estimate; it is widened to contain the estimate, which only makes the promotion rule more cautious.
+    With 2^n ≤ `resamples` units' subsets they are all enumerated (the exact test). Where the units cannot
+    bound the gain at this confidence (n units say no more than 1 in 2^n), the bound is 0. The interval
+    is widened to contain the estimate, which only makes the promotion rule more cautious.
     """
     _check_direction(direction)
     if len(incumbent) != len(candidate):
@@ -242,22 +243,23 @@ def improvement_interval(
     weights = [1.0] * len(differences) if kind == "absolute" else [abs(i) for i in incumbent]
     incumbent_total = math.fsum(incumbent)
     estimate = improvement(incumbent_total, math.fsum(candidate), direction, kind)
-    ratios = {d / w for d, w in zip(differences, weights, strict=True) if w > 0}
-    if len(differences) == 1 or (len(ratios) == 1 and all(w > 0 for w in weights)):
-        return Interval(estimate=estimate, low=estimate, high=estimate, confidence=confidence, kind=kind)
-    rng = random.Random(seed)
-    shifts: list[float | None] = []  # per subset; None: it cannot reject anything (no weight in it)
-    for _ in range(resamples):
-        picked = [(d, w) for d, w in zip(differences, weights, strict=True) if rng.random() < 0.5]
+    pairs = list(zip(differences, weights, strict=True))
+    tail = (1 - confidence) / 2
+    if 2 ** len(pairs) <= resamples:  # every subset: the test's exact distribution
+        subsets = [[p for k, p in enumerate(pairs) if mask >> k & 1] for mask in range(2 ** len(pairs))]
+        allowed = math.floor(tail * len(subsets))  # p(δ) = #{shift ≤ δ} / 2^n
+    else:
+        rng = random.Random(seed)
+        subsets = [[p for p in pairs if rng.random() < 0.5] for _ in range(resamples)]
+        allowed = math.floor(tail * (resamples + 1)) - 1  # p(δ) = (1 + #{shift ≤ δ}) / (resamples + 1)
+    shifts: list[float | None] = []  # per subset; None: it rejects nothing (no flip, or no weight in it)
+    for picked in subsets:
         weight = math.fsum(w for _, w in picked)
         shifts.append(math.fsum(d for d, _ in picked) / weight if weight > 0 else None)
-    tail = (1 - confidence) / 2
-    allowed = math.floor(tail * (resamples + 1)) - 1  # rejections allowed below the bound
     lows = sorted(-math.inf if x is None else x for x in shifts)
     highs = sorted((math.inf if x is None else x for x in shifts), reverse=True)
-    # Too few subsets (or units) to reject anything at this confidence: the widest finite bounds.
-    low_shift = lows[allowed] if allowed >= 0 and math.isfinite(lows[allowed]) else min(ratios)
-    high_shift = highs[allowed] if allowed >= 0 and math.isfinite(highs[allowed]) else max(ratios)
+    low_shift = lows[allowed] if 0 <= allowed < len(lows) else -math.inf
+    high_shift = highs[allowed] if 0 <= allowed < len(highs) else math.inf
     total_weight = math.fsum(weights)
 
     def as_improvement(shift: float) -> float:
@@ -268,8 +270,10 @@ def improvement_interval(
             return 0.0 if total == 0 else math.copysign(RELATIVE_CAP, total)
         return min(RELATIVE_CAP, max(-RELATIVE_CAP, total / abs(incumbent_total)))
 
-    low = min(estimate, as_improvement(low_shift))
-    high = max(estimate, as_improvement(high_shift))
+    # Too few units to bound the gain at this confidence (8 units can say no more than 1 in 256): the
+    # bound is 0, no gain claimed, and the promotion rule refuses.
+    low = min(estimate, as_improvement(low_shift) if math.isfinite(low_shift) else 0.0)
+    high = max(estimate, as_improvement(high_shift) if math.isfinite(high_shift) else 0.0)
     return Interval(estimate=estimate, low=low, high=high, confidence=confidence, kind=kind)
 
 

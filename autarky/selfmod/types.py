@@ -47,7 +47,8 @@ class AgentSpec(BaseModel):
     allowed_imports: list[str]
     metric: str
     direction: Direction = "max"
-    # Promote only when the lower bound of the improvement clears this bar: in the metric's own points
+    # Promote only when the estimated improvement reaches this bar (and the interval's lower bound is
+    # above 0: autarky.selfmod.policy.clears_bar): in the metric's own points
     # ("absolute": a bounded metric, e.g. +3 NAB points) or as a share of the incumbent's figure
     # ("relative": an unbounded one, e.g. 0.15 = +15 %).
     improvement: ImprovementKind = "relative"
@@ -202,6 +203,7 @@ class BenchmarkOutcome(BaseModel):
     # Which look at the decision part this was (its confidence is spent accordingly), of which data.
     look: int = 1
     data_version: str = ""
+    bar: float | None = None  # the agent's bar in the interval's unit (None: comparisons before release 30)
 
 
 # ---------------------------------------------------------------- workflow and activity inputs
@@ -224,7 +226,7 @@ class SelfModifyInput(BaseModel):
     watch_baseline: timedelta = Field(timedelta(days=28), gt=timedelta(0))
     watch_settle: timedelta = Field(timedelta(minutes=10), ge=timedelta(0))  # hosts re-read versions
     watch_alpha: float = Field(0.05, gt=0, lt=0.5)
-    regression_tolerance: float = Field(0.05, ge=0)
+    regression_tolerance: float = Field(0.05, ge=0, lt=1)
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
     parallel_checks: int = Field(2, ge=1, le=16)  # candidates checked in the sandbox at the same time
     requested_by: str = "cli"
@@ -317,6 +319,7 @@ class MeasuredFigure(BaseModel):
     commit: str
     figure: float
     measured_at: datetime
+    data_version: str = ""  # of the decision part it was measured on: new data is measured again
 
 
 def shortfall_finding_message(s: AgentShortfall) -> str:
