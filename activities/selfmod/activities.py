@@ -566,5 +566,9 @@ def _mean_units(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def _describe_change(before: dict[str, float], after: dict[str, float]) -> str:
-    changed = [f"{k} {before.get(k)} → {v:g}" for k, v in after.items() if before.get(k) != v]
+    changed = [f"{k} {_g(before.get(k))} → {v:g}" for k, v in after.items() if before.get(k) != v]
     return ", ".join(changed) or "no change"
+
+
+def _g(value: float | None) -> str:
+    return "unset" if value is None else f"{value:g}"
