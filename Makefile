@@ -61,8 +61,10 @@ bench-research: $(STAMP)
 bench-abtest: $(STAMP)
 	$(BIN)/python -m bench.abtest
 
-# Offline self-modification of both agents (4 generations × 4 children) with real sandbox runs and the outside
-# judge, without Temporal, then the sandbox's overhead per run (needs bubblewrap); python -m bench.selfmod --help
+# Offline self-modification through the real workflow on a local dev server (relevance scorer: es, archive, cma,
+# 2 runs each; detector: es, archive), each generation's best judged on the decision part; the A/A
+# false-promotion rate on the real unit structure; the sandbox's overhead per run (bubblewrap; about 6
+# minutes); python -m bench.selfmod --help
 bench-selfmod: $(STAMP)
 	$(BIN)/python -m bench.selfmod
 

@@ -24,6 +24,7 @@ import ast
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,16 @@ FORMAT_READS_PRIVATE = re.compile(r"\{[^{}:!]*\.\s*_")  # "{0._os}": str.format 
 RUFF_RULES = "E,F,W,B"
 
 
+# CPython 3.11's parser is not safe across threads (gh-106905: "AST constructor recursion depth mismatch"),
+# and a worker checks candidates in several threads at once.
+_PARSE_LOCK = threading.Lock()
+
+
+def _parse(source: str, **kwargs: str) -> ast.AST:
+    with _PARSE_LOCK:
+        return ast.parse(source, **kwargs)
+
+
 def static_check(spec: AgentSpec, files: dict[str, str]) -> str | None:
     """None when every declared source passes, else the first problem in a sentence. ToolMissing when
     ruff is not installed."""
@@ -65,7 +76,7 @@ def static_check(spec: AgentSpec, files: dict[str, str]) -> str | None:
 
 def check_source(path: str, text: str, allowed: list[str]) -> str | None:
     try:
-        tree = ast.parse(text, filename=path)
+        tree = _parse(text, filename=path)
     except SyntaxError as e:
         return f"{path}:{e.lineno}: does not parse: {e.msg}"
     for node in _nodes(tree):
@@ -83,7 +94,7 @@ def _nodes(tree: ast.AST) -> Iterator[ast.AST]:
             for inner in ast.walk(annotation):
                 if isinstance(inner, ast.Constant) and isinstance(inner.value, str):
                     try:
-                        parsed = ast.parse(inner.value, mode="eval")
+                        parsed = _parse(inner.value, mode="eval")
                     except SyntaxError:
                         continue  # not code: nothing to evaluate
                     for sub in ast.walk(parsed):
