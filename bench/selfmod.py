@@ -27,7 +27,7 @@ mean search figure after each generation (g0: the incumbent), the mean gain on t
 incumbent in the agent's unit (points or %, AgentSpec.improvement), how many runs promoted, and the mean
 wall time of the workflow's run; below it each run's decision with its interval.
 
-A/A (bench/selfmod_aa.py): autarky.selfmod.null_runs.false_promotions on the recorded unit structure of
+A/A (bench/selfmod_aa.py): autarky.selfmod.null_runs.promotions on the recorded unit structure of
 each agent (bench/data/selfmod_units.json, `python -m bench.selfmod_units`): --aa-runs evolutions at one
 look and --aa-histories histories of --aa-looks looks at one data version, each evolution the best of
 3 × 4 null candidates; the false-promotion rate with a Wilson 95 % interval (the goal: at most 5 %).

@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from autarky.selfmod.agents import AGENTS
-from autarky.selfmod.null_runs import Rule, UnitTable, false_promotions
+from autarky.selfmod.null_runs import Rule, UnitTable, promotions
 from bench.selfmod_units import load as load_units
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
@@ -47,7 +47,7 @@ def _null_count(agent: str, runs: int, looks: int, seed: int) -> int:
     spec = AGENTS[agent]
     table = UnitTable(recorded["incumbent"], recorded["variants"])
     rule = Rule(spec.direction, spec.improvement, spec.threshold)
-    return false_promotions(
+    return promotions(
         table, rule, runs, generations=GENERATIONS, population=POPULATION, looks=looks, seed=seed
     )
 

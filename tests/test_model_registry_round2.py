@@ -59,7 +59,7 @@ def _soon(seconds: float = 600) -> datetime:
 
 
 def test_0012_adds_salt_and_lease_and_keeps_existing_slots(kb: KnowledgeBase) -> None:
-    assert head_revision() == "0012"
+    assert head_revision() >= "0012"  # later revisions (0013 looks, 0014 generated agents) come down too
     downgrade(kb, "0011")
     columns = {c["name"] for c in sa.inspect(kb.engine).get_columns("model_slots")}
     assert not {"salt", "split_expires_at"} & columns

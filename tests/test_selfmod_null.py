@@ -11,7 +11,7 @@ import random
 import pytest
 
 from autarky.selfmod.agents import AGENTS
-from autarky.selfmod.null_runs import Rule, UnitTable, false_promotions, null_candidate, promotions
+from autarky.selfmod.null_runs import Rule, UnitTable, null_candidate, promotions
 from bench.selfmod_units import load
 
 RUNS = 200
@@ -50,7 +50,7 @@ def test_a_null_candidate_has_no_gain_on_average(agent: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", sorted(AGENTS))
 def test_an_aa_evolution_promotes_in_at_most_5_percent_of_runs(agent: str) -> None:
-    promoted = false_promotions(table(agent), rule(agent), RUNS, generations=3, population=4, seed=7)
+    promoted = promotions(table(agent), rule(agent), RUNS, generations=3, population=4, seed=7)
     assert promoted <= 0.05 * RUNS, f"{agent}: {promoted} of {RUNS} A/A runs promoted"
 
 
@@ -59,7 +59,7 @@ def test_an_aa_evolution_promotes_in_at_most_5_percent_of_runs(agent: str) -> No
 def test_looking_again_and_again_at_one_data_version_stays_within_5_percent(agent: str) -> None:
     # Weekly evolutions re-reading one decision part: six looks each, stopping at a promotion.
     histories = 60
-    promoted = false_promotions(table(agent), rule(agent), histories, looks=6, seed=11)
+    promoted = promotions(table(agent), rule(agent), histories, looks=6, seed=11)
     assert promoted <= 0.05 * histories, f"{agent}: {promoted} of {histories} six-look histories promoted"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
-from temporalio.client import WorkflowQueryFailedError
+from temporalio.client import WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from activities.selfmod.sandbox import SandboxUnavailable, new_workdir, remove_workdir, run_sandboxed
@@ -216,21 +217,12 @@ def agents_create(
         )
         if not wait:
             return None
-        result = asyncio.ensure_future(handle.result())
-        last: str | None = None
-        while True:
-            done, _ = await asyncio.wait({result}, timeout=POLL_SECONDS)
-            if done:
-                return result.result()
-            try:
-                progress = await handle.query(
-                    "progress", result_type=dict[str, Any], rpc_timeout=timedelta(seconds=5)
-                )
-            except (RPCError, WorkflowQueryFailedError):  # not answering yet (no worker): keep waiting
-                continue
-            if progress.get("step") != last:
-                last = str(progress.get("step"))
-                _print(f"  {last}")
+
+        def show(progress: dict[str, Any]) -> bool:
+            _print(f"  {progress.get('step')}")
+            return False
+
+        return await _follow(handle, show)
 
     outcome = run_command(run)
     if isinstance(outcome, str):
@@ -308,33 +300,22 @@ def evolve(
         if not wait:
             _print(f"`autarky agents history {agent}` shows what it changed when it ends")
             return None
-        result = asyncio.ensure_future(handle.result())
-        last: str | None = None
-        while True:
-            done, _ = await asyncio.wait({result}, timeout=POLL_SECONDS)
-            if done:
-                return result.result()
-            try:
-                progress = await handle.query(
-                    "progress", result_type=dict[str, Any], rpc_timeout=timedelta(seconds=5)
-                )
-            except (RPCError, WorkflowQueryFailedError):  # not answering yet (no worker): keep waiting
-                continue
-            step = str(progress.get("step"))
-            if step != last:
-                last = step
-                best = progress.get("best")
-                _print(
-                    f"  {step} (candidates {progress.get('candidates')}, failed {progress.get('failed')}, "
-                    f"sandbox runs {progress.get('sandbox_runs')}, best "
-                    f"{'-' if best is None else f'{best:.4g}'})"
-                )
+
+        def show(progress: dict[str, Any]) -> bool:
+            step, best = str(progress.get("step")), progress.get("best")
+            _print(
+                f"  {step} (candidates {progress.get('candidates')}, failed {progress.get('failed')}, "
+                f"sandbox runs {progress.get('sandbox_runs')}, best {'-' if best is None else f'{best:.4g}'})"
+            )
             if step.startswith("watching the live metric"):  # promoted: the watch takes days
                 _print(
                     f"promoted; {handle.id} watches its live metric and rolls it back on a regression: "
                     f"`autarky agents history {agent}` shows what happens"
                 )
-                return None
+                return True
+            return False
+
+        return await _follow(handle, show)
 
     outcome = run_command(run)
     if isinstance(outcome, str):
@@ -344,6 +325,28 @@ def evolve(
     _print_result(outcome)
     if outcome.status not in OK_STATUSES:
         raise typer.Exit(1)
+
+
+async def _follow(handle: WorkflowHandle, show: Callable[[dict[str, Any]], bool]) -> Any:
+    """The run's result, printing its progress meanwhile: `show` gets each new step's progress and returns
+    True to stop following (then None)."""
+    result = asyncio.ensure_future(handle.result())
+    last: str | None = None
+    while True:
+        done, _ = await asyncio.wait({result}, timeout=POLL_SECONDS)
+        if done:
+            return result.result()
+        try:
+            progress = await handle.query(
+                "progress", result_type=dict[str, Any], rpc_timeout=timedelta(seconds=5)
+            )
+        except (RPCError, WorkflowQueryFailedError):  # not answering yet (no worker): keep waiting
+            continue
+        if str(progress.get("step")) != last:
+            last = str(progress.get("step"))
+            if show(progress):
+                result.cancel()
+                return None
 
 
 def _figure(value: float | None) -> str:

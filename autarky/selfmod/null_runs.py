@@ -103,19 +103,6 @@ def evolution_promotes(
     return clears_bar(gain, rule.bar)
 
 
-def false_promotions(
-    table: UnitTable,
-    rule: Rule,
-    runs: int,
-    generations: int = 3,
-    population: int = 4,
-    looks: int = 1,
-    seed: int = 0,
-) -> int:
-    """`promotions` with no real gain to find (A/A)."""
-    return promotions(table, rule, runs, generations, population, looks, seed)
-
-
 def promotions(
     table: UnitTable,
     rule: Rule,
@@ -127,8 +114,8 @@ def promotions(
     lift: float = 0.0,
 ) -> int:
     """Of `runs` histories of `looks` evolutions each at one data version (stopping at a promotion), how
-    many promoted (candidates: null ones, plus `lift` points of real gain). Only the evolutions that
-    reach the comparison count as looks."""
+    many promoted (candidates: null ones, plus `lift` points of real gain; with none, the A/A's false
+    promotions). Only the evolutions that reach the comparison count as looks."""
     rng = random.Random(seed)
     promoted = 0
     for _ in range(runs):
