@@ -42,7 +42,6 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecution
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from autarky.autopilot.fleet import HOST_REPORT, HostReport
@@ -56,10 +55,9 @@ from autarky.autopilot.types import (
     NetworkSample,
     PruneCacheInput,
 )
-from autarky.core import search_attributes as sa
 from autarky.core.actions import ActionRequest, ActionResult
 from autarky.core.hosts import DiscoveredHosts, DiscoverHostsInput, host_queue
-from autarky.core.temporal import temporal_binary
+from bench.dev_server import start_dev_server
 from workflows.autopilot import AutopilotWorkflow
 from workflows.autopilot_actions import AutopilotActionWorkflow
 from workflows.autopilot_host import AutopilotHostWorkflow
@@ -237,12 +235,7 @@ def _secs(values: list[float]) -> str:
 async def bench(hosts: int, minutes: float, critical: int, interval: int, rounds: int) -> int:
     fleet = Fleet([f"sim-{i:03d}" for i in range(hosts)])
     queue, autopilot_id = f"bench-{uuid.uuid4().hex[:6]}", f"autopilot-bench-{uuid.uuid4().hex[:6]}"
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_binary()),
-        data_converter=pydantic_data_converter,
-        search_attributes=list(sa.ALL),
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     client = env.client
     on_host = [fleet.probe_host, fleet.probe_network, fleet.clear_cache, fleet.prune_cache]
     workers = [

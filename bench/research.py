@@ -48,19 +48,16 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.storage.knowledge_base import KnowledgeBase
-from autarky.core import search_attributes as sa
 from autarky.core.logging import configure_logging
 from autarky.core.settings import AutarkySettings
-from autarky.core.temporal import temporal_binary
 from autarky.llm.settings import LlmSettings
 from autarky.research.items import ItemIn
 from autarky.research.settings import ResearchSettings
 from autarky.research.types import CycleInput, CycleOutcome
+from bench.dev_server import start_dev_server
 from bench.offline_analyser import offline_items_per_second, synthetic_items
 from tests.llm_servers import OpenAIServer
 from tests.research_servers import ArxivServer, GitHubServer
@@ -312,12 +309,7 @@ async def bench(items: int, latency: float, concurrencies: Sequence[int]) -> lis
     try:
         llm_url = parent.recv()
         with ArxivServer([]) as arxiv, GitHubServer([], limit=1_000_000) as github:
-            env = await WorkflowEnvironment.start_local(
-                dev_server_existing_path=str(temporal_binary()),
-                data_converter=pydantic_data_converter,
-                search_attributes=list(sa.ALL),
-                dev_server_log_level="error",
-            )
+            env = await start_dev_server()
             try:
                 b = Bench(env.client, arxiv.api_url, github.url, llm_url, latency)
                 widest = max(concurrencies)

@@ -58,8 +58,6 @@ if __package__ in (None, ""):  # run as a script: make the project's packages im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.selfmod.activities import SelfModActivities
@@ -68,9 +66,7 @@ from activities.selfmod.sandbox import (
     bwrap_binary,
 )
 from activities.storage.handle import KnowledgeBaseHandle
-from autarky.core import search_attributes as sa
 from autarky.core.settings import AutarkySettings
-from autarky.core.temporal import temporal_binary
 from autarky.llm.settings import LlmSettings
 from autarky.selfmod.agents import AGENTS, default_parameters
 from autarky.selfmod.policy import improvement
@@ -82,6 +78,7 @@ from autarky.selfmod.types import (
     SelfModifyInput,
     SelfModifyResult,
 )
+from bench.dev_server import start_dev_server
 from bench.selfmod_aa import null_rates, null_table
 from bench.selfmod_overhead import benchmark_overhead, print_overhead, trivial_overhead
 from workers.registry import selfmod_activities
@@ -256,12 +253,7 @@ async def evolve_all(
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 1)
-            env = await WorkflowEnvironment.start_local(
-                dev_server_existing_path=str(temporal_binary()),
-                data_converter=pydantic_data_converter,
-                search_attributes=list(sa.ALL),
-                dev_server_log_level="error",
-            )
+            env = await start_dev_server()
     finally:
         os.dup2(saved, 1)
         os.close(saved)

@@ -17,9 +17,12 @@ tests/test_live_watch.py checks both against scipy (which the product does not l
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
+
+from autarky.models.paired import binomial_cdf, binomial_sf
 
 LiveKind = Literal["proportion", "rate"]
 Better = Literal["higher", "lower"]
@@ -29,6 +32,9 @@ LiveStatus = Literal["regressed", "holds", "not_enough_evidence"]
 # together (a rate). A one-sided test at alpha 0.05 could flag 0/3 against 9/10; no rollback on that.
 MIN_TRIALS = 20
 MIN_EVENTS = 20
+
+
+_NORMAL = NormalDist()
 
 
 class LiveCounts(BaseModel):
@@ -113,12 +119,11 @@ def live_regression(
             if c.exposure < min_trials
         ]
         if short:
-            return LiveVerdict(
-                status="not_enough_evidence",
-                baseline=baseline.value,
-                after=after.value,
-                reason=f"{figures}: not enough evidence yet (judged items {', '.join(short)}; at least "
-                f"{min_trials} a side)",
+            return _too_little(
+                baseline,
+                after,
+                f"{figures}: not enough evidence yet (judged items "
+                f"{', '.join(short)}; at least {min_trials} a side)",
             )
         p = ratio_score_p(
             after.events, int(after.exposure), baseline.events, int(baseline.exposure), ratio, after.better
@@ -127,12 +132,12 @@ def live_regression(
     else:
         total = baseline.events + after.events
         if total < min_events or not baseline.exposure or not after.exposure:
-            return LiveVerdict(
-                status="not_enough_evidence",
-                baseline=baseline.value,
-                after=after.value,
-                reason=f"{figures}: not enough evidence yet ({total} events in both windows, at least "
-                f"{min_events}; exposure before {baseline.exposure:.3g}, after {after.exposure:.3g})",
+            return _too_little(
+                baseline,
+                after,
+                f"{figures}: not enough evidence yet ({total} events in "
+                f"both windows, at least {min_events}; exposure before "
+                f"{baseline.exposure:.3g}, after {after.exposure:.3g})",
             )
         p = poisson_ratio_p(
             after.events, after.exposure, baseline.events, baseline.exposure, ratio, after.better
@@ -158,6 +163,12 @@ def live_regression(
     )
 
 
+def _too_little(baseline: LiveCounts, after: LiveCounts, reason: str) -> LiveVerdict:
+    return LiveVerdict(
+        status="not_enough_evidence", baseline=baseline.value, after=after.value, reason=reason
+    )
+
+
 def ratio_score_p(x1: int, n1: int, x0: int, n0: int, ratio: float, better: Better = "higher") -> float:
     """One-sided p-value of the Farrington-Manning score test that p1 (x1 of n1) is worse than `ratio` ×
     p0 (x0 of n0): H0 p1 ≥ ratio·p0 (higher better) or p1 ≤ ratio·p0 (lower better)."""
@@ -172,7 +183,7 @@ def ratio_score_p(x1: int, n1: int, x0: int, n0: int, ratio: float, better: Bett
         worse = difference < 0 if better == "higher" else difference > 0
         return 0.0 if worse else 1.0
     z = difference / math.sqrt(variance)
-    return _normal_cdf(z if better == "higher" else -z)
+    return _NORMAL.cdf(z if better == "higher" else -z)
 
 
 def _constrained_mle(x1: int, n1: int, x0: int, n0: int, ratio: float) -> tuple[float, float]:
@@ -197,33 +208,8 @@ def poisson_ratio_p(
     n = x0 + x1
     pi0 = ratio * exposure1 / (ratio * exposure1 + exposure0)
     if better == "lower":  # worse: more events than the tolerated ratio expects
-        return _binomial_tail(n, pi0, x1, upper=True)
-    return _binomial_tail(n, pi0, x1, upper=False)
-
-
-def _binomial_tail(n: int, p: float, k: int, upper: bool) -> float:
-    """P(X ≥ k) (upper) or P(X ≤ k) for X ~ Binomial(n, p), summed in log space (n stays modest here)."""
-    ks = range(k, n + 1) if upper else range(0, k + 1)
-    if p <= 0:
-        return 1.0 if (not upper or k <= 0) else 0.0
-    if p >= 1:
-        return 1.0 if (upper or k >= n) else 0.0
-    logs = [
-        math.lgamma(n + 1)
-        - math.lgamma(i + 1)
-        - math.lgamma(n - i + 1)
-        + i * math.log(p)
-        + (n - i) * math.log1p(-p)
-        for i in ks
-    ]
-    if not logs:
-        return 0.0
-    top = max(logs)
-    return min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs))
-
-
-def _normal_cdf(z: float) -> float:
-    return 0.5 * math.erfc(-z / math.sqrt(2))
+        return binomial_sf(x1, n, pi0)
+    return binomial_cdf(x1, n, pi0)
 
 
 def _one(unit: str) -> str:
