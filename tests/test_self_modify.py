@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Replayer, Worker
 
@@ -33,8 +34,10 @@ from autarky.llm.settings import LlmSettings
 from autarky.research.items import OFFLINE_MODEL, AnalysisIn, ExperimentUpdate, ItemIn
 from autarky.selfmod.agents import RELEVANCE_SCORER, default_parameters
 from autarky.selfmod.types import (
+    ActivePointer,
     CandidateOrigin,
     MeasureInput,
+    PromoteInput,
     SandboxLimits,
     SelfModifyInput,
     SelfModifyResult,
@@ -48,6 +51,7 @@ AGENT = RELEVANCE_SCORER.name
 SOURCE = RELEVANCE_SCORER.source_files[0]
 DEGRADED = {**default_parameters(AGENT), "half": 12.0, "steepness": 6.0}
 LIMITS = SandboxLimits(cpu_seconds=60, wall_seconds=60, memory_mib=2048)
+LATE_REPORT = timedelta(seconds=5)
 
 
 @dataclass
@@ -162,8 +166,21 @@ async def test_a_promoted_version_whose_live_metric_regresses_is_rolled_back(
     client: Client, tmp_path: Path
 ) -> None:
     """Issue 30, item 2: the watch reads the live metric (the person's verdicts on the research items the
-    scorer's version called relevant), not the benchmark, which never changes."""
-    async with make_stack(client, tmp_path) as stack:
+    scorer's version called relevant), not the benchmark, which never changes.
+
+    The worker reports the promotion late (a busy host): the product already uses the new version, and the
+    verdicts on its calls in that gap count (CI once saw "after 0/0" when the watch began at the workflow's
+    next task instead of when the version became active)."""
+    settings = AutarkySettings(data_dir=tmp_path / "data", llm=LlmSettings(provider="offline"))
+    real = SelfModActivities(settings, {}, KnowledgeBaseHandle(settings.knowledge_db_url))
+
+    @activity.defn(name="promote_version")
+    async def promote_reported_late(request: PromoteInput) -> ActivePointer:
+        pointer = await real.promote_version(request)
+        await asyncio.sleep(LATE_REPORT.total_seconds())
+        return pointer
+
+    async with make_stack(client, tmp_path, extra=[promote_reported_late]) as stack:
         kb = KnowledgeBaseHandle(stack.settings.knowledge_db_url).get()
         threshold = stack.settings.research.experiment_threshold
         # Before: the person approved 30 of the 35 items the incumbent sent on.
@@ -180,7 +197,7 @@ async def test_a_promoted_version_whose_live_metric_regresses_is_rolled_back(
             watch_baseline=timedelta(hours=1),
         )
         await eventually(lambda: _promoted(stack), timeout=240)
-        # After: the new version's calls are mostly rejected.
+        # After, while the worker has not reported yet: the new version's calls are mostly rejected.
         _verdicts(kb, base_label(stack.repo.active().commit), threshold, approved=6, rejected=24)
         result: SelfModifyResult = await handle.result()
 

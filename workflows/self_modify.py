@@ -283,7 +283,7 @@ class SelfModificationWorkflow(ApprovalGate):
 
         self._show("promoting")
         try:
-            await self._activity(
+            pointer = await self._activity(
                 promote_version,
                 PromoteInput(
                     agent=spec.name,
@@ -301,7 +301,8 @@ class SelfModificationWorkflow(ApprovalGate):
         result.promoted_commit = best.commit
         workflow.upsert_search_attributes([sa.DECISION.value_set("promoted")])
         if live_watch():
-            regression = await self._watch_live(request, incumbent.commit, best.commit, workflow.now())
+            # From when the version became active: the product used it before this task ran (late, if busy).
+            regression = await self._watch_live(request, incumbent.commit, best.commit, pointer.changed_at)
         else:
             regression = await self._watch(request, run_id, spec.direction, best.commit, compared.candidate)
         if regression is None:
