@@ -38,8 +38,8 @@ FAST = {
     "max_samples": 5000,
     "propagation_delay": timedelta(0),  # the simulator reads the split on every tick
     "min_duration": timedelta(0),
-    # Arms that answer alike put a noisy guardrail margin into the promotion's risk, which could ask a
-    # person nobody plays here (a test timed out waiting); approvals are tested with require_approval.
+    # Arms that answer alike still ask a person in up to one test in twenty on the guardrail margin
+    # (tests/test_promotion_margin.py), and nobody plays one here; approvals are tested with require_approval.
     "approval_risk": 1.0,
 }
 

@@ -282,10 +282,10 @@ async def _research_histories(
 
 
 async def record_abtest_history(
-    client: Client, data_dir: Path, workflow_id: str | None = None
+    client: Client, data_dir: Path, workflow_id: str | None = None, last_run: bool = False
 ) -> WorkflowHistory:
     """An A/B test's first run: ramp, evaluations with a seeded simulator, pause and resume, then
-    continue-as-new (the second run goes on and promotes)."""
+    continue-as-new (the second run goes on and promotes: its history with `last_run`)."""
     from activities.models import abtest_start as abtests
     from activities.models.registry import ModelRegistry
     from activities.storage.knowledge_base import KnowledgeBase
@@ -338,7 +338,8 @@ async def record_abtest_history(
             await asyncio.sleep(0.5)
             await handle.signal("resume")
             await handle.result()
-            history = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
+            run = None if last_run else first_run
+            history = await client.get_workflow_handle(handle.id, run_id=run).fetch_history()
     finally:
         stop.set()
         await traffic
@@ -346,6 +347,14 @@ async def record_abtest_history(
     if workflow_id:  # replay names a history by its file
         history = WorkflowHistory(workflow_id, history.events)
     return history
+
+
+async def record_abtest_promotion_history(
+    client: Client, data_dir: Path, workflow_id: str | None = None
+) -> WorkflowHistory:
+    """The A/B test's last run: the challenger is promoted, its guardrail margin scored (a marker of
+    `abtest-margin-evidence` from release 30)."""
+    return await record_abtest_history(client, data_dir, workflow_id, last_run=True)
 
 
 async def record_self_modify_history(
@@ -401,6 +410,7 @@ RECORDERS = {
     "research-cycle": record_research_history,
     "experiment": record_experiment_history,
     "abtest": record_abtest_history,
+    "abtest-promotes": record_abtest_promotion_history,
     "self-modify": record_self_modify_history,
 }
 # Long-running loops must show timers and continue-as-new; a research cycle and an experiment have
@@ -472,6 +482,14 @@ REQUIRED["self-modify-release26"] = REQUIRED["self-modify"] | {EventType.EVENT_T
 # Release 30: `selfmod-meaningful-bar` and `selfmod-live-watch` (their markers), the watch's live counts.
 REQUIRED["self-modify-release30"] = REQUIRED["self-modify-release26"]
 NOT_LOOPS.add("self-modify-release30")
+# Release 30's A/B recording is the run that promotes (the last: no continue-as-new), through a guardrail
+# margin scored with evidence (`abtest-margin-evidence`'s marker).
+REQUIRED["abtest-release30"] = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    EventType.EVENT_TYPE_TIMER_FIRED,
+    EventType.EVENT_TYPE_MARKER_RECORDED,
+}
+NOT_LOOPS.add("abtest-release30")
 
 
 def replayer() -> Replayer:

@@ -32,6 +32,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
+from workflows.compat import ab_test as compat
+
 with workflow.unsafe.imports_passed_through():
     from autarky.core import search_attributes as sa
     from autarky.core.approval import ApprovalRequest, ApprovalState
@@ -306,7 +308,8 @@ class ModelABTestWorkflow(ApprovalGate):
         margin = None
         if watch:  # how close the challenger came to a guardrail over the whole test (not one noisy window)
             whole = await self._window_stats(state.test_since or state.started_at or workflow.now())
-            margin = guardrail_headroom(window_arm(whole[0]), window_arm(whole[1]), input.guardrails)
+            arms = window_arm(whole[0]), window_arm(whole[1])
+            margin = guardrail_headroom(*arms, input.guardrails, compat.headroom_z())
         risk = promotion_risk(
             state.providers.get(state.incumbent, ""),
             state.providers.get(input.challenger, ""),

@@ -242,10 +242,21 @@ def guardrail_breach(
     return "; ".join(breaches) or None
 
 
-def guardrail_headroom(incumbent: WindowArm, challenger: WindowArm, rails: Guardrails) -> float | None:
-    """How far the challenger's estimates stay from the nearest guardrail: 1 − (used share of the allowance),
-    clipped to [0, 1] (1: no worse than the incumbent / nothing of a limit used; 0: at or past a limit).
-    The point estimates, not the evidence: an input of `promotion_risk`. None: nothing to judge yet."""
+# The margin counts what the challenger used with this confidence (one-sided): two arms that answer alike
+# show an excess of pure noise, which as a point estimate crossed half an allowance in about a third of tests.
+HEADROOM_CONFIDENCE = 0.95
+HEADROOM_Z = _NORMAL.inv_cdf(HEADROOM_CONFIDENCE)
+
+
+def guardrail_headroom(
+    incumbent: WindowArm, challenger: WindowArm, rails: Guardrails, z: float = 0.0
+) -> float | None:
+    """How far the challenger stays from the nearest guardrail: 1 − (used share of the allowance), clipped to
+    [0, 1] (1: no worse than the incumbent / nothing of a limit used; 0: at or past a limit). An input of
+    `promotion_risk`. `z`: the standard errors each excess and level is lowered by before it counts;
+    `HEADROOM_Z` is the evidence (what was used at HEADROOM_CONFIDENCE), 0 the point estimates (tests begun
+    before release 30). The p95 limit counts its point estimate (a window keeps no spread of it).
+    None: nothing to judge yet."""
     if challenger.calls < rails.min_calls or challenger.calls == 0:
         return None
     inc, ch = incumbent, challenger
@@ -256,20 +267,30 @@ def guardrail_headroom(incumbent: WindowArm, challenger: WindowArm, rails: Guard
             return 1.0 if excess > 0 else 0.0
         return max(0.0, excess) / allowance
 
+    def rate_se(x: int, n: int) -> float:  # Agresti-Caffo, as the guardrails: an empty cell keeps a spread
+        a = (x + 1) / (n + 2)
+        return math.sqrt(a * (1 - a) / (n + 2))
+
     if rails.max_error_increase is not None and inc.calls:
-        used.append(share(ch.errors / ch.calls - inc.errors / inc.calls, rails.max_error_increase))
+        se = math.hypot(rate_se(ch.errors, ch.calls), rate_se(inc.errors, inc.calls))
+        excess = ch.errors / ch.calls - inc.errors / inc.calls - z * se
+        used.append(share(excess, rails.max_error_increase))
     if rails.max_slow_increase is not None and inc.answered and ch.answered:
-        used.append(share(ch.slow / ch.answered - inc.slow / inc.answered, rails.max_slow_increase))
+        se = math.hypot(rate_se(ch.slow, ch.answered), rate_se(inc.slow, inc.answered))
+        excess = ch.slow / ch.answered - inc.slow / inc.answered - z * se
+        used.append(share(excess, rails.max_slow_increase))
     if rails.max_cost_increase is not None and inc.calls:
-        excess = ch.cost_mean - inc.cost_mean
-        allowance = rails.max_cost_increase * inc.cost_mean
-        used.append(share(excess, allowance))
+        se = math.sqrt(ch.cost_variance / ch.calls + inc.cost_variance / inc.calls)
+        excess = ch.cost_mean - inc.cost_mean - z * se
+        used.append(share(excess, rails.max_cost_increase * inc.cost_mean))
     if rails.max_error_rate is not None:
-        used.append(share(ch.errors / ch.calls, rails.max_error_rate))
+        level = ch.errors / ch.calls - z * rate_se(ch.errors, ch.calls)
+        used.append(share(level, rails.max_error_rate))
     if rails.max_p95_latency_ms is not None and ch.p95_ms is not None:
         used.append(share(ch.p95_ms, rails.max_p95_latency_ms))
     if rails.max_cost_per_call is not None:
-        used.append(share(ch.cost_mean, rails.max_cost_per_call))
+        level = ch.cost_mean - z * math.sqrt(ch.cost_variance / ch.calls)
+        used.append(share(level, rails.max_cost_per_call))
     if not used:
         return None
     return min(1.0, max(0.0, 1.0 - max(used)))
