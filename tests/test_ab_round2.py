@@ -216,8 +216,8 @@ async def test_an_autopilot_started_test_of_the_llm_slot_reaches_a_decision(lab:
                     "share": 0.5,
                     "ramp": [0.2],
                     "calls_per_step": 50,
-                    # Both arms answer alike: the guardrail margin counts evidence, yet about one such test
-                    # in twenty still asks a person (tests/test_promotion_margin.py), nobody plays one here.
+                    # Both arms answer alike: the guardrail margin counts evidence, yet a few such tests in
+                    # a hundred still ask a person (tests/test_promotion_margin.py); nobody plays one here.
                     "approval_risk": 1.0,
                 }
             ),

@@ -38,7 +38,7 @@ FAST = {
     "max_samples": 5000,
     "propagation_delay": timedelta(0),  # the simulator reads the split on every tick
     "min_duration": timedelta(0),
-    # Arms that answer alike still ask a person in up to one test in twenty on the guardrail margin
+    # Arms that answer alike still ask a person in a few tests in a hundred on the guardrail margin
     # (tests/test_promotion_margin.py), and nobody plays one here; approvals are tested with require_approval.
     "approval_risk": 1.0,
 }

@@ -17,7 +17,7 @@ from autarky.models.promotion_risk import promotion_risk
 
 RAILS = Guardrails()  # error +2 points and ≤ 5 %, slow share +5 points, cost +25 %
 SETTING = 0.5  # ABTestInput.approval_risk's default: a person is asked above it
-RUNS = 400
+RUNS = 1000
 
 
 def draw(rng: np.random.Generator, calls: int, error_rate: float, cost: float) -> WindowArm:
@@ -54,17 +54,19 @@ def asked(seed: int, calls: int, challenger_error_rate: float, z: float) -> floa
 def test_arms_that_answer_alike_rarely_ask_a_person(calls: int) -> None:
     evidence = asked(calls, calls, 0.01, HEADROOM_Z)
     point = asked(calls, calls, 0.01, 0.0)
-    # Four allowances, each lowered by its 95 % one-sided noise: at most one test in twenty asks.
-    assert evidence <= 0.05, evidence
-    # The defect, kept visible: the point estimates asked in a large share of the same tests.
-    assert point >= 0.2, point
+    # A person is asked once more than ~71 % of an allowance counts as used: noise less one standard error
+    # rarely gets there (measured 4.8, 3.7, 2.4 %; the bound leaves room for 1000 runs' sampling noise).
+    assert evidence <= 0.06, evidence
+    # The defect, kept visible: the point estimates asked in a large share of the same tests (27-45 %).
+    assert point >= 0.15, point
 
 
-@pytest.mark.parametrize(("calls", "error_rate"), [(5000, 0.035), (2000, 0.04)])
+@pytest.mark.parametrize(("calls", "error_rate"), [(100, 0.08), (2000, 0.035), (500, 0.05)])
 def test_a_challenger_past_an_allowance_asks_a_person(calls: int, error_rate: float) -> None:
-    """1 % → 3.5 % or 4 % errors is past the +2-point allowance, yet short of the guardrail's own evidence
-    (it stops a test only at z ≥ 4.7): with thousands of calls, the margin asks a person."""
-    assert asked(7, calls, error_rate, HEADROOM_Z) >= 0.9
+    """1 % → 3.5 %, 5 % or 8 % errors is past the +2-point allowance (8 % past the 5 % limit too), yet short
+    of the guardrail's own evidence (it stops a test only at z ≥ 4.7): the margin asks a person in most
+    tests, already at 100 calls when the challenger is far past (a 95 % bound asked in 61 % of those)."""
+    assert asked(7, calls, error_rate, HEADROOM_Z) >= 0.75
 
 
 def test_evidence_lowers_each_excess_and_level() -> None:

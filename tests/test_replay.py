@@ -490,6 +490,9 @@ REQUIRED["abtest-release30"] = {
     EventType.EVENT_TYPE_MARKER_RECORDED,
 }
 NOT_LOOPS.add("abtest-release30")
+# The same run recorded with release 29's code: the margin's old path (point estimates), no marker.
+REQUIRED["abtest-promotes-release29"] = REQUIRED["abtest-release30"] - {EventType.EVENT_TYPE_MARKER_RECORDED}
+NOT_LOOPS.add("abtest-promotes-release29")
 
 
 def replayer() -> Replayer:

@@ -18,8 +18,8 @@ nothing. The factors:
 - guardrail margin (the headroom h to the nearest guardrail, autarky.models.guardrails.guardrail_headroom:
   0 at a limit, 1 far from every limit): r = (1 − h)², so a challenger that used 30 % of an allowance adds
   0.09 and one that used 80 % adds 0.64 (alone above 0.5 once less than ~29 % of the allowance is left).
-  From release 30 the A/B test counts what was used with evidence (each excess lowered by its 95 %
-  one-sided noise), so arms that answer alike do not ask a person on noise. None (no guardrail
+  From release 30 the A/B test counts what was used with evidence (each excess and level lowered by one
+  standard error, `HEADROOM_Z`), so arms that answer alike rarely ask a person on noise. None (no guardrail
   measured): 0, said in the reasons.
 """
 
