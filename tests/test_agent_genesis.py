@@ -57,7 +57,8 @@ from workers.registry import selfmod_activities
 from workflows.agent_genesis import AgentGenesisWorkflow, shown_code
 from workflows.self_modify import SelfModificationWorkflow
 
-LIMITS = SandboxLimits(cpu_seconds=60, wall_seconds=60, memory_mib=2048)
+# Wall time far above an idle run's: on busy CI every sandbox of every test worker shares two cores.
+LIMITS = SandboxLimits(cpu_seconds=60, wall_seconds=180, memory_mib=2048)
 SPEC = """
 name = "{name}"
 kind = "threshold"

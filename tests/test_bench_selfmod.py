@@ -62,7 +62,7 @@ def _run(method: str, seed: int, search: list[float], decision: list[float], sta
         improvement=Interval(estimate=1.0, low=0.5, high=1.5, kind="absolute")
         if status == "promoted"
         else None,
-        message="no candidate beat the incumbent on the search part",
+        message="no candidate beat the incumbent (search part)",
     )
     return Run(
         AGENT,

@@ -50,7 +50,8 @@ from workflows.self_modify import SelfModificationWorkflow
 AGENT = RELEVANCE_SCORER.name
 SOURCE = RELEVANCE_SCORER.source_files[0]
 DEGRADED = {**default_parameters(AGENT), "half": 12.0, "steepness": 6.0}
-LIMITS = SandboxLimits(cpu_seconds=60, wall_seconds=60, memory_mib=2048)
+# Wall time far above an idle run's: on busy CI every sandbox of every test worker shares two cores.
+LIMITS = SandboxLimits(cpu_seconds=60, wall_seconds=180, memory_mib=2048)
 LATE_REPORT = timedelta(seconds=5)
 
 

@@ -219,7 +219,8 @@ class SelfModificationWorkflow(ApprovalGate):
         result.candidates, result.failed_candidates = self._candidates, self._failed
         result.best_search = best.figure
         if best.origin == CandidateOrigin.INCUMBENT:
-            return self._end(result, "not_promoted", "no candidate beat the incumbent on the search part")
+            why = f"; {self._failed} of {self._candidates} failed: {failures[-1][:200]}" if failures else ""
+            return self._end(result, "not_promoted", f"no candidate beat the incumbent (search part{why})")
 
         self._show(f"comparing {best.key} with the incumbent on the decision part")
         compared: BenchmarkOutcome = await self._activity(
