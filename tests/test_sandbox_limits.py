@@ -49,7 +49,8 @@ def test_stubborn_fork_bomb_is_stopped_and_leaves_nothing(workdir: Path, marker:
             except OSError:
                 time.sleep(0.01)
     """
-    limits = LIMITS.model_copy(update={"wall_seconds": 3})
+    # CPU time far above what two cores give in the wall time: only the wall clock can end it.
+    limits = LIMITS.model_copy(update={"wall_seconds": 3, "cpu_seconds": 60})
     result = run_py(code, workdir, limits, marker)
     assert stopped(result)
     assert result.limit is SandboxLimit.WALL_CLOCK, result.summary()
@@ -65,7 +66,8 @@ def test_shell_fork_bomb(workdir: Path, marker: str) -> None:
     # It forks only once, before the bomb exists: `bomb` itself would fork twice (a pipeline of two), and the
     # second fork could meet the limit the first one's bomb had already reached.
     script = f"bomb() {{ bomb | bomb & }}; bomb & exec sleep 60 # {marker}"
-    limits = LIMITS.model_copy(update={"wall_seconds": 3})
+    # CPU time far above what two cores give in the wall time (a bomb once spent 3.9 s of CPU in 2.2 s).
+    limits = LIMITS.model_copy(update={"wall_seconds": 3, "cpu_seconds": 60})
     result = run_sandboxed(["/bin/sh", "-c", script], workdir, limits)
     assert "Cannot fork" in result.output, result.summary()
     assert result.limit is SandboxLimit.WALL_CLOCK, result.summary()
