@@ -117,10 +117,17 @@ def critical_z(rails: Guardrails, checks: float) -> float:
     return -_NORMAL.inv_cdf(check_level(rails, checks))
 
 
+def _adjusted(x: int, n: int) -> tuple[float, float]:
+    """Agresti-Caffo: the rate with one success and one failure added, and its variance (an empty or full
+    cell keeps a spread)."""
+    a = (x + 1) / (n + 2)
+    return a, a * (1 - a) / (n + 2)
+
+
 def _z_proportions(x_c: int, n_c: int, x_i: int, n_i: int, margin: float) -> float:
     """Agresti-Caffo z for H0: p_c − p_i ≤ margin."""
-    a, b = (x_c + 1) / (n_c + 2), (x_i + 1) / (n_i + 2)
-    return (a - b - margin) / math.sqrt(a * (1 - a) / (n_c + 2) + b * (1 - b) / (n_i + 2))
+    (a, var_a), (b, var_b) = _adjusted(x_c, n_c), _adjusted(x_i, n_i)
+    return (a - b - margin) / math.sqrt(var_a + var_b)
 
 
 def _z_contrast(estimate: float, variance: float, scale: float) -> float:
@@ -268,16 +275,12 @@ def guardrail_headroom(
             return 1.0 if excess > 0 else 0.0
         return max(0.0, excess) / allowance
 
-    def rate_se(x: int, n: int) -> float:  # Agresti-Caffo, as the guardrails: an empty cell keeps a spread
-        a = (x + 1) / (n + 2)
-        return math.sqrt(a * (1 - a) / (n + 2))
-
     if rails.max_error_increase is not None and inc.calls:
-        se = math.hypot(rate_se(ch.errors, ch.calls), rate_se(inc.errors, inc.calls))
+        se = math.sqrt(_adjusted(ch.errors, ch.calls)[1] + _adjusted(inc.errors, inc.calls)[1])
         excess = ch.errors / ch.calls - inc.errors / inc.calls - z * se
         used.append(share(excess, rails.max_error_increase))
     if rails.max_slow_increase is not None and inc.answered and ch.answered:
-        se = math.hypot(rate_se(ch.slow, ch.answered), rate_se(inc.slow, inc.answered))
+        se = math.sqrt(_adjusted(ch.slow, ch.answered)[1] + _adjusted(inc.slow, inc.answered)[1])
         excess = ch.slow / ch.answered - inc.slow / inc.answered - z * se
         used.append(share(excess, rails.max_slow_increase))
     if rails.max_cost_increase is not None and inc.calls:
@@ -285,7 +288,7 @@ def guardrail_headroom(
         excess = ch.cost_mean - inc.cost_mean - z * se
         used.append(share(excess, rails.max_cost_increase * inc.cost_mean))
     if rails.max_error_rate is not None:
-        level = ch.errors / ch.calls - z * rate_se(ch.errors, ch.calls)
+        level = ch.errors / ch.calls - z * math.sqrt(_adjusted(ch.errors, ch.calls)[1])
         used.append(share(level, rails.max_error_rate))
     if rails.max_p95_latency_ms is not None and ch.p95_ms is not None:
         used.append(share(ch.p95_ms, rails.max_p95_latency_ms))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -224,14 +224,11 @@ def agents_create(
 
         return await _follow(handle, show)
 
-    outcome = run_command(run)
-    if isinstance(outcome, str):
-        fail(outcome, 2)
-    if outcome is None:
-        return
-    _print(f"{outcome.name}: {outcome.status.replace('_', ' ')} — {outcome.message}")
-    if outcome.status != "registered":
-        raise typer.Exit(1)
+    _report(
+        run_command(run),
+        lambda o: _print(f"{o.name}: {o.status.replace('_', ' ')} — {o.message}"),
+        ok={"registered"},
+    )
 
 
 # ---------------------------------------------------------------------- evolve
@@ -317,13 +314,18 @@ def evolve(
 
         return await _follow(handle, show)
 
-    outcome = run_command(run)
+    _report(run_command(run), _print_result, ok=OK_STATUSES)
+
+
+def _report(outcome: Any, show: Callable[[Any], None], ok: Collection[str]) -> None:
+    """A followed run's end: an error string fails (exit 2), None (not followed) says nothing more, a
+    result is shown and exits 1 unless its status is one of `ok`."""
     if isinstance(outcome, str):
         fail(outcome, 2)
     if outcome is None:
         return
-    _print_result(outcome)
-    if outcome.status not in OK_STATUSES:
+    show(outcome)
+    if outcome.status not in ok:
         raise typer.Exit(1)
 
 
